@@ -1,0 +1,18 @@
+//! # dyadsim — an analog-crossbar hardware model and on-chip training emulator
+//!
+//! dyadsim emulates a chip that learns with **dual propagation** (DP) and its
+//! adjoint variant **DP⊤** (Høier & Zach, *Two Tales of Single-Phase
+//! Contrastive Hebbian Learning*, ICML 2024; Høier, Staudt & Zach, *Dual
+//! Propagation*, ICML 2023).
+pub mod circuit;
+pub mod cli;
+pub mod controller;
+pub mod data;
+pub mod devices;
+pub mod experiment;
+pub mod linalg;
+pub mod metrics;
+pub mod network;
+pub mod report;
+pub mod rules;
+pub mod substrate;
