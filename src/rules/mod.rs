@@ -1,1 +1,2 @@
-//! (module under construction)
+//! Learning rules
+pub mod optimizer;

@@ -1,0 +1,157 @@
+//! Optimisers that turn a gradient into a parameter step on the digital
+//! substrate: SGD with momentum and Adam (Kingma & Ba 2015).
+//!
+//! On a crossbar there is no optimiser state per weight: the controller
+//! writes plain SGD steps as pulses (DESIGN.md §4).
+
+use crate::linalg::Mat;
+use serde::{Deserialize, Serialize};
+
+/// Which optimiser, with its hyper-parameters (TOML `[optimizer]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizerConfig {
+    /// `adam` (default) or `sgd`.
+    pub kind: OptimizerKind,
+    /// Learning rate η (Adam default 1e-3, as in the paper's MLP runs).
+    pub lr: f32,
+    /// SGD momentum μ in [0, 1).
+    pub momentum: f32,
+    /// Adam β₁.
+    pub beta1: f32,
+    /// Adam β₂.
+    pub beta2: f32,
+    /// Adam ε.
+    pub eps: f32,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self {
+            kind: OptimizerKind::Adam,
+            lr: 1e-3,
+            momentum: 0.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
+/// The optimiser family.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    /// Stochastic gradient descent with (optional) heavy-ball momentum.
+    Sgd,
+    /// Adam with bias correction.
+    Adam,
+}
+
+/// Per-parameter optimiser state for one tensor (weights or bias).
+#[derive(Clone, Debug)]
+pub struct OptimizerState {
+    config: OptimizerConfig,
+    first_moment: Mat,
+    second_moment: Mat,
+    steps: u32,
+}
+
+impl OptimizerState {
+    /// Fresh state for a `rows × cols` tensor.
+    pub fn new(config: &OptimizerConfig, rows: usize, cols: usize) -> Self {
+        let needs_second = config.kind == OptimizerKind::Adam;
+        Self {
+            config: config.clone(),
+            first_moment: Mat::zeros(rows, cols),
+            second_moment: if needs_second {
+                Mat::zeros(rows, cols)
+            } else {
+                Mat::zeros(0, 0)
+            },
+            steps: 0,
+        }
+    }
+
+    /// One step on `param` for gradient `grad` (same shape):
+    /// - SGD: `m ← μ m + g`, `θ ← θ − η m`;
+    /// - Adam: `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
+    ///   `θ ← θ − η m̂ / (√v̂ + ε)` with bias-corrected `m̂, v̂`.
+    pub fn step(&mut self, param: &mut [f32], grad: &[f32]) {
+        debug_assert_eq!(param.len(), grad.len());
+        self.steps += 1;
+        let c = &self.config;
+        let lr = c.lr;
+        match c.kind {
+            OptimizerKind::Sgd => {
+                let mu = c.momentum;
+                if mu == 0.0 {
+                    for (p, g) in param.iter_mut().zip(grad) {
+                        *p -= lr * g;
+                    }
+                } else {
+                    for ((p, g), m) in param
+                        .iter_mut()
+                        .zip(grad)
+                        .zip(self.first_moment.as_mut_slice())
+                    {
+                        *m = mu * *m + g;
+                        *p -= lr * *m;
+                    }
+                }
+            }
+            OptimizerKind::Adam => {
+                let (b1, b2, eps) = (c.beta1, c.beta2, c.eps);
+                let t = self.steps as i32;
+                let correction1 = 1.0 - b1.powi(t);
+                let correction2 = 1.0 - b2.powi(t);
+                // Fold the bias corrections into the step size (Kingma & Ba, Alg. 1, last lines).
+                let step = lr * correction2.sqrt() / correction1;
+                let eps_hat = eps * correction2.sqrt();
+                for (((p, g), m), v) in param
+                    .iter_mut()
+                    .zip(grad)
+                    .zip(self.first_moment.as_mut_slice())
+                    .zip(self.second_moment.as_mut_slice())
+                {
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * g * g;
+                    *p -= step * *m / (v.sqrt() + eps_hat);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sgd_minimises_a_quadratic() {
+        let cfg = OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            lr: 0.1,
+            momentum: 0.5,
+            ..Default::default()
+        };
+        let mut state = OptimizerState::new(&cfg, 1, 1);
+        let mut x = [3.0f32];
+        for _ in 0..200 {
+            let g = [2.0 * x[0]];
+            state.step(&mut x, &g);
+        }
+        assert!(x[0].abs() < 1e-4);
+    }
+
+    #[test]
+    fn adam_first_step_has_size_lr() {
+        // With bias correction the first Adam step is lr·sign(g) (up to ε).
+        let cfg = OptimizerConfig::default();
+        let mut state = OptimizerState::new(&cfg, 1, 2);
+        let mut x = [0.0f32, 0.0];
+        state.step(&mut x, &[5.0, -0.01]);
+        assert!((x[0] + 1e-3).abs() < 1e-7);
+        assert!((x[1] - 1e-3).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,76 @@
+//! The ideal digital substrate: exact `f32` weights updated by an optimiser.
+//! This is the reference every hardware model is compared against.
+
+use super::{OuterProductGradient, WeightArray};
+use crate::linalg::{add_to_columns, ensure_shape, gemm, Mat, Op, Vector};
+use crate::rules::optimizer::{OptimizerConfig, OptimizerState};
+
+/// Floating-point weights and bias with their optimiser state.
+#[derive(Clone, Debug)]
+pub struct DigitalWeights {
+    weights: Mat,
+    bias: Vector,
+    weight_optimizer: OptimizerState,
+    bias_optimizer: OptimizerState,
+    gradient_buffer: Mat,
+}
+
+impl DigitalWeights {
+    /// Wraps the given weights (`n_out × n_in`) and bias (`n_out`).
+    pub fn new(weights: Mat, bias: Vector, optimizer: &OptimizerConfig) -> Self {
+        let (r, c) = weights.shape();
+        Self {
+            weight_optimizer: OptimizerState::new(optimizer, r, c),
+            bias_optimizer: OptimizerState::new(optimizer, r, 1),
+            gradient_buffer: Mat::zeros(r, c),
+            weights,
+            bias,
+        }
+    }
+}
+
+impl WeightArray for DigitalWeights {
+    fn n_out(&self) -> usize {
+        self.weights.nrows()
+    }
+    fn n_in(&self) -> usize {
+        self.weights.ncols()
+    }
+    fn forward(&mut self, x: &Mat, out: &mut Mat) {
+        ensure_shape(out, self.weights.nrows(), x.ncols());
+        gemm(1.0, &self.weights, Op::N, x, Op::N, 0.0, out);
+        add_to_columns(out, &self.bias);
+    }
+    fn transposed(&mut self, d: &Mat, out: &mut Mat) {
+        ensure_shape(out, self.weights.ncols(), d.ncols());
+        gemm(1.0, &self.weights, Op::T, d, Op::N, 0.0, out);
+    }
+    fn apply_gradient(&mut self, grad: &OuterProductGradient) {
+        gemm(
+            grad.scale,
+            &grad.left,
+            Op::N,
+            &grad.right,
+            Op::T,
+            0.0,
+            &mut self.gradient_buffer,
+        );
+        self.weight_optimizer.step(
+            self.weights.as_mut_slice(),
+            self.gradient_buffer.as_slice(),
+        );
+        let gb = grad.bias_gradient();
+        self.bias_optimizer
+            .step(self.bias.as_mut_slice(), gb.as_slice());
+    }
+    fn weights(&self) -> Mat {
+        self.weights.clone()
+    }
+    fn bias(&self) -> Vector {
+        self.bias.clone()
+    }
+    fn set_parameters(&mut self, weights: &Mat, bias: &Vector) {
+        self.weights.copy_from(weights);
+        self.bias.copy_from(bias);
+    }
+}
