@@ -58,12 +58,18 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         .map(|a| format!("{:.2}%", 100.0 * a))
         .unwrap_or_else(|| "n/a".into());
     if args.json {
-        println!("{}", serde_json::to_string(result).context("serialising result")?);
+        println!(
+            "{}",
+            serde_json::to_string(result).context("serialising result")?
+        );
     } else {
         println!(
             "status: {:?}, test accuracy {acc}, Lipschitz {}, {:.0} training samples/s",
             result.status,
-            result.lipschitz.map(|l| format!("{l:.2}")).unwrap_or_else(|| "n/a".into()),
+            result
+                .lipschitz
+                .map(|l| format!("{l:.2}"))
+                .unwrap_or_else(|| "n/a".into()),
             result.samples_per_second
         );
         if let Some(d) = &result.diverged_at {

@@ -33,7 +33,11 @@ pub fn backprop(net: &mut Network, x: &Mat, y: &Mat) -> BackpropPass {
         let input = if k == 0 { x } else { &states[k - 1] };
         let mut a = Mat::zeros(0, 0);
         net.layers[k].forward(input, &mut a);
-        let s = if k + 1 < depth { a.map(|v| f.apply(v)) } else { a.clone() };
+        let s = if k + 1 < depth {
+            a.map(|v| f.apply(v))
+        } else {
+            a.clone()
+        };
         drives.push(a);
         states.push(s);
     }
@@ -45,9 +49,17 @@ pub fn backprop(net: &mut Network, x: &Mat, y: &Mat) -> BackpropPass {
     let mut gradients = Vec::with_capacity(depth);
     let mut back = Mat::zeros(0, 0);
     for k in (0..depth).rev() {
-        let right = if k == 0 { x.clone() } else { states[k - 1].clone() };
+        let right = if k == 0 {
+            x.clone()
+        } else {
+            states[k - 1].clone()
+        };
         net.layers[k].transposed(&error, &mut back);
-        gradients.push(OuterProductGradient { left: error.clone(), right, scale });
+        gradients.push(OuterProductGradient {
+            left: error.clone(),
+            right,
+            scale,
+        });
         if k > 0 {
             error = back.zip_map(&drives[k - 1], |g, a| g * f.derivative(a));
         }
@@ -65,7 +77,9 @@ pub fn backprop(net: &mut Network, x: &Mat, y: &Mat) -> BackpropPass {
 /// x' = x + ε·∇ₓℓ, from a BP pass at x.
 pub fn adversarial_input(kind: AdversaryKind, epsilon: f32, x: &Mat, input_gradient: &Mat) -> Mat {
     match kind {
-        AdversaryKind::Fgsm => x.zip_map(input_gradient, |xi, g| xi + epsilon * g.signum() * (g != 0.0) as i32 as f32),
+        AdversaryKind::Fgsm => x.zip_map(input_gradient, |xi, g| {
+            xi + epsilon * g.signum() * (g != 0.0) as i32 as f32
+        }),
         AdversaryKind::Grad => x.zip_map(input_gradient, |xi, g| xi + epsilon * g),
     }
 }

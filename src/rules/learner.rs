@@ -60,7 +60,13 @@ impl Learner {
 
     /// One step on batch (x, y) with the discrete schedule, or with `settler`
     /// in its place when given.
-    pub fn step(&mut self, net: &mut Network, x: &Mat, y: &Mat, settler: Option<&mut dyn Settler>) -> StepOutcome {
+    pub fn step(
+        &mut self,
+        net: &mut Network,
+        x: &Mat,
+        y: &Mat,
+        settler: Option<&mut dyn Settler>,
+    ) -> StepOutcome {
         match &self.dual {
             Some(params) => {
                 let mut inf = DualInference {
@@ -90,7 +96,12 @@ impl Learner {
                 let loss_sum = net.loss.total(&pass.output, y);
                 let correct = count_correct(&pass.output, y);
                 if self.rule == RuleKind::BpAdv {
-                    let x_adv = adversarial_input(self.adversary, self.adv_epsilon, x, &pass.input_gradient);
+                    let x_adv = adversarial_input(
+                        self.adversary,
+                        self.adv_epsilon,
+                        x,
+                        &pass.input_gradient,
+                    );
                     let adv = backprop(net, &x_adv, y);
                     StepOutcome {
                         gradients: adv.gradients,
