@@ -5,3 +5,4 @@ pub mod result;
 
 pub use config::{Config, ValidConfig};
 pub use result::RunResult;
+pub mod train;
