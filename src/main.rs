@@ -18,6 +18,8 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Angle between a rule's weight gradient and exact back-propagation's on one batch.
     Angle(cli::angle::AngleArgs),
+    /// List the device models, or show one's parameters and pulse-response plot.
+    Devices(cli::devices::DevicesArgs),
 }
 
 fn main() {
@@ -25,6 +27,7 @@ fn main() {
     let outcome = match &parsed.command {
         Command::Train(a) => cli::train::run_train(a),
         Command::Angle(a) => cli::angle::run_angle(a),
+        Command::Devices(a) => cli::devices::run(a),
     };
     if let Err(e) = outcome {
         eprintln!("error: {e:#}");

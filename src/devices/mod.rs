@@ -57,6 +57,19 @@ pub enum StepResponse {
     Exponential,
 }
 
+impl StepResponse {
+    /// The name used in model files.
+    pub fn name(self) -> &'static str {
+        match self {
+            StepResponse::Ideal => "ideal",
+            StepResponse::Constant => "constant",
+            StepResponse::Linear => "linear",
+            StepResponse::SoftBounds => "soft_bounds",
+            StepResponse::Exponential => "exponential",
+        }
+    }
+}
+
 /// One device model, as read from `device_models/NAME.toml`.
 ///
 /// Every field is required in a model file, so that a file is a complete,
@@ -382,7 +395,7 @@ impl DeviceModel {
         format!(
             "{:<15} {:<12} {:>13}  {}",
             self.name,
-            format!("{:?}", self.response).to_lowercase(),
+            self.response.name(),
             states,
             self.description
         )
