@@ -76,8 +76,9 @@ fn update_and_reads(c: &mut Criterion) {
     let idx: Vec<usize> = (0..batch).collect();
     data.train.batch(&idx, 10, &mut x, &mut y);
     let cfg = CrossbarConfig { device: "reram_es".into(), lr: 0.1, ..CrossbarConfig::default() };
-    let mut xbar = Crossbar::new(&cfg, &toml::Table::new(), n_out, n_in, 1).expect("crossbar");
     let w0 = Mat::from_fn(n_out, n_in, |_, _| (rng.gen::<f32>() - 0.5) * 0.1);
+    let cfg = cfg.resolved_for(&w0, &Vector::zeros(n_out));
+    let mut xbar = Crossbar::new(&cfg, &toml::Table::new(), n_out, n_in, 1).expect("crossbar");
     xbar.set_parameters(&w0, &Vector::zeros(n_out));
     let delta = Mat::from_fn(n_out, batch, |_, _| (rng.gen::<f32>() - 0.5) * 0.2);
     let grad = OuterProductGradient { left: delta, right: x.clone(), scale: -1.0 / batch as f32 };

@@ -16,6 +16,14 @@ fn overrides(pairs: &[(&str, toml::Value)]) -> toml::Table {
         .collect()
 }
 
+/// Default settings with a fixed weight scale of 1.
+fn base() -> CrossbarConfig {
+    CrossbarConfig {
+        w_scale: 1.0,
+        ..CrossbarConfig::default()
+    }
+}
+
 /// Periphery switched off (no DAC/ADC quantisation or saturation, no output noise).
 fn ideal_periphery(device: &str) -> CrossbarConfig {
     CrossbarConfig {
@@ -24,7 +32,7 @@ fn ideal_periphery(device: &str) -> CrossbarConfig {
         adc_bits: 0,
         adc_range: 0.0,
         output_noise: 0.0,
-        ..CrossbarConfig::default()
+        ..base()
     }
 }
 
@@ -250,7 +258,7 @@ fn dac_and_adc_quantise_clip_and_saturate() {
         adc_bits: 0,
         adc_range: 0.0,
         output_noise: 0.0,
-        ..CrossbarConfig::default()
+        ..base()
     };
     let ov = overrides(&[("bound_dtod", 0.0.into())]);
     let mut xbar = Crossbar::new(&cfg, &ov, 1, 3, 1).unwrap();
@@ -269,7 +277,7 @@ fn dac_and_adc_quantise_clip_and_saturate() {
         adc_bits: 4,
         adc_range: 0.3,
         output_noise: 0.0,
-        ..CrossbarConfig::default()
+        ..base()
     };
     let mut xbar = Crossbar::new(&cfg, &ov, 1, 3, 1).unwrap();
     xbar.set_parameters(&Mat::from_row_slice(1, 3, &[0.5, 0.5, 0.5]), &Vector::zeros(1));
@@ -325,7 +333,7 @@ fn one_sided_pcm_pairs_potentiate_only_and_refresh() {
 fn device_state_round_trips_through_json() {
     let cfg = CrossbarConfig {
         write: WriteScheme::MixedPrecision,
-        ..CrossbarConfig::default()
+        ..base()
     };
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let ov = toml::Table::new();
@@ -365,7 +373,7 @@ fn reference_mapping_encodes_weights_against_the_reference_line() {
 
 #[test]
 fn hardware_summary_counts_pulses_and_reads() {
-    let cfg = CrossbarConfig::default();
+    let cfg = base();
     let ov = overrides(&[("stuck_at_max", 0.1.into())]);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut xbar = Crossbar::new(&cfg, &ov, 20, 30, 2).unwrap();
@@ -395,12 +403,12 @@ fn config_errors_name_the_field() {
     let bad = CrossbarConfig { write: WriteScheme::Stochastic, ..ideal_periphery("ideal") };
     let msg = format!("{:#}", bad.check(&table).unwrap_err());
     assert!(msg.contains("crossbar.write") && msg.contains("ideal"), "{msg}");
-    let bad = CrossbarConfig { adc_bits: 1, ..CrossbarConfig::default() };
+    let bad = CrossbarConfig { adc_bits: 1, ..base() };
     assert!(format!("{:#}", bad.check(&table).unwrap_err()).contains("crossbar.adc_bits"));
-    let bad = CrossbarConfig { device: "nope".into(), ..CrossbarConfig::default() };
+    let bad = CrossbarConfig { device: "nope".into(), ..base() };
     let msg = format!("{:#}", bad.check(&table).unwrap_err());
     assert!(msg.contains("crossbar.device") && msg.contains("constant_step"), "{msg}");
     let ov = overrides(&[("levles", 4.into())]);
-    let msg = format!("{:#}", CrossbarConfig::default().check(&ov).unwrap_err());
+    let msg = format!("{:#}", base().check(&ov).unwrap_err());
     assert!(msg.contains("device.levles") && msg.contains("constant_step.toml"), "{msg}");
 }

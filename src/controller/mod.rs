@@ -118,6 +118,9 @@ pub struct Controller {
     /// Dense ΔW buffer (exact, mixed, per-batch stochastic counts).
     delta: Mat,
     counts: Vec<i32>,
+    /// Row probabilities and probability buckets of the current sample (scratch).
+    row_probability: Vec<f64>,
+    buckets: Vec<Vec<u32>>,
     rng: ChaCha8Rng,
     stats: ControllerStats,
 }
@@ -158,6 +161,8 @@ impl Controller {
             },
             delta: Mat::zeros(0, 0),
             counts: Vec::new(),
+            row_probability: Vec::new(),
+            buckets: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             stats: ControllerStats::default(),
         }
@@ -327,6 +332,12 @@ impl Controller {
     }
 
     /// Stochastic coincidence counts of sample `b`, appended to `events`.
+    ///
+    /// Rows are grouped into buckets of row probability within a factor 2
+    /// (`p ∈ (p_max 2^{−k−1}, p_max 2^{−k}]`); in each column and bucket the
+    /// devices with ≥ 1 coincidence are found by geometric skipping at the
+    /// bucket's top rate and thinning, so every candidate is accepted with
+    /// probability ≥ ~½ and the cost is O(buckets + pulses) per column.
     fn stochastic_sample(&mut self, grad: &OuterProductGradient, b: usize, events: &mut Vec<PulseEvent>) {
         let left = grad.left.column(b);
         let right = grad.right.column(b);
@@ -350,8 +361,9 @@ impl Controller {
         };
         // Sign of ΔW_ij = −c·L_i·R_j.
         let sign_scale = if grad.scale > 0.0 { -1i32 } else { 1 };
-        let mut p = Vec::with_capacity(n_out);
         let mut clipped = 0u64;
+        let mut p = std::mem::take(&mut self.row_probability);
+        p.clear();
         for v in left.iter() {
             let pi = k_l * v.abs() as f64;
             if pi > 1.0 {
@@ -360,9 +372,20 @@ impl Controller {
             p.push(pi.min(1.0));
         }
         let p_max = p.iter().fold(0.0f64, |m, &v| m.max(v));
+        let mut buckets = std::mem::take(&mut self.buckets);
+        buckets.resize_with(BUCKETS, Vec::new);
+        for bucket in buckets.iter_mut() {
+            bucket.clear();
+        }
+        for (i, &pi) in p.iter().enumerate() {
+            if pi > 0.0 {
+                let k = ((p_max / pi).log2().floor().max(0.0) as usize).min(BUCKETS - 1);
+                buckets[k].push(i as u32);
+            }
+        }
+        let sum_left: f64 = left.iter().map(|v| v.abs() as f64).sum();
         let mut requested = 0.0f64;
-        let n_cols = self.n_in + 1;
-        for j in 0..n_cols {
+        for j in 0..=self.n_in {
             let rj = if j < self.n_in { right[j] } else { self.bias_input };
             if rj == 0.0 {
                 continue;
@@ -372,65 +395,79 @@ impl Controller {
                 clipped += 1;
                 qj = 1.0;
             }
-            requested += c * rj.abs() as f64 * left.iter().map(|v| v.abs() as f64).sum::<f64>();
+            requested += c * rj.abs() as f64 * sum_left;
             let col_sign = if rj > 0.0 { sign_scale } else { -sign_scale };
             let offset = (j * n_out) as u32;
-            // Probability that the most likely device of the column gets ≥ 1 pulse.
-            let r_top = 1.0 - (1.0 - p_max * qj).powi(bl as i32);
-            if r_top <= 0.0 {
-                continue;
-            }
-            let mut emit = |i: usize, n: u32, rng_sign: i32| {
-                let s = if left[i] > 0.0 { rng_sign } else { -rng_sign };
-                events.push(PulseEvent {
-                    index: offset + i as u32,
-                    pulses: s * n as i32,
-                });
-            };
-            if r_top > 0.25 {
-                // Dense column: one uniform per device.
-                for (i, &pi) in p.iter().enumerate() {
-                    if pi == 0.0 {
-                        continue;
-                    }
-                    let u: f64 = self.rng.gen();
-                    let n = binomial_inverse(u, bl, pi * qj);
-                    if n > 0 {
-                        emit(i, n, col_sign);
-                    }
+            for (k, rows) in buckets.iter().enumerate() {
+                if rows.is_empty() {
+                    continue;
                 }
-            } else {
-                // Sparse column: candidates at rate r_top by geometric skips,
-                // accepted with P(n ≥ 1 | device)/r_top (thinning), then
-                // n drawn from the binomial conditioned on n ≥ 1.
+                let bound = (p_max * 0.5f64.powi(k as i32) * qj).min(1.0);
+                let r_top = 1.0 - pow_u32(1.0 - bound, bl);
+                if r_top <= 0.0 {
+                    continue;
+                }
+                if r_top > 0.5 {
+                    // Dense: one uniform per device.
+                    for &i in rows {
+                        let u: f64 = self.rng.gen();
+                        let n = binomial_inverse(u, bl, p[i as usize] * qj);
+                        if n > 0 {
+                            let s = if left[i as usize] > 0.0 { col_sign } else { -col_sign };
+                            events.push(PulseEvent { index: offset + i, pulses: s * n as i32 });
+                        }
+                    }
+                    continue;
+                }
                 let log_miss = (1.0 - r_top).ln();
-                let mut i = 0usize;
+                let mut pos = 0usize;
                 loop {
                     let u: f64 = self.rng.gen();
                     let skip = ((1.0 - u).ln() / log_miss).floor();
-                    if !skip.is_finite() || skip >= (n_out - i) as f64 {
+                    if !(skip < (rows.len() - pos) as f64) {
                         break;
                     }
-                    i += skip as usize;
-                    let pij = p[i] * qj;
-                    let r_i = 1.0 - (1.0 - pij).powi(bl as i32);
+                    pos += skip as usize;
+                    let i = rows[pos];
+                    let pij = p[i as usize] * qj;
+                    let r_i = 1.0 - pow_u32(1.0 - pij, bl);
                     let accept: f64 = self.rng.gen();
                     if accept * r_top < r_i {
                         let u: f64 = self.rng.gen();
-                        // u·r_i + P(0) lands in the n ≥ 1 part of the CDF.
+                        // (1 − r_i) + u·r_i lands in the n ≥ 1 part of the CDF.
                         let n = binomial_inverse((1.0 - r_i) + u * r_i, bl, pij).max(1);
-                        emit(i, n, col_sign);
+                        let s = if left[i as usize] > 0.0 { col_sign } else { -col_sign };
+                        events.push(PulseEvent { index: offset + i, pulses: s * n as i32 });
                     }
-                    i += 1;
-                    if i >= n_out {
+                    pos += 1;
+                    if pos >= rows.len() {
                         break;
                     }
                 }
             }
         }
+        self.row_probability = p;
+        self.buckets = buckets;
         self.stats.clipped_probabilities += clipped;
         self.stats.requested_pulse_events += requested;
     }
+}
+
+/// Number of row-probability buckets (factor 2 apart) of the stochastic sampler.
+const BUCKETS: usize = 24;
+
+/// `x^n` by repeated squaring (inlined; `powi` is an out-of-line call).
+#[inline]
+fn pow_u32(mut x: f64, mut n: u32) -> f64 {
+    let mut acc = 1.0;
+    while n > 0 {
+        if n & 1 == 1 {
+            acc *= x;
+        }
+        x *= x;
+        n >>= 1;
+    }
+    acc
 }
 
 /// Non-zero counts as events, in index order.
@@ -458,7 +495,7 @@ pub fn binomial_inverse(u: f64, n: u32, p: f64) -> u32 {
     }
     let q = 1.0 - p;
     let ratio = p / q;
-    let mut pmf = q.powi(n as i32);
+    let mut pmf = pow_u32(q, n);
     let mut cdf = pmf;
     let mut k = 0u32;
     while u >= cdf && k < n {

@@ -5,7 +5,7 @@
 //! devices are contiguous). Device-to-device variation is drawn once at
 //! construction; cycle-to-cycle and write noise at every pulse.
 
-use super::DeviceModel;
+use super::{DeviceModel, StepResponse};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -411,11 +411,15 @@ impl DeviceArray {
         } else {
             self.step_down[i]
         };
-        let width = hi - lo;
+        let inv_width = 1.0 / (hi - lo);
+        let constant = matches!(m.response, StepResponse::Constant | StepResponse::Ideal);
         for _ in 0..effective {
-            let x = if m.bounded { (g - lo) / width } else { g };
-            let (fu, fd) = m.response_factors(x);
-            let mut dg = step * if up { fu } else { fd };
+            let mut dg = if constant {
+                step
+            } else {
+                let x = if m.bounded { (g - lo) * inv_width } else { g };
+                step * m.response_factor(x, up)
+            };
             if sigma > 0.0 {
                 let xi = self.rng.sample::<f32, _>(StandardNormal);
                 if m.c2c_multiplicative {

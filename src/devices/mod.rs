@@ -385,6 +385,36 @@ impl DeviceModel {
         }
     }
 
+    /// The response factor of one direction (`f_up(x)` if `up`, else
+    /// `f_down(x)`), without evaluating the other.
+    #[inline]
+    pub fn response_factor(&self, x: f32, up: bool) -> f32 {
+        match self.response {
+            StepResponse::Ideal | StepResponse::Constant => 1.0,
+            StepResponse::Linear => if up {
+                1.0 - self.slope_up * (x - self.g_center)
+            } else {
+                1.0 + self.slope_down * (x - self.g_center)
+            }
+            .max(0.0),
+            StepResponse::SoftBounds => if up {
+                (1.0 - x) / (1.0 - self.g_center)
+            } else {
+                x / self.g_center
+            }
+            .max(0.0),
+            StepResponse::Exponential => {
+                let z = self.exp_z_slope * x + self.exp_z_offset;
+                if up {
+                    1.0 - self.exp_a_up * (self.exp_gamma_up * z).exp()
+                } else {
+                    1.0 - self.exp_a_down * (-self.exp_gamma_down * z).exp()
+                }
+                .max(0.0)
+            }
+        }
+    }
+
     /// One line for `dyadsim devices`.
     pub fn summary_line(&self) -> String {
         let states = if self.states().is_finite() {

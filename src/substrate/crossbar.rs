@@ -96,8 +96,12 @@ pub struct CrossbarConfig {
     pub update: UpdateGranularity,
     /// `differential` or `reference`.
     pub mapping: Mapping,
-    /// Weight at full conductance difference (`|w| ≤ w_scale`).
+    /// Weight at full conductance difference (`|w| ≤ w_scale`); 0 = automatic
+    /// per layer: `w_scale_headroom × max |W_init|`, so the initial weights use
+    /// a fixed share of the conductance range (aihwkit's weight scaling ω).
     pub w_scale: f32,
+    /// Automatic `w_scale` as a multiple of the largest initial weight.
+    pub w_scale_headroom: f32,
     /// `abs_max` or `fixed` DAC scaling.
     pub input_scaling: InputScaling,
     /// DAC resolution in bits (0 = no quantisation).
@@ -128,7 +132,8 @@ impl Default for CrossbarConfig {
             lr: 0.01,
             update: UpdateGranularity::PerSample,
             mapping: Mapping::Differential,
-            w_scale: 1.0,
+            w_scale: 0.0,
+            w_scale_headroom: 1.5,
             input_scaling: InputScaling::AbsMax,
             dac_bits: 7,
             dac_range: 1.0,
@@ -154,8 +159,14 @@ impl CrossbarConfig {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             bail!("crossbar.lr = {} is out of range: must be > 0", self.lr);
         }
-        if !(self.w_scale.is_finite() && self.w_scale > 0.0) {
-            bail!("crossbar.w_scale = {} is out of range: must be > 0", self.w_scale);
+        if !(self.w_scale.is_finite() && self.w_scale >= 0.0) {
+            bail!("crossbar.w_scale = {} is out of range: must be > 0 (or 0 = automatic)", self.w_scale);
+        }
+        if !(self.w_scale_headroom.is_finite() && self.w_scale_headroom > 0.0) {
+            bail!(
+                "crossbar.w_scale_headroom = {} is out of range: must be > 0",
+                self.w_scale_headroom
+            );
         }
         for (field, bits) in [("crossbar.dac_bits", self.dac_bits), ("crossbar.adc_bits", self.adc_bits)] {
             if bits == 1 || bits > 24 {
@@ -197,6 +208,21 @@ impl CrossbarConfig {
             );
         }
         Ok(())
+    }
+
+    /// This configuration with `w_scale` resolved for a layer whose initial
+    /// parameters are `weights`, `bias` (automatic scaling when `w_scale = 0`).
+    pub fn resolved_for(&self, weights: &Mat, bias: &Vector) -> Self {
+        let mut c = self.clone();
+        if c.w_scale == 0.0 {
+            let m = weights.amax().max(bias.amax());
+            c.w_scale = if m.is_finite() && m > 0.0 {
+                self.w_scale_headroom * m
+            } else {
+                1.0
+            };
+        }
+        c
     }
 
     /// Loads the configured device model with the overrides.
@@ -282,6 +308,9 @@ impl Crossbar {
         seed: u64,
     ) -> Result<Self> {
         config.check(device_overrides)?;
+        if config.w_scale <= 0.0 {
+            bail!("crossbar.w_scale must be resolved (> 0) before building an array; see CrossbarConfig::resolved_for");
+        }
         let model = config.load_model(device_overrides)?;
         let n = n_out * (n_in + 1);
         let mix = |k: u64| seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(k);
@@ -573,14 +602,16 @@ impl Crossbar {
                 InputScaling::Fixed => self.config.dac_range,
             };
             self.scales.push(alpha);
+            let inv_alpha = 1.0 / alpha;
+            let inv_levels = if levels > 0.0 { 1.0 / levels } else { 0.0 };
             let quant = |v: f32, clipped: &mut u64| {
-                let mut u = v / alpha;
+                let mut u = v * inv_alpha;
                 if u.abs() > 1.0 {
                     *clipped += 1;
                     u = u.clamp(-1.0, 1.0);
                 }
                 if levels > 0.0 {
-                    (u * levels).round() / levels
+                    (u * levels).round() * inv_levels
                 } else {
                     u
                 }
@@ -639,20 +670,27 @@ impl Crossbar {
             0.0
         };
         let mut saturated = 0u64;
+        let inv_ws = 1.0 / ws;
+        // ADC grid: `levels` steps of `range/levels` per polarity.
+        let (to_grid, from_grid) = if levels > 0.0 {
+            (levels / range, range / levels)
+        } else {
+            (0.0, 0.0)
+        };
         for b in 0..batch {
-            let alpha = self.scales[b];
+            let gain = ws * self.scales[b];
             for yv in y.column_mut(b).iter_mut() {
-                let mut u = *yv / ws;
+                let mut u = *yv * inv_ws;
                 if range > 0.0 {
                     if u.abs() >= range {
                         saturated += 1;
                         u = u.clamp(-range, range);
                     }
                     if levels > 0.0 {
-                        u = (u / range * levels).round() / levels * range;
+                        u = (u * to_grid).round() * from_grid;
                     }
                 }
-                *yv = u * ws * alpha;
+                *yv = u * gain;
             }
         }
         self.stats.adc_conversions += (rows * batch) as u64;

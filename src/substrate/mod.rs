@@ -140,8 +140,9 @@ pub fn build_layer(
             &config.raw.optimizer,
         ))),
         SubstrateKind::Crossbar => {
+            let resolved = config.raw.crossbar.resolved_for(&weights, &bias);
             let mut array = crossbar::Crossbar::new(
-                &config.raw.crossbar,
+                &resolved,
                 &config.raw.device,
                 weights.nrows(),
                 weights.ncols(),
