@@ -69,7 +69,9 @@ fn on_chip(seed: u64) -> RunResult {
     ])
     .check()
     .unwrap();
-    run(&cfg, &mnist_subset(10_000, 10_000), &mut []).unwrap().result
+    run(&cfg, &mnist_subset(10_000, 10_000), &mut [])
+        .unwrap()
+        .result
 }
 
 #[test]

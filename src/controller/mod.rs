@@ -121,6 +121,7 @@ pub struct Controller {
     /// Row probabilities and probability buckets of the current sample (scratch).
     row_probability: Vec<f64>,
     buckets: Vec<Vec<u32>>,
+    event_buffer: Vec<PulseEvent>,
     rng: ChaCha8Rng,
     stats: ControllerStats,
 }
@@ -163,6 +164,7 @@ impl Controller {
             counts: Vec::new(),
             row_probability: Vec::new(),
             buckets: Vec::new(),
+            event_buffer: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             stats: ControllerStats::default(),
         }
@@ -201,10 +203,20 @@ impl Controller {
         Ok(())
     }
 
+    /// Hands back the event list of a [`WritePlan::Pulses`] for reuse (large
+    /// fresh allocations would page-fault on every update).
+    pub fn recycle(&mut self, events: Vec<PulseEvent>) {
+        self.event_buffer = events;
+    }
+
     /// Plans the writes for the SGD step `ΔW = −η ∇W` of `grad`.
     pub fn plan(&mut self, grad: &OuterProductGradient) -> WritePlan {
         assert_eq!(grad.left.nrows(), self.n_out, "controller: gradient rows");
-        assert_eq!(grad.right.nrows(), self.n_in, "controller: gradient columns");
+        assert_eq!(
+            grad.right.nrows(),
+            self.n_in,
+            "controller: gradient columns"
+        );
         assert_eq!(grad.left.ncols(), grad.right.ncols(), "controller: batch");
         self.stats.updates += 1;
         if self.dw <= 0.0 {
@@ -213,7 +225,8 @@ impl Controller {
             self.stats.pulse_phases += 1;
             return WritePlan::Analog(self.delta_with_bias(grad));
         }
-        let mut events = Vec::new();
+        let mut events = std::mem::take(&mut self.event_buffer);
+        events.clear();
         match (self.scheme, self.granularity) {
             (WriteScheme::Stochastic, UpdateGranularity::PerSample) => {
                 for b in 0..grad.left.ncols() {
@@ -338,7 +351,12 @@ impl Controller {
     /// devices with ≥ 1 coincidence are found by geometric skipping at the
     /// bucket's top rate and thinning, so every candidate is accepted with
     /// probability ≥ ~½ and the cost is O(buckets + pulses) per column.
-    fn stochastic_sample(&mut self, grad: &OuterProductGradient, b: usize, events: &mut Vec<PulseEvent>) {
+    fn stochastic_sample(
+        &mut self,
+        grad: &OuterProductGradient,
+        b: usize,
+        events: &mut Vec<PulseEvent>,
+    ) {
         let left = grad.left.column(b);
         let right = grad.right.column(b);
         let n_out = self.n_out;
@@ -386,7 +404,11 @@ impl Controller {
         let sum_left: f64 = left.iter().map(|v| v.abs() as f64).sum();
         let mut requested = 0.0f64;
         for j in 0..=self.n_in {
-            let rj = if j < self.n_in { right[j] } else { self.bias_input };
+            let rj = if j < self.n_in {
+                right[j]
+            } else {
+                self.bias_input
+            };
             if rj == 0.0 {
                 continue;
             }
@@ -413,8 +435,15 @@ impl Controller {
                         let u: f64 = self.rng.gen();
                         let n = binomial_inverse(u, bl, p[i as usize] * qj);
                         if n > 0 {
-                            let s = if left[i as usize] > 0.0 { col_sign } else { -col_sign };
-                            events.push(PulseEvent { index: offset + i, pulses: s * n as i32 });
+                            let s = if left[i as usize] > 0.0 {
+                                col_sign
+                            } else {
+                                -col_sign
+                            };
+                            events.push(PulseEvent {
+                                index: offset + i,
+                                pulses: s * n as i32,
+                            });
                         }
                     }
                     continue;
@@ -424,7 +453,8 @@ impl Controller {
                 loop {
                     let u: f64 = self.rng.gen();
                     let skip = ((1.0 - u).ln() / log_miss).floor();
-                    if !(skip < (rows.len() - pos) as f64) {
+                    // NaN (u = 0 edge) or past the end: no more candidates.
+                    if skip.is_nan() || skip >= (rows.len() - pos) as f64 {
                         break;
                     }
                     pos += skip as usize;
@@ -436,8 +466,15 @@ impl Controller {
                         let u: f64 = self.rng.gen();
                         // (1 − r_i) + u·r_i lands in the n ≥ 1 part of the CDF.
                         let n = binomial_inverse((1.0 - r_i) + u * r_i, bl, pij).max(1);
-                        let s = if left[i as usize] > 0.0 { col_sign } else { -col_sign };
-                        events.push(PulseEvent { index: offset + i, pulses: s * n as i32 });
+                        let s = if left[i as usize] > 0.0 {
+                            col_sign
+                        } else {
+                            -col_sign
+                        };
+                        events.push(PulseEvent {
+                            index: offset + i,
+                            pulses: s * n as i32,
+                        });
                     }
                     pos += 1;
                     if pos >= rows.len() {
@@ -519,9 +556,15 @@ mod tests {
             .collect();
         let mean = draws.iter().sum::<f64>() / draws.len() as f64;
         let var = draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / draws.len() as f64;
-        assert!((mean - n as f64 * p).abs() < 0.01 * n as f64 * p + 0.01, "mean {mean}");
+        assert!(
+            (mean - n as f64 * p).abs() < 0.01 * n as f64 * p + 0.01,
+            "mean {mean}"
+        );
         let v_true = n as f64 * p * (1.0 - p);
-        assert!((var - v_true).abs() < 0.03 * v_true, "var {var} vs {v_true}");
+        assert!(
+            (var - v_true).abs() < 0.03 * v_true,
+            "var {var} vs {v_true}"
+        );
     }
 
     /// The sparse (thinning) and dense column samplers must realise the
@@ -532,7 +575,11 @@ mod tests {
             let (n_out, n_in) = (6, 5);
             let left = Mat::from_column_slice(n_out, 1, &[0.5, -1.0, 0.25, 0.0, 2.0, -0.125]);
             let right = Mat::from_column_slice(n_in, 1, &[1.0, 0.0, -0.5, 0.3, 0.9]);
-            let grad = OuterProductGradient { left, right, scale: -1.0 };
+            let grad = OuterProductGradient {
+                left,
+                right,
+                scale: -1.0,
+            };
             let dw = 0.01;
             let mut ctl = Controller::new(
                 WriteScheme::Stochastic,

@@ -100,7 +100,7 @@ pub struct DeviceArray {
     stuck: Vec<u8>,
     /// Pulses delivered so far.
     pulses: Vec<u32>,
-    /// Pulses after which the device stops switching (u32::MAX = unlimited).
+    /// Pulses after which the device stops switching (empty = unlimited).
     endurance: Vec<u32>,
     /// Drift exponent per device (empty when the model has no drift).
     nu: Vec<f32>,
@@ -206,7 +206,11 @@ impl DeviceArray {
             step_down,
             stuck,
             pulses: vec![0; n],
-            endurance,
+            endurance: if m.endurance > 0.0 {
+                endurance
+            } else {
+                Vec::new()
+            },
             t_programmed: if drift { vec![0.0; n] } else { Vec::new() },
             nu,
             write_offset: if m.write_noise > 0.0 {
@@ -261,9 +265,19 @@ impl DeviceArray {
         self.stuck[i] != FREE
     }
 
+    /// Rated pulses of device `i` (u32::MAX = unlimited).
+    #[inline]
+    fn rated(&self, i: usize) -> u32 {
+        if self.endurance.is_empty() {
+            u32::MAX
+        } else {
+            self.endurance[i]
+        }
+    }
+
     /// Whether device `i` has taken its rated number of pulses.
     pub fn is_worn_out(&self, i: usize) -> bool {
-        self.pulses[i] >= self.endurance[i]
+        self.pulses[i] >= self.rated(i)
     }
 
     /// Drift exponent of device `i` (0 without drift).
@@ -298,8 +312,8 @@ impl DeviceArray {
         let worn = self
             .pulses
             .iter()
-            .zip(&self.endurance)
-            .filter(|(p, e)| p >= e)
+            .enumerate()
+            .filter(|(i, &p)| p >= self.rated(*i))
             .count();
         (low, high, worn)
     }
@@ -386,13 +400,14 @@ impl DeviceArray {
         }
         let before = self.pulses[i];
         self.pulses[i] = before.saturating_add(count);
-        if self.stuck[i] != FREE || before >= self.endurance[i] {
+        let rated = self.rated(i);
+        if self.stuck[i] != FREE || before >= rated {
             return PulseOutcome {
                 delivered: count,
                 effective: 0,
             };
         }
-        let effective = count.min(self.endurance[i] - before);
+        let effective = count.min(rated - before);
         let (lo, hi) = (self.lo[i], self.hi[i]);
         let mut g = if self.nu.is_empty() {
             self.g[i]

@@ -160,7 +160,10 @@ impl CrossbarConfig {
             bail!("crossbar.lr = {} is out of range: must be > 0", self.lr);
         }
         if !(self.w_scale.is_finite() && self.w_scale >= 0.0) {
-            bail!("crossbar.w_scale = {} is out of range: must be > 0 (or 0 = automatic)", self.w_scale);
+            bail!(
+                "crossbar.w_scale = {} is out of range: must be > 0 (or 0 = automatic)",
+                self.w_scale
+            );
         }
         if !(self.w_scale_headroom.is_finite() && self.w_scale_headroom > 0.0) {
             bail!(
@@ -168,28 +171,49 @@ impl CrossbarConfig {
                 self.w_scale_headroom
             );
         }
-        for (field, bits) in [("crossbar.dac_bits", self.dac_bits), ("crossbar.adc_bits", self.adc_bits)] {
+        for (field, bits) in [
+            ("crossbar.dac_bits", self.dac_bits),
+            ("crossbar.adc_bits", self.adc_bits),
+        ] {
             if bits == 1 || bits > 24 {
                 bail!("{field} = {bits} is out of range: 0 (off) or 2..=24");
             }
         }
         if !(self.dac_range.is_finite() && self.dac_range > 0.0) {
-            bail!("crossbar.dac_range = {} is out of range: must be > 0", self.dac_range);
+            bail!(
+                "crossbar.dac_range = {} is out of range: must be > 0",
+                self.dac_range
+            );
         }
         if !(self.adc_range.is_finite() && self.adc_range >= 0.0) {
-            bail!("crossbar.adc_range = {} is out of range: must be ≥ 0 (0 = no saturation)", self.adc_range);
+            bail!(
+                "crossbar.adc_range = {} is out of range: must be ≥ 0 (0 = no saturation)",
+                self.adc_range
+            );
         }
         if self.adc_bits > 0 && self.adc_range == 0.0 {
-            bail!("crossbar.adc_bits = {} needs crossbar.adc_range > 0", self.adc_bits);
+            bail!(
+                "crossbar.adc_bits = {} needs crossbar.adc_range > 0",
+                self.adc_bits
+            );
         }
         if !(self.output_noise.is_finite() && self.output_noise >= 0.0) {
-            bail!("crossbar.output_noise = {} is out of range: must be ≥ 0", self.output_noise);
+            bail!(
+                "crossbar.output_noise = {} is out of range: must be ≥ 0",
+                self.output_noise
+            );
         }
         if !(self.bias_input.is_finite() && self.bias_input != 0.0) {
-            bail!("crossbar.bias_input = {} is out of range: must be finite and ≠ 0", self.bias_input);
+            bail!(
+                "crossbar.bias_input = {} is out of range: must be finite and ≠ 0",
+                self.bias_input
+            );
         }
         if !(self.time_per_batch.is_finite() && self.time_per_batch >= 0.0) {
-            bail!("crossbar.time_per_batch = {} is out of range: must be ≥ 0 s", self.time_per_batch);
+            bail!(
+                "crossbar.time_per_batch = {} is out of range: must be ≥ 0 s",
+                self.time_per_batch
+            );
         }
         if self.histogram_bins == 0 {
             bail!("crossbar.histogram_bins must be ≥ 1");
@@ -641,11 +665,24 @@ impl Crossbar {
             }
             ensure_shape(&mut self.variance, rows, batch);
             let op = if transposed { Op::T } else { Op::N };
-            gemm(1.0, &self.sq_read, op, &self.x_squared, Op::N, 0.0, &mut self.variance);
+            gemm(
+                1.0,
+                &self.sq_read,
+                op,
+                &self.x_squared,
+                Op::N,
+                0.0,
+                &mut self.variance,
+            );
             if !transposed {
                 for b in 0..batch {
                     let d2 = self.bias_drive[b] * self.bias_drive[b];
-                    for (v, s) in self.variance.column_mut(b).iter_mut().zip(self.sq_bias.iter()) {
+                    for (v, s) in self
+                        .variance
+                        .column_mut(b)
+                        .iter_mut()
+                        .zip(self.sq_bias.iter())
+                    {
                         *v += s * d2;
                     }
                 }
@@ -825,6 +862,7 @@ impl WeightArray for Crossbar {
                         self.refresh_entry(e.index as usize);
                     }
                 }
+                self.controller.recycle(events);
             }
         }
         if self.model.one_sided && self.model.refresh_threshold > 0.0 {
@@ -835,11 +873,15 @@ impl WeightArray for Crossbar {
     }
 
     fn weights(&self) -> Mat {
-        Mat::from_fn(self.n_out, self.n_in, |i, j| self.weight_at(i + j * self.n_out))
+        Mat::from_fn(self.n_out, self.n_in, |i, j| {
+            self.weight_at(i + j * self.n_out)
+        })
     }
 
     fn bias(&self) -> Vector {
-        Vector::from_fn(self.n_out, |i, _| self.weight_at(i + self.n_in * self.n_out))
+        Vector::from_fn(self.n_out, |i, _| {
+            self.weight_at(i + self.n_in * self.n_out)
+        })
     }
 
     /// Programs every pair to its target weight (idealised program-and-verify
@@ -849,7 +891,11 @@ impl WeightArray for Crossbar {
     /// single device sits at `g_ref + w/(2 w_scale)`. Bounds, levels and
     /// stuck devices apply, so the programmed weight can differ from the target.
     fn set_parameters(&mut self, weights: &Mat, bias: &Vector) {
-        assert_eq!(weights.shape(), (self.n_out, self.n_in), "set_parameters: shape");
+        assert_eq!(
+            weights.shape(),
+            (self.n_out, self.n_in),
+            "set_parameters: shape"
+        );
         assert_eq!(bias.len(), self.n_out, "set_parameters: bias length");
         let ws = self.config.w_scale;
         let n_out = self.n_out;
@@ -861,10 +907,18 @@ impl WeightArray for Crossbar {
                 gc
             }
         };
-        let (gc, bounded, one_sided) = (self.model.g_center, self.model.bounded, self.model.one_sided);
+        let (gc, bounded, one_sided) = (
+            self.model.g_center,
+            self.model.bounded,
+            self.model.one_sided,
+        );
         for idx in 0..self.plus.len() {
             let (i, j) = (idx % n_out, idx / n_out);
-            let w = if j < self.n_in { weights[(i, j)] } else { bias[i] };
+            let w = if j < self.n_in {
+                weights[(i, j)]
+            } else {
+                bias[i]
+            };
             match &mut self.minus {
                 Some(minus) if one_sided => {
                     let (lp, _) = self.plus.bounds(idx);
@@ -873,7 +927,8 @@ impl WeightArray for Crossbar {
                     minus.program(idx, lm + (-w).max(0.0) / ws);
                 }
                 Some(minus) => {
-                    let c = 0.5 * (center(&self.plus, idx, gc, bounded) + center(minus, idx, gc, bounded));
+                    let c = 0.5
+                        * (center(&self.plus, idx, gc, bounded) + center(minus, idx, gc, bounded));
                     let half = w * (0.5 / ws);
                     self.plus.program(idx, c + half);
                     minus.program(idx, c - half);
@@ -889,7 +944,9 @@ impl WeightArray for Crossbar {
 
     fn hardware_summary(&self) -> Option<serde_json::Value> {
         let n_pairs = self.plus.len();
-        let arrays: Vec<&DeviceArray> = std::iter::once(&self.plus).chain(self.minus.as_ref()).collect();
+        let arrays: Vec<&DeviceArray> = std::iter::once(&self.plus)
+            .chain(self.minus.as_ref())
+            .collect();
         let (mut up, mut down) = (0u64, 0u64);
         let (mut low, mut high, mut worn) = (0usize, 0usize, 0usize);
         let (mut gmin, mut gmax) = (f32::INFINITY, f32::NEG_INFINITY);
@@ -1010,7 +1067,10 @@ pub fn total_hardware_summary(layers: &[serde_json::Value]) -> serde_json::Value
             .filter_map(|l| l.get("conductance_range_used")?.get(key)?.as_f64())
             .fold(init, f)
     };
-    let energy: f64 = layers.iter().filter_map(|l| l.get("pulse_energy_j")?.as_f64()).sum();
+    let energy: f64 = layers
+        .iter()
+        .filter_map(|l| l.get("pulse_energy_j")?.as_f64())
+        .sum();
     serde_json::json!({
         "devices": sum("devices"),
         "pulses_applied": sum("pulses_applied"),
