@@ -89,7 +89,8 @@ fn run_show(args: &ShowArgs) -> Result<()> {
         overrides.insert(field.to_string(), parse_toml_value(value.trim()));
     }
     let model = DeviceModel::load(&args.name, &overrides)?;
-    let table = toml::to_string_pretty(&model).context("formatting the model")?;
+    // The model file itself documents every parameter with unit and source.
+    let (origin, text) = DeviceModel::source_text(&args.name)?;
     println!(
         "# device model {}  ({:.0} nominal states, G = {}–{} µS)",
         model.name,
@@ -97,7 +98,14 @@ fn run_show(args: &ShowArgs) -> Result<()> {
         model.g_min_us,
         model.g_max_us
     );
-    print!("{table}");
+    println!("# from {origin}");
+    print!("{text}");
+    if !overrides.is_empty() {
+        println!("\n# overrides for this run:");
+        for (field, value) in &overrides {
+            println!("{field} = {value}");
+        }
+    }
     if args.no_plot {
         return Ok(());
     }

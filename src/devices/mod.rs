@@ -212,7 +212,7 @@ impl DeviceModel {
     }
 
     /// Where a name resolves to: `(description of the origin, TOML text)`.
-    fn source_text(name_or_path: &str) -> Result<(String, String)> {
+    pub fn source_text(name_or_path: &str) -> Result<(String, String)> {
         if let Some((name, text)) = BUILTIN_MODELS.iter().find(|(n, _)| *n == name_or_path) {
             return Ok((
                 format!("device_models/{name}.toml (built in)"),
@@ -379,8 +379,12 @@ impl DeviceModel {
         (self.g_min_us / (self.g_max_us - self.g_min_us)) as f32
     }
 
-    /// Nominal number of states `1/Δg_min` (∞ for a continuous device).
+    /// Nominal number of states: `levels` for a quantised device, else
+    /// `1/Δg_min` (the preset convention), ∞ for a continuous device.
     pub fn states(&self) -> f64 {
+        if self.levels >= 2 {
+            return self.levels as f64;
+        }
         let s = self.nominal_step();
         if s > 0.0 {
             1.0 / s as f64
