@@ -448,13 +448,15 @@ impl Controller {
                     }
                     continue;
                 }
-                let log_miss = (1.0 - r_top).ln();
+                // Geometric skip lengths in single precision: only their
+                // integer part matters and f32 `ln` is several times cheaper.
+                let inv_log_miss = (1.0 / (1.0 - r_top).ln()) as f32;
                 let mut pos = 0usize;
                 loop {
-                    let u: f64 = self.rng.gen();
-                    let skip = ((1.0 - u).ln() / log_miss).floor();
+                    let u: f32 = self.rng.gen();
+                    let skip = ((1.0 - u).ln() * inv_log_miss).floor();
                     // NaN (u = 0 edge) or past the end: no more candidates.
-                    if skip.is_nan() || skip >= (rows.len() - pos) as f64 {
+                    if skip.is_nan() || skip >= (rows.len() - pos) as f32 {
                         break;
                     }
                     pos += skip as usize;
