@@ -20,6 +20,8 @@ enum Command {
     Angle(cli::angle::AngleArgs),
     /// Reproduce the paper's Table 1 or Table 2 (Markdown and JSON output).
     Reproduce(cli::reproduce::ReproduceArgs),
+    /// List the device models, or show one's parameters and pulse-response plot.
+    Devices(cli::devices::DevicesArgs),
 }
 
 fn main() {
@@ -28,6 +30,7 @@ fn main() {
         Command::Train(a) => cli::train::run_train(a),
         Command::Angle(a) => cli::angle::run_angle(a),
         Command::Reproduce(a) => cli::reproduce::run_reproduce(a),
+        Command::Devices(a) => cli::devices::run(a),
     };
     if let Err(e) = outcome {
         eprintln!("error: {e:#}");
