@@ -1,1 +1,7 @@
-//! (module under construction)
+//! The command-line interface: one file per subcommand; shared flags here.
+
+pub mod angle;
+pub mod common;
+pub mod progress;
+pub mod reproduce;
+pub mod train;

@@ -1,1 +1,8 @@
-//! (module under construction)
+//! Experiments: configuration, the training loop and result files.
+
+pub mod config;
+pub mod result;
+
+pub use config::{Config, ValidConfig};
+pub use result::RunResult;
+pub mod train;

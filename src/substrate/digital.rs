@@ -55,10 +55,8 @@ impl WeightArray for DigitalWeights {
             0.0,
             &mut self.gradient_buffer,
         );
-        self.weight_optimizer.step(
-            self.weights.as_mut_slice(),
-            self.gradient_buffer.as_slice(),
-        );
+        self.weight_optimizer
+            .step(self.weights.as_mut_slice(), self.gradient_buffer.as_slice());
         let gb = grad.bias_gradient();
         self.bias_optimizer
             .step(self.bias.as_mut_slice(), gb.as_slice());

@@ -106,3 +106,27 @@ pub trait WeightArray: Send {
         None
     }
 }
+
+/// Builds one weight layer on the configured substrate with the given
+/// initial parameters. `layer` is 0-based (W_1 is layer 0); `seed` seeds the
+/// layer's own random streams (device variation, read noise, write noise).
+pub fn build_layer(
+    config: &crate::experiment::ValidConfig,
+    layer: usize,
+    weights: Mat,
+    bias: Vector,
+    seed: u64,
+) -> anyhow::Result<Box<dyn WeightArray>> {
+    use crate::experiment::config::SubstrateKind;
+    let _ = (layer, seed);
+    match config.raw.training.substrate {
+        SubstrateKind::Digital => Ok(Box::new(digital::DigitalWeights::new(
+            weights,
+            bias,
+            &config.raw.optimizer,
+        ))),
+        SubstrateKind::Crossbar => {
+            anyhow::bail!("training.substrate = \"crossbar\" is not available in this build yet")
+        }
+    }
+}

@@ -1,0 +1,466 @@
+//! The run configuration: one TOML file (every field defaulted), overridden
+//! by CLI flags and `--set path.to.field=value`, checked once into a
+//! [`ValidConfig`] (the linfa `ParamGuard` pattern) so that nothing deeper
+//! re-validates α or β.
+
+use crate::circuit::CircuitConfig;
+use crate::network::{Activation, Architecture, Loss};
+use crate::rules::optimizer::{OptimizerConfig, OptimizerKind};
+use crate::rules::{AdversaryKind, RuleKind, Schedule};
+use crate::substrate::crossbar::CrossbarConfig;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Everything a run needs. Serialises to the `config.toml` written beside results.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Seed for initialisation, shuffling and every hardware random stream.
+    pub seed: u64,
+    /// Dataset selection.
+    pub data: DataConfig,
+    /// Topology, activation, loss.
+    pub network: NetworkConfig,
+    /// Learning rule and its hyper-parameters.
+    pub learning: LearningConfig,
+    /// Optimiser of the digital substrate.
+    pub optimizer: OptimizerConfig,
+    /// Epochs, batch size, substrate and dynamics.
+    pub training: TrainingConfig,
+    /// When a run counts as diverged.
+    pub divergence: DivergenceConfig,
+    /// Crossbar, periphery and controller (used when `training.substrate = "crossbar"`).
+    pub crossbar: CrossbarConfig,
+    /// Per-run overrides of device-model parameters (`device.read_noise = 0.05`).
+    pub device: toml::Table,
+    /// Continuous-time circuit (used when `training.dynamics = "ode"`).
+    pub circuit: CircuitConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            data: DataConfig::default(),
+            network: NetworkConfig::default(),
+            learning: LearningConfig::default(),
+            optimizer: OptimizerConfig::default(),
+            training: TrainingConfig::default(),
+            divergence: DivergenceConfig::default(),
+            crossbar: CrossbarConfig::default(),
+            device: toml::Table::new(),
+            circuit: CircuitConfig::default(),
+        }
+    }
+}
+
+/// Which dataset (TOML `[data]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// `mnist` (embedded) or `fashion_mnist`.
+    pub dataset: DatasetName,
+    /// Where to look for the IDX files first (then the standard locations).
+    pub data_dir: Option<PathBuf>,
+    /// Training images used (the first N of the 60,000); the rest up to
+    /// 60,000 − `validation_size`… see `validation_size`.
+    pub train_size: usize,
+    /// Validation images, taken after the first 50,000 training images
+    /// (0 disables validation).
+    pub validation_size: usize,
+    /// Test images used (the first N of the 10,000).
+    pub test_size: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dataset: DatasetName::Mnist,
+            data_dir: None,
+            train_size: 50_000,
+            validation_size: 10_000,
+            test_size: 10_000,
+        }
+    }
+}
+
+/// A dataset name.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetName {
+    /// MNIST handwritten digits (shipped in `data/mnist`).
+    Mnist,
+    /// Fashion-MNIST (Debian package `dataset-fashion-mnist` or `--data-dir`).
+    #[serde(alias = "fashion-mnist")]
+    FashionMnist,
+}
+
+/// Topology (TOML `[network]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Layer widths, e.g. `784-512-512-10` or `784-1000x4-10`.
+    pub arch: String,
+    /// Hidden activation.
+    pub activation: Activation,
+    /// Loss on the linear output.
+    pub loss: Loss,
+    /// Initialisation gain: W ~ N(0, gain²/fan_in) (1 = the paper's).
+    pub init_gain: f32,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            arch: "784-512-512-10".into(),
+            activation: Activation::Relu,
+            loss: Loss::Mse,
+            init_gain: 1.0,
+        }
+    }
+}
+
+/// The learning rule (TOML `[learning]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearningConfig {
+    /// `bp`, `dp`, `dpt`, `dp-damped` or `bp-adv`.
+    pub rule: RuleKind,
+    /// Nudging asymmetry α ∈ [0, 1] (½ = symmetric).
+    pub alpha: f32,
+    /// DP only: α of the hidden-layer rule if it differs from the output's
+    /// (½ gives the 2023 paper's form).
+    pub hidden_alpha: Option<f32>,
+    /// Nudging strength β > 0.
+    pub beta: f32,
+    /// Inference schedule; default `fwbw:6` (`fwbw:16` for dp-damped).
+    pub schedule: Option<Schedule>,
+    /// Treat the input as a dyad too (input-robust DP, paper §6.1).
+    pub robust_input: bool,
+    /// Adversary of `bp-adv`.
+    pub adv: AdversaryKind,
+    /// Adversarial step size ε ≥ 0.
+    pub adv_epsilon: f32,
+    /// Power-iteration steps for damped DP's ‖W‖₂ estimates.
+    pub power_iterations: usize,
+}
+
+impl Default for LearningConfig {
+    fn default() -> Self {
+        Self {
+            rule: RuleKind::Dpt,
+            alpha: 0.5,
+            hidden_alpha: None,
+            beta: 0.5,
+            schedule: None,
+            robust_input: false,
+            adv: AdversaryKind::Fgsm,
+            adv_epsilon: 0.05,
+            power_iterations: 5,
+        }
+    }
+}
+
+/// Where the weights live.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SubstrateKind {
+    /// Exact floating-point weights (the reference).
+    #[default]
+    Digital,
+    /// Resistive crossbars written by the controller.
+    Crossbar,
+}
+
+/// How the dyadic states settle.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DynamicsKind {
+    /// Discrete fixed-point schedules (`learning.schedule`).
+    #[default]
+    Discrete,
+    /// The continuous-time neuron circuit (`[circuit]`).
+    Ode,
+}
+
+/// The training loop (TOML `[training]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Mini-batch size B.
+    pub batch: usize,
+    /// `digital` or `crossbar`.
+    pub substrate: SubstrateKind,
+    /// `discrete` or `ode`.
+    pub dynamics: DynamicsKind,
+    /// Measure the angle to the BP gradient on a fixed batch every epoch.
+    pub track_angle: bool,
+    /// Batch size used for evaluation passes.
+    pub eval_batch: usize,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 3,
+            batch: 50,
+            substrate: SubstrateKind::Digital,
+            dynamics: DynamicsKind::Discrete,
+            track_angle: false,
+            eval_batch: 1000,
+        }
+    }
+}
+
+/// Divergence policy (TOML `[divergence]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DivergenceConfig {
+    /// A state with |s±| above this counts as runaway.
+    pub state_limit: f32,
+    /// A weight with |w| above this counts as runaway.
+    pub weight_limit: f32,
+    /// Stop training at the first runaway (non-finite values always stop).
+    pub stop_on_runaway: bool,
+}
+
+impl Default for DivergenceConfig {
+    fn default() -> Self {
+        Self {
+            state_limit: 1.0e3,
+            weight_limit: 1.0e4,
+            stop_on_runaway: true,
+        }
+    }
+}
+
+/// A configuration that passed [`Config::check`]: the parsed pieces that
+/// the rest of the crate consumes.
+#[derive(Clone, Debug)]
+pub struct ValidConfig {
+    /// The checked raw configuration (as written to `config.toml`).
+    pub raw: Config,
+    /// Parsed topology.
+    pub arch: Architecture,
+    /// The effective inference schedule.
+    pub schedule: Schedule,
+    /// The effective hidden-layer α of DP.
+    pub hidden_alpha: f32,
+}
+
+fn check_range(field: &str, value: f64, lo: f64, hi: f64, what: &str) -> Result<()> {
+    if !(value.is_finite() && value >= lo && value <= hi) {
+        bail!("{field} = {value} is out of range: {what}");
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Reads a TOML file (unknown fields are errors that name the field).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Parses a TOML table (as built by sweeps).
+    pub fn from_table(table: toml::Table) -> Result<Self> {
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {e}"))
+    }
+
+    /// This configuration as a TOML table.
+    pub fn to_table(&self) -> Result<toml::Table> {
+        match toml::Value::try_from(self).context("serialising configuration")? {
+            toml::Value::Table(t) => Ok(t),
+            _ => bail!("configuration did not serialise to a table"),
+        }
+    }
+
+    /// Applies `path.to.field=value` (value parsed as TOML, else taken as a string).
+    pub fn set(&mut self, assignment: &str) -> Result<()> {
+        let (path, value) = assignment
+            .split_once('=')
+            .with_context(|| format!("--set '{assignment}': expected path.to.field=value"))?;
+        let mut table = self.to_table()?;
+        set_path(&mut table, path.trim(), parse_toml_value(value.trim()))
+            .with_context(|| format!("--set '{assignment}'"))?;
+        *self = Config::from_table(table).with_context(|| format!("--set '{assignment}'"))?;
+        Ok(())
+    }
+
+    /// The checks no type can express; returns the validated configuration.
+    pub fn check(self) -> Result<ValidConfig> {
+        let arch: Architecture = self
+            .network
+            .arch
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("network.arch: {e}"))?;
+        let l = &self.learning;
+        check_range(
+            "learning.alpha",
+            l.alpha as f64,
+            0.0,
+            1.0,
+            "allowed range is [0, 1]",
+        )?;
+        if let Some(h) = l.hidden_alpha {
+            check_range(
+                "learning.hidden_alpha",
+                h as f64,
+                0.0,
+                1.0,
+                "allowed range is [0, 1]",
+            )?;
+        }
+        if !(l.beta.is_finite() && l.beta > 0.0) {
+            bail!("learning.beta = {} is out of range: must be > 0", l.beta);
+        }
+        check_range(
+            "learning.adv_epsilon",
+            l.adv_epsilon as f64,
+            0.0,
+            f64::MAX,
+            "must be ≥ 0",
+        )?;
+        if l.rule == RuleKind::Dp
+            && self.network.loss == Loss::Mse
+            && (1.0 - l.alpha) * l.beta >= 1.0
+        {
+            bail!(
+                "learning.beta = {} with learning.alpha = {}: DP's least-squares output maximiser needs (1−α)·β < 1",
+                l.beta,
+                l.alpha
+            );
+        }
+        if l.power_iterations == 0 {
+            bail!("learning.power_iterations must be ≥ 1");
+        }
+        let o = &self.optimizer;
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            bail!("optimizer.lr = {} is out of range: must be > 0", o.lr);
+        }
+        check_range(
+            "optimizer.momentum",
+            o.momentum as f64,
+            0.0,
+            0.999_999,
+            "allowed range is [0, 1)",
+        )?;
+        if o.kind == OptimizerKind::Adam {
+            check_range(
+                "optimizer.beta1",
+                o.beta1 as f64,
+                0.0,
+                0.999_999,
+                "allowed range is [0, 1)",
+            )?;
+            check_range(
+                "optimizer.beta2",
+                o.beta2 as f64,
+                0.0,
+                0.999_999_9,
+                "allowed range is [0, 1)",
+            )?;
+            check_range(
+                "optimizer.eps",
+                o.eps as f64,
+                1e-30,
+                1.0,
+                "allowed range is (0, 1]",
+            )?;
+        }
+        let t = &self.training;
+        if t.batch == 0 {
+            bail!("training.batch must be ≥ 1");
+        }
+        if t.eval_batch == 0 {
+            bail!("training.eval_batch must be ≥ 1");
+        }
+        let d = &self.data;
+        if d.train_size == 0 {
+            bail!("data.train_size must be ≥ 1");
+        }
+        if d.train_size + d.validation_size > 60_000 {
+            bail!(
+                "data.train_size + data.validation_size = {} exceeds the 60,000 training images",
+                d.train_size + d.validation_size
+            );
+        }
+        check_range(
+            "data.test_size",
+            d.test_size as f64,
+            1.0,
+            10_000.0,
+            "allowed range is 1..=10000",
+        )?;
+        if !(self.network.init_gain.is_finite() && self.network.init_gain > 0.0) {
+            bail!("network.init_gain = {} must be > 0", self.network.init_gain);
+        }
+        let dv = &self.divergence;
+        if !(dv.state_limit > 0.0 && dv.weight_limit > 0.0) {
+            bail!("divergence.state_limit and divergence.weight_limit must be > 0");
+        }
+        let schedule = l.schedule.unwrap_or_else(|| l.rule.default_schedule());
+        let hidden_alpha = l.hidden_alpha.unwrap_or(l.alpha);
+        Ok(ValidConfig {
+            arch,
+            schedule,
+            hidden_alpha,
+            raw: self,
+        })
+    }
+}
+
+/// Parses a command-line value as TOML (`0.5`, `true`, `[1, 2]`, `"x"`),
+/// falling back to a bare string (`reram_es`).
+pub fn parse_toml_value(text: &str) -> toml::Value {
+    let probe = format!("v = {text}");
+    match toml::from_str::<toml::Table>(&probe) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or(toml::Value::String(text.to_string())),
+        Err(_) => toml::Value::String(text.to_string()),
+    }
+}
+
+/// Sets `a.b.c = value` inside `table`, creating intermediate tables only
+/// where the schema allows (unknown fields are rejected later by serde).
+pub fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) -> Result<()> {
+    let parts: Vec<&str> = path.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        bail!("invalid field path '{path}'");
+    }
+    let mut current = table;
+    for (i, part) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            current.insert(part.to_string(), value);
+            return Ok(());
+        }
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(t) => t,
+            _ => bail!(
+                "'{}' in '{path}' is a value, not a section",
+                parts[..=i].join(".")
+            ),
+        };
+    }
+    Ok(())
+}
+
+impl LearningConfig {
+    /// The rule's CLI name (`dpt`, `dp-damped`, …).
+    pub fn rule_name(&self) -> String {
+        match toml::Value::try_from(self.rule) {
+            Ok(toml::Value::String(s)) => s,
+            _ => format!("{:?}", self.rule),
+        }
+    }
+}

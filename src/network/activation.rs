@@ -1,0 +1,80 @@
+//! Hidden-layer activation functions f and their derivatives.
+
+use serde::{Deserialize, Serialize};
+
+/// The hidden activation f (the output layer is linear).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// f(v) = max(0, v).
+    #[default]
+    Relu,
+    /// f(v) = v for v > 0, 0.01·v otherwise.
+    LeakyRelu,
+    /// f(v) = clamp(v, 0, 1) (the projection onto [0, 1]).
+    HardSigmoid,
+    /// f(v) = tanh(v).
+    Tanh,
+}
+
+/// Slope of leaky ReLU for negative inputs.
+pub const LEAKY_SLOPE: f32 = 0.01;
+
+impl Activation {
+    /// f(v).
+    #[inline]
+    pub fn apply(self, v: f32) -> f32 {
+        match self {
+            Activation::Relu => v.max(0.0),
+            Activation::LeakyRelu => {
+                if v > 0.0 {
+                    v
+                } else {
+                    LEAKY_SLOPE * v
+                }
+            }
+            Activation::HardSigmoid => v.clamp(0.0, 1.0),
+            Activation::Tanh => v.tanh(),
+        }
+    }
+
+    /// f′(v) (the right derivative at kinks, as autodiff frameworks use).
+    #[inline]
+    pub fn derivative(self, v: f32) -> f32 {
+        match self {
+            Activation::Relu => {
+                if v > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::LeakyRelu => {
+                if v > 0.0 {
+                    1.0
+                } else {
+                    LEAKY_SLOPE
+                }
+            }
+            Activation::HardSigmoid => {
+                if v > 0.0 && v < 1.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::Tanh => {
+                let t = v.tanh();
+                1.0 - t * t
+            }
+        }
+    }
+
+    /// Applies f element-wise: `out[i] = f(v[i])`.
+    #[inline]
+    pub fn apply_slice(self, v: &[f32], out: &mut [f32]) {
+        for (o, &x) in out.iter_mut().zip(v) {
+            *o = self.apply(x);
+        }
+    }
+}
