@@ -33,29 +33,23 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-/// Which dual-propagation variant sets the nominal gains.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum NudgeVariant {
-    /// Original dual propagation (Høier, Staudt & Zach 2023): `(g⁺, g⁻) = (α, 1 − α)`.
-    Dp,
-    /// Adjoint DP, DP⊤ (Høier & Zach 2024): `(g⁺, g⁻) = (1 − α, α)`.
-    Dpt,
-}
+use crate::rules::dual::DualVariant;
 
-impl NudgeVariant {
-    /// Nominal gains `(g⁺, g⁻)` for nudging asymmetry `α` (DESIGN.md §1, §3).
-    ///
-    /// ```
-    /// use dyadsim::circuit::amplifier::NudgeVariant;
-    /// assert_eq!(NudgeVariant::Dpt.nominal_gains(0.25), (0.75, 0.25));
-    /// assert_eq!(NudgeVariant::Dp.nominal_gains(0.25), (0.25, 0.75));
-    /// ```
-    pub fn nominal_gains(self, alpha: f32) -> (f32, f32) {
-        match self {
-            Self::Dpt => (1.0 - alpha, alpha),
-            Self::Dp => (alpha, 1.0 - alpha),
-        }
+/// Nominal amplifier gains `(g⁺, g⁻)` for a DP-family variant and nudging
+/// asymmetry `α` (DESIGN.md §1, §3): DP⊤ `(1 − α, α)`; DP `(α, 1 − α)`.
+/// Damped DP has DP's gains: its damping is a device of the discrete
+/// iteration with the same fixed point, not a circuit element.
+///
+/// ```
+/// use dyadsim::circuit::amplifier::nominal_gains;
+/// use dyadsim::rules::dual::DualVariant;
+/// assert_eq!(nominal_gains(DualVariant::Dpt, 0.25), (0.75, 0.25));
+/// assert_eq!(nominal_gains(DualVariant::Dp, 0.25), (0.25, 0.75));
+/// ```
+pub fn nominal_gains(variant: DualVariant, alpha: f32) -> (f32, f32) {
+    match variant {
+        DualVariant::Dpt => (1.0 - alpha, alpha),
+        DualVariant::Dp | DualVariant::DpDamped => (alpha, 1.0 - alpha),
     }
 }
 
@@ -134,12 +128,12 @@ pub struct NudgingAmplifier {
 }
 
 impl NudgingAmplifier {
-    /// Ideal amplifiers for `n` neurons: nominal gains, no offset, noise or rails.
-    pub fn ideal(n: usize, variant: NudgeVariant, alpha: f32) -> Self {
-        let (gp, gm) = variant.nominal_gains(alpha);
+    /// Ideal amplifiers for `n` neurons with nominal gains `(g⁺, g⁻)`: no
+    /// mismatch, offset, noise or rails.
+    pub fn ideal(n: usize, (gain_plus, gain_minus): (f32, f32)) -> Self {
         Self {
-            gain_plus: vec![gp; n],
-            gain_minus: vec![gm; n],
+            gain_plus: vec![gain_plus; n],
+            gain_minus: vec![gain_minus; n],
             offset_plus: vec![0.0; n],
             offset_minus: vec![0.0; n],
             noise: 0.0,
@@ -147,17 +141,16 @@ impl NudgingAmplifier {
         }
     }
 
-    /// Amplifiers for `n` neurons with the non-idealities of `config`,
-    /// drawing mismatch and offsets from `rng` (gains ⁺ then ⁻, then offsets
-    /// ⁺ then ⁻, so a seed fixes the chip).
+    /// Amplifiers for `n` neurons with nominal gains `gains` and the
+    /// non-idealities of `config`, drawing mismatch and offsets from `rng`
+    /// (gains ⁺ then ⁻, then offsets ⁺ then ⁻, so a seed fixes the chip).
     pub fn new(
         n: usize,
-        variant: NudgeVariant,
-        alpha: f32,
+        gains: (f32, f32),
         config: &AmplifierConfig,
         rng: &mut ChaCha8Rng,
     ) -> Self {
-        let mut amp = Self::ideal(n, variant, alpha);
+        let mut amp = Self::ideal(n, gains);
         if config.gain_mismatch > 0.0 {
             for g in amp.gain_plus.iter_mut().chain(amp.gain_minus.iter_mut()) {
                 let xi: f32 = StandardNormal.sample(rng);
@@ -179,20 +172,19 @@ impl NudgingAmplifier {
         amp
     }
 
-    /// One amplifier bank per layer with sizes `sizes` and asymmetries
-    /// `alphas`, all drawn from one stream seeded with `config.seed`.
-    pub fn bank(
-        sizes: &[usize],
-        variant: NudgeVariant,
-        alphas: &[f32],
-        config: &AmplifierConfig,
-    ) -> Vec<Self> {
-        assert_eq!(sizes.len(), alphas.len(), "one α per amplified layer");
+    /// One amplifier array per layer (`sizes[k]` neurons, nominal gains
+    /// `gains[k]`), all drawn from one stream seeded with `config.seed`.
+    pub fn bank(sizes: &[usize], gains: &[(f32, f32)], config: &AmplifierConfig) -> Vec<Self> {
+        assert_eq!(
+            sizes.len(),
+            gains.len(),
+            "one gain pair per amplified layer"
+        );
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         sizes
             .iter()
-            .zip(alphas)
-            .map(|(&n, &a)| Self::new(n, variant, a, config, &mut rng))
+            .zip(gains)
+            .map(|(&n, &g)| Self::new(n, g, config, &mut rng))
             .collect()
     }
 
@@ -226,11 +218,30 @@ impl NudgingAmplifier {
         self.rail
     }
 
+    #[inline]
+    fn clip(&self, u: f32) -> (f32, bool) {
+        match self.rail {
+            Some(r) if u.abs() >= r => (u.clamp(-r, r), true),
+            _ => (u, false),
+        }
+    }
+
+    /// `u⁺_i = clip(g⁺_i (x + o⁺_i))` and whether it sits on a rail.
+    #[inline]
+    pub fn plus(&self, i: usize, x: f32) -> (f32, bool) {
+        self.clip(self.gain_plus[i] * (x + self.offset_plus[i]))
+    }
+
+    /// `u⁻_i = clip(g⁻_i (x + o⁻_i))` and whether it sits on a rail.
+    #[inline]
+    pub fn minus(&self, i: usize, x: f32) -> (f32, bool) {
+        self.clip(self.gain_minus[i] * (x + self.offset_minus[i]))
+    }
+
     /// Drives a batch: `input` is `n × B` column-major; writes `u⁺` and `u⁻`
     /// (same layout) and returns how many of the `2nB` outputs sit on a rail.
     pub fn drive(&self, input: &[f32], plus: &mut [f32], minus: &mut [f32]) -> usize {
         let n = self.len();
-        debug_assert_eq!(input.len() % n.max(1), 0);
         debug_assert_eq!(plus.len(), input.len());
         debug_assert_eq!(minus.len(), input.len());
         if n == 0 {
@@ -243,16 +254,11 @@ impl NudgingAmplifier {
             .zip(minus.chunks_exact_mut(n))
         {
             for i in 0..n {
-                up[i] = self.gain_plus[i] * (x[i] + self.offset_plus[i]);
-                um[i] = self.gain_minus[i] * (x[i] + self.offset_minus[i]);
-            }
-            if let Some(r) = self.rail {
-                for u in up.iter_mut().chain(um.iter_mut()) {
-                    if u.abs() >= r {
-                        *u = u.clamp(-r, r);
-                        saturated += 1;
-                    }
-                }
+                let (p, sp) = self.plus(i, x[i]);
+                let (m, sm) = self.minus(i, x[i]);
+                up[i] = p;
+                um[i] = m;
+                saturated += usize::from(sp) + usize::from(sm);
             }
         }
         saturated
@@ -265,7 +271,7 @@ mod tests {
 
     #[test]
     fn ideal_amplifiers_apply_the_nominal_gains() {
-        let amp = NudgingAmplifier::ideal(2, NudgeVariant::Dpt, 0.3);
+        let amp = NudgingAmplifier::ideal(2, nominal_gains(DualVariant::Dpt, 0.3));
         let input = [1.0, -2.0, 0.5, 4.0];
         let (mut p, mut m) = ([0.0; 4], [0.0; 4]);
         assert_eq!(amp.drive(&input, &mut p, &mut m), 0);
@@ -282,8 +288,8 @@ mod tests {
             seed: 11,
             ..AmplifierConfig::default()
         };
-        let a = NudgingAmplifier::bank(&[4000], NudgeVariant::Dp, &[0.5], &config);
-        let b = NudgingAmplifier::bank(&[4000], NudgeVariant::Dp, &[0.5], &config);
+        let a = NudgingAmplifier::bank(&[4000], &[(0.5, 0.5)], &config);
+        let b = NudgingAmplifier::bank(&[4000], &[(0.5, 0.5)], &config);
         assert_eq!(a, b);
         let rel: Vec<f32> = a[0].gain_plus().iter().map(|g| g / 0.5 - 1.0).collect();
         let mean = rel.iter().sum::<f32>() / rel.len() as f32;
@@ -291,10 +297,7 @@ mod tests {
         assert!(mean.abs() < 0.01, "mean {mean}");
         assert!((var.sqrt() - 0.2).abs() < 0.01, "std {}", var.sqrt());
         let other = AmplifierConfig { seed: 12, ..config };
-        assert_ne!(
-            a,
-            NudgingAmplifier::bank(&[4000], NudgeVariant::Dp, &[0.5], &other)
-        );
+        assert_ne!(a, NudgingAmplifier::bank(&[4000], &[(0.5, 0.5)], &other));
     }
 
     #[test]
@@ -305,7 +308,7 @@ mod tests {
             ..AmplifierConfig::default()
         };
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let amp = NudgingAmplifier::new(1, NudgeVariant::Dpt, 0.5, &config, &mut rng);
+        let amp = NudgingAmplifier::new(1, (0.5, 0.5), &config, &mut rng);
         let (mut p, mut m) = ([0.0; 3], [0.0; 3]);
         let sat = amp.drive(&[1.0, 3.0, -5.0], &mut p, &mut m);
         assert_eq!(p, [0.5, 1.0, -1.0]);

@@ -325,6 +325,11 @@ impl Integrator {
         &self.settings
     }
 
+    /// Length of the state this integrator was built for.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
     /// Current time (τ units).
     pub fn time(&self) -> f64 {
         self.t
@@ -360,7 +365,8 @@ impl Integrator {
         self.stats = IntegratorStats::default();
         self.err_prev = 1e-4;
         self.last_rejected = false;
-        self.rng = ChaCha8Rng::seed_from_u64(self.settings.noise_seed);
+        // The noise stream is *not* reseeded: successive settles (batches)
+        // see fresh noise, and the whole run is reproducible from the seed.
         let dim = self.dim;
         self.noise.fill(0.0);
         let has_noise =

@@ -16,19 +16,26 @@
 //! - [`amplifier`]: the nudging amplifiers (gains from α, mismatch, offset,
 //!   noise, rails);
 //! - [`settle`]: the settle criterion `‖dv/dt‖∞·τ < tol` and divergence
-//!   detection, reported as a [`settle::SettleReport`].
+//!   detection, reported as a [`settle::SettleReport`];
+//! - [`dyad`]: the dyadic network itself as an ODE system over a
+//!   [`crate::network::Network`]'s weight arrays;
+//! - [`settler`]: [`CircuitSettler`], the hook the training loop calls for
+//!   `training.dynamics = "ode"`.
 //!
 //! Time is measured in units of τ throughout; [`CircuitConfig::tau_ns`]
 //! converts to seconds for latency estimates.
 
 pub mod amplifier;
+pub mod dyad;
 pub mod integrator;
 pub mod settle;
+pub mod settler;
 
 use anyhow::{ensure, Result};
 use serde::{Deserialize, Serialize};
 
-pub use amplifier::{AmplifierConfig, NudgeVariant, NudgingAmplifier};
+pub use amplifier::{nominal_gains, AmplifierConfig, NudgingAmplifier};
+pub use dyad::{CircuitSystem, DyadCircuit, StateLayout};
 pub use integrator::{
     ErrorNorm, Integrator, IntegratorKind, IntegratorSettings, IntegratorStats, OdeSystem,
     StepControl,
@@ -36,6 +43,7 @@ pub use integrator::{
 pub use settle::{
     settle, Divergence, DivergenceReason, SettleCriteria, SettleReport, SettleStatus, Settling,
 };
+pub use settler::CircuitSettler;
 
 /// Circuit settings (TOML `[circuit]`): integrator, settle criterion,
 /// divergence policy and amplifier non-idealities. Every field has a default.
