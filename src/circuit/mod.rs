@@ -62,10 +62,13 @@ pub struct CircuitConfig {
     /// Fixed step of euler/rk4/euler_maruyama, in τ (0 < dt ≤ 2.5; Euler is
     /// unstable above 2 on the leak alone).
     pub dt: f64,
-    /// rk45 absolute error tolerance (> 0).
-    pub atol: f64,
-    /// rk45 relative error tolerance (≥ 0).
-    pub rtol: f64,
+    /// rk45 absolute error tolerance (> 0); default `tol / 10`. Near the
+    /// fixed point the adaptive step rides its stability boundary and the
+    /// residual ‖dv/dt‖ hovers at the level of the local error, so the error
+    /// tolerance must sit below the settle tolerance.
+    pub atol: Option<f64>,
+    /// rk45 relative error tolerance (≥ 0); default `tol`.
+    pub rtol: Option<f64>,
     /// rk45 smallest step before the run is declared a step-size collapse (τ).
     pub h_min: f64,
     /// rk45 largest step (τ).
@@ -104,8 +107,8 @@ impl Default for CircuitConfig {
         Self {
             integrator: i.kind,
             dt: i.dt,
-            atol: i.atol,
-            rtol: i.rtol,
+            atol: None,
+            rtol: None,
             h_min: i.h_min,
             h_max: i.h_max,
             h0: i.h0,
@@ -131,8 +134,12 @@ impl CircuitConfig {
             "circuit.dt = {} must be in (0, 2.5] (τ units)",
             self.dt
         );
-        ensure!(self.atol > 0.0, "circuit.atol = {} must be > 0", self.atol);
-        ensure!(self.rtol >= 0.0, "circuit.rtol = {} must be ≥ 0", self.rtol);
+        if let Some(atol) = self.atol {
+            ensure!(atol > 0.0, "circuit.atol = {atol} must be > 0");
+        }
+        if let Some(rtol) = self.rtol {
+            ensure!(rtol >= 0.0, "circuit.rtol = {rtol} must be ≥ 0");
+        }
         ensure!(
             self.h_min > 0.0 && self.h_min <= self.h_max,
             "circuit.h_min = {} must be > 0 and ≤ circuit.h_max = {}",
@@ -186,8 +193,8 @@ impl CircuitConfig {
         IntegratorSettings {
             kind: self.integrator,
             dt: self.dt,
-            atol: self.atol,
-            rtol: self.rtol,
+            atol: self.atol.unwrap_or(f64::from(self.tol) / 10.0),
+            rtol: self.rtol.unwrap_or(f64::from(self.tol)),
             h_min: self.h_min,
             h_max: self.h_max,
             h0: self.h0,
