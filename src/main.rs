@@ -18,6 +18,8 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Angle between a rule's weight gradient and exact back-propagation's on one batch.
     Angle(cli::angle::AngleArgs),
+    /// Reproduce the paper's Table 1 or Table 2 (Markdown and JSON output).
+    Reproduce(cli::reproduce::ReproduceArgs),
 }
 
 fn main() {
@@ -25,6 +27,7 @@ fn main() {
     let outcome = match &parsed.command {
         Command::Train(a) => cli::train::run_train(a),
         Command::Angle(a) => cli::angle::run_angle(a),
+        Command::Reproduce(a) => cli::reproduce::run_reproduce(a),
     };
     if let Err(e) = outcome {
         eprintln!("error: {e:#}");
