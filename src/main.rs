@@ -20,6 +20,8 @@ enum Command {
     Angle(cli::angle::AngleArgs),
     /// Reproduce the paper's Table 1 or Table 2 (Markdown and JSON output).
     Reproduce(cli::reproduce::ReproduceArgs),
+    /// Settle one batch with the continuous-time neuron circuit; write trajectories (CSV, plot).
+    Settle(cli::settle::SettleArgs),
 }
 
 fn main() {
@@ -28,6 +30,7 @@ fn main() {
         Command::Train(a) => cli::train::run_train(a),
         Command::Angle(a) => cli::angle::run_angle(a),
         Command::Reproduce(a) => cli::reproduce::run_reproduce(a),
+        Command::Settle(a) => cli::settle::run(a),
     };
     if let Err(e) = outcome {
         eprintln!("error: {e:#}");

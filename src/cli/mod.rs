@@ -4,4 +4,5 @@ pub mod angle;
 pub mod common;
 pub mod progress;
 pub mod reproduce;
+pub mod settle;
 pub mod train;

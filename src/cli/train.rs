@@ -52,6 +52,8 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         write_atomic(&dir.join("result.json"), json.as_bytes())?;
         let toml = toml::to_string_pretty(&cfg.raw).context("serialising config")?;
         write_atomic(&dir.join("config.toml"), toml.as_bytes())?;
+        // The trained weights, so `dyadsim settle --from DIR` can load them.
+        super::settle::save_parameters(dir, &output.network)?;
     }
     let acc = result
         .test_accuracy
