@@ -22,6 +22,8 @@ enum Command {
     Reproduce(cli::reproduce::ReproduceArgs),
     /// List the device models, or show one's parameters and pulse-response plot.
     Devices(cli::devices::DevicesArgs),
+    /// Settle one batch with the continuous-time neuron circuit; write trajectories (CSV, plot).
+    Settle(cli::settle::SettleArgs),
 }
 
 fn main() {
@@ -31,6 +33,7 @@ fn main() {
         Command::Angle(a) => cli::angle::run_angle(a),
         Command::Reproduce(a) => cli::reproduce::run_reproduce(a),
         Command::Devices(a) => cli::devices::run(a),
+        Command::Settle(a) => cli::settle::run(a),
     };
     if let Err(e) = outcome {
         eprintln!("error: {e:#}");
