@@ -5,4 +5,5 @@ pub mod common;
 pub mod devices;
 pub mod progress;
 pub mod reproduce;
+pub mod settle;
 pub mod train;

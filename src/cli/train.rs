@@ -65,6 +65,8 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
                 .context("serialising device state")?;
             write_atomic(&dir.join("device_state.json"), json.as_bytes())?;
         }
+        // The trained weights, so `dyadsim settle --from DIR` can load them.
+        super::settle::save_parameters(dir, &output.network)?;
     }
     let acc = result
         .test_accuracy

@@ -5,4 +5,5 @@ pub mod result;
 
 pub use config::{Config, ValidConfig};
 pub use result::RunResult;
+pub mod reproduce;
 pub mod train;

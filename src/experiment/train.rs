@@ -33,6 +33,12 @@ pub struct SettleSummary {
 pub trait EpochSettler: Settler {
     /// Statistics since the last call (then reset).
     fn take_summary(&mut self) -> Option<SettleSummary>;
+    /// A divergence the settler detected itself since the last call (then
+    /// reset): `(layer, reason, value)`, e.g. a circuit that kept growing
+    /// or is held only by its amplifier rails.
+    fn take_divergence(&mut self) -> Option<(usize, String, f64)> {
+        None
+    }
 }
 
 /// Receives progress snapshots from the training loop.
@@ -111,9 +117,9 @@ pub struct RunOutput {
 pub fn make_settler(cfg: &ValidConfig) -> Result<Option<Box<dyn EpochSettler>>> {
     match cfg.raw.training.dynamics {
         DynamicsKind::Discrete => Ok(None),
-        DynamicsKind::Ode => {
-            bail!("training.dynamics = \"ode\" is not available in this build yet")
-        }
+        DynamicsKind::Ode => Ok(Some(Box::new(crate::circuit::CircuitSettler::new(
+            &cfg.raw.circuit,
+        )?))),
     }
 }
 
@@ -192,11 +198,14 @@ pub fn run_with(
                     }
                 });
             epoch_max_state = epoch_max_state.max(batch_max);
+            let circuit_divergence = settler.as_mut().and_then(|s| s.take_divergence());
             if let Some((layer, reason, value)) = first_runaway(
                 &outcome.layer_max_state,
                 raw.divergence.state_limit,
                 "state",
-            ) {
+            )
+            .or(circuit_divergence)
+            {
                 if diverged_at.is_none() {
                     let event = DivergenceEvent {
                         epoch,

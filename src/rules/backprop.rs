@@ -17,14 +17,24 @@ pub struct BackpropPass {
     pub gradients: Vec<OuterProductGradient>,
     /// Output a_L (the prediction).
     pub output: Mat,
-    /// ∇ₓ of the batch-summed loss (W_1ᵀ e_1), per sample.
+    /// ∇ₓ of the batch-summed loss (W_1ᵀ e_1), per sample (empty unless requested).
     pub input_gradient: Mat,
     /// max |s_k| per layer (index 0 = layer 1).
     pub layer_max_state: Vec<f32>,
 }
 
-/// Forward and backward pass of `net` on batch `x` with targets `y`.
+/// Forward and backward pass of `net` on batch `x` with targets `y`
+/// (the input gradient is left empty; see [`backprop_with_input_gradient`]).
 pub fn backprop(net: &mut Network, x: &Mat, y: &Mat) -> BackpropPass {
+    backprop_impl(net, x, y, false)
+}
+
+/// Like [`backprop`], and also computes ∇ₓℓ = W_1ᵀ e_1 (one more transposed read).
+pub fn backprop_with_input_gradient(net: &mut Network, x: &Mat, y: &Mat) -> BackpropPass {
+    backprop_impl(net, x, y, true)
+}
+
+fn backprop_impl(net: &mut Network, x: &Mat, y: &Mat, input_gradient: bool) -> BackpropPass {
     let depth = net.depth();
     let f = net.activation;
     let mut drives: Vec<Mat> = Vec::with_capacity(depth);
@@ -54,7 +64,9 @@ pub fn backprop(net: &mut Network, x: &Mat, y: &Mat) -> BackpropPass {
         } else {
             states[k - 1].clone()
         };
-        net.layers[k].transposed(&error, &mut back);
+        if k > 0 || input_gradient {
+            net.layers[k].transposed(&error, &mut back);
+        }
         gradients.push(OuterProductGradient {
             left: error.clone(),
             right,

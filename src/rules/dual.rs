@@ -109,10 +109,11 @@ impl DualParams {
             (DualVariant::Dpt, _) => {
                 loss.gradient(a, y, grad);
                 for (((p, m), &ai), &g) in plus
+                    .as_mut_slice()
                     .iter_mut()
-                    .zip(minus.iter_mut())
-                    .zip(a.iter())
-                    .zip(grad.iter())
+                    .zip(minus.as_mut_slice().iter_mut())
+                    .zip(a.as_slice().iter())
+                    .zip(grad.as_slice().iter())
                 {
                     *p = ai - (1.0 - alpha) * beta * g;
                     *m = ai + alpha * beta * g;
@@ -122,10 +123,11 @@ impl DualParams {
                 let cp = alpha * beta;
                 let cm = (1.0 - alpha) * beta;
                 for (((p, m), &ai), &yi) in plus
+                    .as_mut_slice()
                     .iter_mut()
-                    .zip(minus.iter_mut())
-                    .zip(a.iter())
-                    .zip(y.iter())
+                    .zip(minus.as_mut_slice().iter_mut())
+                    .zip(a.as_slice().iter())
+                    .zip(y.as_slice().iter())
                 {
                     *p = (ai + cp * yi) / (1.0 + cp);
                     *m = (ai - cm * yi) / (1.0 - cm);
@@ -134,10 +136,11 @@ impl DualParams {
             (DualVariant::Dp | DualVariant::DpDamped, Loss::Ce) => {
                 loss.gradient(a, y, grad);
                 for (((p, m), &ai), &g) in plus
+                    .as_mut_slice()
                     .iter_mut()
-                    .zip(minus.iter_mut())
-                    .zip(a.iter())
-                    .zip(grad.iter())
+                    .zip(minus.as_mut_slice().iter_mut())
+                    .zip(a.as_slice().iter())
+                    .zip(grad.as_slice().iter())
                 {
                     *p = ai - alpha * beta * g;
                     *m = ai + (1.0 - alpha) * beta * g;
@@ -192,10 +195,11 @@ fn combine_mean(alpha: f32, plus: &Mat, minus: &Mat, mean: &mut Mat, diff: &mut 
     ensure_shape(mean, plus.nrows(), plus.ncols());
     ensure_shape(diff, plus.nrows(), plus.ncols());
     for (((m, d), &p), &n) in mean
+        .as_mut_slice()
         .iter_mut()
-        .zip(diff.iter_mut())
-        .zip(plus.iter())
-        .zip(minus.iter())
+        .zip(diff.as_mut_slice().iter_mut())
+        .zip(plus.as_slice().iter())
+        .zip(minus.as_slice().iter())
     {
         *m = alpha * p + (1.0 - alpha) * n;
         *d = p - n;
@@ -280,7 +284,8 @@ impl DualInference<'_> {
                 let a = &st.drive[k];
                 ensure_shape(&mut st.plus[k], a.nrows(), a.ncols());
                 f.apply_slice(a.as_slice(), st.plus[k].as_mut_slice());
-                st.minus[k] = st.plus[k].clone();
+                ensure_shape(&mut st.minus[k], a.nrows(), a.ncols());
+                st.minus[k].copy_from(&st.plus[k]);
                 combine_mean(
                     self.params.mean_alpha(),
                     &st.plus[k],
@@ -290,7 +295,13 @@ impl DualInference<'_> {
                 );
             }
         }
-        self.state.free_output = self.state.drive[depth - 1].clone();
+        let st = &mut *self.state;
+        ensure_shape(
+            &mut st.free_output,
+            st.drive[depth - 1].nrows(),
+            st.drive[depth - 1].ncols(),
+        );
+        st.free_output.copy_from(&st.drive[depth - 1]);
         self.nudge(y);
     }
 
@@ -356,10 +367,11 @@ impl DualInference<'_> {
         };
         let inv = 1.0 / (1.0 + damping);
         for (((p, m), &ai), &g) in st.plus[k]
+            .as_mut_slice()
             .iter_mut()
-            .zip(st.minus[k].iter_mut())
-            .zip(a.iter())
-            .zip(fb.iter())
+            .zip(st.minus[k].as_mut_slice().iter_mut())
+            .zip(a.as_slice().iter())
+            .zip(fb.as_slice().iter())
         {
             let (np, nm) = if damping == 0.0 {
                 (f.apply(ai + cp * g), f.apply(ai - cm * g))
@@ -398,8 +410,8 @@ impl DualInference<'_> {
         for ((m, &x), &g) in st
             .input_mean
             .iter_mut()
-            .zip(st.input.iter())
-            .zip(st.feedback.iter())
+            .zip(st.input.as_slice().iter())
+            .zip(st.feedback.as_slice().iter())
         {
             *m = x + coef * g;
         }
@@ -470,7 +482,13 @@ impl DualInference<'_> {
             let a = self.params.mean_alpha();
             let coef = a * cp - (1.0 - a) * cm;
             let st = &mut *self.state;
-            for ((m, &x), &g) in st.input_mean.iter_mut().zip(st.input.iter()).zip(fb.iter()) {
+            for ((m, &x), &g) in st
+                .input_mean
+                .as_mut_slice()
+                .iter_mut()
+                .zip(st.input.as_slice())
+                .zip(fb.as_slice())
+            {
                 *m = x + coef * g;
             }
         }

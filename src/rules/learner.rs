@@ -2,7 +2,7 @@
 //! return the per-layer gradients — the piece the training loop, the angle
 //! measurement and the circuit share.
 
-use super::backprop::{adversarial_input, backprop};
+use super::backprop::{adversarial_input, backprop, backprop_with_input_gradient};
 use super::dual::{DualInference, DualParams, DualState};
 use super::{AdversaryKind, RuleKind, Schedule};
 use crate::experiment::ValidConfig;
@@ -92,7 +92,11 @@ impl Learner {
                 }
             }
             None => {
-                let pass = backprop(net, x, y);
+                let pass = if self.rule == RuleKind::BpAdv {
+                    backprop_with_input_gradient(net, x, y)
+                } else {
+                    backprop(net, x, y)
+                };
                 let loss_sum = net.loss.total(&pass.output, y);
                 let correct = count_correct(&pass.output, y);
                 if self.rule == RuleKind::BpAdv {
