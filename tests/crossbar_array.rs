@@ -524,3 +524,38 @@ fn config_errors_name_the_field() {
         "{msg}"
     );
 }
+
+#[test]
+fn drift_scales_one_sided_pcm_weights_by_the_power_law() {
+    // A positive weight sits on G⁺ with G⁻ at G_min; both drift by the same
+    // factor f = (t/t₀)^−ν, so w(t) = w(0)·f exactly (G_min included).
+    let nu = 0.06f64;
+    let ov = overrides(&[
+        ("drift_nu", nu.into()),
+        ("drift_nu_dtod", 0.0.into()),
+        ("read_noise", 0.0.into()),
+        ("dw_min_std", 0.0.into()),
+    ]);
+    let cfg = CrossbarConfig {
+        time_per_batch: 0.0,
+        ..ideal_periphery("pcm")
+    };
+    let mut xbar = Crossbar::new(&cfg, &ov, 2, 3, 5).unwrap();
+    let w0 = Mat::from_row_slice(2, 3, &[0.5, 0.25, 0.1, 0.8, 0.3, 0.05]);
+    xbar.set_parameters(&w0, &Vector::zeros(2));
+    let t0 = xbar.model().drift_t0;
+    for t in [10.0 * t0, 1000.0 * t0] {
+        let before = xbar.plus_devices().time();
+        xbar.advance_time(t - before);
+        let f = (t / t0).powf(-nu) as f32;
+        let w = xbar.weights();
+        for (a, b) in w.iter().zip(w0.iter()) {
+            assert!((a - b * f).abs() < 1e-5, "{a} vs {}", b * f);
+        }
+        // Forward reads see the drifted weights too.
+        let x = Mat::from_column_slice(3, 1, &[1.0, 1.0, 1.0]);
+        let mut y = Mat::zeros(0, 0);
+        xbar.forward(&x, &mut y);
+        assert!((y[(0, 0)] - 0.85 * f).abs() < 1e-4);
+    }
+}

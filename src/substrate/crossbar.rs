@@ -97,8 +97,9 @@ pub struct CrossbarConfig {
     /// `differential` or `reference`.
     pub mapping: Mapping,
     /// Weight at full conductance difference (`|w| ≤ w_scale`); 0 = automatic
-    /// per layer: `w_scale_headroom × max |W_init|`, so the initial weights use
-    /// a fixed share of the conductance range (aihwkit's weight scaling ω).
+    /// per layer: `w_scale_headroom × max |W_init|` rounded to the nearest power
+    /// of two, so the initial weights use a fixed share of the conductance
+    /// range (cf. aihwkit's weight scaling ω).
     pub w_scale: f32,
     /// Automatic `w_scale` as a multiple of the largest initial weight.
     pub w_scale_headroom: f32,
@@ -240,8 +241,12 @@ impl CrossbarConfig {
         let mut c = self.clone();
         if c.w_scale == 0.0 {
             let m = weights.amax().max(bias.amax());
+            // Rounded to the nearest power of two (in log scale, so the
+            // headroom stays within a factor √2 of the setting): w ↔ g
+            // conversions are then exact in binary floating point, which
+            // keeps `ideal` + `exact` runs bit-identical to digital SGD.
             c.w_scale = if m.is_finite() && m > 0.0 {
-                self.w_scale_headroom * m
+                2f32.powi((self.w_scale_headroom * m).log2().round() as i32)
             } else {
                 1.0
             };
