@@ -114,11 +114,13 @@ fn read_noise_variance_matches_the_squared_conductance_sum() {
     let m = xbar.model().clone();
     let o = m.conductance_offset();
     let ws = cfg.w_scale;
-    let plus = xbar.plus_devices().clone();
-    let minus = xbar.minus_devices().unwrap().clone();
+    let devices = xbar.devices().clone();
+    let (pi, mi): (Vec<usize>, Vec<usize>) = (0..n_out * (n_in + 1))
+        .map(|idx| (xbar.plus_index(idx), xbar.minus_index(idx).unwrap()))
+        .unzip();
     let s = |idx: usize| {
-        let gp = plus.visible(idx) + o;
-        let gm = minus.visible(idx) + o;
+        let gp = devices.visible(pi[idx]) + o;
+        let gm = devices.visible(mi[idx]) + o;
         (ws * ws * (gp * gp + gm * gm)) as f64
     };
     let reps = 8000;
@@ -386,10 +388,17 @@ fn one_sided_pcm_pairs_potentiate_only_and_refresh() {
         );
         last = w;
     }
-    let (up, down) = xbar.plus_devices().pulse_totals();
-    let (up_m, down_m) = xbar.minus_devices().unwrap().pulse_totals();
-    assert_eq!(down + down_m, 0, "one-sided devices only get SET pulses");
-    assert!(up_m > 0 && up_m >= up);
+    let (_, down) = xbar.devices().pulse_totals();
+    assert_eq!(down, 0, "one-sided devices only get SET pulses");
+    let counts = xbar.devices().pulse_counts();
+    let (up_p, up_m) = (
+        counts[xbar.plus_index(0)],
+        counts[xbar.minus_index(0).unwrap()],
+    );
+    assert!(
+        up_m > 0 && up_m >= up_p,
+        "G⁻ takes the negative updates ({up_m} vs {up_p})"
+    );
     let summary = xbar.hardware_summary().unwrap();
     assert!(
         summary["one_sided_refreshes"].as_u64().unwrap() > 0,
@@ -423,10 +432,7 @@ fn device_state_round_trips_through_json() {
         .unwrap();
     assert_eq!(a.weights(), b.weights());
     assert_eq!(a.bias(), b.bias());
-    assert_eq!(
-        a.plus_devices().pulse_counts(),
-        b.plus_devices().pulse_counts()
-    );
+    assert_eq!(a.devices().pulse_counts(), b.devices().pulse_counts());
     let mut c = Crossbar::new(&cfg, &ov, 5, 4, 1).unwrap();
     assert!(
         c.restore_device_state(&state).is_err(),
@@ -445,7 +451,8 @@ fn reference_mapping_encodes_weights_against_the_reference_line() {
     let w = Mat::from_row_slice(3, 2, &[0.5, -0.25, 0.0, 0.9, -0.9, 0.1]);
     xbar.set_parameters(&w, &Vector::zeros(3));
     assert!((xbar.weights() - &w).amax() < 1e-6);
-    assert!(xbar.minus_devices().is_none());
+    assert!(xbar.minus_index(0).is_none());
+    assert_eq!(xbar.devices().len(), 3 * 3);
     // Out-of-range weights clip at ±w_scale.
     xbar.set_parameters(&(w * 3.0), &Vector::zeros(3));
     assert!(xbar.weights().amax() <= cfg.w_scale + 1e-6);
@@ -469,13 +476,7 @@ fn hardware_summary_counts_pulses_and_reads() {
     };
     xbar.apply_gradient(&g);
     let s = xbar.hardware_summary().unwrap();
-    let pulses: u32 = xbar.plus_devices().pulse_counts().iter().sum::<u32>()
-        + xbar
-            .minus_devices()
-            .unwrap()
-            .pulse_counts()
-            .iter()
-            .sum::<u32>();
+    let pulses: u32 = xbar.devices().pulse_counts().iter().sum::<u32>();
     assert!(pulses > 0);
     assert_eq!(s["pulses_applied"].as_u64().unwrap(), pulses as u64);
     assert_eq!(s["reads"]["forward_samples"].as_u64().unwrap(), 4);
@@ -545,7 +546,7 @@ fn drift_scales_one_sided_pcm_weights_by_the_power_law() {
     xbar.set_parameters(&w0, &Vector::zeros(2));
     let t0 = xbar.model().drift_t0;
     for t in [10.0 * t0, 1000.0 * t0] {
-        let before = xbar.plus_devices().time();
+        let before = xbar.devices().time();
         xbar.advance_time(t - before);
         let f = (t / t0).powf(-nu) as f32;
         let w = xbar.weights();
