@@ -402,6 +402,8 @@ impl Controller {
             }
         }
         let sum_left: f64 = left.iter().map(|v| v.abs() as f64).sum();
+        // Upper bound of the row probabilities in each bucket.
+        let bucket_top: [f64; BUCKETS] = std::array::from_fn(|k| p_max * 0.5f64.powi(k as i32));
         let mut requested = 0.0f64;
         for j in 0..=self.n_in {
             let rj = if j < self.n_in {
@@ -424,7 +426,7 @@ impl Controller {
                 if rows.is_empty() {
                     continue;
                 }
-                let bound = (p_max * 0.5f64.powi(k as i32) * qj).min(1.0);
+                let bound = (bucket_top[k] * qj).min(1.0);
                 let r_top = 1.0 - pow_u32(1.0 - bound, bl);
                 if r_top <= 0.0 {
                     continue;
@@ -463,11 +465,12 @@ impl Controller {
                     let i = rows[pos];
                     let pij = p[i as usize] * qj;
                     let r_i = 1.0 - pow_u32(1.0 - pij, bl);
-                    let accept: f64 = self.rng.gen();
-                    if accept * r_top < r_i {
-                        let u: f64 = self.rng.gen();
-                        // (1 − r_i) + u·r_i lands in the n ≥ 1 part of the CDF.
-                        let n = binomial_inverse((1.0 - r_i) + u * r_i, bl, pij).max(1);
+                    let accept = self.rng.gen::<f64>() * r_top;
+                    if accept < r_i {
+                        // Given acceptance, accept/r_i is uniform on [0, 1), so
+                        // (1 − r_i) + accept lands uniformly in the n ≥ 1 part
+                        // of the CDF: one draw serves both decisions.
+                        let n = binomial_inverse((1.0 - r_i) + accept, bl, pij).max(1);
                         let s = if left[i as usize] > 0.0 {
                             col_sign
                         } else {
