@@ -40,7 +40,7 @@
 
 use super::{OuterProductGradient, WeightArray};
 use crate::controller::{Controller, ControllerStats, UpdateGranularity, WritePlan, WriteScheme};
-use crate::devices::array::DeviceArrayState;
+use crate::devices::array::{prefetch, DeviceArrayState};
 use crate::devices::{DeviceArray, DeviceModel, Histogram};
 use crate::linalg::{ensure_shape, gemm, Mat, Op, Vector};
 use anyhow::{bail, Context, Result};
@@ -856,13 +856,24 @@ impl WeightArray for Crossbar {
                 }
             }
             WritePlan::Pulses(events) => {
-                for e in &events {
+                // Prefetch a few events ahead: the pulse path is memory bound.
+                const AHEAD: usize = 8;
+                for (k, e) in events.iter().enumerate() {
+                    if let Some(next) = events.get(k + AHEAD) {
+                        let idx = self.plus_index(next.index as usize);
+                        self.devices.prefetch(idx);
+                    }
                     self.apply_event(e.index as usize, e.pulses);
                 }
                 if self.devices.drifts() {
                     self.cache_valid = false;
                 } else {
-                    for e in &events {
+                    // Write-back of the read caches, likewise prefetched.
+                    for (k, e) in events.iter().enumerate() {
+                        if let Some(next) = events.get(k + AHEAD) {
+                            prefetch(self.w_read.as_slice(), next.index as usize);
+                            prefetch(self.sq_read.as_slice(), next.index as usize);
+                        }
                         self.refresh_entry(e.index as usize);
                     }
                 }
