@@ -464,13 +464,14 @@ impl Controller {
                     pos += skip as usize;
                     let i = rows[pos];
                     let pij = p[i as usize] * qj;
-                    let r_i = 1.0 - pow_u32(1.0 - pij, bl);
+                    let p_zero = pow_u32(1.0 - pij, bl);
+                    let r_i = 1.0 - p_zero;
                     let accept = self.rng.gen::<f64>() * r_top;
                     if accept < r_i {
                         // Given acceptance, accept/r_i is uniform on [0, 1), so
                         // (1 − r_i) + accept lands uniformly in the n ≥ 1 part
                         // of the CDF: one draw serves both decisions.
-                        let n = binomial_inverse((1.0 - r_i) + accept, bl, pij).max(1);
+                        let n = binomial_inverse_from(p_zero + accept, bl, pij, p_zero).max(1);
                         let s = if left[i as usize] > 0.0 {
                             col_sign
                         } else {
@@ -529,6 +530,11 @@ fn collect_events(counts: &[i32], events: &mut Vec<PulseEvent>) {
 /// Inverse CDF of `Binomial(n, p)` at `u ∈ [0, 1)`: the smallest `k` with
 /// `P(X ≤ k) > u`, by the pmf recurrence `P(k+1) = P(k)·(n−k)/(k+1)·p/(1−p)`.
 pub fn binomial_inverse(u: f64, n: u32, p: f64) -> u32 {
+    binomial_inverse_from(u, n, p, pow_u32(1.0 - p, n))
+}
+
+/// [`binomial_inverse`] with `P(X = 0) = (1 − p)^n` already known.
+fn binomial_inverse_from(u: f64, n: u32, p: f64, p_zero: f64) -> u32 {
     if p <= 0.0 {
         return 0;
     }
@@ -537,7 +543,7 @@ pub fn binomial_inverse(u: f64, n: u32, p: f64) -> u32 {
     }
     let q = 1.0 - p;
     let ratio = p / q;
-    let mut pmf = pow_u32(q, n);
+    let mut pmf = p_zero;
     let mut cdf = pmf;
     let mut k = 0u32;
     while u >= cdf && k < n {
