@@ -560,3 +560,34 @@ fn drift_scales_one_sided_pcm_weights_by_the_power_law() {
         assert!((y[(0, 0)] - 0.85 * f).abs() < 1e-4);
     }
 }
+
+#[test]
+fn single_sample_reads_match_batched_reads() {
+    // Batch 1 takes a matrix–vector path, batches take SGEMM; with
+    // deterministic periphery (DAC/ADC on, no noise) they must agree.
+    let cfg = CrossbarConfig {
+        output_noise: 0.0,
+        adc_bits: 0, // a coarse ADC grid could hide small differences
+        adc_range: 0.0,
+        ..base()
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let mut xbar = Crossbar::new(&cfg, &toml::Table::new(), 7, 11, 2).unwrap();
+    xbar.set_parameters(
+        &random_mat(&mut rng, 7, 11, 0.4),
+        &Vector::from_element(7, 0.05),
+    );
+    let mut x = random_mat(&mut rng, 11, 3, 1.0);
+    x[(2, 1)] = 0.0;
+    let d = random_mat(&mut rng, 7, 3, 1.0);
+    let (mut yb, mut zb) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
+    xbar.forward(&x, &mut yb);
+    xbar.transposed(&d, &mut zb);
+    for b in 0..3 {
+        let (mut y, mut z) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
+        xbar.forward(&x.columns(b, 1).into_owned(), &mut y);
+        xbar.transposed(&d.columns(b, 1).into_owned(), &mut z);
+        assert!((y - yb.column(b)).amax() < 1e-5);
+        assert!((z - zb.column(b)).amax() < 1e-5);
+    }
+}

@@ -682,15 +682,7 @@ impl Crossbar {
             }
             ensure_shape(&mut self.variance, rows, batch);
             let op = if transposed { Op::T } else { Op::N };
-            gemm(
-                1.0,
-                &self.sq_read,
-                op,
-                &self.x_squared,
-                Op::N,
-                0.0,
-                &mut self.variance,
-            );
+            mvm(&self.sq_read, op, &self.x_squared, &mut self.variance);
             if !transposed {
                 for b in 0..batch {
                     let d2 = self.bias_drive[b] * self.bias_drive[b];
@@ -811,7 +803,7 @@ impl WeightArray for Crossbar {
             return;
         }
         self.dac(x, true);
-        gemm(1.0, &self.w_read, Op::N, &self.x_scaled, Op::N, 0.0, out);
+        mvm(&self.w_read, Op::N, &self.x_scaled, out);
         for b in 0..batch {
             let d = self.bias_drive[b];
             for (o, w) in out.column_mut(b).iter_mut().zip(self.b_read.iter()) {
@@ -832,7 +824,7 @@ impl WeightArray for Crossbar {
             return;
         }
         self.dac(d, false);
-        gemm(1.0, &self.w_read, Op::T, &self.x_scaled, Op::N, 0.0, out);
+        mvm(&self.w_read, Op::T, &self.x_scaled, out);
         self.analog_output(out, true);
     }
 
@@ -1057,6 +1049,36 @@ impl WeightArray for Crossbar {
         self.controller.set_accumulator(&s.accumulator)?;
         self.refresh_cache();
         Ok(())
+    }
+}
+
+/// `out ← op(W) x` through the periphery path: SGEMM for a batch, a
+/// direct matrix–vector product for one sample (SGEMM's packing of the whole
+/// array dominates at batch 1; zero inputs — most MNIST pixels — are skipped).
+fn mvm(w: &Mat, op: Op, x: &Mat, out: &mut Mat) {
+    if x.ncols() != 1 {
+        gemm(1.0, w, op, x, Op::N, 0.0, out);
+        return;
+    }
+    let n_rows = w.nrows();
+    let xs = x.as_slice();
+    let o = out.as_mut_slice();
+    match op {
+        Op::N => {
+            o.iter_mut().for_each(|v| *v = 0.0);
+            for (col, &xj) in w.as_slice().chunks_exact(n_rows.max(1)).zip(xs) {
+                if xj != 0.0 {
+                    for (oi, wij) in o.iter_mut().zip(col) {
+                        *oi += wij * xj;
+                    }
+                }
+            }
+        }
+        Op::T => {
+            for (oj, col) in o.iter_mut().zip(w.as_slice().chunks_exact(n_rows.max(1))) {
+                *oj = col.iter().zip(xs).map(|(a, b)| a * b).sum();
+            }
+        }
     }
 }
 
