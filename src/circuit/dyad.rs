@@ -368,15 +368,7 @@ impl OdeSystem for CircuitSystem<'_> {
             let (vp, vm) = (&v[lay.plus(k)], &v[lay.minus(k)]);
             let (a, fb) = (c.drive[k].as_slice(), c.feedback[k].as_slice());
             let (dp, dm) = dv[lay.plus(k).start..lay.minus(k).end].split_at_mut(n * lay.batch());
-            let mut saturated = 0;
-            for i in 0..vp.len() {
-                let j = i % n;
-                let (up, sp) = amp.plus(j, fb[i]);
-                let (um, sm) = amp.minus(j, fb[i]);
-                dp[i] = -vp[i] + a[i] + up;
-                dm[i] = -vm[i] + a[i] - um;
-                saturated += usize::from(sp) + usize::from(sm);
-            }
+            let saturated = compartment_rhs(amp, vp, vm, a, dp, dm, |i| (fb[i], fb[i]));
             c.saturated[k] = saturated;
         }
         // Output compartments.
@@ -387,31 +379,17 @@ impl OdeSystem for CircuitSystem<'_> {
         let (dp, dm) = dv[lay.plus(l).start..lay.minus(l).end].split_at_mut(n * lay.batch());
         let a = c.drive[l].as_slice();
         let beta = c.beta;
-        let mut saturated = 0;
         let gradient_flow = c.variant != DualVariant::Dpt && c.loss == Loss::Mse;
-        if gradient_flow {
+        let saturated = if gradient_flow {
             let y = self.y.as_slice();
-            for i in 0..vp.len() {
-                let j = i % n;
-                let (up, sp) = amp.plus(j, -beta * (vp[i] - y[i]));
-                let (um, sm) = amp.minus(j, -beta * (vm[i] - y[i]));
-                dp[i] = -vp[i] + a[i] + up;
-                dm[i] = -vm[i] + a[i] - um;
-                saturated += usize::from(sp) + usize::from(sm);
-            }
+            compartment_rhs(amp, vp, vm, a, dp, dm, |i| {
+                (-beta * (vp[i] - y[i]), -beta * (vm[i] - y[i]))
+            })
         } else {
             c.loss.gradient(&c.drive[l], self.y, &mut c.loss_grad);
             let g = c.loss_grad.as_slice();
-            for i in 0..vp.len() {
-                let j = i % n;
-                let e = -beta * g[i];
-                let (up, sp) = amp.plus(j, e);
-                let (um, sm) = amp.minus(j, e);
-                dp[i] = -vp[i] + a[i] + up;
-                dm[i] = -vm[i] + a[i] - um;
-                saturated += usize::from(sp) + usize::from(sm);
-            }
-        }
+            compartment_rhs(amp, vp, vm, a, dp, dm, |i| (-beta * g[i], -beta * g[i]))
+        };
         c.saturated[l] = saturated;
     }
 
@@ -426,6 +404,35 @@ impl OdeSystem for CircuitSystem<'_> {
         }
         true
     }
+}
+
+/// `dv⁺ = −v⁺ + a + u⁺(x⁺)`, `dv⁻ = −v⁻ + a − u⁻(x⁻)` for one layer's
+/// `n × B` block, where `input(i) = (x⁺_i, x⁻_i)` is the amplifier input of
+/// entry `i`. Returns how many amplifier outputs sit on a rail.
+#[inline]
+fn compartment_rhs(
+    amp: &NudgingAmplifier,
+    vp: &[f32],
+    vm: &[f32],
+    a: &[f32],
+    dp: &mut [f32],
+    dm: &mut [f32],
+    input: impl Fn(usize) -> (f32, f32),
+) -> usize {
+    let n = amp.len();
+    let mut saturated = 0;
+    for base in (0..vp.len()).step_by(n.max(1)) {
+        for j in 0..n {
+            let i = base + j;
+            let (xp, xm) = input(i);
+            let (up, sp) = amp.plus(j, xp);
+            let (um, sm) = amp.minus(j, xm);
+            dp[i] = -vp[i] + a[i] + up;
+            dm[i] = -vm[i] + a[i] - um;
+            saturated += usize::from(sp) + usize::from(sm);
+        }
+    }
+    saturated
 }
 
 impl Settling for CircuitSystem<'_> {

@@ -15,7 +15,8 @@
 //! their first stage (first-same-as-last for Dormand–Prince, reused as `k₁` of
 //! the next step for the others). So a caller gets `‖dv/dt‖∞` — the settle
 //! criterion — without an extra right-hand-side evaluation, and every buffer
-//! is allocated once in [`Integrator::new`]: a step allocates nothing.
+//! is allocated once in [`Integrator::new`]: a step allocates nothing itself
+//! (`tests/circuit_alloc.rs` counts it).
 //!
 //! Methods (Hairer, Nørsett & Wanner, *Solving ODEs I*, 2nd ed., 1993):
 //! - [`IntegratorKind::Euler`]: `y ← y + h F(t, y)` (order 1).
