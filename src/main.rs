@@ -20,6 +20,8 @@ enum Command {
     Angle(cli::angle::AngleArgs),
     /// Reproduce the paper's Table 1 or Table 2 (Markdown and JSON output).
     Reproduce(cli::reproduce::ReproduceArgs),
+    /// List the device models, or show one's parameters and pulse-response plot.
+    Devices(cli::devices::DevicesArgs),
     /// Settle one batch with the continuous-time neuron circuit; write trajectories (CSV, plot).
     Settle(cli::settle::SettleArgs),
 }
@@ -30,6 +32,7 @@ fn main() {
         Command::Train(a) => cli::train::run_train(a),
         Command::Angle(a) => cli::angle::run_angle(a),
         Command::Reproduce(a) => cli::reproduce::run_reproduce(a),
+        Command::Devices(a) => cli::devices::run(a),
         Command::Settle(a) => cli::settle::run(a),
     };
     if let Err(e) = outcome {

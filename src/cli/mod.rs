@@ -2,6 +2,7 @@
 
 pub mod angle;
 pub mod common;
+pub mod devices;
 pub mod progress;
 pub mod reproduce;
 pub mod settle;

@@ -52,6 +52,19 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         write_atomic(&dir.join("result.json"), json.as_bytes())?;
         let toml = toml::to_string_pretty(&cfg.raw).context("serialising config")?;
         write_atomic(&dir.join("config.toml"), toml.as_bytes())?;
+        // Crossbar layers also leave their device state (conductances, pulse
+        // counters) so the run can be inspected or resumed.
+        let states: Vec<serde_json::Value> = output
+            .network
+            .layers
+            .iter()
+            .filter_map(|l| l.device_state())
+            .collect();
+        if !states.is_empty() {
+            let json = serde_json::to_string(&serde_json::json!({ "layers": states }))
+                .context("serialising device state")?;
+            write_atomic(&dir.join("device_state.json"), json.as_bytes())?;
+        }
         // The trained weights, so `dyadsim settle --from DIR` can load them.
         super::settle::save_parameters(dir, &output.network)?;
     }

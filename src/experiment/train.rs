@@ -358,7 +358,10 @@ pub fn run_with(
         hardware: if layer_summaries.is_empty() {
             None
         } else {
-            Some(serde_json::json!({ "layers": layer_summaries }))
+            Some(serde_json::json!({
+                "total": crate::substrate::crossbar::total_hardware_summary(&layer_summaries),
+                "layers": layer_summaries,
+            }))
         },
     };
     for o in observers.iter_mut() {
