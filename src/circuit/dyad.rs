@@ -124,6 +124,8 @@ impl StateLayout {
 #[derive(Clone, Debug)]
 pub struct DyadCircuit {
     layout: StateLayout,
+    /// The rule this circuit (its amplifier gains) was built for.
+    params: DualParams,
     variant: DualVariant,
     /// α of the hidden means s̄_k.
     alpha_hidden: f32,
@@ -163,6 +165,7 @@ impl DyadCircuit {
         let a = params.mean_alpha();
         Self {
             layout: StateLayout::new(&sizes, batch),
+            params: params.clone(),
             variant: params.variant,
             alpha_hidden: a,
             beta: params.beta,
@@ -191,9 +194,13 @@ impl DyadCircuit {
         &self.amplifiers
     }
 
-    /// Whether this circuit was built for a network of these widths.
-    pub fn fits(&self, net: &Network) -> bool {
-        net.layers.len() == self.layout.depth()
+    /// Whether this circuit was built for a network of these widths, with
+    /// this activation and loss, and for this rule.
+    pub fn fits(&self, net: &Network, params: &DualParams) -> bool {
+        self.params == *params
+            && self.activation == net.activation
+            && self.loss == net.loss
+            && net.layers.len() == self.layout.depth()
             && net
                 .layers
                 .iter()

@@ -93,7 +93,7 @@ impl CircuitSettler {
         let net = &mut *inference.net;
         let params = inference.params;
         let batch = inference.state.input.ncols();
-        let rebuild = !matches!(&self.circuit, Some(c) if c.fits(net));
+        let rebuild = !matches!(&self.circuit, Some(c) if c.fits(net, params));
         if rebuild {
             self.circuit = Some(DyadCircuit::new(net, params, &self.config.amplifier, batch));
         }

@@ -21,7 +21,7 @@ use crate::experiment::config::Config;
 use crate::experiment::train::build_network;
 use crate::experiment::ValidConfig;
 use crate::linalg::{Mat, Vector};
-use crate::network::{Activation, Network};
+use crate::network::{Activation, Architecture, Network};
 use crate::rules::dual::{DualInference, DualParams, DualState};
 use crate::rules::RuleKind;
 use anyhow::{bail, ensure, Context, Result};
@@ -356,13 +356,12 @@ pub fn run(args: &SettleArgs) -> Result<()> {
         "--sample {} is outside the batch of {batch} (training.batch)",
         args.sample
     );
-    let classes: usize = raw
+    let classes = raw
         .network
         .arch
-        .rsplit('-')
-        .next()
-        .and_then(|w| w.trim().parse().ok())
-        .unwrap_or(10);
+        .parse::<Architecture>()
+        .map_err(|e| anyhow::anyhow!("network.arch: {e}"))?
+        .outputs();
     let indices: Vec<usize> = (0..batch).collect();
     let (mut x, mut y) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
     split.batch(&indices, classes, &mut x, &mut y);
