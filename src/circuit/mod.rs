@@ -15,7 +15,7 @@
 //!   Euler–Maruyama, on flat `f32` batch states, allocation-free per step;
 //! - [`amplifier`]: the nudging amplifiers (gains from α, mismatch, offset,
 //!   noise, rails);
-//! - [`settle`]: the settle criterion `‖dv/dt‖∞·τ < tol` and divergence
+//! - [`mod@settle`]: the settle criterion `‖dv/dt‖∞·τ < tol` and divergence
 //!   detection, reported as a [`settle::SettleReport`];
 //! - [`dyad`]: the dyadic network itself as an ODE system over a
 //!   [`crate::network::Network`]'s weight arrays;
