@@ -67,8 +67,11 @@ fn circuit_vs_jacobi(
     integrator: IntegratorKind,
     tol: f32,
 ) -> f32 {
+    circuit_vs_jacobi_with(params(variant, alpha), loss, integrator, tol)
+}
+
+fn circuit_vs_jacobi_with(p: DualParams, loss: Loss, integrator: IntegratorKind, tol: f32) -> f32 {
     let (x, y) = batch();
-    let p = params(variant, alpha);
 
     let mut net = network(loss);
     let mut jac = DualState::default();
@@ -100,13 +103,28 @@ fn circuit_vs_jacobi(
     let (report, _) = settler.settle_observed(&mut inf, &y, |_, _, _| {});
     assert_eq!(report.status, SettleStatus::Settled, "{report:?}");
 
-    let mut worst = 0.0f32;
+    if p.robust_input {
+        let shift = (&ode.input_mean - &x).amax();
+        assert!(shift > 1e-4, "the input dyad must move: {shift:e}");
+    }
+    let mut worst = (&ode.input_mean - &jac.input_mean).amax();
     for k in 0..SIZES.len() - 1 {
         worst = worst
             .max((&ode.plus[k] - &jac.plus[k]).amax())
             .max((&ode.minus[k] - &jac.minus[k]).amax());
     }
     worst
+}
+
+#[test]
+fn input_robust_dp_has_the_same_fixed_point_with_an_instantaneous_input_dyad() {
+    // DP with α = 0.6: s̄_0 = x + (α² − (1−α)²) W_1ᵀ δ_1 = x + 0.2 W_1ᵀ δ_1 moves with δ_1.
+    let p = DualParams {
+        robust_input: true,
+        ..params(DualVariant::Dp, 0.6)
+    };
+    let d = circuit_vs_jacobi_with(p, Loss::Mse, IntegratorKind::Rk45, 1e-6);
+    assert!(d < 1e-5, "max |Δs| = {d:e}");
 }
 
 #[test]
