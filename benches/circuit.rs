@@ -43,6 +43,13 @@ fn bench_settle(c: &mut Criterion) {
     group.throughput(Throughput::Elements(BATCH as u64));
     for (name, circuit) in [
         ("rk45", circuit(IntegratorKind::Rk45, 0.1)),
+        (
+            "rk45_hold_input",
+            CircuitConfig {
+                hold_input_drive: true,
+                ..circuit(IntegratorKind::Rk45, 0.1)
+            },
+        ),
         ("rk4_dt0.5", circuit(IntegratorKind::Rk4, 0.5)),
         ("euler_dt0.1", circuit(IntegratorKind::Euler, 0.1)),
     ] {

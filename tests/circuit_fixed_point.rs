@@ -270,3 +270,24 @@ fn amplifier_noise_is_reproducible_and_fluctuates_around_the_fixed_point() {
         "deviation from the fixed point {dev:e}"
     );
 }
+
+#[test]
+fn holding_the_input_drive_is_exact_on_digital_weights() {
+    let base = CircuitConfig {
+        tol: 1e-6,
+        t_max: 200.0,
+        ..CircuitConfig::default()
+    };
+    let held = CircuitConfig {
+        hold_input_drive: true,
+        ..base.clone()
+    };
+    let (s1, a, _) = settle_small(&base, 0.5);
+    let (s2, b, _) = settle_small(&held, 0.5);
+    assert_eq!(s1.last_report(), s2.last_report());
+    for k in 0..SIZES.len() - 1 {
+        assert_eq!(a.plus[k], b.plus[k]);
+        assert_eq!(a.minus[k], b.minus[k]);
+        assert_eq!(a.drive[k], b.drive[k]);
+    }
+}

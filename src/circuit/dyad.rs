@@ -144,6 +144,10 @@ pub struct DyadCircuit {
     input_feedback: Mat,
     loss_grad: Mat,
     saturated: Vec<usize>,
+    /// Read array 1 once per settle (its input x does not move).
+    hold_input_drive: bool,
+    /// Whether `drive[0]` holds this batch's read of array 1.
+    input_drive_held: bool,
 }
 
 impl DyadCircuit {
@@ -181,7 +185,16 @@ impl DyadCircuit {
             input_feedback: Mat::zeros(0, 0),
             loss_grad: Mat::zeros(0, 0),
             saturated: vec![0; depth],
+            hold_input_drive: false,
+            input_drive_held: false,
         }
+    }
+
+    /// Reads array 1 once per settle instead of at every evaluation
+    /// ([`crate::circuit::CircuitConfig::hold_input_drive`]). Ignored for the
+    /// input-robust variant, whose input moves.
+    pub fn set_hold_input_drive(&mut self, hold: bool) {
+        self.hold_input_drive = hold;
     }
 
     /// The state layout for the current batch size.
@@ -294,6 +307,7 @@ impl DyadCircuit {
         y: &'a Mat,
     ) -> CircuitSystem<'a> {
         self.set_batch(x.ncols());
+        self.input_drive_held = false;
         CircuitSystem {
             circuit: self,
             net,
@@ -361,10 +375,15 @@ impl OdeSystem for CircuitSystem<'_> {
             None => self.x,
         };
         // Crossbar reads: I_ff,k for every layer, I_fb,k for every hidden layer.
+        let hold = c.hold_input_drive && c.input_coef.is_none();
         for k in 0..depth {
+            if k == 0 && hold && c.input_drive_held {
+                continue;
+            }
             let below = if k == 0 { input } else { &c.mean[k - 1] };
             self.net.layers[k].forward(below, &mut c.drive[k]);
         }
+        c.input_drive_held = hold;
         for k in 0..depth.saturating_sub(1) {
             self.net.layers[k + 1].transposed(&c.diff[k + 1], &mut c.feedback[k]);
         }

@@ -101,6 +101,7 @@ impl CircuitSettler {
             unreachable!("circuit built above")
         };
         circuit.set_batch(batch);
+        circuit.set_hold_input_drive(self.config.hold_input_drive);
         let dim = circuit.layout().dim();
         if self.v.len() != dim {
             self.v.resize(dim, 0.0);
