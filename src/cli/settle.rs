@@ -10,6 +10,10 @@
 //!   for the `--neurons` most strongly nudged neurons of each layer;
 //! - `settle.json` — the settle report(s).
 //!
+//! The points are the integrator's accepted steps (the adaptive rk45 takes
+//! long steps once the transient is over); for smooth curves cap the step,
+//! e.g. `--set circuit.h_max=0.2`, or use `--integrator rk4 --set circuit.dt=0.1`.
+//!
 //! `--compare` settles DP and DP⊤ with the same α, β and network and draws
 //! them side by side. `--json` prints the report as the last stdout line:
 //! `{"rule", "alpha", "status", "settle_time", "steps", "rhs_evals", …}`, or
