@@ -67,8 +67,11 @@ fn circuit_vs_jacobi(
     integrator: IntegratorKind,
     tol: f32,
 ) -> f32 {
+    circuit_vs_jacobi_with(params(variant, alpha), loss, integrator, tol)
+}
+
+fn circuit_vs_jacobi_with(p: DualParams, loss: Loss, integrator: IntegratorKind, tol: f32) -> f32 {
     let (x, y) = batch();
-    let p = params(variant, alpha);
 
     let mut net = network(loss);
     let mut jac = DualState::default();
@@ -100,13 +103,28 @@ fn circuit_vs_jacobi(
     let (report, _) = settler.settle_observed(&mut inf, &y, |_, _, _| {});
     assert_eq!(report.status, SettleStatus::Settled, "{report:?}");
 
-    let mut worst = 0.0f32;
+    if p.robust_input {
+        let shift = (&ode.input_mean - &x).amax();
+        assert!(shift > 1e-4, "the input dyad must move: {shift:e}");
+    }
+    let mut worst = (&ode.input_mean - &jac.input_mean).amax();
     for k in 0..SIZES.len() - 1 {
         worst = worst
             .max((&ode.plus[k] - &jac.plus[k]).amax())
             .max((&ode.minus[k] - &jac.minus[k]).amax());
     }
     worst
+}
+
+#[test]
+fn input_robust_dp_has_the_same_fixed_point_with_an_instantaneous_input_dyad() {
+    // DP with α = 0.6: s̄_0 = x + (α² − (1−α)²) W_1ᵀ δ_1 = x + 0.2 W_1ᵀ δ_1 moves with δ_1.
+    let p = DualParams {
+        robust_input: true,
+        ..params(DualVariant::Dp, 0.6)
+    };
+    let d = circuit_vs_jacobi_with(p, Loss::Mse, IntegratorKind::Rk45, 1e-6);
+    assert!(d < 1e-5, "max |Δs| = {d:e}");
 }
 
 #[test]
@@ -140,5 +158,136 @@ fn dp_output_gradient_flow_reaches_the_closed_form_targets() {
     for loss in [Loss::Mse, Loss::Ce] {
         let d = circuit_vs_jacobi(DualVariant::Dp, 0.5, loss, IntegratorKind::Rk45, 1e-6);
         assert!(d < 1e-5, "{loss:?}: max |Δs| = {d:e}");
+    }
+}
+
+/// Settles the small DP⊤ network with `circuit`; returns the settler (for its
+/// amplifiers), the settled dyads and the network.
+fn settle_small(circuit: &CircuitConfig, alpha: f32) -> (CircuitSettler, DualState, Network) {
+    let (x, y) = batch();
+    let p = params(DualVariant::Dpt, alpha);
+    let mut net = network(Loss::Mse);
+    let mut state = DualState::default();
+    let mut inf = DualInference {
+        params: &p,
+        net: &mut net,
+        state: &mut state,
+    };
+    inf.forward_init(&x, &y);
+    let mut settler = CircuitSettler::new(circuit).unwrap();
+    settler.settle_observed(&mut inf, &y, |_, _, _| {});
+    (settler, state, net)
+}
+
+#[test]
+fn non_ideal_amplifiers_move_the_fixed_point_to_their_own_equation() {
+    // Mismatch, offsets and rails low enough that some outputs clip: the
+    // settled hidden dyads must satisfy s±_i = f(a_i ± clip(g±_i (I_fb,i + o±_i))),
+    // with every neuron's own gains and offsets.
+    let circuit = CircuitConfig {
+        tol: 1e-6,
+        t_max: 200.0,
+        rail_runaway_fraction: 1.0,
+        amplifier: dyadsim::circuit::AmplifierConfig {
+            gain_mismatch: 0.3,
+            offset: 0.05,
+            rail: Some(0.08),
+            seed: 5,
+            ..Default::default()
+        },
+        ..CircuitConfig::default()
+    };
+    let (settler, state, mut net) = settle_small(&circuit, 0.5);
+    let report = settler.last_report().unwrap();
+    assert_eq!(report.status, SettleStatus::Settled, "{report:?}");
+    let amps = settler.circuit().unwrap().amplifiers();
+    let (mut worst, mut clipped, mut moved) = (0.0f32, 0usize, 0.0f32);
+    for k in 0..SIZES.len() - 2 {
+        let (mut a, mut fb) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
+        let below = if k == 0 {
+            &state.input
+        } else {
+            &state.mean[k - 1]
+        };
+        net.layers[k].forward(below, &mut a);
+        net.layers[k + 1].transposed(&state.diff[k + 1], &mut fb);
+        let n = SIZES[k + 1];
+        for idx in 0..n * BATCH {
+            let i = idx % n;
+            let (up, sp) = amps[k].plus(i, fb[idx]);
+            let (um, sm) = amps[k].minus(i, fb[idx]);
+            clipped += usize::from(sp) + usize::from(sm);
+            let plus = Activation::Relu.apply(a[idx] + up);
+            let minus = Activation::Relu.apply(a[idx] - um);
+            worst = worst
+                .max((plus - state.plus[k][idx]).abs())
+                .max((minus - state.minus[k][idx]).abs());
+            // How far the non-idealities moved the state from the ideal rule.
+            let ideal = Activation::Relu.apply(a[idx] + 0.5 * fb[idx]);
+            moved = moved.max((ideal - state.plus[k][idx]).abs());
+        }
+    }
+    println!("equation residual {worst:e}, {clipped} clipped outputs, moved {moved:e}");
+    assert!(worst < 1e-5, "fixed-point equation violated by {worst:e}");
+    assert!(clipped > 0, "the rail must be reached somewhere");
+    assert!(moved > 1e-3, "non-idealities must matter: {moved:e}");
+}
+
+#[test]
+fn amplifier_noise_is_reproducible_and_fluctuates_around_the_fixed_point() {
+    let ideal = CircuitConfig {
+        tol: 1e-6,
+        t_max: 200.0,
+        ..CircuitConfig::default()
+    };
+    let (_, clean, _) = settle_small(&ideal, 0.5);
+    let noisy = |noise_seed: u64| CircuitConfig {
+        integrator: IntegratorKind::EulerMaruyama,
+        dt: 0.05,
+        t_max: 30.0,
+        noise_seed,
+        amplifier: dyadsim::circuit::AmplifierConfig {
+            noise: 1e-3,
+            ..Default::default()
+        },
+        ..CircuitConfig::default()
+    };
+    let (s1, a, _) = settle_small(&noisy(1), 0.5);
+    let (_, b, _) = settle_small(&noisy(1), 0.5);
+    let (_, c, _) = settle_small(&noisy(2), 0.5);
+    // The noise keeps ‖dv/dt‖ above tol: the circuit is sampled at t_max.
+    assert_eq!(s1.last_report().unwrap().status, SettleStatus::NotSettled);
+    let mut dev = 0.0f32;
+    for k in 0..SIZES.len() - 1 {
+        assert_eq!(a.plus[k], b.plus[k], "same noise seed, same trajectory");
+        assert_ne!(a.plus[k], c.plus[k], "another seed, another trajectory");
+        dev = dev.max((&a.plus[k] - &clean.plus[k]).amax());
+    }
+    println!("noisy deviation from the fixed point {dev:e}");
+    // Stationary std of an OU compartment with unit leak: σ/√2 ≈ 7e-4 (feedback adds a little).
+    assert!(
+        dev > 1e-5 && dev < 1e-2,
+        "deviation from the fixed point {dev:e}"
+    );
+}
+
+#[test]
+fn holding_the_input_drive_is_exact_on_digital_weights() {
+    let base = CircuitConfig {
+        tol: 1e-6,
+        t_max: 200.0,
+        ..CircuitConfig::default()
+    };
+    let held = CircuitConfig {
+        hold_input_drive: true,
+        ..base.clone()
+    };
+    let (s1, a, _) = settle_small(&base, 0.5);
+    let (s2, b, _) = settle_small(&held, 0.5);
+    assert_eq!(s1.last_report(), s2.last_report());
+    for k in 0..SIZES.len() - 1 {
+        assert_eq!(a.plus[k], b.plus[k]);
+        assert_eq!(a.minus[k], b.minus[k]);
+        assert_eq!(a.drive[k], b.drive[k]);
     }
 }

@@ -12,7 +12,9 @@
 mod common;
 
 use common::{config, mnist_batch};
-use dyadsim::circuit::{CircuitConfig, CircuitSettler, SettleReport, SettleStatus};
+use dyadsim::circuit::{
+    AmplifierConfig, CircuitConfig, CircuitSettler, DivergenceReason, SettleReport, SettleStatus,
+};
 use dyadsim::experiment::train::build_network;
 use dyadsim::linalg::Mat;
 use dyadsim::network::Network;
@@ -41,6 +43,17 @@ fn network(rule: &str, alpha: f32, scale: f32) -> (Network, DualParams) {
 }
 
 fn settle(rule: &str, alpha: f32, scale: f32, x: &Mat, y: &Mat) -> SettleReport {
+    settle_with(&CircuitConfig::default(), rule, alpha, scale, x, y)
+}
+
+fn settle_with(
+    circuit: &CircuitConfig,
+    rule: &str,
+    alpha: f32,
+    scale: f32,
+    x: &Mat,
+    y: &Mat,
+) -> SettleReport {
     let (mut net, params) = network(rule, alpha, scale);
     let mut state = DualState::default();
     let mut inf = DualInference {
@@ -49,7 +62,7 @@ fn settle(rule: &str, alpha: f32, scale: f32, x: &Mat, y: &Mat) -> SettleReport 
         state: &mut state,
     };
     inf.forward_init(x, y);
-    let mut settler = CircuitSettler::new(&CircuitConfig::default()).unwrap();
+    let mut settler = CircuitSettler::new(circuit).unwrap();
     let (report, _) = settler.settle_observed(&mut inf, y, |_, _, _| {});
     println!("{rule} α={alpha} ×{scale}: {report:?}");
     report
@@ -107,6 +120,18 @@ fn doubled_weights_make_the_symmetric_dpt_loop_run_away_but_not_the_cascades() {
         !runaway.is_finite() || runaway > 100.0 * reference,
         "jacobi must run away too: {runaway} vs {reference} at W×1"
     );
+    // With amplifier rails the runaway is caught by the rails instead: the
+    // circuit comes to rest only because its feedback amplifiers saturate.
+    let railed = CircuitConfig {
+        amplifier: AmplifierConfig {
+            rail: Some(1.0),
+            ..AmplifierConfig::default()
+        },
+        ..CircuitConfig::default()
+    };
+    let r = settle_with(&railed, "dpt", 0.5, 2.0, &x, &y);
+    assert_eq!(r.status, SettleStatus::Diverged, "{r:?}");
+    assert_eq!(r.divergence.unwrap().reason, DivergenceReason::RailBound);
     for alpha in [0.0, 1.0] {
         let r = settle("dpt", alpha, 2.0, &x, &y);
         assert_eq!(

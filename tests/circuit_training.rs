@@ -84,3 +84,27 @@ fn ideal_circuit_learns_like_the_discrete_schedule_and_mismatch_is_reproducible(
         "the seed picks the chip"
     );
 }
+
+#[test]
+fn a_circuit_that_runs_away_marks_the_run_diverged() {
+    // DP with α = 0 on the Table 2 net: its circuit grows without bound
+    // (see circuit_nudging.rs); the training loop must record that, not crash.
+    let cfg = config(&[
+        "network.arch=\"784-256x4-10\"",
+        "learning.rule=\"dp\"",
+        "learning.alpha=0",
+        "learning.beta=0.5",
+        "training.dynamics=\"ode\"",
+        "training.epochs=1",
+        "seed=1",
+    ])
+    .check()
+    .unwrap();
+    let data = mnist_subset(100, 100);
+    let result = run(&cfg, &data, &mut []).unwrap().result;
+    assert_eq!(result.status, RunStatus::Diverged);
+    let event = result.diverged_at.expect("a divergence event");
+    assert_eq!((event.epoch, event.batch), (1, 1), "{event:?}");
+    assert!(event.reason.starts_with("circuit_"), "{event:?}");
+    assert!((1..=5).contains(&event.layer), "{event:?}");
+}

@@ -208,6 +208,16 @@ impl NudgingAmplifier {
         &self.gain_minus
     }
 
+    /// Per-neuron input offsets `o⁺_i`.
+    pub fn offset_plus(&self) -> &[f32] {
+        &self.offset_plus
+    }
+
+    /// Per-neuron input offsets `o⁻_i`.
+    pub fn offset_minus(&self) -> &[f32] {
+        &self.offset_minus
+    }
+
     /// Output noise amplitude σ_n (per √τ).
     pub fn noise(&self) -> f32 {
         self.noise

@@ -124,6 +124,8 @@ impl StateLayout {
 #[derive(Clone, Debug)]
 pub struct DyadCircuit {
     layout: StateLayout,
+    /// The rule this circuit (its amplifier gains) was built for.
+    params: DualParams,
     variant: DualVariant,
     /// α of the hidden means s̄_k.
     alpha_hidden: f32,
@@ -142,6 +144,10 @@ pub struct DyadCircuit {
     input_feedback: Mat,
     loss_grad: Mat,
     saturated: Vec<usize>,
+    /// Read array 1 once per settle (its input x does not move).
+    hold_input_drive: bool,
+    /// Whether `drive[0]` holds this batch's read of array 1.
+    input_drive_held: bool,
 }
 
 impl DyadCircuit {
@@ -163,6 +169,7 @@ impl DyadCircuit {
         let a = params.mean_alpha();
         Self {
             layout: StateLayout::new(&sizes, batch),
+            params: params.clone(),
             variant: params.variant,
             alpha_hidden: a,
             beta: params.beta,
@@ -178,7 +185,16 @@ impl DyadCircuit {
             input_feedback: Mat::zeros(0, 0),
             loss_grad: Mat::zeros(0, 0),
             saturated: vec![0; depth],
+            hold_input_drive: false,
+            input_drive_held: false,
         }
+    }
+
+    /// Reads array 1 once per settle instead of at every evaluation
+    /// ([`crate::circuit::CircuitConfig::hold_input_drive`]). Ignored for the
+    /// input-robust variant, whose input moves.
+    pub fn set_hold_input_drive(&mut self, hold: bool) {
+        self.hold_input_drive = hold;
     }
 
     /// The state layout for the current batch size.
@@ -191,9 +207,13 @@ impl DyadCircuit {
         &self.amplifiers
     }
 
-    /// Whether this circuit was built for a network of these widths.
-    pub fn fits(&self, net: &Network) -> bool {
-        net.layers.len() == self.layout.depth()
+    /// Whether this circuit was built for a network of these widths, with
+    /// this activation and loss, and for this rule.
+    pub fn fits(&self, net: &Network, params: &DualParams) -> bool {
+        self.params == *params
+            && self.activation == net.activation
+            && self.loss == net.loss
+            && net.layers.len() == self.layout.depth()
             && net
                 .layers
                 .iter()
@@ -287,6 +307,7 @@ impl DyadCircuit {
         y: &'a Mat,
     ) -> CircuitSystem<'a> {
         self.set_batch(x.ncols());
+        self.input_drive_held = false;
         CircuitSystem {
             circuit: self,
             net,
@@ -354,10 +375,15 @@ impl OdeSystem for CircuitSystem<'_> {
             None => self.x,
         };
         // Crossbar reads: I_ff,k for every layer, I_fb,k for every hidden layer.
+        let hold = c.hold_input_drive && c.input_coef.is_none();
         for k in 0..depth {
+            if k == 0 && hold && c.input_drive_held {
+                continue;
+            }
             let below = if k == 0 { input } else { &c.mean[k - 1] };
             self.net.layers[k].forward(below, &mut c.drive[k]);
         }
+        c.input_drive_held = hold;
         for k in 0..depth.saturating_sub(1) {
             self.net.layers[k + 1].transposed(&c.diff[k + 1], &mut c.feedback[k]);
         }
@@ -368,15 +394,7 @@ impl OdeSystem for CircuitSystem<'_> {
             let (vp, vm) = (&v[lay.plus(k)], &v[lay.minus(k)]);
             let (a, fb) = (c.drive[k].as_slice(), c.feedback[k].as_slice());
             let (dp, dm) = dv[lay.plus(k).start..lay.minus(k).end].split_at_mut(n * lay.batch());
-            let mut saturated = 0;
-            for i in 0..vp.len() {
-                let j = i % n;
-                let (up, sp) = amp.plus(j, fb[i]);
-                let (um, sm) = amp.minus(j, fb[i]);
-                dp[i] = -vp[i] + a[i] + up;
-                dm[i] = -vm[i] + a[i] - um;
-                saturated += usize::from(sp) + usize::from(sm);
-            }
+            let saturated = compartment_rhs(amp, vp, vm, a, dp, dm, |i| (fb[i], fb[i]));
             c.saturated[k] = saturated;
         }
         // Output compartments.
@@ -387,31 +405,17 @@ impl OdeSystem for CircuitSystem<'_> {
         let (dp, dm) = dv[lay.plus(l).start..lay.minus(l).end].split_at_mut(n * lay.batch());
         let a = c.drive[l].as_slice();
         let beta = c.beta;
-        let mut saturated = 0;
         let gradient_flow = c.variant != DualVariant::Dpt && c.loss == Loss::Mse;
-        if gradient_flow {
+        let saturated = if gradient_flow {
             let y = self.y.as_slice();
-            for i in 0..vp.len() {
-                let j = i % n;
-                let (up, sp) = amp.plus(j, -beta * (vp[i] - y[i]));
-                let (um, sm) = amp.minus(j, -beta * (vm[i] - y[i]));
-                dp[i] = -vp[i] + a[i] + up;
-                dm[i] = -vm[i] + a[i] - um;
-                saturated += usize::from(sp) + usize::from(sm);
-            }
+            compartment_rhs(amp, vp, vm, a, dp, dm, |i| {
+                (-beta * (vp[i] - y[i]), -beta * (vm[i] - y[i]))
+            })
         } else {
             c.loss.gradient(&c.drive[l], self.y, &mut c.loss_grad);
             let g = c.loss_grad.as_slice();
-            for i in 0..vp.len() {
-                let j = i % n;
-                let e = -beta * g[i];
-                let (up, sp) = amp.plus(j, e);
-                let (um, sm) = amp.minus(j, e);
-                dp[i] = -vp[i] + a[i] + up;
-                dm[i] = -vm[i] + a[i] - um;
-                saturated += usize::from(sp) + usize::from(sm);
-            }
-        }
+            compartment_rhs(amp, vp, vm, a, dp, dm, |i| (-beta * g[i], -beta * g[i]))
+        };
         c.saturated[l] = saturated;
     }
 
@@ -426,6 +430,35 @@ impl OdeSystem for CircuitSystem<'_> {
         }
         true
     }
+}
+
+/// `dv⁺ = −v⁺ + a + u⁺(x⁺)`, `dv⁻ = −v⁻ + a − u⁻(x⁻)` for one layer's
+/// `n × B` block, where `input(i) = (x⁺_i, x⁻_i)` is the amplifier input of
+/// entry `i`. Returns how many amplifier outputs sit on a rail.
+#[inline]
+fn compartment_rhs(
+    amp: &NudgingAmplifier,
+    vp: &[f32],
+    vm: &[f32],
+    a: &[f32],
+    dp: &mut [f32],
+    dm: &mut [f32],
+    input: impl Fn(usize) -> (f32, f32),
+) -> usize {
+    let n = amp.len();
+    let mut saturated = 0;
+    for base in (0..vp.len()).step_by(n.max(1)) {
+        for j in 0..n {
+            let i = base + j;
+            let (xp, xm) = input(i);
+            let (up, sp) = amp.plus(j, xp);
+            let (um, sm) = amp.minus(j, xm);
+            dp[i] = -vp[i] + a[i] + up;
+            dm[i] = -vm[i] + a[i] - um;
+            saturated += usize::from(sp) + usize::from(sm);
+        }
+    }
+    saturated
 }
 
 impl Settling for CircuitSystem<'_> {

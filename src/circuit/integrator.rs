@@ -15,7 +15,8 @@
 //! their first stage (first-same-as-last for Dormand–Prince, reused as `k₁` of
 //! the next step for the others). So a caller gets `‖dv/dt‖∞` — the settle
 //! criterion — without an extra right-hand-side evaluation, and every buffer
-//! is allocated once in [`Integrator::new`]: a step allocates nothing.
+//! is allocated once in [`Integrator::new`]: a step allocates nothing itself
+//! (`tests/circuit_alloc.rs` counts it).
 //!
 //! Methods (Hairer, Nørsett & Wanner, *Solving ODEs I*, 2nd ed., 1993):
 //! - [`IntegratorKind::Euler`]: `y ← y + h F(t, y)` (order 1).
@@ -290,6 +291,8 @@ pub struct Integrator {
     trial: Vec<f32>,
     /// Noise amplitudes `G` (Euler–Maruyama).
     noise: Vec<f32>,
+    /// Error estimate (RK45).
+    scratch: Vec<f32>,
     rng: ChaCha8Rng,
     /// Error of the last accepted step (PI control memory).
     err_prev: f64,
@@ -314,6 +317,7 @@ impl Integrator {
             stages: vec![0.0; n_stages * dim],
             trial: vec![0.0; dim],
             noise: vec![0.0; dim],
+            scratch: vec![0.0; if n_stages == 7 { dim } else { 0 }],
             err_prev: 1e-4,
             last_rejected: false,
             stats: IntegratorStats::default(),
@@ -524,6 +528,7 @@ impl Integrator {
                 &self.stages,
                 y,
                 &self.trial,
+                &mut self.scratch,
                 h as f32,
                 atol,
                 rtol,
@@ -612,43 +617,44 @@ impl Integrator {
 
 /// `out ← y + h Σ_j a_j k_j` over the first `a.len()` stages in `ks`.
 fn combine(out: &mut [f32], y: &[f32], h: f32, a: &[f64], ks: &[f32], n: usize) {
-    let mut coeffs = [0.0f32; 7];
-    for (c, &aj) in coeffs.iter_mut().zip(a) {
-        *c = h * aj as f32;
-    }
-    let m = a.len();
-    for i in 0..n {
-        let mut acc = 0.0f32;
-        for (j, c) in coeffs[..m].iter().enumerate() {
-            acc += c * ks[j * n + i];
+    // One contiguous pass per stage (vectorises), not a gather per entry.
+    out.copy_from_slice(y);
+    for (j, &aj) in a.iter().enumerate() {
+        if aj != 0.0 {
+            let c = h * aj as f32;
+            for (o, k) in out.iter_mut().zip(&ks[j * n..(j + 1) * n]) {
+                *o += c * k;
+            }
         }
-        out[i] = y[i] + acc;
     }
 }
 
-/// `‖h Σ_j e_j k_j / (atol + rtol·max(|y|, |y_new|))‖`.
+/// `‖h Σ_j e_j k_j / (atol + rtol·max(|y|, |y_new|))‖`, using `scratch` (length `n`).
 #[allow(clippy::too_many_arguments)]
 fn scaled_error(
     ks: &[f32],
     y: &[f32],
     y_new: &[f32],
+    scratch: &mut [f32],
     h: f32,
     atol: f32,
     rtol: f32,
     n: usize,
     norm: ErrorNorm,
 ) -> f64 {
-    let mut e = [0.0f32; 7];
-    for (c, &ej) in e.iter_mut().zip(&DP_E) {
-        *c = h * ej as f32;
-    }
-    let scaled = (0..n).map(|i| {
-        let mut acc = 0.0f32;
-        for (j, c) in e.iter().enumerate() {
-            acc += c * ks[j * n + i];
+    scratch.fill(0.0);
+    for (j, &ej) in DP_E.iter().enumerate() {
+        if ej != 0.0 {
+            let c = h * ej as f32;
+            for (e, k) in scratch.iter_mut().zip(&ks[j * n..(j + 1) * n]) {
+                *e += c * k;
+            }
         }
-        acc / (atol + rtol * y[i].abs().max(y_new[i].abs()))
-    });
+    }
+    let scaled = scratch
+        .iter()
+        .zip(y.iter().zip(y_new))
+        .map(|(e, (a, b))| e / (atol + rtol * a.abs().max(b.abs())));
     vector_norm(scaled, n, norm)
 }
 

@@ -25,6 +25,23 @@ pub const GROWTH_FACTOR: f32 = 1.05;
 
 /// What the settle loop needs to know beyond the ODE: where each state entry
 /// lives (for reports) and how saturated the amplifiers are.
+///
+/// ```
+/// use dyadsim::circuit::{settle, Integrator, IntegratorSettings, OdeSystem, SettleCriteria, SettleStatus, Settling};
+/// /// τ dv/dt = −v + 1: one leaky compartment driven towards 1.
+/// struct Leak;
+/// impl OdeSystem for Leak {
+///     fn dim(&self) -> usize { 1 }
+///     fn rhs(&mut self, _t: f64, v: &[f32], dv: &mut [f32]) { dv[0] = 1.0 - v[0]; }
+/// }
+/// impl Settling for Leak {}
+/// let mut v = [0.0f32];
+/// let mut integ = Integrator::new(IntegratorSettings::default(), 1);
+/// let r = settle(&mut Leak, &mut v, &mut integ, &SettleCriteria::default(), 0.0, |_, _, _| {});
+/// assert_eq!(r.status, SettleStatus::Settled);
+/// // |1 − v(t)| = e^{−t} < 1e-4 from t = ln 10⁴ ≈ 9.2 τ on.
+/// assert!(r.settle_time > 9.0 && (1.0 - v[0]).abs() < 2e-4);
+/// ```
 pub trait Settling: OdeSystem {
     /// Layer (1-based, as in `W_k`) of state entry `index`.
     fn layer_of(&self, _index: usize) -> usize {

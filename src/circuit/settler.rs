@@ -93,7 +93,7 @@ impl CircuitSettler {
         let net = &mut *inference.net;
         let params = inference.params;
         let batch = inference.state.input.ncols();
-        let rebuild = !matches!(&self.circuit, Some(c) if c.fits(net));
+        let rebuild = !matches!(&self.circuit, Some(c) if c.fits(net, params));
         if rebuild {
             self.circuit = Some(DyadCircuit::new(net, params, &self.config.amplifier, batch));
         }
@@ -101,6 +101,7 @@ impl CircuitSettler {
             unreachable!("circuit built above")
         };
         circuit.set_batch(batch);
+        circuit.set_hold_input_drive(self.config.hold_input_drive);
         let dim = circuit.layout().dim();
         if self.v.len() != dim {
             self.v.resize(dim, 0.0);

@@ -10,6 +10,10 @@
 //!   for the `--neurons` most strongly nudged neurons of each layer;
 //! - `settle.json` — the settle report(s).
 //!
+//! The points are the integrator's accepted steps (the adaptive rk45 takes
+//! long steps once the transient is over); for smooth curves cap the step,
+//! e.g. `--set circuit.h_max=0.2`, or use `--integrator rk4 --set circuit.dt=0.1`.
+//!
 //! `--compare` settles DP and DP⊤ with the same α, β and network and draws
 //! them side by side. `--json` prints the report as the last stdout line:
 //! `{"rule", "alpha", "status", "settle_time", "steps", "rhs_evals", …}`, or
@@ -21,7 +25,7 @@ use crate::experiment::config::Config;
 use crate::experiment::train::build_network;
 use crate::experiment::ValidConfig;
 use crate::linalg::{Mat, Vector};
-use crate::network::{Activation, Network};
+use crate::network::{Activation, Architecture, Network};
 use crate::rules::dual::{DualInference, DualParams, DualState};
 use crate::rules::RuleKind;
 use anyhow::{bail, ensure, Context, Result};
@@ -356,13 +360,12 @@ pub fn run(args: &SettleArgs) -> Result<()> {
         "--sample {} is outside the batch of {batch} (training.batch)",
         args.sample
     );
-    let classes: usize = raw
+    let classes = raw
         .network
         .arch
-        .rsplit('-')
-        .next()
-        .and_then(|w| w.trim().parse().ok())
-        .unwrap_or(10);
+        .parse::<Architecture>()
+        .map_err(|e| anyhow::anyhow!("network.arch: {e}"))?
+        .outputs();
     let indices: Vec<usize> = (0..batch).collect();
     let (mut x, mut y) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
     split.batch(&indices, classes, &mut x, &mut y);
