@@ -1,1 +1,5 @@
-//! (module under construction)
+//! Command-line subcommands: one file per subcommand, each a
+//! `#[derive(clap::Args)]` struct and a `run` function.
+
+pub mod report;
+pub mod sweep;
