@@ -1,5 +1,9 @@
-//! Command-line subcommands: one file per subcommand, each a
-//! `#[derive(clap::Args)]` struct and a `run` function.
+//! The command-line interface: one file per subcommand; shared flags here.
 
+pub mod angle;
+pub mod common;
+pub mod progress;
 pub mod report;
+pub mod reproduce;
 pub mod sweep;
+pub mod train;

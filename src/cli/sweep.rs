@@ -8,8 +8,10 @@ use crate::experiment::RunResult;
 use crate::report::load::{StoredSettings, REPORT_SETTINGS_FILE};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// Run a grid of training jobs from a sweep spec, in parallel, resumably.
 ///
@@ -55,13 +57,46 @@ pub struct MergeArgs {
 
 /// `dyadsim sweep` with the real training loop.
 pub fn run(args: &SweepArgs) -> Result<()> {
-    run_with(args, real_runner).map(|_| ())
+    let runner = TrainingRunner::default();
+    run_with(args, |job| runner.run(job)).map(|_| ())
 }
 
-/// The job runner of the CLI: one training run per job.
-fn real_runner(job: &crate::experiment::sweep::Job) -> Result<RunResult> {
-    let _ = job;
-    anyhow::bail!("the training loop (experiment::train::run) is not in this build yet")
+/// The job runner of the CLI: [`crate::experiment::train::run`] per job,
+/// with datasets loaded once per distinct `[data]` section and shared
+/// between jobs (read-only).
+#[derive(Default)]
+pub struct TrainingRunner {
+    datasets: Mutex<HashMap<String, Arc<crate::data::Dataset>>>,
+}
+
+impl TrainingRunner {
+    /// Trains one job's configuration; no observers (the sweep's progress
+    /// bar counts jobs).
+    pub fn run(&self, job: &crate::experiment::sweep::Job) -> Result<RunResult> {
+        let data_cfg = &job.config.raw.data;
+        let key = serde_json::to_string(data_cfg).context("data config to JSON")?;
+        let cached = self
+            .datasets
+            .lock()
+            .map_err(|_| anyhow::anyhow!("dataset cache lock poisoned"))?
+            .get(&key)
+            .cloned();
+        let data = match cached {
+            Some(d) => d,
+            None => {
+                // Loaded outside the lock: two jobs may load the same data at
+                // once, which costs time but never blocks the other jobs.
+                let d = Arc::new(crate::data::load(data_cfg)?);
+                self.datasets
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("dataset cache lock poisoned"))?
+                    .insert(key, d.clone());
+                d
+            }
+        };
+        let output = crate::experiment::train::run(&job.config, &data, &mut [])?;
+        Ok(output.result)
+    }
 }
 
 /// `dyadsim sweep` with any job runner (tests pass a fake one).

@@ -454,3 +454,13 @@ pub fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) -> Resu
     }
     Ok(())
 }
+
+impl LearningConfig {
+    /// The rule's CLI name (`dpt`, `dp-damped`, …).
+    pub fn rule_name(&self) -> String {
+        match toml::Value::try_from(self.rule) {
+            Ok(toml::Value::String(s)) => s,
+            _ => format!("{:?}", self.rule),
+        }
+    }
+}

@@ -6,3 +6,4 @@ pub mod sweep;
 
 pub use config::{Config, ValidConfig};
 pub use result::RunResult;
+pub mod train;

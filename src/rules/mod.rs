@@ -11,6 +11,7 @@
 
 pub mod backprop;
 pub mod dual;
+pub mod learner;
 pub mod optimizer;
 pub mod schedule;
 

@@ -1,0 +1,47 @@
+//! `dyadsim angle`: the angle between a rule's gradient and exact BP's on one fixed batch.
+
+use super::common::RunArgs;
+use crate::experiment::train::build_network;
+use crate::linalg::Mat;
+use crate::metrics::gradient_angle;
+use crate::rules::learner::Learner;
+use anyhow::{Context, Result};
+use clap::Args;
+
+/// Arguments of `dyadsim angle`.
+#[derive(Args, Debug, Clone)]
+pub struct AngleArgs {
+    /// Network and rule settings (the network is taken at initialisation).
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Print `{"angle_deg": …, "per_layer_deg": […]}` as the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `dyadsim angle` on the first `training.batch` training images.
+pub fn run_angle(args: &AngleArgs) -> Result<()> {
+    let cfg = args.run.resolve()?;
+    let data = crate::data::load(&cfg.raw.data)?;
+    let mut net = build_network(&cfg)?;
+    let mut learner = Learner::from_config(&cfg);
+    let indices: Vec<usize> = (0..cfg.raw.training.batch.min(data.train.len())).collect();
+    let (mut x, mut y) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
+    data.train.batch(&indices, cfg.arch.outputs(), &mut x, &mut y);
+    let angle = gradient_angle(&mut net, &mut learner, &x, &y);
+    if args.json {
+        println!("{}", serde_json::to_string(&angle).context("serialising angle")?);
+    } else {
+        println!(
+            "angle to BP: {:.4}° (per layer: {})",
+            angle.angle_deg,
+            angle
+                .per_layer_deg
+                .iter()
+                .map(|a| format!("{a:.4}°"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
