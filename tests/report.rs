@@ -72,7 +72,7 @@ fn tiny_sweep_report_has_figures_and_mentions_every_axis_value() {
     for name in [
         "accuracy_vs_learning_alpha",
         "accuracy_vs_device_read_noise",
-        "heatmap_learning_alpha_device_read_noise",
+        "heatmap_device_read_noise_learning_alpha",
         "divergence_map",
         "lipschitz_vs_learning_alpha",
         "settle_vs_learning_alpha",
