@@ -35,9 +35,18 @@ fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let results = dir.path().join("results.jsonl");
     let runner = TrainingRunner::default();
-    run_sweep(&jobs, &results, &SweepOptions::default(), |j| runner.run(j), |_| {})?;
+    run_sweep(
+        &jobs,
+        &results,
+        &SweepOptions::default(),
+        |j| runner.run(j),
+        |_| {},
+    )?;
 
-    println!("{:<6} {:>5} {:>9} {:>10} {:>9}", "rule", "α", "status", "test acc", "Lipschitz");
+    println!(
+        "{:<6} {:>5} {:>9} {:>10} {:>9}",
+        "rule", "α", "status", "test acc", "Lipschitz"
+    );
     for r in ResultStore::open(&results)?.unique() {
         let res = r.result.clone().unwrap_or_default();
         let num = |k: &str| res.get(k).and_then(|v| v.as_f64());

@@ -20,7 +20,10 @@ fn main() -> Result<()> {
         .iter()
         .position(|a| a == "--out")
         .and_then(|i| args.get(i + 1))
-        .map_or_else(|| std::env::temp_dir().join("dyadsim-feasibility"), PathBuf::from);
+        .map_or_else(
+            || std::env::temp_dir().join("dyadsim-feasibility"),
+            PathBuf::from,
+        );
     let (train, epochs) = if full { (10_000, 3) } else { (500, 1) };
     let substrate = std::env::var("DYADSIM_SUBSTRATE").unwrap_or_else(|_| "crossbar".into());
     let spec = SweepSpec::from_str_in(
@@ -47,7 +50,9 @@ fn main() -> Result<()> {
         let tech = Technology::from_file(&techs.join(format!("{name}.toml")))?;
         let e = estimate(&counts, &tech.params);
         let v = |t: &dyadsim::report::feasibility::Term, u: &str| {
-            t.value.map_or("missing".into(), |x| format!("{} ({})", si(x, u), t.provenance.label()))
+            t.value.map_or("missing".into(), |x| {
+                format!("{} ({})", si(x, u), t.provenance.label())
+            })
         };
         println!("{name}: energy/sample {}, digital BP {}, latency/sample {}, area {}, 1 % lifetime {} epochs",
             v(&e.total_energy_j, "J"), v(&e.digital_energy_j, "J"), v(&e.latency_s, "s"),
@@ -57,17 +62,26 @@ fn main() -> Result<()> {
     // The same as a report: write the run like `dyadsim train --out` does.
     let run_dir = out.join("run");
     std::fs::create_dir_all(&run_dir)?;
-    std::fs::write(run_dir.join("result.json"), serde_json::to_string_pretty(&result)?)?;
-    std::fs::write(run_dir.join("config.toml"), toml::to_string(&job.config.raw)?)?;
-    let report = generate(&run_dir, &ReportOptions {
-        out: out.join("report"),
-        requirements: Requirements {
-            accuracy_min: Some(0.8),
-            energy_per_sample_max_j: Some(1e-6),
-            lifetime_min_epochs: Some(1e3),
+    std::fs::write(
+        run_dir.join("result.json"),
+        serde_json::to_string_pretty(&result)?,
+    )?;
+    std::fs::write(
+        run_dir.join("config.toml"),
+        toml::to_string(&job.config.raw)?,
+    )?;
+    let report = generate(
+        &run_dir,
+        &ReportOptions {
+            out: out.join("report"),
+            requirements: Requirements {
+                accuracy_min: Some(0.8),
+                energy_per_sample_max_j: Some(1e-6),
+                lifetime_min_epochs: Some(1e3),
+            },
+            ..Default::default()
         },
-        ..Default::default()
-    })?;
+    )?;
     println!("report: {}", report.html.display());
     Ok(())
 }

@@ -14,7 +14,11 @@ use std::path::Path;
 
 fn main() -> Result<()> {
     let full = std::env::args().any(|a| a == "--full");
-    let (train, epochs, seeds) = if full { (10_000, 3, "[1, 2, 3]") } else { (500, 1, "[1]") };
+    let (train, epochs, seeds) = if full {
+        (10_000, 3, "[1, 2, 3]")
+    } else {
+        (500, 1, "[1]")
+    };
     let spec = SweepSpec::from_str_in(
         &format!(
             r#"
@@ -34,7 +38,13 @@ fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let results = dir.path().join("results.jsonl");
     let runner = TrainingRunner::default();
-    run_sweep(&jobs, &results, &SweepOptions::default(), |j| runner.run(j), |_| {})?;
+    run_sweep(
+        &jobs,
+        &results,
+        &SweepOptions::default(),
+        |j| runner.run(j),
+        |_| {},
+    )?;
 
     // accuracy per noise level over seeds (diverged/failed runs count as missing)
     let mut by_noise: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -46,14 +56,22 @@ fn main() -> Result<()> {
         }
         by_noise.entry(noise).or_default().extend(acc);
     }
-    println!("{:>10} {:>18} {:>5}", "read noise", "test acc (mean±std)", "runs");
+    println!(
+        "{:>10} {:>18} {:>5}",
+        "read noise", "test acc (mean±std)", "runs"
+    );
     for (noise, accs) in &by_noise {
         if accs.is_empty() {
             println!("{noise:>10} {:>18} {:>5}", "–", 0);
             continue;
         }
         let (m, s) = mean_std(accs);
-        println!("{noise:>10} {:>12.2}% ± {:.2} {:>5}", 100.0 * m, 100.0 * s, accs.len());
+        println!(
+            "{noise:>10} {:>12.2}% ± {:.2} {:>5}",
+            100.0 * m,
+            100.0 * s,
+            accs.len()
+        );
     }
     Ok(())
 }

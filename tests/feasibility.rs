@@ -95,7 +95,7 @@ fn discrete_run_matches_hand_computation() {
     assert_eq!(e.adc_energy_j.provenance, Provenance::Measured);
     assert_eq!(e.write_energy_j.provenance, Provenance::Measured);
     assert_eq!(e.neuron_energy_j.provenance, Provenance::Estimated); // no settle time
-    // latency: 4 steps · (10 ns + 8 · 6 ns) + 31 slots · 50 ns / batch 10
+                                                                     // latency: 4 steps · (10 ns + 8 · 6 ns) + 31 slots · 50 ns / batch 10
     close(e.latency_s.value, 4.0 * 58e-9 + 31.0 * 50e-9 / 10.0);
     // lifetime: 1e6 pulses / (10 resp. 40 pulses per 2 epochs)
     close(e.lifetime_median_epochs.value, 2e5);
@@ -128,7 +128,10 @@ fn circuit_run_charges_reads_and_neurons_for_the_settle_time() {
     close(e.read_energy_j.value, 0.25 * 10e-6 * 1.5e-6);
     close(e.neuron_energy_j.value, 2.0 * 2.0 * 15.0 * 1e-12);
     assert_eq!(e.neuron_energy_j.provenance, Provenance::Measured);
-    close(e.latency_s.value, 1.5e-6 + 2.0 * 58e-9 + 31.0 * 50e-9 / 10.0);
+    close(
+        e.latency_s.value,
+        1.5e-6 + 2.0 * 58e-9 + 31.0 * 50e-9 / 10.0,
+    );
 }
 
 #[test]
@@ -160,9 +163,15 @@ fn verdict_against_requirements() {
         lifetime_min_epochs: Some(6e4),
     };
     let v = Verdict::of(&req, Some(0.95), &e);
-    assert_eq!((v.accuracy, v.energy, v.lifetime), (Some(true), Some(true), Some(false)));
+    assert_eq!(
+        (v.accuracy, v.energy, v.lifetime),
+        (Some(true), Some(true), Some(false))
+    );
     assert!(!v.passes(&req));
-    let req = Requirements { lifetime_min_epochs: Some(4e4), ..req };
+    let req = Requirements {
+        lifetime_min_epochs: Some(4e4),
+        ..req
+    };
     assert!(Verdict::of(&req, Some(0.95), &e).passes(&req));
     assert!(!Verdict::of(&req, None, &e).passes(&req)); // no accuracy = not met
 }
@@ -170,7 +179,10 @@ fn verdict_against_requirements() {
 #[test]
 fn schedule_step_counts() {
     // fwbw:K on L layers: L + (K−1)(2H+1) + H
-    assert_eq!(schedule_steps(Schedule::FwBw { rounds: 6 }, 3), 3.0 + 5.0 * 5.0 + 2.0);
+    assert_eq!(
+        schedule_steps(Schedule::FwBw { rounds: 6 }, 3),
+        3.0 + 5.0 * 5.0 + 2.0
+    );
     assert_eq!(schedule_steps(Schedule::FwBw { rounds: 1 }, 3), 5.0);
     assert_eq!(schedule_steps(Schedule::Forward { sweeps: 17 }, 3), 51.0);
     assert_eq!(schedule_steps(Schedule::Jacobi { iterations: 30 }, 3), 30.0);

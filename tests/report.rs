@@ -4,8 +4,8 @@
 use anyhow::Result;
 use dyadsim::experiment::sweep::{run_sweep, Job, SweepOptions, SweepSpec};
 use dyadsim::experiment::RunResult;
-use dyadsim::report::{generate, ReportOptions};
 use dyadsim::report::feasibility::Requirements;
+use dyadsim::report::{generate, ReportOptions};
 use serde_json::json;
 use std::path::Path;
 
@@ -24,14 +24,22 @@ dynamics = "ode"
 /// Lipschitz, angle and settle time, and crossbar hardware statistics.
 fn fake(job: &Job) -> Result<RunResult> {
     let a = job.config.raw.learning.alpha as f64;
-    let noise = job.config.raw.device.get("read_noise").and_then(|v| v.as_float()).unwrap_or(0.0);
+    let noise = job
+        .config
+        .raw
+        .device
+        .get("read_noise")
+        .and_then(|v| v.as_float())
+        .unwrap_or(0.0);
     let diverged = a > 0.5 && noise > 0.0;
     let epochs: Vec<_> = (1..=3)
-        .map(|e| json!({
-            "epoch": e, "test_accuracy": 0.5 + 0.1 * e as f64 - noise,
-            "lipschitz": 2.0 + a, "max_state": 1.0, "gradient_angle_deg": 30.0 / e as f64,
-            "settle_time_mean": 5.0 + 10.0 * a, "samples_per_second": 1.0, "status": "ok"
-        }))
+        .map(|e| {
+            json!({
+                "epoch": e, "test_accuracy": 0.5 + 0.1 * e as f64 - noise,
+                "lipschitz": 2.0 + a, "max_state": 1.0, "gradient_angle_deg": 30.0 / e as f64,
+                "settle_time_mean": 5.0 + 10.0 * a, "samples_per_second": 1.0, "status": "ok"
+            })
+        })
         .collect();
     Ok(serde_json::from_value(json!({
         "status": if diverged { "diverged" } else { "ok" },
@@ -63,7 +71,10 @@ fn tiny_sweep_report_has_figures_and_mentions_every_axis_value() {
         &dir.path().join("sweep"),
         &ReportOptions {
             out: out.clone(),
-            requirements: Requirements { accuracy_min: Some(0.78), ..Default::default() },
+            requirements: Requirements {
+                accuracy_min: Some(0.78),
+                ..Default::default()
+            },
             ..Default::default()
         },
     )
@@ -91,7 +102,14 @@ fn tiny_sweep_report_has_figures_and_mentions_every_axis_value() {
     let md = std::fs::read_to_string(&summary.markdown).unwrap();
     let html = std::fs::read_to_string(&summary.html).unwrap();
     for text in [&md, &html] {
-        for needle in ["learning.alpha", "device.read_noise", "0.25", "0.75", "0.0", "0.05"] {
+        for needle in [
+            "learning.alpha",
+            "device.read_noise",
+            "0.25",
+            "0.75",
+            "0.0",
+            "0.05",
+        ] {
             assert!(text.contains(needle), "report lacks {needle}");
         }
         assert!(text.contains("runaway_state"));
@@ -100,9 +118,15 @@ fn tiny_sweep_report_has_figures_and_mentions_every_axis_value() {
     }
     assert!(md.contains("](figures/accuracy_vs_learning_alpha.png)"));
     assert!(html.contains("data:image/png;base64,"));
-    assert!(!html.contains("src=\"figures/"), "HTML must be self-contained");
+    assert!(
+        !html.contains("src=\"figures/"),
+        "HTML must be self-contained"
+    );
     // accuracy ≥ 0.78 holds only for the two noise-free runs
-    assert!(md.contains("2 of 4 configuration(s) meet every requirement"), "{md}");
+    assert!(
+        md.contains("2 of 4 configuration(s) meet every requirement"),
+        "{md}"
+    );
 }
 
 #[test]
@@ -113,11 +137,28 @@ fn run_directory_report() {
     let spec = SweepSpec::from_str_in(SPEC, Path::new(".")).unwrap();
     let job = &spec.jobs().unwrap()[0];
     let result = fake(job).unwrap();
-    std::fs::write(run.join("result.json"), serde_json::to_string_pretty(&result).unwrap()).unwrap();
-    std::fs::write(run.join("config.toml"), toml::to_string(&job.config.raw).unwrap()).unwrap();
+    std::fs::write(
+        run.join("result.json"),
+        serde_json::to_string_pretty(&result).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        run.join("config.toml"),
+        toml::to_string(&job.config.raw).unwrap(),
+    )
+    .unwrap();
     let out = dir.path().join("report");
-    let tech = Path::new(env!("CARGO_MANIFEST_DIR")).join("device_models/technology/pcm_gst_32nm.toml");
-    let s = generate(&run, &ReportOptions { out: out.clone(), technology: Some(tech), ..Default::default() }).unwrap();
+    let tech =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("device_models/technology/pcm_gst_32nm.toml");
+    let s = generate(
+        &run,
+        &ReportOptions {
+            out: out.clone(),
+            technology: Some(tech),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(s.runs, 1);
     let md = std::fs::read_to_string(&s.markdown).unwrap();
     assert!(md.contains("pcm_gst_32nm"));

@@ -86,7 +86,10 @@ fn shard_runs_then_merge_equal_the_unsharded_run() {
         let mut ran = 0;
         for i in 0..n {
             let f = dir.path().join(format!("n{n}-shard{i}.jsonl"));
-            let opts = SweepOptions { shard: Shard { index: i, count: n }, ..Default::default() };
+            let opts = SweepOptions {
+                shard: Shard { index: i, count: n },
+                ..Default::default()
+            };
             ran += run_sweep(&jobs, &f, &opts, fake, |_| {}).unwrap().ran;
             files.push(f);
         }
@@ -106,27 +109,52 @@ fn resume_runs_only_the_rest() {
     let jobs = spec().jobs().unwrap();
     let path = dir.path().join("r.jsonl");
     let first: Mutex<BTreeSet<String>> = Mutex::default();
-    let opts = SweepOptions { limit: Some(5), parallel_jobs: 2, ..Default::default() };
-    let s = run_sweep(&jobs, &path, &opts, |j: &Job| {
-        first.lock().unwrap().insert(j.hash.clone());
-        fake(j)
-    }, |_| {}).unwrap();
+    let opts = SweepOptions {
+        limit: Some(5),
+        parallel_jobs: 2,
+        ..Default::default()
+    };
+    let s = run_sweep(
+        &jobs,
+        &path,
+        &opts,
+        |j: &Job| {
+            first.lock().unwrap().insert(j.hash.clone());
+            fake(j)
+        },
+        |_| {},
+    )
+    .unwrap();
     assert_eq!(s.ran, 5);
     let second: Mutex<BTreeSet<String>> = Mutex::default();
-    let s = run_sweep(&jobs, &path, &SweepOptions::default(), |j: &Job| {
-        second.lock().unwrap().insert(j.hash.clone());
-        fake(j)
-    }, |_| {}).unwrap();
+    let s = run_sweep(
+        &jobs,
+        &path,
+        &SweepOptions::default(),
+        |j: &Job| {
+            second.lock().unwrap().insert(j.hash.clone());
+            fake(j)
+        },
+        |_| {},
+    )
+    .unwrap();
     assert_eq!((s.ran, s.skipped), (7, 5));
     let (a, b) = (first.into_inner().unwrap(), second.into_inner().unwrap());
     assert!(a.is_disjoint(&b));
     assert_eq!(a.len() + b.len(), 12);
     // a third run has nothing to do
     let calls = AtomicUsize::new(0);
-    let s = run_sweep(&jobs, &path, &SweepOptions::default(), |j: &Job| {
-        calls.fetch_add(1, Ordering::SeqCst);
-        fake(j)
-    }, |_| {}).unwrap();
+    let s = run_sweep(
+        &jobs,
+        &path,
+        &SweepOptions::default(),
+        |j: &Job| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            fake(j)
+        },
+        |_| {},
+    )
+    .unwrap();
     assert_eq!((s.ran, s.skipped, calls.into_inner()), (0, 12, 0));
     assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 12);
 }
@@ -149,10 +177,17 @@ fn truncated_last_line_is_tolerated_and_rerun() {
     assert_eq!(store.unique().len(), 11);
     assert_eq!(store.warnings.len(), 1);
     let rerun: Mutex<Vec<String>> = Mutex::default();
-    let s = run_sweep(&jobs, &path, &SweepOptions::default(), |j: &Job| {
-        rerun.lock().unwrap().push(j.hash.clone());
-        fake(j)
-    }, |_| {}).unwrap();
+    let s = run_sweep(
+        &jobs,
+        &path,
+        &SweepOptions::default(),
+        |j: &Job| {
+            rerun.lock().unwrap().push(j.hash.clone());
+            fake(j)
+        },
+        |_| {},
+    )
+    .unwrap();
     assert_eq!(s.ran, 1);
     assert_eq!(rerun.into_inner().unwrap(), vec![last_hash]);
     // the file is clean again: every line parses
@@ -182,17 +217,37 @@ fn failures_and_panics_are_recorded_and_do_not_stop_the_sweep() {
     // α = 1: 4 errors; α = ½ with seed 2: 2 panics; α = 0 with seed 2: 2 diverged
     assert_eq!((s.ran, s.failed, s.diverged, s.ok), (12, 6, 2, 4));
     let store = ResultStore::open(&path).unwrap();
-    let failed: Vec<_> = store.unique().into_iter().filter(|r| r.status == JobStatus::Failed).collect();
+    let failed: Vec<_> = store
+        .unique()
+        .into_iter()
+        .filter(|r| r.status == JobStatus::Failed)
+        .collect();
     assert_eq!(failed.len(), 6);
-    assert!(failed.iter().any(|r| r.error.as_deref().unwrap().contains("simulated out-of-memory")));
-    assert!(failed.iter().any(|r| r.error.as_deref().unwrap().contains("simulated bug")));
-    let diverged: Vec<_> = store.unique().into_iter().filter(|r| r.status == JobStatus::Diverged).collect();
+    assert!(failed.iter().any(|r| r
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("simulated out-of-memory")));
+    assert!(failed
+        .iter()
+        .any(|r| r.error.as_deref().unwrap().contains("simulated bug")));
+    let diverged: Vec<_> = store
+        .unique()
+        .into_iter()
+        .filter(|r| r.status == JobStatus::Diverged)
+        .collect();
     assert_eq!(diverged.len(), 2);
-    assert_eq!(diverged[0].result.as_ref().unwrap()["diverged_at"]["reason"], "runaway_state");
+    assert_eq!(
+        diverged[0].result.as_ref().unwrap()["diverged_at"]["reason"],
+        "runaway_state"
+    );
     // failed jobs are kept unless retried; a retry that succeeds wins
     let s = run_sweep(&jobs, &path, &SweepOptions::default(), fake, |_| {}).unwrap();
     assert_eq!(s.ran, 0);
-    let opts = SweepOptions { retry_failed: true, ..Default::default() };
+    let opts = SweepOptions {
+        retry_failed: true,
+        ..Default::default()
+    };
     let s = run_sweep(&jobs, &path, &opts, fake, |_| {}).unwrap();
     assert_eq!((s.ran, s.failed), (6, 0));
     let store = ResultStore::open(&path).unwrap();
@@ -227,11 +282,17 @@ fn spec_error(text: &str) -> String {
 #[test]
 fn bad_specs_are_clear_errors_before_any_job_runs() {
     let e = spec_error("[axes]\n\"learning.alpah\" = [0.0, 1.0]\n");
-    assert!(e.contains("learning.alpah") && e.contains("unknown field"), "{e}");
+    assert!(
+        e.contains("learning.alpah") && e.contains("unknown field"),
+        "{e}"
+    );
     let e = spec_error("[axes]\n\"learning.alpha\" = []\n");
     assert!(e.contains("learning.alpha") && e.contains("empty"), "{e}");
     let e = spec_error("[axes]\n\"learning.alpha\" = [0.5, \"high\"]\n");
-    assert!(e.contains("learning.alpha") && e.contains("invalid type"), "{e}");
+    assert!(
+        e.contains("learning.alpha") && e.contains("invalid type"),
+        "{e}"
+    );
     let e = spec_error("[axes]\n\"learning.alpha\" = [0.5, 1.5]\n");
     assert!(e.contains("learning.alpha") && e.contains("[0, 1]"), "{e}");
     let e = spec_error("[axes]\n\"learning.alpha\" = 0.5\n");
@@ -250,7 +311,11 @@ fn bad_specs_are_clear_errors_before_any_job_runs() {
 fn cli_path_writes_shard_files_and_report_settings() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("spec.toml");
-    std::fs::write(&spec, format!("{SPEC}\n[requirements]\naccuracy_min = 0.6\n")).unwrap();
+    std::fs::write(
+        &spec,
+        format!("{SPEC}\n[requirements]\naccuracy_min = 0.6\n"),
+    )
+    .unwrap();
     let out = dir.path().join("out");
     let mut total = 0;
     for i in 0..3 {

@@ -124,7 +124,12 @@ where
             pending.len()
         );
         for j in &pending {
-            println!("  job {:>4}  {}  {}", j.index, &j.hash[..12], crate::experiment::sweep::describe_assignment(&j.axes));
+            println!(
+                "  job {:>4}  {}  {}",
+                j.index,
+                &j.hash[..12],
+                crate::experiment::sweep::describe_assignment(&j.axes)
+            );
         }
         return Ok(SweepSummary::default());
     }
@@ -168,8 +173,10 @@ where
     let bar = ProgressBar::new(n_pending as u64);
     if std::io::stderr().is_terminal() {
         bar.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} jobs  {elapsed_precise} (eta {eta})  {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} jobs  {elapsed_precise} (eta {eta})  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
     } else {
         bar.set_draw_target(ProgressDrawTarget::hidden());
@@ -205,6 +212,10 @@ where
 pub fn merge(args: &MergeArgs) -> Result<()> {
     let inputs: Vec<&std::path::Path> = args.inputs.iter().map(PathBuf::as_path).collect();
     let n = merge_files(&inputs, &args.out)?;
-    eprintln!("merge: {n} record(s) from {} file(s) → {}", inputs.len(), args.out.display());
+    eprintln!(
+        "merge: {n} record(s) from {} file(s) → {}",
+        inputs.len(),
+        args.out.display()
+    );
     Ok(())
 }

@@ -136,7 +136,12 @@ struct RawSpec {
 
 /// Flattens `{learning = {alpha = [..]}}` and `{"learning.alpha" = [..]}`
 /// into axes; every leaf must be a non-empty list.
-fn flatten_axes(section: &str, table: &toml::Table, prefix: &str, out: &mut Vec<Axis>) -> Result<()> {
+fn flatten_axes(
+    section: &str,
+    table: &toml::Table,
+    prefix: &str,
+    out: &mut Vec<Axis>,
+) -> Result<()> {
     for (key, value) in table {
         let path = if prefix.is_empty() {
             key.clone()
@@ -184,8 +189,9 @@ impl SweepSpec {
                 let p = dir.join(&file);
                 let text = std::fs::read_to_string(&p)
                     .with_context(|| format!("base = \"{file}\": cannot read {}", p.display()))?;
-                toml::from_str(&text)
-                    .with_context(|| format!("base = \"{file}\": invalid TOML in {}", p.display()))?
+                toml::from_str(&text).with_context(|| {
+                    format!("base = \"{file}\": invalid TOML in {}", p.display())
+                })?
             }
             Some(other) => bail!(
                 "base must be a table or a file name, found {}",
@@ -295,9 +301,9 @@ impl SweepSpec {
         (0..self.job_count())
             .map(|index| {
                 let axes = self.assignment(index);
-                let config = self.build(&axes).with_context(|| {
-                    format!("job {index} ({})", describe_assignment(&axes))
-                })?;
+                let config = self
+                    .build(&axes)
+                    .with_context(|| format!("job {index} ({})", describe_assignment(&axes)))?;
                 let hash = config_hash(&config.raw)?;
                 Ok(Job {
                     index,
@@ -372,7 +378,9 @@ impl Shard {
 impl std::str::FromStr for Shard {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
-        let err = || anyhow::anyhow!("--shard '{s}': expected i/n with integers 0 ≤ i < n (e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT with --array=0-(n−1))");
+        let err = || {
+            anyhow::anyhow!("--shard '{s}': expected i/n with integers 0 ≤ i < n (e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT with --array=0-(n−1))")
+        };
         let (i, n) = s.split_once('/').ok_or_else(err)?;
         let index: usize = i.trim().parse().map_err(|_| err())?;
         let count: usize = n.trim().parse().map_err(|_| err())?;
@@ -487,7 +495,10 @@ where
     D: Fn(&JobRecord) + Sync,
 {
     let store = ResultStore::open(results_path)?;
-    let in_shard = jobs.iter().filter(|j| options.shard.contains(j.index)).count();
+    let in_shard = jobs
+        .iter()
+        .filter(|j| options.shard.contains(j.index))
+        .count();
     let mut pending = pending_jobs(jobs, &store, options.shard, options.retry_failed);
     let skipped = in_shard - pending.len();
     if let Some(limit) = options.limit {
@@ -612,7 +623,10 @@ mod tests {
             .unwrap()
             .jobs()
             .unwrap();
-        let b = spec("[axes]\n\"learning.alpha\" = [0.5]\n").unwrap().jobs().unwrap();
+        let b = spec("[axes]\n\"learning.alpha\" = [0.5]\n")
+            .unwrap()
+            .jobs()
+            .unwrap();
         assert_eq!(a[0].hash, b[0].hash);
     }
 
@@ -630,19 +644,31 @@ mod tests {
     fn thread_plan_splits_cores() {
         assert_eq!(
             ThreadPlan::for_cores(2, 4, None, None),
-            ThreadPlan { parallel_jobs: 2, threads_per_job: 1 }
+            ThreadPlan {
+                parallel_jobs: 2,
+                threads_per_job: 1
+            }
         );
         assert_eq!(
             ThreadPlan::for_cores(8, 2, None, None),
-            ThreadPlan { parallel_jobs: 2, threads_per_job: 4 }
+            ThreadPlan {
+                parallel_jobs: 2,
+                threads_per_job: 4
+            }
         );
         assert_eq!(
             ThreadPlan::for_cores(8, 100, None, Some(2)),
-            ThreadPlan { parallel_jobs: 4, threads_per_job: 2 }
+            ThreadPlan {
+                parallel_jobs: 4,
+                threads_per_job: 2
+            }
         );
         assert_eq!(
             ThreadPlan::for_cores(8, 100, Some(3), None),
-            ThreadPlan { parallel_jobs: 3, threads_per_job: 2 }
+            ThreadPlan {
+                parallel_jobs: 3,
+                threads_per_job: 2
+            }
         );
     }
 }

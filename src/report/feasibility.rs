@@ -82,7 +82,9 @@ impl Requirements {
     pub fn validate(&self) -> Result<()> {
         if let Some(a) = self.accuracy_min {
             if !(0.0..=1.0).contains(&a) {
-                bail!("requirements.accuracy_min = {a}: allowed range is [0, 1] (a fraction, not %)");
+                bail!(
+                    "requirements.accuracy_min = {a}: allowed range is [0, 1] (a fraction, not %)"
+                );
             }
         }
         if let Some(e) = self.energy_per_sample_max_j {
@@ -128,7 +130,8 @@ impl Provenance {
         }
     }
 
-    fn worst(self, other: Provenance) -> Provenance {
+    /// The weaker of two provenances (missing < estimated < measured).
+    pub fn worst(self, other: Provenance) -> Provenance {
         use Provenance::*;
         match (self, other) {
             (Missing, _) | (_, Missing) => Missing,
@@ -380,8 +383,14 @@ pub fn estimate(c: &RunCounts, t: &TechnologyParams) -> Estimate {
         // exist for layers k ≥ 2 only.
         let per_sample_steps = (c.schedule_steps / depth.max(1) as f64).max(1.0);
         let fwd_est = samples * per_sample_steps;
-        let trn_est = if k == 0 { 0.0 } else { samples * per_sample_steps };
-        let (fwd, fwd_p) = l.forward_reads.map_or((fwd_est, Estimated), |r| (r, Measured));
+        let trn_est = if k == 0 {
+            0.0
+        } else {
+            samples * per_sample_steps
+        };
+        let (fwd, fwd_p) = l
+            .forward_reads
+            .map_or((fwd_est, Estimated), |r| (r, Measured));
         let (trn, trn_p) = l
             .transposed_reads
             .map_or((trn_est, Estimated), |r| (r, Measured));
@@ -393,7 +402,10 @@ pub fn estimate(c: &RunCounts, t: &TechnologyParams) -> Estimate {
             (v2 * t.read_pulse_s * x, Measured)
         } else if c.ode {
             let directions = if k == 0 { 1.0 } else { 2.0 };
-            (v2 * g_sum * t_settle * directions * samples, g_p.worst(settle.provenance).worst(Estimated))
+            (
+                v2 * g_sum * t_settle * directions * samples,
+                g_p.worst(settle.provenance).worst(Estimated),
+            )
         } else {
             (v2 * t.read_pulse_s * (fwd + trn) * g_sum, Estimated)
         };
@@ -408,10 +420,20 @@ pub fn estimate(c: &RunCounts, t: &TechnologyParams) -> Estimate {
         let conv_p = if c.ode { Estimated } else { fwd_p.worst(trn_p) };
         let adc_est = fwd_c * l.n_out as f64 + trn_c * l.n_in as f64;
         let dac_est = fwd_c * l.n_in as f64 + trn_c * l.n_out as f64;
-        let (n_adc, p_adc) = l.adc_conversions.map_or((adc_est, conv_p.worst(Estimated)), |n| (n, Measured));
-        let (n_dac, p_dac) = l.dac_conversions.map_or((dac_est, conv_p.worst(Estimated)), |n| (n, Measured));
-        adc = (adc.0 + n_adc * t.adc_energy_per_conversion_j, adc.1.worst(p_adc));
-        dac = (dac.0 + n_dac * t.dac_energy_per_conversion_j, dac.1.worst(p_dac));
+        let (n_adc, p_adc) = l
+            .adc_conversions
+            .map_or((adc_est, conv_p.worst(Estimated)), |n| (n, Measured));
+        let (n_dac, p_dac) = l
+            .dac_conversions
+            .map_or((dac_est, conv_p.worst(Estimated)), |n| (n, Measured));
+        adc = (
+            adc.0 + n_adc * t.adc_energy_per_conversion_j,
+            adc.1.worst(p_adc),
+        );
+        dac = (
+            dac.0 + n_dac * t.dac_energy_per_conversion_j,
+            dac.1.worst(p_dac),
+        );
         // --- writes
         match l.pulses_total {
             Some(p) => write.0 += p * t.write_energy_per_pulse_j,
@@ -434,8 +456,16 @@ pub fn estimate(c: &RunCounts, t: &TechnologyParams) -> Estimate {
             };
             life_prov = life_prov.worst(prov);
             let epochs = c.epochs.max(1.0);
-            let lm = if med > 0.0 { endurance * epochs / med } else { f64::INFINITY };
-            let lp = if p99 > 0.0 { endurance * epochs / p99 } else { f64::INFINITY };
+            let lm = if med > 0.0 {
+                endurance * epochs / med
+            } else {
+                f64::INFINITY
+            };
+            let lp = if p99 > 0.0 {
+                endurance * epochs / p99
+            } else {
+                f64::INFINITY
+            };
             life_med = Some(life_med.map_or(lm, |x: f64| x.min(lm)));
             life_p1 = Some(life_p1.map_or(lp, |x: f64| x.min(lp)));
         } else {
@@ -491,6 +521,50 @@ pub fn estimate(c: &RunCounts, t: &TechnologyParams) -> Estimate {
         lifetime_1pct_epochs: life(life_p1),
         digital_energy_j: Term::new(3.0 * macs * t.digital_energy_per_mac_j, Estimated),
         settle_time_tau: settle,
+    }
+}
+
+impl Estimate {
+    /// Combines the estimates of repeated runs of one configuration (seeds):
+    /// every term is the mean of the runs that have it, except the
+    /// lifetimes, which take the shortest (the first device to wear out
+    /// on any seed). Provenance is the weakest of the runs'.
+    pub fn pooled(runs: &[Estimate]) -> Option<Estimate> {
+        runs.first()?;
+        let mean = |f: &dyn Fn(&Estimate) -> Term| -> Term {
+            let prov = runs
+                .iter()
+                .fold(Provenance::Measured, |p, e| p.worst(f(e).provenance));
+            let xs: Vec<f64> = runs.iter().filter_map(|e| f(e).value).collect();
+            if xs.len() < runs.len() {
+                return Term::missing();
+            }
+            Term::new(xs.iter().sum::<f64>() / xs.len() as f64, prov)
+        };
+        let min = |f: &dyn Fn(&Estimate) -> Term| -> Term {
+            let prov = runs
+                .iter()
+                .fold(Provenance::Measured, |p, e| p.worst(f(e).provenance));
+            let xs: Vec<f64> = runs.iter().filter_map(|e| f(e).value).collect();
+            if xs.len() < runs.len() {
+                return Term::missing();
+            }
+            Term::new(xs.iter().cloned().fold(f64::INFINITY, f64::min), prov)
+        };
+        Some(Estimate {
+            read_energy_j: mean(&|e| e.read_energy_j),
+            adc_energy_j: mean(&|e| e.adc_energy_j),
+            dac_energy_j: mean(&|e| e.dac_energy_j),
+            write_energy_j: mean(&|e| e.write_energy_j),
+            neuron_energy_j: mean(&|e| e.neuron_energy_j),
+            total_energy_j: mean(&|e| e.total_energy_j),
+            latency_s: mean(&|e| e.latency_s),
+            area_m2: mean(&|e| e.area_m2),
+            lifetime_median_epochs: min(&|e| e.lifetime_median_epochs),
+            lifetime_1pct_epochs: min(&|e| e.lifetime_1pct_epochs),
+            digital_energy_j: mean(&|e| e.digital_energy_j),
+            settle_time_tau: mean(&|e| e.settle_time_tau),
+        })
     }
 }
 

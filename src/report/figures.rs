@@ -95,7 +95,11 @@ fn scale_color(h: f64) -> RGBColor {
         (94, 201, 98),
         (253, 231, 37),
     ];
-    let h = if h.is_finite() { h.clamp(0.0, 1.0) } else { 0.0 };
+    let h = if h.is_finite() {
+        h.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let pos = h * (ANCHORS.len() - 1) as f64;
     let i = (pos.floor() as usize).min(ANCHORS.len() - 2);
     let f = pos - i as f64;
@@ -109,7 +113,11 @@ fn padded(lo: f64, hi: f64) -> (f64, f64) {
         return (0.0, 1.0);
     }
     if (hi - lo).abs() < 1e-12 {
-        let d = if lo.abs() > 1e-12 { lo.abs() * 0.1 } else { 0.5 };
+        let d = if lo.abs() > 1e-12 {
+            lo.abs() * 0.1
+        } else {
+            0.5
+        };
         return (lo - d, hi + d);
     }
     let d = (hi - lo) * 0.08;
@@ -213,7 +221,7 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> Resu
                 .margin(12)
                 .x_label_area_size(45)
                 .y_label_area_size(80)
-                .build_cartesian_2d((0..nx).into_segmented(), (0..ny).into_segmented())
+                .build_cartesian_2d((0..nx - 1).into_segmented(), (0..ny - 1).into_segmented())
                 .map_err(err)?;
             let xl = x_values.clone();
             let yl = y_values.clone();
@@ -318,7 +326,9 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> Resu
                     }))
                     .map_err(err)?
                     .label(label.clone())
-                    .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled()));
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.filled())
+                    });
             }
             chart
                 .configure_series_labels()

@@ -65,7 +65,10 @@ impl Run {
             .iter()
             .enumerate()
             .filter_map(|(i, e)| {
-                let x = e.get("epoch").and_then(Value::as_f64).unwrap_or(i as f64 + 1.0);
+                let x = e
+                    .get("epoch")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(i as f64 + 1.0);
                 let y = e.get(key)?.as_f64().filter(|y| y.is_finite())?;
                 Some((x, y))
             })
@@ -120,8 +123,8 @@ pub struct Dataset {
 }
 
 fn toml_file_as_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let table: toml::Table =
         toml::from_str(&text).with_context(|| format!("invalid TOML in {}", path.display()))?;
     serde_json::to_value(table).context("configuration to JSON")

@@ -172,7 +172,11 @@ fn metric_vs_axis(
                 })
                 .collect();
             Series {
-                label: if k.is_empty() { "all runs".into() } else { k.clone() },
+                label: if k.is_empty() {
+                    "all runs".into()
+                } else {
+                    k.clone()
+                },
                 points,
             }
         })
@@ -222,7 +226,11 @@ fn fmt_opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
 /// Engineering notation with an SI prefix: `1.23 pJ`.
 pub fn si(value: f64, unit: &str) -> String {
     if !value.is_finite() {
-        return if value > 0.0 { "∞".into() } else { "–".into() };
+        return if value > 0.0 {
+            "∞".into()
+        } else {
+            "–".into()
+        };
     }
     if value == 0.0 {
         return format!("0 {unit}");
@@ -250,12 +258,22 @@ pub fn si(value: f64, unit: &str) -> String {
 }
 
 fn term(t: &Term, unit: &str) -> String {
+    // A total with a missing term is a partial sum, not a missing number.
+    let label = match (t.value, t.provenance) {
+        (Some(_), Provenance::Missing) => "incomplete",
+        (_, p) => p.label(),
+    };
     match t.value {
         Some(v) if unit == "epochs" => {
-            let s = if v.is_finite() { format!("{v:.3e}") } else { "∞".into() };
-            format!("{s} ({})", t.provenance.label())
+            let s = if v.is_finite() {
+                format!("{v:.3e}")
+            } else {
+                "∞".into()
+            };
+            format!("{s} ({label})")
         }
-        Some(v) => format!("{} ({})", si(v, unit), t.provenance.label()),
+        Some(v) if unit == "mm²" => format!("{:.4} mm² ({label})", v * 1e6),
+        Some(v) => format!("{} ({label})", si(v, unit)),
         None => "missing".into(),
     }
 }
@@ -351,7 +369,8 @@ pub fn generate_from(data: &Dataset, options: &ReportOptions) -> Result<ReportSu
 
     let md = render_markdown(&b.blocks);
     let markdown = dir.join("report.md");
-    std::fs::write(&markdown, md).with_context(|| format!("cannot write {}", markdown.display()))?;
+    std::fs::write(&markdown, md)
+        .with_context(|| format!("cannot write {}", markdown.display()))?;
     let html_text = render_html(&title, &b.blocks, &dir)?;
     let html = dir.join("report.html");
     std::fs::write(&html, html_text).with_context(|| format!("cannot write {}", html.display()))?;
@@ -391,7 +410,9 @@ fn runs_table(b: &mut Builder) {
             row.push(fmt_opt(accuracy(r), |a| format!("{:.2}%", a * 100.0)));
             row.push(fmt_opt(r.metric("lipschitz"), |x| format!("{x:.3}")));
             row.push(fmt_opt(r.metric("max_state"), |x| format!("{x:.3}")));
-            row.push(fmt_opt(r.epoch_mean("settle_time_mean"), |x| format!("{x:.2}")));
+            row.push(fmt_opt(r.epoch_mean("settle_time_mean"), |x| {
+                format!("{x:.2}")
+            }));
             let epochs = r
                 .result
                 .as_ref()
@@ -401,7 +422,12 @@ fn runs_table(b: &mut Builder) {
             row.push(epochs.to_string());
             let note = if let Some(e) = &r.error {
                 e.lines().next().unwrap_or_default().to_string()
-            } else if let Some(d) = r.result.as_ref().and_then(|x| x.get("diverged_at")).filter(|d| !d.is_null()) {
+            } else if let Some(d) = r
+                .result
+                .as_ref()
+                .and_then(|x| x.get("diverged_at"))
+                .filter(|d| !d.is_null())
+            {
                 format!(
                     "diverged: {} (epoch {}, batch {}, layer {})",
                     d.get("reason").and_then(Value::as_str).unwrap_or("?"),
@@ -492,7 +518,12 @@ fn accuracy_figures(b: &mut Builder) -> Result<()> {
             let row = vals
                 .iter()
                 .map(|v| {
-                    let xs: Vec<f64> = data.runs.iter().filter(|r| r.axis(&x) == Some(v)).filter_map(bad).collect();
+                    let xs: Vec<f64> = data
+                        .runs
+                        .iter()
+                        .filter(|r| r.axis(&x) == Some(v))
+                        .filter_map(bad)
+                        .collect();
                     (!xs.is_empty()).then(|| mean_std(&xs).0)
                 })
                 .collect();
@@ -510,7 +541,8 @@ fn accuracy_figures(b: &mut Builder) -> Result<()> {
             percent: true,
         },
         "divergence_map",
-        "Fraction of runs per cell that diverged (non-finite or runaway states/weights) or failed.".into(),
+        "Fraction of runs per cell that diverged (non-finite or runaway states/weights) or failed."
+            .into(),
     )?;
     Ok(())
 }
@@ -568,7 +600,11 @@ fn dynamics_figures(b: &mut Builder) -> Result<()> {
             .take(12)
             .map(|r| Series {
                 label: r.label(),
-                points: r.epoch_series(key).into_iter().map(|(x, y)| (x, y, 0.0)).collect(),
+                points: r
+                    .epoch_series(key)
+                    .into_iter()
+                    .map(|(x, y)| (x, y, 0.0))
+                    .collect(),
             })
             .filter(|s| !s.points.is_empty())
             .collect()
@@ -605,7 +641,11 @@ fn dynamics_figures(b: &mut Builder) -> Result<()> {
             "Angle between the rule's weight gradient and back-propagation's on a fixed batch, per epoch.".into(),
         )?;
     }
-    if data.runs.iter().all(|r| r.epoch_mean("settle_time_mean").is_none()) {
+    if data
+        .runs
+        .iter()
+        .all(|r| r.epoch_mean("settle_time_mean").is_none())
+    {
         b.blocks.push(Block::Para(
             "No run used the continuous-time circuit (`training.dynamics = \"ode\"`): no settle times.".into(),
         ));
@@ -615,9 +655,8 @@ fn dynamics_figures(b: &mut Builder) -> Result<()> {
 
 /// `(label, edges, counts)` of a histogram object `{edges, counts}`.
 fn histogram(v: &Value) -> Option<(Vec<f64>, Vec<f64>)> {
-    let arr = |k: &str| -> Option<Vec<f64>> {
-        v.get(k)?.as_array()?.iter().map(Value::as_f64).collect()
-    };
+    let arr =
+        |k: &str| -> Option<Vec<f64>> { v.get(k)?.as_array()?.iter().map(Value::as_f64).collect() };
     let edges = arr("edges")?;
     let counts = arr("counts")?;
     (edges.len() == counts.len() + 1 && !counts.is_empty()).then_some((edges, counts))
@@ -685,7 +724,8 @@ fn hardware_figures(b: &mut Builder) -> Result<()> {
     }
     if drawn == 0 {
         b.blocks.push(Block::Para(
-            "The hardware statistics carry no `conductance_histogram`/`pulse_histogram` per layer.".into(),
+            "The hardware statistics carry no `conductance_histogram`/`pulse_histogram` per layer."
+                .into(),
         ));
     }
     Ok(())
@@ -710,27 +750,67 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions) -> Result<()> {
     req.lifetime_min_epochs = o.lifetime_min_epochs.or(req.lifetime_min_epochs);
     req.validate()?;
 
-    b.blocks.push(Block::Heading(2, "Hardware feasibility".into()));
+    b.blocks
+        .push(Block::Heading(2, "Hardware feasibility".into()));
     b.blocks.push(Block::Para(format!(
         "Technology `{}`: {}. Energy is per training sample (all counts of the run divided by the samples seen, so evaluation reads are included when the crossbar counted them). \
          *measured* = counted by the emulator; *estimated* = computed from the architecture, schedule and technology (full-scale read drive, mean conductance (G_min+G_max)/2, one τ per layer update of a discrete schedule, uniform wear); *missing* = no data, left out of the total. \
          The digital baseline is 3 MACs per weight per sample (BP forward, backward, gradient) at the technology's energy per MAC.",
         tech.name, tech.description
     )));
-    let mut rows = Vec::new();
-    let mut estimates: Vec<(usize, Estimate)> = Vec::new();
+    if data.runs.iter().any(|r| {
+        r.config
+            .pointer("/training/substrate")
+            .and_then(Value::as_str)
+            != Some("crossbar")
+    }) {
+        b.blocks.push(Block::Para(
+            "Runs on the digital substrate are costed as if their network were mapped onto this technology: all their counts are estimated, and write energy and lifetime are missing (no pulses).".into(),
+        ));
+    }
+    // One row per configuration: runs that differ only in the seed are pooled.
+    let seedless = |r: &Run| -> String {
+        let parts: Vec<String> = r
+            .axes
+            .iter()
+            .filter(|(p, _)| !is_seed(p))
+            .map(|(p, v)| format!("{p}={}", load::fmt_value(v)))
+            .collect();
+        if parts.is_empty() {
+            "run".into()
+        } else {
+            parts.join(", ")
+        }
+    };
+    let mut groups: Vec<(String, Vec<usize>, Vec<Estimate>)> = Vec::new();
     for (i, r) in data.runs.iter().enumerate() {
-        let Some(result) = &r.result else { continue };
-        let counts = match RunCounts::from_json(&r.config, result) {
-            Ok(c) => c,
-            Err(e) => {
-                b.blocks.push(Block::Para(format!("Run {}: no estimate ({e:#}).", r.label())));
-                continue;
+        let key = seedless(r);
+        let g = match groups.iter().position(|g| g.0 == key) {
+            Some(g) => g,
+            None => {
+                groups.push((key, Vec::new(), Vec::new()));
+                groups.len() - 1
             }
         };
-        let e = estimate(&counts, &tech.params);
+        groups[g].1.push(i);
+        let Some(result) = &r.result else { continue };
+        match RunCounts::from_json(&r.config, result) {
+            Ok(c) => groups[g].2.push(estimate(&c, &tech.params)),
+            Err(e) => b.blocks.push(Block::Para(format!(
+                "Run {}: no estimate ({e:#}).",
+                r.label()
+            ))),
+        }
+    }
+    let pooled_runs = groups.iter().any(|g| g.1.len() > 1);
+    let mut rows = Vec::new();
+    let mut pooled: Vec<(usize, Estimate)> = Vec::new();
+    for (gi, (key, _, ests)) in groups.iter().enumerate() {
+        let Some(e) = Estimate::pooled(ests) else {
+            continue;
+        };
         rows.push(vec![
-            r.label(),
+            key.clone(),
             term(&e.read_energy_j, "J"),
             term(&e.adc_energy_j, "J"),
             term(&e.dac_energy_j, "J"),
@@ -739,16 +819,22 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions) -> Result<()> {
             term(&e.total_energy_j, "J"),
             term(&e.digital_energy_j, "J"),
             term(&e.latency_s, "s"),
-            term(&e.area_m2, "m²"),
+            term(&e.area_m2, "mm²"),
             term(&e.lifetime_median_epochs, "epochs"),
             term(&e.lifetime_1pct_epochs, "epochs"),
         ]);
-        estimates.push((i, e));
+        pooled.push((gi, e));
     }
-    b.blocks.push(Block::Heading(3, "Estimates per configuration".into()));
+    b.blocks
+        .push(Block::Heading(3, "Estimates per configuration".into()));
+    if pooled_runs {
+        b.blocks.push(Block::Para(
+            "Runs differing only in the seed are pooled: terms are means over the seeds that finished, lifetimes the shortest.".into(),
+        ));
+    }
     b.blocks.push(Block::Table(
         [
-            "run",
+            "configuration",
             "reads",
             "ADC",
             "DAC",
@@ -772,15 +858,20 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions) -> Result<()> {
         ));
     } else {
         let req_text = [
-            req.accuracy_min.map(|a| format!("accuracy ≥ {:.2}%", a * 100.0)),
-            req.energy_per_sample_max_j.map(|e| format!("energy per sample ≤ {}", si(e, "J"))),
-            req.lifetime_min_epochs.map(|l| format!("lifetime (first 1 % of devices) ≥ {l} epochs")),
+            req.accuracy_min
+                .map(|a| format!("accuracy ≥ {:.2}%", a * 100.0)),
+            req.energy_per_sample_max_j
+                .map(|e| format!("energy per sample ≤ {}", si(e, "J"))),
+            req.lifetime_min_epochs
+                .map(|l| format!("lifetime (first 1 % of devices) ≥ {l} epochs")),
         ]
         .into_iter()
         .flatten()
         .collect::<Vec<_>>()
         .join(", ");
-        b.blocks.push(Block::Para(format!("Requirements: {req_text}.")));
+        b.blocks.push(Block::Para(format!(
+            "Requirements: {req_text}. Accuracy is the mean over seeds; a configuration with a diverged or failed seed has no accuracy and does not meet an accuracy requirement."
+        )));
         let yn = |v: Option<bool>, set: bool| match (set, v) {
             (false, _) => "–".to_string(),
             (true, Some(true)) => "yes".into(),
@@ -788,44 +879,65 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions) -> Result<()> {
             (true, None) => "unknown".into(),
         };
         let mut passing = 0;
-        let rows = estimates
+        let rows = pooled
             .iter()
-            .map(|(i, e)| {
-                let r = &data.runs[*i];
-                let v = Verdict::of(&req, accuracy(r), e);
+            .map(|(gi, e)| {
+                let (key, members, _) = &groups[*gi];
+                let accs: Vec<f64> = members
+                    .iter()
+                    .filter_map(|&i| accuracy(&data.runs[i]))
+                    .collect();
+                let acc =
+                    (accs.len() == members.len() && !accs.is_empty()).then(|| mean_std(&accs).0);
+                let v = Verdict::of(&req, acc, e);
                 let pass = v.passes(&req);
                 passing += pass as usize;
                 vec![
-                    r.label(),
-                    fmt_opt(accuracy(r), |a| format!("{:.2}%", a * 100.0)),
+                    key.clone(),
+                    fmt_opt(acc, |a| format!("{:.2}%", a * 100.0)),
                     yn(v.accuracy, req.accuracy_min.is_some()),
                     yn(v.energy, req.energy_per_sample_max_j.is_some()),
                     yn(v.lifetime, req.lifetime_min_epochs.is_some()),
-                    if pass { "**meets all**".into() } else { "fails".into() },
+                    if pass {
+                        "**meets all**".into()
+                    } else {
+                        "fails".into()
+                    },
                 ]
             })
             .collect();
         b.blocks.push(Block::Table(
-            ["run", "test acc.", "accuracy", "energy", "lifetime", "verdict"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "configuration",
+                "test acc.",
+                "accuracy",
+                "energy",
+                "lifetime",
+                "verdict",
+            ]
+            .map(String::from)
+            .to_vec(),
             rows,
         ));
         b.blocks.push(Block::Para(format!(
             "{passing} of {} configuration(s) meet every requirement.",
-            estimates.len()
+            pooled.len()
         )));
     }
+    let estimates = &pooled;
     let prov: BTreeMap<&str, usize> = estimates.iter().fold(BTreeMap::new(), |mut m, (_, e)| {
         *m.entry(e.total_energy_j.provenance.label()).or_default() += 1;
         m
     });
-    if prov.contains_key(Provenance::Missing.label()) || prov.contains_key(Provenance::Estimated.label()) {
+    if prov.contains_key(Provenance::Missing.label())
+        || prov.contains_key(Provenance::Estimated.label())
+    {
         b.blocks.push(Block::Para(
             "Totals marked *estimated* or *missing* rest on analytic counts; emit the counters listed in `src/report/feasibility.rs` (`RunResult.hardware.layers[*]`) to make them measured.".into(),
         ));
     }
-    b.blocks.push(Block::Heading(3, "Technology constants".into()));
+    b.blocks
+        .push(Block::Heading(3, "Technology constants".into()));
     let rows = tech
         .quantities
         .iter()
@@ -839,7 +951,9 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions) -> Result<()> {
         })
         .collect();
     b.blocks.push(Block::Table(
-        ["constant", "value", "meaning", "source"].map(String::from).to_vec(),
+        ["constant", "value", "meaning", "source"]
+            .map(String::from)
+            .to_vec(),
         rows,
     ));
     Ok(())
@@ -861,10 +975,22 @@ pub fn render_markdown(blocks: &[Block]) -> String {
                 let _ = writeln!(s, "{text}\n");
             }
             Block::Table(header, rows) => {
-                let _ = writeln!(s, "| {} |", header.iter().map(|h| md_cell(h)).collect::<Vec<_>>().join(" | "));
+                let _ = writeln!(
+                    s,
+                    "| {} |",
+                    header
+                        .iter()
+                        .map(|h| md_cell(h))
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                );
                 let _ = writeln!(s, "|{}|", vec!["---"; header.len()].join("|"));
                 for r in rows {
-                    let _ = writeln!(s, "| {} |", r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | "));
+                    let _ = writeln!(
+                        s,
+                        "| {} |",
+                        r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ")
+                    );
                 }
                 s.push('\n');
             }

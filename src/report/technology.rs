@@ -80,29 +80,109 @@ const UNITS: &[(&str, Dim, f64)] = &[
 const FIELDS: &[(&str, Dim, bool, &str)] = &[
     ("feature_size", Dim::Length, true, "technology node F"),
     ("cell_area", Dim::AreaF2, true, "area of one device cell"),
-    ("devices_per_weight", Dim::Number, true, "2 for a differential pair G⁺ − G⁻"),
-    ("array_rows", Dim::Number, true, "rows of one physical crossbar tile"),
-    ("array_cols", Dim::Number, true, "columns of one physical crossbar tile"),
-    ("g_min", Dim::Conductance, true, "lowest programmable conductance"),
-    ("g_max", Dim::Conductance, true, "highest programmable conductance"),
+    (
+        "devices_per_weight",
+        Dim::Number,
+        true,
+        "2 for a differential pair G⁺ − G⁻",
+    ),
+    (
+        "array_rows",
+        Dim::Number,
+        true,
+        "rows of one physical crossbar tile",
+    ),
+    (
+        "array_cols",
+        Dim::Number,
+        true,
+        "columns of one physical crossbar tile",
+    ),
+    (
+        "g_min",
+        Dim::Conductance,
+        true,
+        "lowest programmable conductance",
+    ),
+    (
+        "g_max",
+        Dim::Conductance,
+        true,
+        "highest programmable conductance",
+    ),
     ("read_voltage", Dim::Voltage, true, "full-scale read drive"),
-    ("read_pulse_width", Dim::Time, true, "duration of one crossbar read"),
+    (
+        "read_pulse_width",
+        Dim::Time,
+        true,
+        "duration of one crossbar read",
+    ),
     ("write_voltage", Dim::Voltage, true, "write pulse amplitude"),
     ("write_pulse_width", Dim::Time, true, "write pulse duration"),
-    ("write_energy_per_pulse", Dim::Energy, false, "overrides V_w²·G_max·t_w"),
-    ("write_slots_per_update", Dim::Number, true, "pulse time slots of one array-parallel update"),
-    ("endurance", Dim::Number, true, "pulses a device takes before it stops switching"),
+    (
+        "write_energy_per_pulse",
+        Dim::Energy,
+        false,
+        "overrides V_w²·G_max·t_w",
+    ),
+    (
+        "write_slots_per_update",
+        Dim::Number,
+        true,
+        "pulse time slots of one array-parallel update",
+    ),
+    (
+        "endurance",
+        Dim::Number,
+        true,
+        "pulses a device takes before it stops switching",
+    ),
     ("adc_bits", Dim::Number, true, "ADC resolution N"),
-    ("adc_walden_fom", Dim::EnergyPerStep, true, "E_conv = FOM·2^N"),
-    ("adc_conversion_time", Dim::Time, true, "time of one conversion"),
-    ("columns_per_adc", Dim::Number, true, "lines sharing one ADC (periphery sharing)"),
+    (
+        "adc_walden_fom",
+        Dim::EnergyPerStep,
+        true,
+        "E_conv = FOM·2^N",
+    ),
+    (
+        "adc_conversion_time",
+        Dim::Time,
+        true,
+        "time of one conversion",
+    ),
+    (
+        "columns_per_adc",
+        Dim::Number,
+        true,
+        "lines sharing one ADC (periphery sharing)",
+    ),
     ("adc_area", Dim::Area, true, "area of one ADC"),
     ("dac_bits", Dim::Number, true, "DAC resolution"),
-    ("dac_energy_per_conversion", Dim::Energy, true, "energy of one DAC conversion (row activation)"),
+    (
+        "dac_energy_per_conversion",
+        Dim::Energy,
+        true,
+        "energy of one DAC conversion (row activation)",
+    ),
     ("tau", Dim::Time, true, "neuron integration time constant τ"),
-    ("neuron_energy_per_tau", Dim::Energy, true, "energy of one neuron compartment per τ of integration"),
-    ("neuron_area", Dim::Area, true, "area of one dyadic neuron (two compartments)"),
-    ("digital_energy_per_mac", Dim::Energy, true, "digital baseline energy per multiply-accumulate"),
+    (
+        "neuron_energy_per_tau",
+        Dim::Energy,
+        true,
+        "energy of one neuron compartment per τ of integration",
+    ),
+    (
+        "neuron_area",
+        Dim::Area,
+        true,
+        "area of one dyadic neuron (two compartments)",
+    ),
+    (
+        "digital_energy_per_mac",
+        Dim::Energy,
+        true,
+        "digital baseline energy per multiply-accumulate",
+    ),
 ];
 
 /// A technology description as read from TOML.
@@ -205,7 +285,9 @@ impl Technology {
                 bail!("unknown field '{key}'; known fields: {}", known.join(", "));
             }
             let q: Quantity = value.try_into().map_err(|e| {
-                anyhow::anyhow!("{key}: expected {{ value = …, unit = \"…\", source = \"…\" }}: {e}")
+                anyhow::anyhow!(
+                    "{key}: expected {{ value = …, unit = \"…\", source = \"…\" }}: {e}"
+                )
             })?;
             quantities.insert(key, q);
         }
@@ -238,7 +320,9 @@ impl Technology {
                 bail!("{field} = {} {}: must be finite and ≥ 0", q.value, q.unit);
             }
             if q.source.trim().is_empty() {
-                bail!("{field}: the source is empty; cite a paper/manual or write 'ASSUMPTION: why'");
+                bail!(
+                    "{field}: the source is empty; cite a paper/manual or write 'ASSUMPTION: why'"
+                );
             }
             Ok(Some(q.value * factor))
         };
@@ -322,7 +406,11 @@ mod tests {
             if path.extension().is_some_and(|e| e == "toml") {
                 let t = Technology::from_file(&path).unwrap();
                 for (k, q) in &t.quantities {
-                    assert!(q.source.len() > 10, "{}: {k} has no real source", path.display());
+                    assert!(
+                        q.source.len() > 10,
+                        "{}: {k} has no real source",
+                        path.display()
+                    );
                 }
                 n += 1;
             }
@@ -345,7 +433,8 @@ mod tests {
         let bad = text.replacen("unit = \"V\"", "unit = \"ns\"", 1);
         let e = format!("{:#}", Technology::from_toml_str(&bad, "x").unwrap_err());
         assert!(e.contains("unit 'ns' is not allowed"), "{e}");
-        let bad = format!("{text}\nread_votage = {{ value = 1.0, unit = \"V\", source = \"x\" }}\n");
+        let bad =
+            format!("{text}\nread_votage = {{ value = 1.0, unit = \"V\", source = \"x\" }}\n");
         let e = format!("{:#}", Technology::from_toml_str(&bad, "x").unwrap_err());
         assert!(e.contains("read_votage"), "{e}");
     }

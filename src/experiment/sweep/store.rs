@@ -141,10 +141,9 @@ impl ResultStore {
                 path.display(),
                 bytes.len() - complete
             ));
-            let file = OpenOptions::new()
-                .write(true)
-                .open(path)
-                .with_context(|| format!("cannot open {} to cut a truncated line", path.display()))?;
+            let file = OpenOptions::new().write(true).open(path).with_context(|| {
+                format!("cannot open {} to cut a truncated line", path.display())
+            })?;
             file.set_len(complete as u64)
                 .with_context(|| format!("cannot truncate {}", path.display()))?;
         }
@@ -155,9 +154,11 @@ impl ResultStore {
             }
             match serde_json::from_str::<JobRecord>(line) {
                 Ok(r) => store.insert(r),
-                Err(e) => store
-                    .warnings
-                    .push(format!("{}:{}: unreadable record ({e})", path.display(), i + 1)),
+                Err(e) => store.warnings.push(format!(
+                    "{}:{}: unreadable record ({e})",
+                    path.display(),
+                    i + 1
+                )),
             }
         }
         Ok(store)
@@ -276,17 +277,18 @@ impl ResultStore {
                 continue;
             }
             if i + 1 == lines.len() && !ends_clean {
-                store.warnings.push(format!(
-                    "{}: ignored a truncated last line",
-                    path.display()
-                ));
+                store
+                    .warnings
+                    .push(format!("{}: ignored a truncated last line", path.display()));
                 continue;
             }
             match serde_json::from_str::<JobRecord>(line) {
                 Ok(r) => store.insert(r),
-                Err(e) => store
-                    .warnings
-                    .push(format!("{}:{}: unreadable record ({e})", path.display(), i + 1)),
+                Err(e) => store.warnings.push(format!(
+                    "{}:{}: unreadable record ({e})",
+                    path.display(),
+                    i + 1
+                )),
             }
         }
         Ok(store)
