@@ -10,7 +10,7 @@ use dyadsim::cli::sweep::TrainingRunner;
 use dyadsim::experiment::sweep::SweepSpec;
 use dyadsim::report::feasibility::{estimate, Requirements, RunCounts};
 use dyadsim::report::technology::Technology;
-use dyadsim::report::{generate, si, ReportOptions};
+use dyadsim::report::{format_term as f, generate, ReportOptions};
 use std::path::{Path, PathBuf};
 
 fn main() -> Result<()> {
@@ -49,14 +49,14 @@ fn main() -> Result<()> {
     for name in ["reram_taox_32nm", "pcm_gst_32nm"] {
         let tech = Technology::from_file(&techs.join(format!("{name}.toml")))?;
         let e = estimate(&counts, &tech.params);
-        let v = |t: &dyadsim::report::feasibility::Term, u: &str| {
-            t.value.map_or("missing".into(), |x| {
-                format!("{} ({})", si(x, u), t.provenance.label())
-            })
-        };
-        println!("{name}: energy/sample {}, digital BP {}, latency/sample {}, area {}, 1 % lifetime {} epochs",
-            v(&e.total_energy_j, "J"), v(&e.digital_energy_j, "J"), v(&e.latency_s, "s"),
-            v(&e.area_m2, "m²"), e.lifetime_1pct_epochs.value.map_or("–".into(), |x| format!("{x:.3e}")));
+        println!(
+            "{name}: energy/sample {}, digital BP {}, latency/sample {}, area {}, 1 % lifetime {}",
+            f(&e.total_energy_j, "J"),
+            f(&e.digital_energy_j, "J"),
+            f(&e.latency_s, "s"),
+            f(&e.area_m2, "mm²"),
+            f(&e.lifetime_1pct_epochs, "epochs")
+        );
     }
 
     // The same as a report: write the run like `dyadsim train --out` does.

@@ -39,7 +39,14 @@ fn tiny_real_sweep_resumes_and_reports() {
     assert_eq!((s.ran, s.skipped, s.failed), (3, 1, 0));
 
     let report = dir.path().join("report");
-    let r = generate(&out, &ReportOptions { out: report.clone(), ..Default::default() }).unwrap();
+    let r = generate(
+        &out,
+        &ReportOptions {
+            out: report.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(r.runs, 4);
     let md = std::fs::read_to_string(&r.markdown).unwrap();
     let html = std::fs::read_to_string(&r.html).unwrap();
@@ -48,12 +55,25 @@ fn tiny_real_sweep_resumes_and_reports() {
             assert!(text.contains(needle), "report lacks {needle}");
         }
         // every run trained and has an accuracy in the table
-        assert_eq!(text.matches("| ok |").count() + text.matches("<td>ok</td>").count(), 4);
+        assert_eq!(
+            text.matches("| ok |").count() + text.matches("<td>ok</td>").count(),
+            4
+        );
     }
     // the spec's requirement reached the report through report-settings.toml
     assert!(md.contains("accuracy ≥ 30.00%"), "{md}");
-    for f in ["accuracy_vs_learning_alpha", "heatmap_learning_alpha_learning_rule", "learning_curves"] {
-        assert!(report.join("figures").join(format!("{f}.png")).exists(), "{f}");
-        assert!(report.join("figures").join(format!("{f}.svg")).exists(), "{f}");
+    for f in [
+        "accuracy_vs_learning_alpha",
+        "heatmap_learning_alpha_learning_rule",
+        "learning_curves",
+    ] {
+        assert!(
+            report.join("figures").join(format!("{f}.png")).exists(),
+            "{f}"
+        );
+        assert!(
+            report.join("figures").join(format!("{f}.svg")).exists(),
+            "{f}"
+        );
     }
 }

@@ -257,7 +257,9 @@ pub fn si(value: f64, unit: &str) -> String {
     format!("{:.3} {p}{unit}", value / scale)
 }
 
-fn term(t: &Term, unit: &str) -> String {
+/// A term for tables: `1.234 nJ (measured)`; `unit = "mm²"` prints an area
+/// in mm², `"epochs"` a count; a total with a missing part is `incomplete`.
+pub fn format_term(t: &Term, unit: &str) -> String {
     // A total with a missing term is a partial sum, not a missing number.
     let label = match (t.value, t.provenance) {
         (Some(_), Provenance::Missing) => "incomplete",
@@ -811,17 +813,17 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions) -> Result<()> {
         };
         rows.push(vec![
             key.clone(),
-            term(&e.read_energy_j, "J"),
-            term(&e.adc_energy_j, "J"),
-            term(&e.dac_energy_j, "J"),
-            term(&e.write_energy_j, "J"),
-            term(&e.neuron_energy_j, "J"),
-            term(&e.total_energy_j, "J"),
-            term(&e.digital_energy_j, "J"),
-            term(&e.latency_s, "s"),
-            term(&e.area_m2, "mm²"),
-            term(&e.lifetime_median_epochs, "epochs"),
-            term(&e.lifetime_1pct_epochs, "epochs"),
+            format_term(&e.read_energy_j, "J"),
+            format_term(&e.adc_energy_j, "J"),
+            format_term(&e.dac_energy_j, "J"),
+            format_term(&e.write_energy_j, "J"),
+            format_term(&e.neuron_energy_j, "J"),
+            format_term(&e.total_energy_j, "J"),
+            format_term(&e.digital_energy_j, "J"),
+            format_term(&e.latency_s, "s"),
+            format_term(&e.area_m2, "mm²"),
+            format_term(&e.lifetime_median_epochs, "epochs"),
+            format_term(&e.lifetime_1pct_epochs, "epochs"),
         ]);
         pooled.push((gi, e));
     }
