@@ -38,23 +38,35 @@
 //!
 //! # Expected `RunResult.hardware` JSON
 //!
-//! All keys optional; whatever is present is used and marked *measured*:
+//! `hardware.layers` is an array, W_1 first. Every key is optional; what
+//! is present is used and marked *measured*, the rest is estimated. Keys in
+//! brackets are the crossbar substrate's own names (read as aliases):
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `devices` | devices of the layer |
+//! | `forward_reads` [`reads.forward_samples`] | sample-vectors read forward |
+//! | `transposed_reads` [`reads.transposed_samples`] | sample-vectors read transposed |
+//! | `read_drive_conductance_s` | Σ_reads Σ_ij G_ij·u_j² (S), u = drive/V_read — exact read energy |
+//! | `conductance_sum_s` [from `conductance_histogram` + `conductance_range_used`] | Σ_ij G_ij (S) |
+//! | `adc_conversions` [`reads.adc_conversions`], `dac_conversions` | converter operations |
+//! | `pulses_total` [`pulses_applied`] | write pulses over the run |
+//! | `write_energy_j` [`pulse_energy_j`] | write energy from the device model (J) |
+//! | `pulses_per_device.{median,p99,mean,max}` [`pulses_per_device_mean`, `pulses_per_device_max`] | wear distribution |
+//! | `update_pulse_slots`, `updates` [`controller.updates`] | pulse time slots over all updates |
+//! | `endurance_pulses` | the device model's endurance rating |
+//! | `conductance_histogram`, `pulse_histogram` | `{edges, counts, unit?}` for the figures |
 //!
 //! ```json
-//! { "layers": [ {                         // W_1 first
-//!     "rows": 785, "cols": 512,           // physical array (inputs + bias row, outputs)
-//!     "devices": 803840,                  // devices of the layer
-//!     "forward_reads": 123, "transposed_reads": 456,   // sample-vectors read
-//!     "read_drive_conductance_s": 1.2e-2, // Σ_reads Σ_ij G_ij·u_j² (S)
-//!     "conductance_sum_s": 3.4,           // Σ_ij G_ij at the end of the run (S)
+//! { "layers": [ {
+//!     "devices": 803840, "forward_reads": 123, "transposed_reads": 456,
+//!     "read_drive_conductance_s": 1.2e-2, "conductance_sum_s": 3.4,
 //!     "adc_conversions": 789, "dac_conversions": 789,
-//!     "pulses_total": 1000000,            // write pulses over the run (all devices)
+//!     "pulses_total": 1000000, "write_energy_j": 1.3e-6,
 //!     "pulses_per_device": {"mean": 1.2, "median": 1.0, "p99": 9.0, "max": 40.0},
-//!     "update_pulse_slots": 31000, "updates": 1000,   // pulse slots over all updates
-//!     "endurance_pulses": 1e9,            // device model's rating (overrides technology)
-//!     "conductance_histogram": {"edges": [..], "counts": [..], "unit": "uS"},
-//!     "pulse_histogram": {"edges": [..], "counts": [..]},
-//!     "stuck_devices": 12
+//!     "update_pulse_slots": 31000, "updates": 1000, "endurance_pulses": 1e9,
+//!     "conductance_histogram": {"edges": [0.0, 0.5, 1.0], "counts": [10, 12]},
+//!     "pulse_histogram": {"edges": [0, 10, 20], "counts": [20, 2]}
 //! } ] }
 //! ```
 
@@ -168,6 +180,12 @@ pub struct LayerCounts {
     pub pulses_median: Option<f64>,
     /// 99th-percentile pulses per device.
     pub pulses_p99: Option<f64>,
+    /// Mean pulses per device.
+    pub pulses_mean: Option<f64>,
+    /// Most pulses any device took.
+    pub pulses_max: Option<f64>,
+    /// Write energy computed by the device model (J, whole run).
+    pub write_energy_j: Option<f64>,
     /// Pulse slots over all updates.
     pub update_pulse_slots: Option<f64>,
     /// Number of updates.
@@ -199,6 +217,49 @@ pub struct RunCounts {
 
 fn num(v: &Value, key: &str) -> Option<f64> {
     v.get(key).and_then(Value::as_f64).filter(|x| x.is_finite())
+}
+
+/// Σ G (S) of a layer from its end-of-run conductance histogram: the
+/// crossbar's `conductance_histogram` is over normalised conductance
+/// g ∈ [0, 1] unless it carries `"unit": "uS"`; `conductance_range_used`
+/// (`min_normalised`/`max_normalised` ↔ `min_us`/`max_us`) gives the affine
+/// map to µS. Bin centres stand for their devices (error ≤ half a bin).
+fn conductance_sum_from_histogram(h: &Value) -> Option<f64> {
+    let hist = h.get("conductance_histogram")?;
+    let edges: Vec<f64> = hist
+        .get("edges")?
+        .as_array()?
+        .iter()
+        .map(Value::as_f64)
+        .collect::<Option<_>>()?;
+    let counts: Vec<f64> = hist
+        .get("counts")?
+        .as_array()?
+        .iter()
+        .map(Value::as_f64)
+        .collect::<Option<_>>()?;
+    if edges.len() != counts.len() + 1 {
+        return None;
+    }
+    let to_us: Box<dyn Fn(f64) -> f64> = match hist.get("unit").and_then(Value::as_str) {
+        Some("uS") | Some("µS") => Box::new(|g| g),
+        _ => {
+            let r = h.get("conductance_range_used")?;
+            let (n0, n1) = (num(r, "min_normalised")?, num(r, "max_normalised")?);
+            let (u0, u1) = (num(r, "min_us")?, num(r, "max_us")?);
+            if (n1 - n0).abs() < 1e-12 {
+                return None;
+            }
+            let slope = (u1 - u0) / (n1 - n0);
+            Box::new(move |g| u0 + (g - n0) * slope)
+        }
+    };
+    let sum_us: f64 = counts
+        .iter()
+        .enumerate()
+        .map(|(b, c)| c * to_us(0.5 * (edges[b] + edges[b + 1])).max(0.0))
+        .sum();
+    Some(sum_us * 1e-6)
 }
 
 /// Sequential layer updates per sample of a discrete schedule on `depth`
@@ -239,21 +300,32 @@ impl RunCounts {
                 let empty = Value::Null;
                 let h = hw_layers.get(k).unwrap_or(&empty);
                 let ppd = h.get("pulses_per_device").cloned().unwrap_or(Value::Null);
+                let reads = h.get("reads").cloned().unwrap_or(Value::Null);
+                let controller = h.get("controller").cloned().unwrap_or(Value::Null);
+                let devices = num(h, "devices");
                 LayerCounts {
                     n_in: w[0],
                     n_out: w[1],
-                    devices: num(h, "devices"),
-                    forward_reads: num(h, "forward_reads"),
-                    transposed_reads: num(h, "transposed_reads"),
+                    devices,
+                    forward_reads: num(h, "forward_reads")
+                        .or_else(|| num(&reads, "forward_samples")),
+                    transposed_reads: num(h, "transposed_reads")
+                        .or_else(|| num(&reads, "transposed_samples")),
                     read_drive_conductance_s: num(h, "read_drive_conductance_s"),
-                    conductance_sum_s: num(h, "conductance_sum_s"),
-                    adc_conversions: num(h, "adc_conversions"),
-                    dac_conversions: num(h, "dac_conversions"),
-                    pulses_total: num(h, "pulses_total"),
+                    conductance_sum_s: num(h, "conductance_sum_s")
+                        .or_else(|| conductance_sum_from_histogram(h)),
+                    adc_conversions: num(h, "adc_conversions")
+                        .or_else(|| num(&reads, "adc_conversions")),
+                    dac_conversions: num(h, "dac_conversions")
+                        .or_else(|| num(&reads, "dac_conversions")),
+                    pulses_total: num(h, "pulses_total").or_else(|| num(h, "pulses_applied")),
                     pulses_median: num(&ppd, "median"),
                     pulses_p99: num(&ppd, "p99"),
+                    pulses_mean: num(&ppd, "mean").or_else(|| num(h, "pulses_per_device_mean")),
+                    pulses_max: num(&ppd, "max").or_else(|| num(h, "pulses_per_device_max")),
+                    write_energy_j: num(h, "write_energy_j").or_else(|| num(h, "pulse_energy_j")),
                     update_pulse_slots: num(h, "update_pulse_slots"),
-                    updates: num(h, "updates"),
+                    updates: num(h, "updates").or_else(|| num(&controller, "updates")),
                     endurance_pulses: num(h, "endurance_pulses"),
                 }
             })
@@ -435,9 +507,11 @@ pub fn estimate(c: &RunCounts, t: &TechnologyParams) -> Estimate {
             dac.1.worst(p_dac),
         );
         // --- writes
-        match l.pulses_total {
-            Some(p) => write.0 += p * t.write_energy_per_pulse_j,
-            None => write.1 = Missing,
+        match (l.write_energy_j, l.pulses_total) {
+            // the device model's own per-pulse energy wins over the technology's
+            (Some(e), _) => write.0 += e,
+            (None, Some(p)) => write.0 += p * t.write_energy_per_pulse_j,
+            (None, None) => write.1 = Missing,
         }
         match (l.update_pulse_slots, l.updates) {
             (Some(s), Some(u)) if u > 0.0 => slots.0 = f64::max(slots.0, s / u),
@@ -449,10 +523,13 @@ pub fn estimate(c: &RunCounts, t: &TechnologyParams) -> Estimate {
         // --- lifetime
         let endurance = l.endurance_pulses.unwrap_or(t.endurance_pulses);
         if let Some(p) = l.pulses_total {
-            let mean = p / devices.max(1.0);
+            let mean = l.pulses_mean.unwrap_or(p / devices.max(1.0));
+            // Without quantiles: the mean stands for the median (uniform
+            // wear), the most-worn device for the 1 % (conservative).
             let (med, p99, prov) = match (l.pulses_median, l.pulses_p99) {
                 (Some(m), Some(q)) => (m, q, Measured),
-                _ => (mean, mean, Estimated),
+                (Some(m), None) => (m, l.pulses_max.unwrap_or(m), Estimated),
+                _ => (mean, l.pulses_max.unwrap_or(mean), Estimated),
             };
             life_prov = life_prov.worst(prov);
             let epochs = c.epochs.max(1.0);

@@ -693,7 +693,7 @@ fn hardware_figures(b: &mut Builder) -> Result<()> {
             .cloned()
             .unwrap_or_default();
         for (key, what, unit_default) in [
-            ("conductance_histogram", "Conductances", "µS"),
+            ("conductance_histogram", "Conductances", "normalised conductance (G − G_min)/(G_max − G_min)"),
             ("pulse_histogram", "Write pulses per device", "pulses"),
         ] {
             let series: Vec<(String, Vec<f64>, Vec<f64>)> = layers
