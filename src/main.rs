@@ -18,6 +18,12 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Angle between a rule's weight gradient and exact back-propagation's on one batch.
     Angle(cli::angle::AngleArgs),
+    /// Reproduce the paper's Table 1 or Table 2 (Markdown and JSON output).
+    Reproduce(cli::reproduce::ReproduceArgs),
+    /// List the device models, or show one's parameters and pulse-response plot.
+    Devices(cli::devices::DevicesArgs),
+    /// Settle one batch with the continuous-time neuron circuit; write trajectories (CSV, plot).
+    Settle(cli::settle::SettleArgs),
     /// Run a grid of training jobs from a sweep spec (parallel, resumable, shardable).
     Sweep(cli::sweep::SweepArgs),
     /// Combine sweep shard result files (one line per configuration hash).
@@ -31,6 +37,9 @@ fn main() {
     let outcome = match &parsed.command {
         Command::Train(a) => cli::train::run_train(a),
         Command::Angle(a) => cli::angle::run_angle(a),
+        Command::Reproduce(a) => cli::reproduce::run_reproduce(a),
+        Command::Devices(a) => cli::devices::run(a),
+        Command::Settle(a) => cli::settle::run(a),
         Command::Sweep(a) => cli::sweep::run(a),
         Command::Merge(a) => cli::sweep::merge(a),
         Command::Report(a) => cli::report::run(a),

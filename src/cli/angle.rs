@@ -27,10 +27,14 @@ pub fn run_angle(args: &AngleArgs) -> Result<()> {
     let mut learner = Learner::from_config(&cfg);
     let indices: Vec<usize> = (0..cfg.raw.training.batch.min(data.train.len())).collect();
     let (mut x, mut y) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
-    data.train.batch(&indices, cfg.arch.outputs(), &mut x, &mut y);
+    data.train
+        .batch(&indices, cfg.arch.outputs(), &mut x, &mut y);
     let angle = gradient_angle(&mut net, &mut learner, &x, &y);
     if args.json {
-        println!("{}", serde_json::to_string(&angle).context("serialising angle")?);
+        println!(
+            "{}",
+            serde_json::to_string(&angle).context("serialising angle")?
+        );
     } else {
         println!(
             "angle to BP: {:.4}° (per layer: {})",

@@ -32,13 +32,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub rule: Option<String>,
     /// Nudging asymmetry α in [0, 1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub alpha: Option<f32>,
     /// DP only: α of the hidden layers (½ = the 2023 paper's form).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub hidden_alpha: Option<f32>,
     /// Nudging strength β > 0.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub beta: Option<f32>,
     /// Inference schedule: fwbw:K, forward:K, jacobi:K.
     #[arg(long)]
@@ -129,10 +129,16 @@ impl RunArgs {
         push("network.loss", quoted(&self.loss));
         push("learning.rule", quoted(&self.rule));
         push("learning.alpha", self.alpha.map(|v| v.to_string()));
-        push("learning.hidden_alpha", self.hidden_alpha.map(|v| v.to_string()));
+        push(
+            "learning.hidden_alpha",
+            self.hidden_alpha.map(|v| v.to_string()),
+        );
         push("learning.beta", self.beta.map(|v| v.to_string()));
         push("learning.schedule", quoted(&self.schedule));
-        push("learning.robust_input", self.robust_input.then(|| "true".to_string()));
+        push(
+            "learning.robust_input",
+            self.robust_input.then(|| "true".to_string()),
+        );
         push("learning.adv", quoted(&self.adv));
         push("learning.adv_epsilon", self.adv_eps.map(|v| v.to_string()));
         push("training.epochs", self.epochs.map(|v| v.to_string()));
@@ -141,8 +147,16 @@ impl RunArgs {
         push("optimizer.kind", quoted(&self.optimizer));
         push("optimizer.momentum", self.momentum.map(|v| v.to_string()));
         push("seed", self.seed.map(|v| v.to_string()));
-        push("data.dataset", quoted(&self.dataset.as_ref().map(|d| d.replace('-', "_"))));
-        push("data.data_dir", self.data_dir.as_ref().map(|d| format!("{:?}", d.display().to_string())));
+        push(
+            "data.dataset",
+            quoted(&self.dataset.as_ref().map(|d| d.replace('-', "_"))),
+        );
+        push(
+            "data.data_dir",
+            self.data_dir
+                .as_ref()
+                .map(|d| format!("{:?}", d.display().to_string())),
+        );
         push("data.train_size", self.train_size.map(|v| v.to_string()));
         push("data.test_size", self.test_size.map(|v| v.to_string()));
         push("training.substrate", quoted(&self.substrate));
@@ -175,14 +189,23 @@ impl RunArgs {
 /// Writes `contents` to `path` atomically (temporary file in the same
 /// directory, fsync, rename), so a crash never leaves a half-written file.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     tmp.write_all(contents)
         .and_then(|_| tmp.as_file().sync_all())
         .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| anyhow::anyhow!("cannot move the result into place at {}: {}", path.display(), e.error))?;
+    tmp.persist(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot move the result into place at {}: {}",
+            path.display(),
+            e.error
+        )
+    })?;
     Ok(())
 }

@@ -16,7 +16,12 @@ pub struct TerminalProgress {
 impl TerminalProgress {
     /// A progress observer (`quiet` suppresses everything).
     pub fn new(quiet: bool) -> Self {
-        Self { quiet, bar: None, epochs: 0, batches: 0 }
+        Self {
+            quiet,
+            bar: None,
+            epochs: 0,
+            batches: 0,
+        }
     }
 
     fn line(&self, text: &str) {
@@ -31,7 +36,8 @@ impl TerminalProgress {
 }
 
 fn pct(v: Option<f64>) -> String {
-    v.map(|a| format!("{:.2}%", 100.0 * a)).unwrap_or_else(|| "n/a".into())
+    v.map(|a| format!("{:.2}%", 100.0 * a))
+        .unwrap_or_else(|| "n/a".into())
 }
 
 impl Observer for TerminalProgress {
@@ -44,11 +50,16 @@ impl Observer for TerminalProgress {
             return;
         }
         let bar = self.bar.get_or_insert_with(|| {
-            let b = ProgressBar::with_draw_target(Some(self.batches as u64), ProgressDrawTarget::stderr());
+            let b = ProgressBar::with_draw_target(
+                Some(self.batches as u64),
+                ProgressDrawTarget::stderr(),
+            );
             b.set_style(
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} batches {msg} ({eta})")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} batches {msg} ({eta})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             b
         });
@@ -57,7 +68,7 @@ impl Observer for TerminalProgress {
             bar.set_prefix(format!("epoch {epoch}/{}", self.epochs));
         }
         bar.set_position(batch as u64);
-        if batch % 20 == 0 || batch == self.batches {
+        if batch.is_multiple_of(20) || batch == self.batches {
             bar.set_message(format!("loss {loss:.4} acc {:.2}%", 100.0 * acc));
         }
     }

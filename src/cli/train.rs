@@ -52,18 +52,39 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         write_atomic(&dir.join("result.json"), json.as_bytes())?;
         let toml = toml::to_string_pretty(&cfg.raw).context("serialising config")?;
         write_atomic(&dir.join("config.toml"), toml.as_bytes())?;
+        // Crossbar layers also leave their device state (conductances, pulse
+        // counters) so the run can be inspected or resumed.
+        let states: Vec<serde_json::Value> = output
+            .network
+            .layers
+            .iter()
+            .filter_map(|l| l.device_state())
+            .collect();
+        if !states.is_empty() {
+            let json = serde_json::to_string(&serde_json::json!({ "layers": states }))
+                .context("serialising device state")?;
+            write_atomic(&dir.join("device_state.json"), json.as_bytes())?;
+        }
+        // The trained weights, so `dyadsim settle --from DIR` can load them.
+        super::settle::save_parameters(dir, &output.network)?;
     }
     let acc = result
         .test_accuracy
         .map(|a| format!("{:.2}%", 100.0 * a))
         .unwrap_or_else(|| "n/a".into());
     if args.json {
-        println!("{}", serde_json::to_string(result).context("serialising result")?);
+        println!(
+            "{}",
+            serde_json::to_string(result).context("serialising result")?
+        );
     } else {
         println!(
             "status: {:?}, test accuracy {acc}, Lipschitz {}, {:.0} training samples/s",
             result.status,
-            result.lipschitz.map(|l| format!("{l:.2}")).unwrap_or_else(|| "n/a".into()),
+            result
+                .lipschitz
+                .map(|l| format!("{l:.2}"))
+                .unwrap_or_else(|| "n/a".into()),
             result.samples_per_second
         );
         if let Some(d) = &result.diverged_at {

@@ -32,13 +32,19 @@ pub fn maybe_gunzip(bytes: &[u8], name: &str) -> Result<Vec<u8>> {
 /// Parses a decompressed IDX byte buffer, checking that its length matches its header.
 pub fn parse_idx(bytes: &[u8], name: &str) -> Result<IdxArray> {
     if bytes.len() < 4 {
-        bail!("{name}: file is too short to be an IDX file ({} bytes)", bytes.len());
+        bail!(
+            "{name}: file is too short to be an IDX file ({} bytes)",
+            bytes.len()
+        );
     }
     if bytes[0] != 0 || bytes[1] != 0 {
         bail!("{name}: not an IDX file (bad magic number)");
     }
     if bytes[2] != 0x08 {
-        bail!("{name}: IDX element type 0x{:02x} is not supported (expected unsigned bytes, 0x08)", bytes[2]);
+        bail!(
+            "{name}: IDX element type 0x{:02x} is not supported (expected unsigned bytes, 0x08)",
+            bytes[2]
+        );
     }
     let ndims = bytes[3] as usize;
     let header = 4 + 4 * ndims;

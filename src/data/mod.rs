@@ -138,7 +138,13 @@ fn read_from_dir(dir: &Path, file: &str) -> Result<Option<(PathBuf, Vec<u8>)>> {
 }
 
 /// Decompresses, checks the SHA-256 of the decompressed bytes, parses.
-fn decode_checked(bytes: &[u8], label: &str, file: &str, sums: &[(String, String)], name: DatasetName) -> Result<idx::IdxArray> {
+fn decode_checked(
+    bytes: &[u8],
+    label: &str,
+    file: &str,
+    sums: &[(String, String)],
+    name: DatasetName,
+) -> Result<idx::IdxArray> {
     let raw = idx::maybe_gunzip(bytes, label).with_context(|| how_to_get(name))?;
     if let Some((_, expected)) = sums.iter().find(|(f, _)| f == file) {
         let actual = format!("{:x}", Sha256::digest(&raw));
@@ -154,10 +160,17 @@ fn decode_checked(bytes: &[u8], label: &str, file: &str, sums: &[(String, String
 
 fn images_to_matrix(arr: &idx::IdxArray, label: &str) -> Result<Mat> {
     if arr.dims.len() != 3 {
-        bail!("{label}: expected a 3-dimensional image array, found dims {:?}", arr.dims);
+        bail!(
+            "{label}: expected a 3-dimensional image array, found dims {:?}",
+            arr.dims
+        );
     }
     let (n, pixels) = (arr.dims[0], arr.dims[1] * arr.dims[2]);
-    Ok(Mat::from_iterator(pixels, n, arr.data.iter().map(|&p| p as f32 / 255.0)))
+    Ok(Mat::from_iterator(
+        pixels,
+        n,
+        arr.data.iter().map(|&p| p as f32 / 255.0),
+    ))
 }
 
 /// Loads the four IDX files of a dataset, verified against the known SHA-256 sums.
@@ -176,19 +189,30 @@ pub fn load_raw(name: DatasetName, data_dir: Option<&Path>) -> Result<(Split, Sp
             (Some((path, bytes)), _) => {
                 decode_checked(&bytes, &path.display().to_string(), file, &sums, name)?
             }
-            (None, DatasetName::Mnist) => {
-                decode_checked(MNIST_EMBEDDED[i], &format!("embedded data/mnist/{file}.gz"), file, &sums, name)?
-            }
-            (None, DatasetName::FashionMnist) => match read_from_dir(Path::new(FASHION_SYSTEM_DIR), file)? {
-                Some((path, bytes)) => decode_checked(&bytes, &path.display().to_string(), file, &sums, name)?,
-                None => {
-                    let looked = match data_dir {
-                        Some(d) => format!("{} and {FASHION_SYSTEM_DIR}", d.display()),
-                        None => FASHION_SYSTEM_DIR.to_string(),
-                    };
-                    bail!("Fashion-MNIST file {file}(.gz) not found in {looked}: {}", how_to_get(name));
+            (None, DatasetName::Mnist) => decode_checked(
+                MNIST_EMBEDDED[i],
+                &format!("embedded data/mnist/{file}.gz"),
+                file,
+                &sums,
+                name,
+            )?,
+            (None, DatasetName::FashionMnist) => {
+                match read_from_dir(Path::new(FASHION_SYSTEM_DIR), file)? {
+                    Some((path, bytes)) => {
+                        decode_checked(&bytes, &path.display().to_string(), file, &sums, name)?
+                    }
+                    None => {
+                        let looked = match data_dir {
+                            Some(d) => format!("{} and {FASHION_SYSTEM_DIR}", d.display()),
+                            None => FASHION_SYSTEM_DIR.to_string(),
+                        };
+                        bail!(
+                            "Fashion-MNIST file {file}(.gz) not found in {looked}: {}",
+                            how_to_get(name)
+                        );
+                    }
                 }
-            },
+            }
         };
         arrays.push((file, arr));
     }
@@ -200,8 +224,14 @@ pub fn load_raw(name: DatasetName, data_dir: Option<&Path>) -> Result<(Split, Sp
         bail!("{name:?}: image and label counts differ");
     }
     Ok((
-        Split { images: train_images, labels: train_labels },
-        Split { images: test_images, labels: test_labels },
+        Split {
+            images: train_images,
+            labels: train_labels,
+        },
+        Split {
+            images: test_images,
+            labels: test_labels,
+        },
     ))
 }
 
@@ -212,13 +242,19 @@ pub fn load(config: &DataConfig) -> Result<Dataset> {
     let (train_all, test_all) = load_raw(config.dataset, config.data_dir.as_deref())?;
     let n = train_all.len();
     if config.train_size > n {
-        bail!("data.train_size = {} exceeds the {n} training images", config.train_size);
+        bail!(
+            "data.train_size = {} exceeds the {n} training images",
+            config.train_size
+        );
     }
     let train = train_all.truncated(config.train_size);
     let val_start = config.train_size.max(DEFAULT_TRAIN_IMAGES).min(n);
     let val_end = (val_start + config.validation_size).min(n);
     let validation = Split {
-        images: train_all.images.columns(val_start, val_end - val_start).into_owned(),
+        images: train_all
+            .images
+            .columns(val_start, val_end - val_start)
+            .into_owned(),
         labels: train_all.labels[val_start..val_end].to_vec(),
     };
     Ok(Dataset {

@@ -405,6 +405,7 @@ impl Config {
         if !(dv.state_limit > 0.0 && dv.weight_limit > 0.0) {
             bail!("divergence.state_limit and divergence.weight_limit must be > 0");
         }
+        self.crossbar.check(&self.device)?;
         let schedule = l.schedule.unwrap_or_else(|| l.rule.default_schedule());
         let hidden_alpha = l.hidden_alpha.unwrap_or(l.alpha);
         Ok(ValidConfig {

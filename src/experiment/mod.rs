@@ -6,4 +6,5 @@ pub mod sweep;
 
 pub use config::{Config, ValidConfig};
 pub use result::RunResult;
+pub mod reproduce;
 pub mod train;

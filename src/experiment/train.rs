@@ -33,6 +33,12 @@ pub struct SettleSummary {
 pub trait EpochSettler: Settler {
     /// Statistics since the last call (then reset).
     fn take_summary(&mut self) -> Option<SettleSummary>;
+    /// A divergence the settler detected itself since the last call (then
+    /// reset): `(layer, reason, value)`, e.g. a circuit that kept growing
+    /// or is held only by its amplifier rails.
+    fn take_divergence(&mut self) -> Option<(usize, String, f64)> {
+        None
+    }
 }
 
 /// Receives progress snapshots from the training loop.
@@ -51,7 +57,9 @@ pub trait Observer {
 
 /// Seed of layer `k`'s own random streams, derived from the run seed.
 pub fn layer_seed(seed: u64, layer: usize) -> u64 {
-    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0x632B_E59B_D9B4_E019 ^ (layer as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03))
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(
+        0x632B_E59B_D9B4_E019 ^ (layer as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03),
+    )
 }
 
 /// Builds the network of a configuration on its substrate, with the
@@ -109,12 +117,18 @@ pub struct RunOutput {
 pub fn make_settler(cfg: &ValidConfig) -> Result<Option<Box<dyn EpochSettler>>> {
     match cfg.raw.training.dynamics {
         DynamicsKind::Discrete => Ok(None),
-        DynamicsKind::Ode => bail!("training.dynamics = \"ode\" is not available in this build yet"),
+        DynamicsKind::Ode => Ok(Some(Box::new(crate::circuit::CircuitSettler::new(
+            &cfg.raw.circuit,
+        )?))),
     }
 }
 
 /// Trains a fresh network as configured.
-pub fn run(cfg: &ValidConfig, data: &Dataset, observers: &mut [&mut dyn Observer]) -> Result<RunOutput> {
+pub fn run(
+    cfg: &ValidConfig,
+    data: &Dataset,
+    observers: &mut [&mut dyn Observer],
+) -> Result<RunOutput> {
     let network = build_network(cfg)?;
     let settler = make_settler(cfg)?;
     run_with(cfg, data, network, settler, observers)
@@ -143,7 +157,7 @@ pub fn run_with(
     }
     let classes = cfg.arch.outputs();
     let mut learner = Learner::from_config(cfg);
-    let mut shuffle_rng = ChaCha8Rng::seed_from_u64(raw.seed ^ 0x5EED_0F_5A_u64);
+    let mut shuffle_rng = ChaCha8Rng::seed_from_u64(raw.seed ^ 0x5EED_0F5A_u64);
     let (mut x, mut y) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
     let angle_batch: Vec<usize> = (0..raw.training.batch.min(data.train.len())).collect();
     let batches_per_epoch = data.train.len().div_ceil(raw.training.batch);
@@ -172,11 +186,34 @@ pub fn run_with(
                 &y,
                 settler.as_mut().map(|s| s.as_mut() as &mut dyn Settler),
             );
-            let batch_max = outcome.layer_max_state.iter().cloned().fold(0.0f32, |m, v| if v.is_finite() { m.max(v) } else { f32::INFINITY });
+            let batch_max = outcome
+                .layer_max_state
+                .iter()
+                .cloned()
+                .fold(0.0f32, |m, v| {
+                    if v.is_finite() {
+                        m.max(v)
+                    } else {
+                        f32::INFINITY
+                    }
+                });
             epoch_max_state = epoch_max_state.max(batch_max);
-            if let Some((layer, reason, value)) = first_runaway(&outcome.layer_max_state, raw.divergence.state_limit, "state") {
+            let circuit_divergence = settler.as_mut().and_then(|s| s.take_divergence());
+            if let Some((layer, reason, value)) = first_runaway(
+                &outcome.layer_max_state,
+                raw.divergence.state_limit,
+                "state",
+            )
+            .or(circuit_divergence)
+            {
                 if diverged_at.is_none() {
-                    let event = DivergenceEvent { epoch, batch: b + 1, layer, reason: reason.clone(), value };
+                    let event = DivergenceEvent {
+                        epoch,
+                        batch: b + 1,
+                        layer,
+                        reason: reason.clone(),
+                        value,
+                    };
                     for o in observers.iter_mut() {
                         o.on_divergence(&event);
                     }
@@ -197,7 +234,12 @@ pub fn run_with(
                 layer.apply_gradient(grad);
             }
             for o in observers.iter_mut() {
-                o.on_batch(epoch, b + 1, loss_sum / seen as f64, correct as f64 / seen as f64);
+                o.on_batch(
+                    epoch,
+                    b + 1,
+                    loss_sum / seen as f64,
+                    correct as f64 / seen as f64,
+                );
             }
         }
         let epoch_train_seconds = epoch_start.elapsed().as_secs_f64();
@@ -206,9 +248,17 @@ pub fn run_with(
         // Weights are checked once per epoch (a dense read-out of every array).
         let weights: Vec<Mat> = network.layers.iter().map(|l| l.weights()).collect();
         let weight_max: Vec<f32> = weights.iter().map(crate::linalg::max_abs).collect();
-        if let Some((layer, reason, value)) = first_runaway(&weight_max, raw.divergence.weight_limit, "weight") {
+        if let Some((layer, reason, value)) =
+            first_runaway(&weight_max, raw.divergence.weight_limit, "weight")
+        {
             if diverged_at.is_none() {
-                let event = DivergenceEvent { epoch, batch: batches_per_epoch, layer, reason, value };
+                let event = DivergenceEvent {
+                    epoch,
+                    batch: batches_per_epoch,
+                    layer,
+                    reason,
+                    value,
+                };
                 for o in observers.iter_mut() {
                     o.on_divergence(&event);
                 }
@@ -224,16 +274,44 @@ pub fn run_with(
             None
         };
         let settle = settler.as_mut().and_then(|s| s.take_summary());
-        let status = if diverged_at.is_some() { RunStatus::Diverged } else { RunStatus::Ok };
+        let status = if diverged_at.is_some() {
+            RunStatus::Diverged
+        } else {
+            RunStatus::Ok
+        };
         let finite = |v: f64| if v.is_finite() { Some(v) } else { None };
         let record = EpochRecord {
             epoch,
-            train_loss: if seen > 0 { finite(loss_sum / seen as f64) } else { None },
-            train_accuracy: if seen > 0 { Some(correct as f64 / seen as f64) } else { None },
-            validation_accuracy: if weights_finite { evaluate(&mut network, &data.validation, raw.training.eval_batch) } else { None },
-            test_accuracy: if weights_finite { evaluate(&mut network, &data.test, raw.training.eval_batch) } else { None },
-            lipschitz: if weights_finite { finite(lipschitz_estimate(&weights, 500)) } else { None },
-            max_state: if epoch_max_state.is_finite() { epoch_max_state as f64 } else { f64::INFINITY },
+            train_loss: if seen > 0 {
+                finite(loss_sum / seen as f64)
+            } else {
+                None
+            },
+            train_accuracy: if seen > 0 {
+                Some(correct as f64 / seen as f64)
+            } else {
+                None
+            },
+            validation_accuracy: if weights_finite {
+                evaluate(&mut network, &data.validation, raw.training.eval_batch)
+            } else {
+                None
+            },
+            test_accuracy: if weights_finite {
+                evaluate(&mut network, &data.test, raw.training.eval_batch)
+            } else {
+                None
+            },
+            lipschitz: if weights_finite {
+                finite(lipschitz_estimate(&weights, 500))
+            } else {
+                None
+            },
+            max_state: if epoch_max_state.is_finite() {
+                epoch_max_state as f64
+            } else {
+                f64::INFINITY
+            },
             gradient_angle_deg: angle,
             settle_time_mean: settle.map(|s| s.time_mean),
             settle_time_max: settle.map(|s| s.time_max),
@@ -251,21 +329,40 @@ pub fn run_with(
         }
     }
     let last = epochs.last().cloned().unwrap_or_default();
-    let layer_summaries: Vec<serde_json::Value> = network.layers.iter().filter_map(|l| l.hardware_summary()).collect();
+    let layer_summaries: Vec<serde_json::Value> = network
+        .layers
+        .iter()
+        .filter_map(|l| l.hardware_summary())
+        .collect();
     let result = RunResult {
-        status: if diverged_at.is_some() { RunStatus::Diverged } else { RunStatus::Ok },
+        status: if diverged_at.is_some() {
+            RunStatus::Diverged
+        } else {
+            RunStatus::Ok
+        },
         diverged_at,
         test_accuracy: last.test_accuracy,
         validation_accuracy: last.validation_accuracy,
         train_loss: last.train_loss,
         train_accuracy: last.train_accuracy,
         lipschitz: last.lipschitz,
-        max_state: if overall_max_state.is_finite() { overall_max_state as f64 } else { f64::INFINITY },
+        max_state: if overall_max_state.is_finite() {
+            overall_max_state as f64
+        } else {
+            f64::INFINITY
+        },
         samples_per_second: samples_seen as f64 / train_seconds.max(1e-9),
         wall_seconds: start.elapsed().as_secs_f64(),
         samples_seen,
         epochs,
-        hardware: if layer_summaries.is_empty() { None } else { Some(serde_json::json!({ "layers": layer_summaries })) },
+        hardware: if layer_summaries.is_empty() {
+            None
+        } else {
+            Some(serde_json::json!({
+                "total": crate::substrate::crossbar::total_hardware_summary(&layer_summaries),
+                "layers": layer_summaries,
+            }))
+        },
     };
     for o in observers.iter_mut() {
         o.on_finish(&result);

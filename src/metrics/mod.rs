@@ -57,7 +57,10 @@ pub fn angle_degrees(a: &[&[f32]], b: &[&[f32]]) -> f64 {
     if na == 0.0 || nb == 0.0 {
         return 90.0;
     }
-    (dot / (na.sqrt() * nb.sqrt())).clamp(-1.0, 1.0).acos().to_degrees()
+    (dot / (na.sqrt() * nb.sqrt()))
+        .clamp(-1.0, 1.0)
+        .acos()
+        .to_degrees()
 }
 
 /// Gradient angle of a rule against BP, total and per layer (weights and biases together).
@@ -70,7 +73,10 @@ pub struct GradientAngle {
 }
 
 fn dense(grads: &[OuterProductGradient]) -> Vec<(Mat, Vector)> {
-    grads.iter().map(|g| (g.weight_gradient(), g.bias_gradient())).collect()
+    grads
+        .iter()
+        .map(|g| (g.weight_gradient(), g.bias_gradient()))
+        .collect()
 }
 
 /// Measures the angle between `learner`'s gradient and the exact BP gradient
@@ -81,7 +87,12 @@ pub fn gradient_angle(net: &mut Network, learner: &mut Learner, x: &Mat, y: &Mat
     let per_layer_deg = rule
         .iter()
         .zip(&reference)
-        .map(|((rw, rb), (bw, bb))| angle_degrees(&[rw.as_slice(), rb.as_slice()], &[bw.as_slice(), bb.as_slice()]))
+        .map(|((rw, rb), (bw, bb))| {
+            angle_degrees(
+                &[rw.as_slice(), rb.as_slice()],
+                &[bw.as_slice(), bb.as_slice()],
+            )
+        })
         .collect();
     let flat = |g: &[(Mat, Vector)]| -> Vec<Vec<f32>> {
         g.iter()

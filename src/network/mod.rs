@@ -145,7 +145,9 @@ impl Network {
             self.layers[k].forward(&current, &mut next);
             if k + 1 < depth {
                 let f = self.activation;
-                next.iter_mut().for_each(|v| *v = f.apply(*v));
+                next.as_mut_slice()
+                    .iter_mut()
+                    .for_each(|v| *v = f.apply(*v));
             }
             std::mem::swap(&mut current, &mut next);
         }

@@ -17,14 +17,24 @@ pub struct BackpropPass {
     pub gradients: Vec<OuterProductGradient>,
     /// Output a_L (the prediction).
     pub output: Mat,
-    /// ∇ₓ of the batch-summed loss (W_1ᵀ e_1), per sample.
+    /// ∇ₓ of the batch-summed loss (W_1ᵀ e_1), per sample (empty unless requested).
     pub input_gradient: Mat,
     /// max |s_k| per layer (index 0 = layer 1).
     pub layer_max_state: Vec<f32>,
 }
 
-/// Forward and backward pass of `net` on batch `x` with targets `y`.
+/// Forward and backward pass of `net` on batch `x` with targets `y`
+/// (the input gradient is left empty; see [`backprop_with_input_gradient`]).
 pub fn backprop(net: &mut Network, x: &Mat, y: &Mat) -> BackpropPass {
+    backprop_impl(net, x, y, false)
+}
+
+/// Like [`backprop`], and also computes ∇ₓℓ = W_1ᵀ e_1 (one more transposed read).
+pub fn backprop_with_input_gradient(net: &mut Network, x: &Mat, y: &Mat) -> BackpropPass {
+    backprop_impl(net, x, y, true)
+}
+
+fn backprop_impl(net: &mut Network, x: &Mat, y: &Mat, input_gradient: bool) -> BackpropPass {
     let depth = net.depth();
     let f = net.activation;
     let mut drives: Vec<Mat> = Vec::with_capacity(depth);
@@ -33,7 +43,11 @@ pub fn backprop(net: &mut Network, x: &Mat, y: &Mat) -> BackpropPass {
         let input = if k == 0 { x } else { &states[k - 1] };
         let mut a = Mat::zeros(0, 0);
         net.layers[k].forward(input, &mut a);
-        let s = if k + 1 < depth { a.map(|v| f.apply(v)) } else { a.clone() };
+        let s = if k + 1 < depth {
+            a.map(|v| f.apply(v))
+        } else {
+            a.clone()
+        };
         drives.push(a);
         states.push(s);
     }
@@ -45,9 +59,19 @@ pub fn backprop(net: &mut Network, x: &Mat, y: &Mat) -> BackpropPass {
     let mut gradients = Vec::with_capacity(depth);
     let mut back = Mat::zeros(0, 0);
     for k in (0..depth).rev() {
-        let right = if k == 0 { x.clone() } else { states[k - 1].clone() };
-        net.layers[k].transposed(&error, &mut back);
-        gradients.push(OuterProductGradient { left: error.clone(), right, scale });
+        let right = if k == 0 {
+            x.clone()
+        } else {
+            states[k - 1].clone()
+        };
+        if k > 0 || input_gradient {
+            net.layers[k].transposed(&error, &mut back);
+        }
+        gradients.push(OuterProductGradient {
+            left: error.clone(),
+            right,
+            scale,
+        });
         if k > 0 {
             error = back.zip_map(&drives[k - 1], |g, a| g * f.derivative(a));
         }
@@ -65,7 +89,9 @@ pub fn backprop(net: &mut Network, x: &Mat, y: &Mat) -> BackpropPass {
 /// x' = x + ε·∇ₓℓ, from a BP pass at x.
 pub fn adversarial_input(kind: AdversaryKind, epsilon: f32, x: &Mat, input_gradient: &Mat) -> Mat {
     match kind {
-        AdversaryKind::Fgsm => x.zip_map(input_gradient, |xi, g| xi + epsilon * g.signum() * (g != 0.0) as i32 as f32),
+        AdversaryKind::Fgsm => x.zip_map(input_gradient, |xi, g| {
+            xi + epsilon * g.signum() * (g != 0.0) as i32 as f32
+        }),
         AdversaryKind::Grad => x.zip_map(input_gradient, |xi, g| xi + epsilon * g),
     }
 }

@@ -65,7 +65,11 @@ impl DualParams {
         Some(Self {
             variant,
             alpha: l.alpha,
-            hidden_alpha: if variant == DualVariant::Dpt { l.alpha } else { cfg.hidden_alpha },
+            hidden_alpha: if variant == DualVariant::Dpt {
+                l.alpha
+            } else {
+                cfg.hidden_alpha
+            },
             beta: l.beta,
             robust_input: l.robust_input,
             power_iterations: l.power_iterations,
@@ -89,14 +93,28 @@ impl DualParams {
 
     /// The nudged output dyad (s⁺_L, s⁻_L) for drive `a` (the un-nudged
     /// prediction) and one-hot target `y`, written into `plus`/`minus`.
-    pub fn nudge_output(&self, loss: Loss, a: &Mat, y: &Mat, grad: &mut Mat, plus: &mut Mat, minus: &mut Mat) {
+    pub fn nudge_output(
+        &self,
+        loss: Loss,
+        a: &Mat,
+        y: &Mat,
+        grad: &mut Mat,
+        plus: &mut Mat,
+        minus: &mut Mat,
+    ) {
         ensure_shape(plus, a.nrows(), a.ncols());
         ensure_shape(minus, a.nrows(), a.ncols());
         let (alpha, beta) = (self.alpha, self.beta);
         match (self.variant, loss) {
             (DualVariant::Dpt, _) => {
                 loss.gradient(a, y, grad);
-                for (((p, m), &ai), &g) in plus.iter_mut().zip(minus.iter_mut()).zip(a.iter()).zip(grad.iter()) {
+                for (((p, m), &ai), &g) in plus
+                    .as_mut_slice()
+                    .iter_mut()
+                    .zip(minus.as_mut_slice().iter_mut())
+                    .zip(a.as_slice().iter())
+                    .zip(grad.as_slice().iter())
+                {
                     *p = ai - (1.0 - alpha) * beta * g;
                     *m = ai + alpha * beta * g;
                 }
@@ -104,14 +122,26 @@ impl DualParams {
             (DualVariant::Dp | DualVariant::DpDamped, Loss::Mse) => {
                 let cp = alpha * beta;
                 let cm = (1.0 - alpha) * beta;
-                for (((p, m), &ai), &yi) in plus.iter_mut().zip(minus.iter_mut()).zip(a.iter()).zip(y.iter()) {
+                for (((p, m), &ai), &yi) in plus
+                    .as_mut_slice()
+                    .iter_mut()
+                    .zip(minus.as_mut_slice().iter_mut())
+                    .zip(a.as_slice().iter())
+                    .zip(y.as_slice().iter())
+                {
                     *p = (ai + cp * yi) / (1.0 + cp);
                     *m = (ai - cm * yi) / (1.0 - cm);
                 }
             }
             (DualVariant::Dp | DualVariant::DpDamped, Loss::Ce) => {
                 loss.gradient(a, y, grad);
-                for (((p, m), &ai), &g) in plus.iter_mut().zip(minus.iter_mut()).zip(a.iter()).zip(grad.iter()) {
+                for (((p, m), &ai), &g) in plus
+                    .as_mut_slice()
+                    .iter_mut()
+                    .zip(minus.as_mut_slice().iter_mut())
+                    .zip(a.as_slice().iter())
+                    .zip(grad.as_slice().iter())
+                {
                     *p = ai - alpha * beta * g;
                     *m = ai + (1.0 - alpha) * beta * g;
                 }
@@ -164,7 +194,13 @@ impl InferenceReport {
 fn combine_mean(alpha: f32, plus: &Mat, minus: &Mat, mean: &mut Mat, diff: &mut Mat) {
     ensure_shape(mean, plus.nrows(), plus.ncols());
     ensure_shape(diff, plus.nrows(), plus.ncols());
-    for (((m, d), &p), &n) in mean.iter_mut().zip(diff.iter_mut()).zip(plus.iter()).zip(minus.iter()) {
+    for (((m, d), &p), &n) in mean
+        .as_mut_slice()
+        .iter_mut()
+        .zip(diff.as_mut_slice().iter_mut())
+        .zip(plus.as_slice().iter())
+        .zip(minus.as_slice().iter())
+    {
         *m = alpha * p + (1.0 - alpha) * n;
         *d = p - n;
     }
@@ -229,7 +265,10 @@ impl DualInference<'_> {
             st.damping = (0..depth)
                 .map(|k| {
                     if k + 1 < depth {
-                        let gamma = spectral_norm_estimate(&self.net.layers[k + 1].weights(), self.params.power_iterations);
+                        let gamma = spectral_norm_estimate(
+                            &self.net.layers[k + 1].weights(),
+                            self.params.power_iterations,
+                        );
                         (gamma * gamma - 1.0).max(0.0) / 2.0 * asym
                     } else {
                         0.0
@@ -245,18 +284,35 @@ impl DualInference<'_> {
                 let a = &st.drive[k];
                 ensure_shape(&mut st.plus[k], a.nrows(), a.ncols());
                 f.apply_slice(a.as_slice(), st.plus[k].as_mut_slice());
-                st.minus[k] = st.plus[k].clone();
-                combine_mean(self.params.mean_alpha(), &st.plus[k], &st.minus[k], &mut st.mean[k], &mut st.diff[k]);
+                ensure_shape(&mut st.minus[k], a.nrows(), a.ncols());
+                st.minus[k].copy_from(&st.plus[k]);
+                combine_mean(
+                    self.params.mean_alpha(),
+                    &st.plus[k],
+                    &st.minus[k],
+                    &mut st.mean[k],
+                    &mut st.diff[k],
+                );
             }
         }
-        self.state.free_output = self.state.drive[depth - 1].clone();
+        let st = &mut *self.state;
+        ensure_shape(
+            &mut st.free_output,
+            st.drive[depth - 1].nrows(),
+            st.drive[depth - 1].ncols(),
+        );
+        st.free_output.copy_from(&st.drive[depth - 1]);
         self.nudge(y);
     }
 
     /// a_k = W_k s̄_{k−1} + b_k (forward read of array k).
     pub fn recompute_drive(&mut self, k: usize) {
         let st = &mut *self.state;
-        let input = if k == 0 { &st.input_mean } else { &st.mean[k - 1] };
+        let input = if k == 0 {
+            &st.input_mean
+        } else {
+            &st.mean[k - 1]
+        };
         self.net.layers[k].forward(input, &mut st.drive[k]);
     }
 
@@ -264,9 +320,21 @@ impl DualInference<'_> {
     pub fn nudge(&mut self, y: &Mat) {
         let l = self.depth() - 1;
         let st = &mut *self.state;
-        self.params
-            .nudge_output(self.net.loss, &st.drive[l], y, &mut st.loss_grad, &mut st.plus[l], &mut st.minus[l]);
-        combine_mean(self.params.alpha, &st.plus[l], &st.minus[l], &mut st.mean[l], &mut st.diff[l]);
+        self.params.nudge_output(
+            self.net.loss,
+            &st.drive[l],
+            y,
+            &mut st.loss_grad,
+            &mut st.plus[l],
+            &mut st.minus[l],
+        );
+        combine_mean(
+            self.params.alpha,
+            &st.plus[l],
+            &st.minus[l],
+            &mut st.mean[l],
+            &mut st.diff[l],
+        );
     }
 
     /// I_fb of hidden layer k: W_{k+1}ᵀ δ_{k+1} (transposed read of array k+1).
@@ -292,9 +360,19 @@ impl DualInference<'_> {
         let st = &mut *self.state;
         let a = &st.drive[k];
         let mut change = 0.0f32;
-        let damping = if self.params.variant == DualVariant::DpDamped { st.damping[k] } else { 0.0 };
+        let damping = if self.params.variant == DualVariant::DpDamped {
+            st.damping[k]
+        } else {
+            0.0
+        };
         let inv = 1.0 / (1.0 + damping);
-        for (((p, m), &ai), &g) in st.plus[k].iter_mut().zip(st.minus[k].iter_mut()).zip(a.iter()).zip(fb.iter()) {
+        for (((p, m), &ai), &g) in st.plus[k]
+            .as_mut_slice()
+            .iter_mut()
+            .zip(st.minus[k].as_mut_slice().iter_mut())
+            .zip(a.as_slice().iter())
+            .zip(fb.as_slice().iter())
+        {
             let (np, nm) = if damping == 0.0 {
                 (f.apply(ai + cp * g), f.apply(ai - cm * g))
             } else {
@@ -307,7 +385,13 @@ impl DualInference<'_> {
             *p = np;
             *m = nm;
         }
-        combine_mean(self.params.mean_alpha(), &st.plus[k], &st.minus[k], &mut st.mean[k], &mut st.diff[k]);
+        combine_mean(
+            self.params.mean_alpha(),
+            &st.plus[k],
+            &st.minus[k],
+            &mut st.mean[k],
+            &mut st.diff[k],
+        );
         if change.is_nan() {
             f32::INFINITY
         } else {
@@ -323,7 +407,12 @@ impl DualInference<'_> {
         let coef = a * cp - (1.0 - a) * cm;
         let st = &mut *self.state;
         self.net.layers[0].transposed(&st.diff[0], &mut st.feedback);
-        for ((m, &x), &g) in st.input_mean.iter_mut().zip(st.input.iter()).zip(st.feedback.iter()) {
+        for ((m, &x), &g) in st
+            .input_mean
+            .iter_mut()
+            .zip(st.input.as_slice().iter())
+            .zip(st.feedback.as_slice().iter())
+        {
             *m = x + coef * g;
         }
     }
@@ -377,7 +466,11 @@ impl DualInference<'_> {
         let prev_means: Vec<Mat> = self.state.mean.clone();
         let prev_input = self.state.input_mean.clone();
         for k in 0..depth {
-            let input = if k == 0 { &prev_input } else { &prev_means[k - 1] };
+            let input = if k == 0 {
+                &prev_input
+            } else {
+                &prev_means[k - 1]
+            };
             self.net.layers[k].forward(input, &mut self.state.drive[k]);
         }
         let mut change = 0.0f32;
@@ -389,7 +482,13 @@ impl DualInference<'_> {
             let a = self.params.mean_alpha();
             let coef = a * cp - (1.0 - a) * cm;
             let st = &mut *self.state;
-            for ((m, &x), &g) in st.input_mean.iter_mut().zip(st.input.iter()).zip(fb.iter()) {
+            for ((m, &x), &g) in st
+                .input_mean
+                .as_mut_slice()
+                .iter_mut()
+                .zip(st.input.as_slice())
+                .zip(fb.as_slice())
+            {
                 *m = x + coef * g;
             }
         }
@@ -461,7 +560,11 @@ impl DualInference<'_> {
         (0..self.net.depth())
             .map(|k| OuterProductGradient {
                 left: st.diff[k].clone(),
-                right: if k == 0 { st.input_mean.clone() } else { st.mean[k - 1].clone() },
+                right: if k == 0 {
+                    st.input_mean.clone()
+                } else {
+                    st.mean[k - 1].clone()
+                },
                 scale,
             })
             .collect()

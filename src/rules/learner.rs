@@ -2,7 +2,7 @@
 //! return the per-layer gradients — the piece the training loop, the angle
 //! measurement and the circuit share.
 
-use super::backprop::{adversarial_input, backprop};
+use super::backprop::{adversarial_input, backprop, backprop_with_input_gradient};
 use super::dual::{DualInference, DualParams, DualState};
 use super::{AdversaryKind, RuleKind, Schedule};
 use crate::experiment::ValidConfig;
@@ -60,7 +60,13 @@ impl Learner {
 
     /// One step on batch (x, y) with the discrete schedule, or with `settler`
     /// in its place when given.
-    pub fn step(&mut self, net: &mut Network, x: &Mat, y: &Mat, settler: Option<&mut dyn Settler>) -> StepOutcome {
+    pub fn step(
+        &mut self,
+        net: &mut Network,
+        x: &Mat,
+        y: &Mat,
+        settler: Option<&mut dyn Settler>,
+    ) -> StepOutcome {
         match &self.dual {
             Some(params) => {
                 let mut inf = DualInference {
@@ -86,11 +92,20 @@ impl Learner {
                 }
             }
             None => {
-                let pass = backprop(net, x, y);
+                let pass = if self.rule == RuleKind::BpAdv {
+                    backprop_with_input_gradient(net, x, y)
+                } else {
+                    backprop(net, x, y)
+                };
                 let loss_sum = net.loss.total(&pass.output, y);
                 let correct = count_correct(&pass.output, y);
                 if self.rule == RuleKind::BpAdv {
-                    let x_adv = adversarial_input(self.adversary, self.adv_epsilon, x, &pass.input_gradient);
+                    let x_adv = adversarial_input(
+                        self.adversary,
+                        self.adv_epsilon,
+                        x,
+                        &pass.input_gradient,
+                    );
                     let adv = backprop(net, &x_adv, y);
                     StepOutcome {
                         gradients: adv.gradients,

@@ -5,7 +5,13 @@
 //! writes plain SGD steps as pulses (DESIGN.md §4).
 
 use crate::linalg::Mat;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+/// Tensors at least this large are updated in parallel.
+const PARALLEL_THRESHOLD: usize = 1 << 16;
+/// Elements per parallel work item.
+const CHUNK: usize = 1 << 14;
 
 /// Which optimiser, with its hyper-parameters (TOML `[optimizer]`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -108,15 +114,28 @@ impl OptimizerState {
                 // Fold the bias corrections into the step size (Kingma & Ba, Alg. 1, last lines).
                 let step = lr * correction2.sqrt() / correction1;
                 let eps_hat = eps * correction2.sqrt();
-                for (((p, g), m), v) in param
-                    .iter_mut()
-                    .zip(grad)
-                    .zip(self.first_moment.as_mut_slice())
-                    .zip(self.second_moment.as_mut_slice())
-                {
-                    *m = b1 * *m + (1.0 - b1) * g;
-                    *v = b2 * *v + (1.0 - b2) * g * g;
-                    *p -= step * *m / (v.sqrt() + eps_hat);
+                let update = |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
+                    for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut())
+                    {
+                        *m = b1 * *m + (1.0 - b1) * g;
+                        *v = b2 * *v + (1.0 - b2) * g * g;
+                        *p -= step * *m / (v.sqrt() + eps_hat);
+                    }
+                };
+                let (m, v) = (
+                    self.first_moment.as_mut_slice(),
+                    self.second_moment.as_mut_slice(),
+                );
+                if param.len() >= PARALLEL_THRESHOLD {
+                    // Element-wise and independent: split over cores in cache-sized chunks.
+                    param
+                        .par_chunks_mut(CHUNK)
+                        .zip(grad.par_chunks(CHUNK))
+                        .zip(m.par_chunks_mut(CHUNK))
+                        .zip(v.par_chunks_mut(CHUNK))
+                        .for_each(|(((p, g), m), v)| update(p, g, m, v));
+                } else {
+                    update(param, grad, m, v);
                 }
             }
         }

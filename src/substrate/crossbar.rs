@@ -1,7 +1,1033 @@
-//! The crossbar substrate (placeholder until the crossbar model lands).
+//! The crossbar substrate: a layer's weights stored in resistive devices,
+//! read through DACs and ADCs, written by the on-chip controller
+//! (DESIGN.md §2, §4).
+//!
+//! **Array.** Layer `W_k` (`n_out × n_in`) and its bias live in one array of
+//! `n_out × (n_in + 1)` cross-points; column `n_in` is the bias column,
+//! driven at the constant input `bias_input` in every forward read (it
+//! takes no part in the transposed read). Device state is stored
+//! column-major in flat per-device arrays ([`DeviceArray`]).
+//!
+//! **Mappings** (normalised conductances `g = (G − G_min)/(G_max − G_min)`):
+//! - `differential`: `w = w_scale (g⁺ − g⁻)`, i.e. `w_scale (G⁺ − G⁻)/(G_max − G_min)`.
+//!   A pulse event moves `G⁺` and `G⁻` in opposite directions, so
+//!   `Δw = 2 w_scale Δg_min`; for a `one_sided` model (PCM) only `G⁺`
+//!   (positive updates) or `G⁻` (negative) is potentiated, `Δw = w_scale Δg_min`.
+//! - `reference`: one device per weight against a shared reference line
+//!   (one fixed device per input at the model's symmetry point `g_c`):
+//!   `w = 2 w_scale (g − g_ref)`, `Δw = 2 w_scale Δg_min`.
+//!
+//! Both mappings span `w ∈ [−w_scale, w_scale]` for nominal bounds.
+//!
+//! **Reads** (forward `y = W x + b`, transposed `z = Wᵀ d`):
+//! 1. DAC: per sample, inputs are scaled by `α_b = max_j |x_jb|` (`abs_max`,
+//!    aihwkit's noise management; the bias drive included) or by the fixed
+//!    full-scale `dac_range`, clipped to `[−1, 1]` and rounded to
+//!    `2^{bits−1} − 1` levels per polarity.
+//! 2. The analog MVM with the read-visible conductances (drift, write noise).
+//! 3. Read noise, exact in distribution: with `G → G(1 + σ ξ)` per device
+//!    per read, output `i` gets Gaussian noise of variance
+//!    `σ² Σ_j ((G⁺_ij)² + (G⁻_ij)²) x_j²` (weight units: `w_scale²` and
+//!    the mapping factor applied) — one extra SGEMM with the cached squared
+//!    conductance matrix instead of a random number per device (DESIGN.md §2).
+//! 4. Additive output noise `σ_out ξ` (units of `w_scale` at full-scale input).
+//! 5. ADC: clip to `±adc_range` (saturation, counted) and round to
+//!    `2^{bits−1} − 1` levels per polarity; rescale by `α_b`.
+//!
+//! With all periphery switched off and no read noise the read is a plain
+//! SGEMM, so an `ideal` device with `exact` writes reproduces digital SGD
+//! bit for bit (tested).
+
+use super::{OuterProductGradient, WeightArray};
+use crate::controller::{Controller, ControllerStats, UpdateGranularity, WritePlan, WriteScheme};
+use crate::devices::array::DeviceArrayState;
+use crate::devices::{DeviceArray, DeviceModel, Histogram};
+use crate::linalg::{ensure_shape, gemm, Mat, Op, Vector};
+use anyhow::{bail, Context, Result};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+/// How weights map onto devices.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mapping {
+    /// Differential pair `w = w_scale (G⁺ − G⁻)/(G_max − G_min)`.
+    #[default]
+    Differential,
+    /// One device against a shared reference device per input line.
+    Reference,
+}
+
+/// How the DAC full scale is chosen per read.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum InputScaling {
+    /// Scale each sample by its largest |input| (aihwkit noise management ABS_MAX).
+    #[default]
+    AbsMax,
+    /// Fixed full scale `dac_range`; larger inputs clip.
+    Fixed,
+}
+
 /// Crossbar, periphery and controller settings (TOML `[crossbar]`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+///
+/// Periphery defaults are aihwkit's `PresetIOParameters` (7-bit DAC,
+/// 9-bit ADC, output bound 20, output noise 0.1, ABS_MAX input scaling) and
+/// `PresetUpdateParameters` (stochastic pulse trains, BL 31, update
+/// management on). Set `dac_bits = adc_bits = 0`, `adc_range = 0` and
+/// `output_noise = 0` for ideal periphery.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct CrossbarConfig {}
+pub struct CrossbarConfig {
+    /// Device model: a shipped name (`reram_es`, see `dyadsim devices`) or a path to a TOML file.
+    pub device: String,
+    /// `stochastic`, `mixed_precision` or `exact`.
+    pub write: WriteScheme,
+    /// Stochastic pulse-train length BL.
+    pub bl: u32,
+    /// Balance row and column probabilities (aihwkit update management).
+    pub update_management: bool,
+    /// Learning rate η in weight units (on chip it is SGD through pulses; the digital optimiser is ignored).
+    pub lr: f32,
+    /// `per_sample` or `per_batch` pulse phases.
+    pub update: UpdateGranularity,
+    /// `differential` or `reference`.
+    pub mapping: Mapping,
+    /// Weight at full conductance difference (`|w| ≤ w_scale`); 0 = automatic
+    /// per layer: `w_scale_headroom × max |W_init|`, so the initial weights use
+    /// a fixed share of the conductance range (aihwkit's weight scaling ω).
+    pub w_scale: f32,
+    /// Automatic `w_scale` as a multiple of the largest initial weight.
+    pub w_scale_headroom: f32,
+    /// `abs_max` or `fixed` DAC scaling.
+    pub input_scaling: InputScaling,
+    /// DAC resolution in bits (0 = no quantisation).
+    pub dac_bits: u32,
+    /// DAC full scale for `input_scaling = "fixed"` (input units).
+    pub dac_range: f32,
+    /// ADC resolution in bits (0 = no quantisation).
+    pub adc_bits: u32,
+    /// ADC full scale in units of `w_scale` × full-scale input (0 = no saturation).
+    pub adc_range: f32,
+    /// Additive output noise σ_out (same units as `adc_range`).
+    pub output_noise: f32,
+    /// Constant drive of the bias column.
+    pub bias_input: f32,
+    /// Device time elapsed per training batch (s), for drift (0 = none).
+    pub time_per_batch: f64,
+    /// Bins of the conductance and weight histograms in `hardware_summary`.
+    pub histogram_bins: usize,
+}
+
+impl Default for CrossbarConfig {
+    fn default() -> Self {
+        Self {
+            device: "constant_step".into(),
+            write: WriteScheme::Stochastic,
+            bl: 31,
+            update_management: true,
+            lr: 0.01,
+            update: UpdateGranularity::PerSample,
+            mapping: Mapping::Differential,
+            w_scale: 0.0,
+            w_scale_headroom: 1.5,
+            input_scaling: InputScaling::AbsMax,
+            dac_bits: 7,
+            dac_range: 1.0,
+            adc_bits: 9,
+            adc_range: 20.0,
+            output_noise: 0.1,
+            bias_input: 1.0,
+            time_per_batch: 0.0,
+            histogram_bins: 20,
+        }
+    }
+}
+
+impl CrossbarConfig {
+    /// Checks the settings and that the device model (with the per-run
+    /// `device` overrides) loads and suits the write scheme. Errors name
+    /// the field and the allowed range.
+    pub fn check(&self, device_overrides: &toml::Table) -> Result<()> {
+        let model = self.load_model(device_overrides)?;
+        if self.bl == 0 || self.bl > 10_000 {
+            bail!("crossbar.bl = {} is out of range: 1..=10000", self.bl);
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bail!("crossbar.lr = {} is out of range: must be > 0", self.lr);
+        }
+        if !(self.w_scale.is_finite() && self.w_scale >= 0.0) {
+            bail!("crossbar.w_scale = {} is out of range: must be > 0 (or 0 = automatic)", self.w_scale);
+        }
+        if !(self.w_scale_headroom.is_finite() && self.w_scale_headroom > 0.0) {
+            bail!(
+                "crossbar.w_scale_headroom = {} is out of range: must be > 0",
+                self.w_scale_headroom
+            );
+        }
+        for (field, bits) in [("crossbar.dac_bits", self.dac_bits), ("crossbar.adc_bits", self.adc_bits)] {
+            if bits == 1 || bits > 24 {
+                bail!("{field} = {bits} is out of range: 0 (off) or 2..=24");
+            }
+        }
+        if !(self.dac_range.is_finite() && self.dac_range > 0.0) {
+            bail!("crossbar.dac_range = {} is out of range: must be > 0", self.dac_range);
+        }
+        if !(self.adc_range.is_finite() && self.adc_range >= 0.0) {
+            bail!("crossbar.adc_range = {} is out of range: must be ≥ 0 (0 = no saturation)", self.adc_range);
+        }
+        if self.adc_bits > 0 && self.adc_range == 0.0 {
+            bail!("crossbar.adc_bits = {} needs crossbar.adc_range > 0", self.adc_bits);
+        }
+        if !(self.output_noise.is_finite() && self.output_noise >= 0.0) {
+            bail!("crossbar.output_noise = {} is out of range: must be ≥ 0", self.output_noise);
+        }
+        if !(self.bias_input.is_finite() && self.bias_input != 0.0) {
+            bail!("crossbar.bias_input = {} is out of range: must be finite and ≠ 0", self.bias_input);
+        }
+        if !(self.time_per_batch.is_finite() && self.time_per_batch >= 0.0) {
+            bail!("crossbar.time_per_batch = {} is out of range: must be ≥ 0 s", self.time_per_batch);
+        }
+        if self.histogram_bins == 0 {
+            bail!("crossbar.histogram_bins must be ≥ 1");
+        }
+        if model.nominal_step() <= 0.0 && self.write != WriteScheme::Exact {
+            bail!(
+                "crossbar.write = {:?} needs pulses of finite size, but device model '{}' is continuous (dw_min = 0); use write = \"exact\" or set device.dw_min",
+                self.write,
+                model.name
+            );
+        }
+        if model.one_sided && self.mapping == Mapping::Reference {
+            bail!(
+                "crossbar.mapping = \"reference\" is not available for the one-sided model '{}' (it needs a pair)",
+                model.name
+            );
+        }
+        Ok(())
+    }
+
+    /// This configuration with `w_scale` resolved for a layer whose initial
+    /// parameters are `weights`, `bias` (automatic scaling when `w_scale = 0`).
+    pub fn resolved_for(&self, weights: &Mat, bias: &Vector) -> Self {
+        let mut c = self.clone();
+        if c.w_scale == 0.0 {
+            let m = weights.amax().max(bias.amax());
+            c.w_scale = if m.is_finite() && m > 0.0 {
+                self.w_scale_headroom * m
+            } else {
+                1.0
+            };
+        }
+        c
+    }
+
+    /// Loads the configured device model with the overrides.
+    pub fn load_model(&self, device_overrides: &toml::Table) -> Result<DeviceModel> {
+        DeviceModel::load(&self.device, device_overrides)
+            .with_context(|| format!("crossbar.device = \"{}\"", self.device))
+    }
+}
+
+/// Counters of the array's reads and periphery events.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReadStats {
+    /// Forward MVM calls.
+    pub forward_reads: u64,
+    /// Samples read forward (one MVM per sample on a chip).
+    pub forward_samples: u64,
+    /// Transposed MVM calls.
+    pub transposed_reads: u64,
+    /// Samples read transposed.
+    pub transposed_samples: u64,
+    /// ADC conversions.
+    pub adc_conversions: u64,
+    /// ADC conversions that saturated.
+    pub adc_saturated: u64,
+    /// DAC inputs clipped (fixed scaling only).
+    pub dac_clipped: u64,
+}
+
+/// The serialisable device state of a crossbar (`--out`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CrossbarState {
+    /// Device model name.
+    pub device_model: String,
+    /// `n_out`, `n_in` (bias column not counted).
+    pub shape: (usize, usize),
+    /// Devices `G⁺` (or the single device of the reference mapping).
+    pub plus: DeviceArrayState,
+    /// Devices `G⁻` (differential mapping).
+    pub minus: Option<DeviceArrayState>,
+    /// Mixed-precision accumulator (empty otherwise).
+    pub accumulator: Vec<f32>,
+}
+
+/// A crossbar layer: devices, periphery and controller.
+pub struct Crossbar {
+    config: CrossbarConfig,
+    model: DeviceModel,
+    n_out: usize,
+    n_in: usize,
+    /// `G⁺` devices (or the single devices of the reference mapping).
+    plus: DeviceArray,
+    /// `G⁻` devices (differential mapping only).
+    minus: Option<DeviceArray>,
+    /// Reference device per input line (reference mapping), normalised.
+    reference: Vec<f32>,
+    controller: Controller,
+    /// Read-visible weights `n_out × n_in` and bias (cache, refreshed after writes).
+    w_read: Mat,
+    b_read: Vector,
+    /// Squared conductance terms for the read-noise variance (weight units²).
+    sq_read: Mat,
+    sq_bias: Vector,
+    cache_valid: bool,
+    read_rng: ChaCha8Rng,
+    x_scaled: Mat,
+    x_squared: Mat,
+    variance: Mat,
+    scales: Vec<f32>,
+    bias_drive: Vec<f32>,
+    stats: ReadStats,
+    refreshes: u64,
+}
+
+impl Crossbar {
+    /// Builds an `n_out × n_in` crossbar (plus bias column) from the
+    /// configuration and device overrides; `seed` seeds device variation,
+    /// write noise, read noise and the controller's pulse trains.
+    pub fn new(
+        config: &CrossbarConfig,
+        device_overrides: &toml::Table,
+        n_out: usize,
+        n_in: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        config.check(device_overrides)?;
+        if config.w_scale <= 0.0 {
+            bail!("crossbar.w_scale must be resolved (> 0) before building an array; see CrossbarConfig::resolved_for");
+        }
+        let model = config.load_model(device_overrides)?;
+        let n = n_out * (n_in + 1);
+        let mix = |k: u64| seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(k);
+        let plus = DeviceArray::new(&model, n, mix(1));
+        let minus = match config.mapping {
+            Mapping::Differential => Some(DeviceArray::new(&model, n, mix(2))),
+            Mapping::Reference => None,
+        };
+        let factor = match (config.mapping, model.one_sided) {
+            (_, true) => 1.0,
+            _ => 2.0,
+        };
+        let dw = factor * config.w_scale * model.nominal_step();
+        let controller = Controller::new(
+            config.write,
+            config.update,
+            config.bl,
+            config.update_management,
+            config.lr,
+            dw,
+            config.bias_input,
+            n_out,
+            n_in,
+            mix(3),
+        );
+        let reference = match config.mapping {
+            Mapping::Reference => vec![model.g_center; n_in + 1],
+            Mapping::Differential => Vec::new(),
+        };
+        let mut xb = Self {
+            config: config.clone(),
+            model,
+            n_out,
+            n_in,
+            plus,
+            minus,
+            reference,
+            controller,
+            w_read: Mat::zeros(n_out, n_in),
+            b_read: Vector::zeros(n_out),
+            sq_read: Mat::zeros(0, 0),
+            sq_bias: Vector::zeros(0),
+            cache_valid: false,
+            read_rng: ChaCha8Rng::seed_from_u64(mix(4)),
+            x_scaled: Mat::zeros(0, 0),
+            x_squared: Mat::zeros(0, 0),
+            variance: Mat::zeros(0, 0),
+            scales: Vec::new(),
+            bias_drive: Vec::new(),
+            stats: ReadStats::default(),
+            refreshes: 0,
+        };
+        xb.refresh_cache();
+        Ok(xb)
+    }
+
+    /// The device model.
+    pub fn model(&self) -> &DeviceModel {
+        &self.model
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CrossbarConfig {
+        &self.config
+    }
+
+    /// The `G⁺` (or single) device array, bias column last, column-major.
+    pub fn plus_devices(&self) -> &DeviceArray {
+        &self.plus
+    }
+
+    /// The `G⁻` device array (differential mapping).
+    pub fn minus_devices(&self) -> Option<&DeviceArray> {
+        self.minus.as_ref()
+    }
+
+    /// Read counters.
+    pub fn read_stats(&self) -> &ReadStats {
+        &self.stats
+    }
+
+    /// Controller counters.
+    pub fn controller_stats(&self) -> &ControllerStats {
+        self.controller.stats()
+    }
+
+    /// Nominal weight change of one pulse event.
+    pub fn pulse_weight(&self) -> f32 {
+        self.controller.pulse_weight()
+    }
+
+    /// Mapping factor `c` in `w = c · w_scale · (g − g')`.
+    fn map_factor(&self) -> f32 {
+        match self.config.mapping {
+            Mapping::Differential => 1.0,
+            Mapping::Reference => 2.0,
+        }
+    }
+
+    /// Read-visible weight of device (pair) `idx` (column-major, bias column last).
+    #[inline]
+    fn weight_at(&self, idx: usize) -> f32 {
+        let ws = self.config.w_scale;
+        match &self.minus {
+            Some(minus) => ws * (self.plus.visible(idx) - minus.visible(idx)),
+            None => 2.0 * ws * (self.plus.visible(idx) - self.reference[idx / self.n_out]),
+        }
+    }
+
+    /// Read-noise weight of device (pair) `idx`: `c² w_scale² ((g⁺+o)² + (g⁻+o)²)`.
+    #[inline]
+    fn squared_at(&self, idx: usize) -> f32 {
+        let o = self.model.conductance_offset();
+        let c = self.map_factor() * self.config.w_scale;
+        let gp = self.plus.visible(idx) + o;
+        let gm = match &self.minus {
+            Some(minus) => minus.visible(idx) + o,
+            None => self.reference[idx / self.n_out] + o,
+        };
+        c * c * (gp * gp + gm * gm)
+    }
+
+    /// Rebuilds the read caches from the device arrays (whole-array pass,
+    /// split over input lines with rayon).
+    fn refresh_cache(&mut self) {
+        let n_out = self.n_out;
+        let n_in = self.n_in;
+        let noisy = self.model.read_noise > 0.0;
+        let mut w = std::mem::replace(&mut self.w_read, Mat::zeros(0, 0));
+        ensure_shape(&mut w, n_out, n_in);
+        let this = &*self;
+        if n_out > 0 {
+            w.as_mut_slice()
+                .par_chunks_mut(n_out)
+                .enumerate()
+                .for_each(|(j, col)| {
+                    for (i, v) in col.iter_mut().enumerate() {
+                        *v = this.weight_at(i + j * n_out);
+                    }
+                });
+        }
+        let b = Vector::from_fn(n_out, |i, _| this.weight_at(i + n_in * n_out));
+        let (sq, sqb) = if noisy {
+            let mut sq = Mat::zeros(n_out, n_in);
+            if n_out > 0 {
+                sq.as_mut_slice()
+                    .par_chunks_mut(n_out)
+                    .enumerate()
+                    .for_each(|(j, col)| {
+                        for (i, v) in col.iter_mut().enumerate() {
+                            *v = this.squared_at(i + j * n_out);
+                        }
+                    });
+            }
+            let sqb = Vector::from_fn(n_out, |i, _| this.squared_at(i + n_in * n_out));
+            (sq, sqb)
+        } else {
+            (Mat::zeros(0, 0), Vector::zeros(0))
+        };
+        self.w_read = w;
+        self.b_read = b;
+        self.sq_read = sq;
+        self.sq_bias = sqb;
+        self.cache_valid = true;
+    }
+
+    /// Updates the cache entry of one device (pair) after a write.
+    #[inline]
+    fn refresh_entry(&mut self, idx: usize) {
+        let (i, j) = (idx % self.n_out, idx / self.n_out);
+        let w = self.weight_at(idx);
+        let noisy = self.model.read_noise > 0.0;
+        let s = if noisy { self.squared_at(idx) } else { 0.0 };
+        if j < self.n_in {
+            self.w_read[(i, j)] = w;
+            if noisy {
+                self.sq_read[(i, j)] = s;
+            }
+        } else {
+            self.b_read[i] = w;
+            if noisy {
+                self.sq_bias[i] = s;
+            }
+        }
+    }
+
+    fn ensure_cache(&mut self) {
+        if !self.cache_valid {
+            self.refresh_cache();
+        }
+    }
+
+    /// Delivers `n` pulse events to the device (pair) `idx` according to the mapping.
+    fn apply_event(&mut self, idx: usize, n: i32) {
+        match &mut self.minus {
+            Some(minus) => {
+                if self.model.one_sided {
+                    if n > 0 {
+                        self.plus.pulse(idx, n);
+                    } else {
+                        minus.pulse(idx, -n);
+                    }
+                } else {
+                    self.plus.pulse(idx, n);
+                    minus.pulse(idx, -n);
+                }
+            }
+            None => {
+                self.plus.pulse(idx, n);
+            }
+        }
+    }
+
+    /// One-sided pairs: RESET both devices of a pair whose device passed the
+    /// refresh threshold and re-program the weight with SET pulses
+    /// (iterative program-and-verify on the programmed state).
+    fn refresh_one_sided(&mut self) {
+        let thr = self.model.refresh_threshold;
+        if !self.model.one_sided || thr <= 0.0 {
+            return;
+        }
+        let Some(minus) = self.minus.as_mut() else {
+            return;
+        };
+        let n = self.plus.len();
+        let position = |a: &DeviceArray, i: usize| {
+            let (lo, hi) = a.bounds(i);
+            (a.visible(i) - lo) / (hi - lo)
+        };
+        for i in 0..n {
+            if position(&self.plus, i) <= thr && position(minus, i) <= thr {
+                continue;
+            }
+            if self.plus.is_stuck(i) || minus.is_stuck(i) {
+                continue;
+            }
+            let target = self.plus.visible(i) - minus.visible(i);
+            let (lp, _) = self.plus.bounds(i);
+            let (lm, _) = minus.bounds(i);
+            self.plus.program(i, lp);
+            minus.program(i, lm);
+            let (dev, goal) = if target >= 0.0 {
+                (&mut self.plus, lp + target)
+            } else {
+                (&mut *minus, lm - target)
+            };
+            let budget = (4.0 / self.model.nominal_step()).ceil() as usize;
+            for _ in 0..budget {
+                let before = dev.conductances()[i];
+                if before >= goal - 0.5 * self.model.nominal_step() {
+                    break;
+                }
+                dev.pulse(i, 1);
+                if dev.is_worn_out(i) {
+                    break;
+                }
+            }
+            self.refreshes += 1;
+        }
+    }
+
+    /// Scales, clips and quantises the inputs of a read (DAC), filling
+    /// `x_scaled` and the per-sample scales `α_b`. For forward reads the bias
+    /// drive (`bias_input / α_b`, quantised) goes to `bias_drive`.
+    fn dac(&mut self, x: &Mat, with_bias: bool) {
+        let (n, batch) = x.shape();
+        ensure_shape(&mut self.x_scaled, n, batch);
+        self.scales.clear();
+        self.bias_drive.clear();
+        let levels = if self.config.dac_bits >= 2 {
+            ((1u32 << (self.config.dac_bits - 1)) - 1) as f32
+        } else {
+            0.0
+        };
+        let bias = self.config.bias_input;
+        let mut clipped = 0u64;
+        for b in 0..batch {
+            let col = x.column(b);
+            let alpha = match self.config.input_scaling {
+                InputScaling::AbsMax => {
+                    let m = col.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    let m = if with_bias { m.max(bias.abs()) } else { m };
+                    if m > 0.0 && m.is_finite() {
+                        m
+                    } else {
+                        1.0
+                    }
+                }
+                InputScaling::Fixed => self.config.dac_range,
+            };
+            self.scales.push(alpha);
+            let inv_alpha = 1.0 / alpha;
+            let inv_levels = if levels > 0.0 { 1.0 / levels } else { 0.0 };
+            let quant = |v: f32, clipped: &mut u64| {
+                let mut u = v * inv_alpha;
+                if u.abs() > 1.0 {
+                    *clipped += 1;
+                    u = u.clamp(-1.0, 1.0);
+                }
+                if levels > 0.0 {
+                    (u * levels).round() * inv_levels
+                } else {
+                    u
+                }
+            };
+            for (dst, &v) in self.x_scaled.column_mut(b).iter_mut().zip(col.iter()) {
+                *dst = quant(v, &mut clipped);
+            }
+            if with_bias {
+                let d = quant(bias, &mut clipped);
+                self.bias_drive.push(d);
+            }
+        }
+        self.stats.dac_clipped += clipped;
+    }
+
+    /// Read noise, output noise, ADC and rescaling of `y` (`n_out' × B`, in
+    /// weight units at scaled input). `squared` is the squared-conductance
+    /// matrix used with `op`, `sq_bias` its bias column (forward only).
+    fn analog_output(&mut self, y: &mut Mat, transposed: bool) {
+        let (rows, batch) = y.shape();
+        let sigma = self.model.read_noise;
+        if sigma > 0.0 {
+            // Var(y_ib) = σ² Σ_j S_ij x̃_jb² : one SGEMM with the squared terms.
+            ensure_shape(&mut self.x_squared, self.x_scaled.nrows(), batch);
+            for (d, s) in self.x_squared.iter_mut().zip(self.x_scaled.iter()) {
+                *d = s * s;
+            }
+            ensure_shape(&mut self.variance, rows, batch);
+            let op = if transposed { Op::T } else { Op::N };
+            gemm(1.0, &self.sq_read, op, &self.x_squared, Op::N, 0.0, &mut self.variance);
+            if !transposed {
+                for b in 0..batch {
+                    let d2 = self.bias_drive[b] * self.bias_drive[b];
+                    for (v, s) in self.variance.column_mut(b).iter_mut().zip(self.sq_bias.iter()) {
+                        *v += s * d2;
+                    }
+                }
+            }
+            for (yv, var) in y.iter_mut().zip(self.variance.iter()) {
+                let xi: f32 = StandardNormal.sample(&mut self.read_rng);
+                *yv += sigma * var.max(0.0).sqrt() * xi;
+            }
+        }
+        let ws = self.config.w_scale;
+        let out_noise = self.config.output_noise * ws;
+        if out_noise > 0.0 {
+            for yv in y.iter_mut() {
+                let xi: f32 = StandardNormal.sample(&mut self.read_rng);
+                *yv += out_noise * xi;
+            }
+        }
+        let range = self.config.adc_range;
+        let levels = if self.config.adc_bits >= 2 {
+            ((1u32 << (self.config.adc_bits - 1)) - 1) as f32
+        } else {
+            0.0
+        };
+        let mut saturated = 0u64;
+        let inv_ws = 1.0 / ws;
+        // ADC grid: `levels` steps of `range/levels` per polarity.
+        let (to_grid, from_grid) = if levels > 0.0 {
+            (levels / range, range / levels)
+        } else {
+            (0.0, 0.0)
+        };
+        for b in 0..batch {
+            let gain = ws * self.scales[b];
+            for yv in y.column_mut(b).iter_mut() {
+                let mut u = *yv * inv_ws;
+                if range > 0.0 {
+                    if u.abs() >= range {
+                        saturated += 1;
+                        u = u.clamp(-range, range);
+                    }
+                    if levels > 0.0 {
+                        u = (u * to_grid).round() * from_grid;
+                    }
+                }
+                *yv = u * gain;
+            }
+        }
+        self.stats.adc_conversions += (rows * batch) as u64;
+        self.stats.adc_saturated += saturated;
+    }
+
+    /// Whether the periphery and devices read exactly (plain SGEMM path).
+    fn ideal_read(&self) -> bool {
+        self.config.dac_bits == 0
+            && self.config.adc_bits == 0
+            && self.config.adc_range == 0.0
+            && self.config.output_noise == 0.0
+            && self.model.read_noise == 0.0
+            && self.config.input_scaling == InputScaling::AbsMax
+    }
+
+    /// Histogram of the read-visible weights (bias column included).
+    pub fn weight_histogram(&self, bins: usize) -> Histogram {
+        let ws = self.config.w_scale as f64;
+        let n = self.plus.len();
+        Histogram::of((0..n).map(|i| self.weight_at(i)), bins, -ws * 1.2, ws * 1.2)
+    }
+
+    /// Histogram of the read-visible normalised conductances of all devices.
+    pub fn conductance_histogram(&self, bins: usize) -> Histogram {
+        let mut h = self.plus.conductance_histogram(bins);
+        if let Some(m) = &self.minus {
+            let hm = m.conductance_histogram(bins);
+            if hm.edges == h.edges {
+                for (a, b) in h.counts.iter_mut().zip(hm.counts) {
+                    *a += b;
+                }
+            }
+        }
+        h
+    }
+
+    /// Sets the device clock forward (drift acts on the next read).
+    pub fn advance_clock(&mut self, seconds: f64) {
+        if seconds <= 0.0 {
+            return;
+        }
+        self.plus.advance_time(seconds);
+        if let Some(m) = &mut self.minus {
+            m.advance_time(seconds);
+        }
+        if self.plus.drifts() {
+            self.cache_valid = false;
+        }
+    }
+}
+
+impl WeightArray for Crossbar {
+    fn n_out(&self) -> usize {
+        self.n_out
+    }
+
+    fn n_in(&self) -> usize {
+        self.n_in
+    }
+
+    fn forward(&mut self, x: &Mat, out: &mut Mat) {
+        self.ensure_cache();
+        let batch = x.ncols();
+        ensure_shape(out, self.n_out, batch);
+        self.stats.forward_reads += 1;
+        self.stats.forward_samples += batch as u64;
+        if self.ideal_read() {
+            gemm(1.0, &self.w_read, Op::N, x, Op::N, 0.0, out);
+            let bias = self.config.bias_input;
+            for mut col in out.column_iter_mut() {
+                for (o, b) in col.iter_mut().zip(self.b_read.iter()) {
+                    *o += if bias == 1.0 { *b } else { b * bias };
+                }
+            }
+            return;
+        }
+        self.dac(x, true);
+        gemm(1.0, &self.w_read, Op::N, &self.x_scaled, Op::N, 0.0, out);
+        for b in 0..batch {
+            let d = self.bias_drive[b];
+            for (o, w) in out.column_mut(b).iter_mut().zip(self.b_read.iter()) {
+                *o += w * d;
+            }
+        }
+        self.analog_output(out, false);
+    }
+
+    fn transposed(&mut self, d: &Mat, out: &mut Mat) {
+        self.ensure_cache();
+        let batch = d.ncols();
+        ensure_shape(out, self.n_in, batch);
+        self.stats.transposed_reads += 1;
+        self.stats.transposed_samples += batch as u64;
+        if self.ideal_read() {
+            gemm(1.0, &self.w_read, Op::T, d, Op::N, 0.0, out);
+            return;
+        }
+        self.dac(d, false);
+        gemm(1.0, &self.w_read, Op::T, &self.x_scaled, Op::N, 0.0, out);
+        self.analog_output(out, true);
+    }
+
+    fn apply_gradient(&mut self, grad: &OuterProductGradient) {
+        self.ensure_cache();
+        match self.controller.plan(grad) {
+            WritePlan::Analog(delta) => {
+                let half = 0.5 / self.config.w_scale;
+                for (idx, &dw) in delta.iter().enumerate() {
+                    if dw == 0.0 {
+                        continue;
+                    }
+                    let dg = dw * half;
+                    match &mut self.minus {
+                        Some(m) => {
+                            self.plus.nudge(idx, dg);
+                            m.nudge(idx, -dg);
+                        }
+                        None => self.plus.nudge(idx, dg),
+                    }
+                    self.refresh_entry(idx);
+                }
+            }
+            WritePlan::Pulses(events) => {
+                for e in &events {
+                    self.apply_event(e.index as usize, e.pulses);
+                }
+                if self.plus.drifts() {
+                    self.cache_valid = false;
+                } else {
+                    for e in &events {
+                        self.refresh_entry(e.index as usize);
+                    }
+                }
+            }
+        }
+        if self.model.one_sided && self.model.refresh_threshold > 0.0 {
+            self.refresh_one_sided();
+            self.cache_valid = false;
+        }
+        self.advance_clock(self.config.time_per_batch);
+    }
+
+    fn weights(&self) -> Mat {
+        Mat::from_fn(self.n_out, self.n_in, |i, j| self.weight_at(i + j * self.n_out))
+    }
+
+    fn bias(&self) -> Vector {
+        Vector::from_fn(self.n_out, |i, _| self.weight_at(i + self.n_in * self.n_out))
+    }
+
+    /// Programs every pair to its target weight (idealised program-and-verify
+    /// without pulses): a differential pair is centred on the mean of its two
+    /// devices' symmetry points, `g± = c ± w/(2 w_scale)`; a one-sided pair
+    /// starts from its lower bounds, `g± = g_lo± + max(±w, 0)/w_scale`; a
+    /// single device sits at `g_ref + w/(2 w_scale)`. Bounds, levels and
+    /// stuck devices apply, so the programmed weight can differ from the target.
+    fn set_parameters(&mut self, weights: &Mat, bias: &Vector) {
+        assert_eq!(weights.shape(), (self.n_out, self.n_in), "set_parameters: shape");
+        assert_eq!(bias.len(), self.n_out, "set_parameters: bias length");
+        let ws = self.config.w_scale;
+        let n_out = self.n_out;
+        let center = |a: &DeviceArray, i: usize, gc: f32, bounded: bool| {
+            if bounded {
+                let (lo, hi) = a.bounds(i);
+                lo + gc * (hi - lo)
+            } else {
+                gc
+            }
+        };
+        let (gc, bounded, one_sided) = (self.model.g_center, self.model.bounded, self.model.one_sided);
+        for idx in 0..self.plus.len() {
+            let (i, j) = (idx % n_out, idx / n_out);
+            let w = if j < self.n_in { weights[(i, j)] } else { bias[i] };
+            match &mut self.minus {
+                Some(minus) if one_sided => {
+                    let (lp, _) = self.plus.bounds(idx);
+                    let (lm, _) = minus.bounds(idx);
+                    self.plus.program(idx, lp + w.max(0.0) / ws);
+                    minus.program(idx, lm + (-w).max(0.0) / ws);
+                }
+                Some(minus) => {
+                    let c = 0.5 * (center(&self.plus, idx, gc, bounded) + center(minus, idx, gc, bounded));
+                    let half = w * (0.5 / ws);
+                    self.plus.program(idx, c + half);
+                    minus.program(idx, c - half);
+                }
+                None => {
+                    let r = self.reference[j];
+                    self.plus.program(idx, r + w * (0.5 / ws));
+                }
+            }
+        }
+        self.refresh_cache();
+    }
+
+    fn hardware_summary(&self) -> Option<serde_json::Value> {
+        let n_pairs = self.plus.len();
+        let arrays: Vec<&DeviceArray> = std::iter::once(&self.plus).chain(self.minus.as_ref()).collect();
+        let (mut up, mut down) = (0u64, 0u64);
+        let (mut low, mut high, mut worn) = (0usize, 0usize, 0usize);
+        let (mut gmin, mut gmax) = (f32::INFINITY, f32::NEG_INFINITY);
+        let mut max_pulses = 0u32;
+        for a in &arrays {
+            let (u, d) = a.pulse_totals();
+            up += u;
+            down += d;
+            let (l, h, w) = a.fault_counts();
+            low += l;
+            high += h;
+            worn += w;
+            let (mn, mx) = a.conductance_range();
+            gmin = gmin.min(mn);
+            gmax = gmax.max(mx);
+            max_pulses = max_pulses.max(a.pulse_counts().iter().copied().max().unwrap_or(0));
+        }
+        let devices = n_pairs * arrays.len();
+        let span_us = self.model.g_max_us - self.model.g_min_us;
+        let to_us = |g: f32| self.model.g_min_us + g as f64 * span_us;
+        let finite = |v: f64| if v.is_finite() { Some(v) } else { None };
+        let bins = self.config.histogram_bins;
+        let weights_now = (0..n_pairs).map(|i| self.weight_at(i));
+        let w_min = weights_now.clone().fold(f32::INFINITY, f32::min);
+        let w_max = weights_now.fold(f32::NEG_INFINITY, f32::max);
+        let cs = self.controller.stats();
+        Some(serde_json::json!({
+            "substrate": "crossbar",
+            "device_model": self.model.name,
+            "mapping": self.config.mapping,
+            "write": self.config.write,
+            "update": self.config.update,
+            "shape": [self.n_out, self.n_in + 1],
+            "devices": devices,
+            "pulse_weight": self.controller.pulse_weight(),
+            "pulses_applied": up + down,
+            "pulses_up": up,
+            "pulses_down": down,
+            "pulses_per_device_mean": (up + down) as f64 / devices.max(1) as f64,
+            "pulses_per_device_max": max_pulses,
+            "pulse_energy_j": if self.model.pulse_energy_pj > 0.0 { Some((up + down) as f64 * self.model.pulse_energy_pj * 1e-12) } else { None },
+            "devices_stuck": low + high + worn,
+            "devices_stuck_at_min": low,
+            "devices_stuck_at_max": high,
+            "devices_worn_out": worn,
+            "conductance_range_used": {
+                "min_normalised": finite(gmin as f64),
+                "max_normalised": finite(gmax as f64),
+                "fraction_of_range": finite((gmax - gmin) as f64),
+                "min_us": finite(to_us(gmin)),
+                "max_us": finite(to_us(gmax)),
+            },
+            "weight_range": [finite(w_min as f64), finite(w_max as f64)],
+            "reads": self.stats,
+            "adc_saturation_fraction": if self.stats.adc_conversions > 0 { Some(self.stats.adc_saturated as f64 / self.stats.adc_conversions as f64) } else { None },
+            "controller": cs,
+            "one_sided_refreshes": self.refreshes,
+            "device_time_s": self.plus.time(),
+            "conductance_histogram": self.conductance_histogram(bins),
+            "weight_histogram": self.weight_histogram(bins),
+        }))
+    }
+
+    fn advance_time(&mut self, seconds: f64) {
+        self.advance_clock(seconds);
+    }
+
+    fn device_state(&self) -> Option<serde_json::Value> {
+        let state = CrossbarState {
+            device_model: self.model.name.clone(),
+            shape: (self.n_out, self.n_in),
+            plus: self.plus.state(),
+            minus: self.minus.as_ref().map(|m| m.state()),
+            accumulator: self.controller.accumulator().to_vec(),
+        };
+        serde_json::to_value(state).ok()
+    }
+
+    fn restore_device_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        let s: CrossbarState =
+            serde_json::from_value(state.clone()).context("crossbar device state: wrong format")?;
+        if s.shape != (self.n_out, self.n_in) || s.device_model != self.model.name {
+            bail!(
+                "crossbar device state is for a {}×{} '{}' array, this layer is {}×{} '{}'",
+                s.shape.0,
+                s.shape.1,
+                s.device_model,
+                self.n_out,
+                self.n_in,
+                self.model.name
+            );
+        }
+        self.plus.restore(&s.plus)?;
+        match (&mut self.minus, &s.minus) {
+            (Some(m), Some(ms)) => m.restore(ms)?,
+            (None, None) => {}
+            _ => bail!("crossbar device state: mapping differs (pair vs single device)"),
+        }
+        self.controller.set_accumulator(&s.accumulator)?;
+        self.refresh_cache();
+        Ok(())
+    }
+}
+
+/// Sums the per-layer `hardware_summary` values into run totals (pulses,
+/// devices, stuck devices, reads, conductance range).
+pub fn total_hardware_summary(layers: &[serde_json::Value]) -> serde_json::Value {
+    let sum = |key: &str| -> u64 { layers.iter().filter_map(|l| l.get(key)?.as_u64()).sum() };
+    let reads = |key: &str| -> u64 {
+        layers
+            .iter()
+            .filter_map(|l| l.get("reads")?.get(key)?.as_u64())
+            .sum()
+    };
+    let fold = |key: &str, init: f64, f: fn(f64, f64) -> f64| {
+        layers
+            .iter()
+            .filter_map(|l| l.get("conductance_range_used")?.get(key)?.as_f64())
+            .fold(init, f)
+    };
+    let energy: f64 = layers.iter().filter_map(|l| l.get("pulse_energy_j")?.as_f64()).sum();
+    serde_json::json!({
+        "devices": sum("devices"),
+        "pulses_applied": sum("pulses_applied"),
+        "pulses_up": sum("pulses_up"),
+        "pulses_down": sum("pulses_down"),
+        "devices_stuck": sum("devices_stuck"),
+        "devices_worn_out": sum("devices_worn_out"),
+        "pulse_energy_j": if energy > 0.0 { Some(energy) } else { None },
+        "conductance_range_used": {
+            "min_normalised": fold("min_normalised", f64::INFINITY, f64::min),
+            "max_normalised": fold("max_normalised", f64::NEG_INFINITY, f64::max),
+        },
+        "reads": {
+            "forward_samples": reads("forward_samples"),
+            "transposed_samples": reads("transposed_samples"),
+            "adc_conversions": reads("adc_conversions"),
+            "adc_saturated": reads("adc_saturated"),
+        },
+    })
+}

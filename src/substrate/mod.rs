@@ -105,6 +105,21 @@ pub trait WeightArray: Send {
     fn hardware_summary(&self) -> Option<serde_json::Value> {
         None
     }
+    /// Lets physical time pass (seconds) without writing, e.g. to evaluate
+    /// a trained crossbar after retention/drift; digital arrays ignore it.
+    /// (A crossbar also advances its clock by `crossbar.time_per_batch`
+    /// at every `apply_gradient`.)
+    fn advance_time(&mut self, _seconds: f64) {}
+    /// The array's physical state (device conductances, pulse counters…) as
+    /// JSON for `--out`, so a run can be inspected or resumed; `None` for
+    /// arrays whose state is fully given by `weights()`/`bias()`.
+    fn device_state(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// Restores a state produced by [`WeightArray::device_state`].
+    fn restore_device_state(&mut self, _state: &serde_json::Value) -> anyhow::Result<()> {
+        anyhow::bail!("this weight array has no device state to restore")
+    }
 }
 
 /// Builds one weight layer on the configured substrate with the given
@@ -118,7 +133,6 @@ pub fn build_layer(
     seed: u64,
 ) -> anyhow::Result<Box<dyn WeightArray>> {
     use crate::experiment::config::SubstrateKind;
-    let _ = (layer, seed);
     match config.raw.training.substrate {
         SubstrateKind::Digital => Ok(Box::new(digital::DigitalWeights::new(
             weights,
@@ -126,7 +140,17 @@ pub fn build_layer(
             &config.raw.optimizer,
         ))),
         SubstrateKind::Crossbar => {
-            anyhow::bail!("training.substrate = \"crossbar\" is not available in this build yet")
+            let resolved = config.raw.crossbar.resolved_for(&weights, &bias);
+            let mut array = crossbar::Crossbar::new(
+                &resolved,
+                &config.raw.device,
+                weights.nrows(),
+                weights.ncols(),
+                seed,
+            )
+            .map_err(|e| e.context(format!("building crossbar for weight layer {}", layer + 1)))?;
+            array.set_parameters(&weights, &bias);
+            Ok(Box::new(array))
         }
     }
 }

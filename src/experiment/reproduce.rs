@@ -1,0 +1,214 @@
+//! The paper's tables (Høier & Zach 2024): Table 1 (accuracy and Lipschitz
+//! estimate of DP, DP⊤ and BP for α ∈ {1, ½, 0} with strong feedback β = ½)
+//! and Table 2 (784-1000×4-10: DP diverges with asymmetric nudging and
+//! repeated inference, DP⊤ does not).
+//!
+//! Each table is a list of rows, each row a set of configuration
+//! assignments on top of the table's base; [`run_table`] trains them one
+//! after the other and collects the results.
+
+use super::config::{Config, DatasetName};
+use super::result::{RunResult, RunStatus};
+use super::train::run;
+use crate::data::load;
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+/// One row of a reproduction table.
+#[derive(Clone, Debug, Serialize)]
+pub struct TableRow {
+    /// Dataset.
+    pub dataset: String,
+    /// Method label as in the paper (e.g. `DP⊤ α=½`).
+    pub method: String,
+    /// Configuration assignments that define the row.
+    pub settings: Vec<String>,
+    /// What the run measured.
+    pub result: RunResult,
+}
+
+/// A finished table.
+#[derive(Clone, Debug, Serialize)]
+pub struct Table {
+    /// `table1` or `table2`.
+    pub name: String,
+    /// What the paper reports for this table, in words.
+    pub paper_expectation: String,
+    /// The rows.
+    pub rows: Vec<TableRow>,
+}
+
+/// A row specification: label and assignments.
+pub type RowSpec = (String, Vec<String>);
+
+/// Rows of Table 1 (per dataset): DP (α ≠ ½ with damped updates, as the
+/// paper does), DP⊤, BP, FGSM adversarial BP and input-robust DP.
+pub fn table1_rows() -> Vec<RowSpec> {
+    let mut rows = Vec::new();
+    for (label, alpha) in [("1", "1"), ("½", "0.5"), ("0", "0")] {
+        let rule = if alpha == "0.5" { "dp" } else { "dp-damped" };
+        rows.push((
+            format!("DP α={label}"),
+            vec![
+                format!("learning.rule=\"{rule}\""),
+                format!("learning.alpha={alpha}"),
+            ],
+        ));
+    }
+    for (label, alpha) in [("1", "1"), ("½", "0.5"), ("0", "0")] {
+        rows.push((
+            format!("DP⊤ α={label}"),
+            vec![
+                "learning.rule=\"dpt\"".into(),
+                format!("learning.alpha={alpha}"),
+            ],
+        ));
+    }
+    rows.push(("BP".into(), vec!["learning.rule=\"bp\"".into()]));
+    rows.push((
+        "BP + FGSM".into(),
+        vec![
+            "learning.rule=\"bp-adv\"".into(),
+            "learning.adv=\"fgsm\"".into(),
+            "learning.adv_epsilon=0.05".into(),
+        ],
+    ));
+    rows.push((
+        "DP α=0 + input robustness".into(),
+        vec![
+            "learning.rule=\"dp-damped\"".into(),
+            "learning.alpha=0".into(),
+            "learning.robust_input=true".into(),
+        ],
+    ));
+    rows
+}
+
+/// Rows of Table 2: DP vs DP⊤, α ∈ {0, 1}, 1 vs 30 inference iterations.
+pub fn table2_rows() -> Vec<RowSpec> {
+    let mut rows = Vec::new();
+    for alpha in ["0", "1"] {
+        for rule in ["dp", "dpt"] {
+            for k in [1, 30] {
+                let name = if rule == "dp" { "DP" } else { "DP⊤" };
+                rows.push((
+                    format!(
+                        "{name} α={alpha}, {k} iteration{}",
+                        if k == 1 { "" } else { "s" }
+                    ),
+                    vec![
+                        format!("learning.rule=\"{rule}\""),
+                        format!("learning.alpha={alpha}"),
+                        format!("learning.schedule=\"fwbw:{k}\""),
+                    ],
+                ));
+            }
+        }
+    }
+    rows
+}
+
+/// The base configuration of Table 1: 784-512-512-10 ReLU, least squares,
+/// Adam 1e-3, batch 50, β = ½, 20 epochs.
+pub fn table1_base() -> Config {
+    let mut c = Config::default();
+    c.network.arch = "784-512-512-10".into();
+    c.learning.beta = 0.5;
+    c.training.epochs = 20;
+    c.training.batch = 50;
+    c
+}
+
+/// The base configuration of Table 2: 784-1000×4-10, β = ½; a run whose
+/// states run away is stopped and reported as diverged.
+pub fn table2_base() -> Config {
+    let mut c = table1_base();
+    c.network.arch = "784-1000x4-10".into();
+    c.training.epochs = 3;
+    c.divergence.stop_on_runaway = true;
+    c
+}
+
+/// Trains every row on every dataset; `extra` assignments (e.g. `--epochs`)
+/// apply to all rows. `progress` is told each row's label before it runs.
+pub fn run_table(
+    name: &str,
+    expectation: &str,
+    base: &Config,
+    datasets: &[DatasetName],
+    rows: &[RowSpec],
+    extra: &[String],
+    progress: &mut dyn FnMut(&str, Option<&RunResult>),
+) -> Result<Table> {
+    let mut out = Vec::new();
+    for &dataset in datasets {
+        let mut data_cfg = base.data.clone();
+        data_cfg.dataset = dataset;
+        let mut probe = base.clone();
+        probe.data = data_cfg;
+        for e in extra {
+            probe.set(e)?;
+        }
+        let data = load(&probe.data)?;
+        for (label, settings) in rows {
+            let mut cfg = probe.clone();
+            for s in settings.iter().chain(extra) {
+                cfg.set(s).with_context(|| format!("row '{label}'"))?;
+            }
+            let valid = cfg.check().with_context(|| format!("row '{label}'"))?;
+            let ds = format!("{dataset:?}");
+            progress(&format!("{ds}: {label}"), None);
+            let result = run(&valid, &data, &mut [])?.result;
+            progress(&format!("{ds}: {label}"), Some(&result));
+            out.push(TableRow {
+                dataset: ds,
+                method: label.clone(),
+                settings: settings.clone(),
+                result,
+            });
+        }
+    }
+    Ok(Table {
+        name: name.into(),
+        paper_expectation: expectation.into(),
+        rows: out,
+    })
+}
+
+/// The accuracy cell: percentage, or `diverged (epoch e, batch b, layer l)`.
+pub fn accuracy_cell(r: &RunResult) -> String {
+    match (&r.status, &r.diverged_at, r.test_accuracy) {
+        (RunStatus::Diverged, Some(d), _) => format!(
+            "diverged (epoch {}, batch {}, layer {})",
+            d.epoch, d.batch, d.layer
+        ),
+        (_, _, Some(a)) => format!("{:.2}", 100.0 * a),
+        _ => "n/a".into(),
+    }
+}
+
+impl Table {
+    /// The table as Markdown (one line per row).
+    pub fn to_markdown(&self) -> String {
+        let mut s = format!(
+            "# Reproduction of {}\n\n{}\n\n",
+            self.name, self.paper_expectation
+        );
+        s.push_str("| dataset | method | test accuracy (%) | Lipschitz estimate | max \\|s\\| | epochs |\n|---|---|---|---|---|---|\n");
+        for r in &self.rows {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {:.3e} | {} |\n",
+                r.dataset,
+                r.method,
+                accuracy_cell(&r.result),
+                r.result
+                    .lipschitz
+                    .map(|l| format!("{l:.2}"))
+                    .unwrap_or_else(|| "n/a".into()),
+                r.result.max_state,
+                r.result.epochs.len()
+            ));
+        }
+        s
+    }
+}

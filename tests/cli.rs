@@ -1,0 +1,180 @@
+//! The command line: bad input gives a clear error and a non-zero exit,
+//! never a panic; results are written and printed as documented.
+
+use std::io::Write;
+use std::process::Command;
+
+fn dyadsim(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dyadsim"))
+        .args(args)
+        .output()
+        .expect("run dyadsim");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn assert_clean_error(args: &[&str], needle: &str) {
+    let (code, _out, err) = dyadsim(args);
+    assert_ne!(code, 0, "{args:?} should fail");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: error should mention '{needle}', got: {err}"
+    );
+}
+
+#[test]
+fn bad_hyper_parameters_are_rejected_with_the_field_and_range() {
+    assert_clean_error(&["train", "--alpha", "1.5"], "learning.alpha");
+    assert_clean_error(&["train", "--alpha", "1.5"], "[0, 1]");
+    assert_clean_error(&["train", "--beta", "0"], "learning.beta");
+    assert_clean_error(&["train", "--beta", "-1"], "must be > 0");
+    assert_clean_error(&["train", "--arch", "784-abc-10"], "network.arch");
+    assert_clean_error(&["train", "--arch", "784"], "network.arch");
+    assert_clean_error(&["train", "--schedule", "fwbw:0"], "schedule");
+    assert_clean_error(&["train", "--rule", "magic"], "unknown variant");
+    assert_clean_error(
+        &["train", "--set", "learning.gamma=3"],
+        "unknown field `gamma`",
+    );
+}
+
+#[test]
+fn unknown_config_file_field_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[learning]\nalpah = 0.3\n").unwrap();
+    assert_clean_error(&["train", "--config", path.to_str().unwrap()], "alpah");
+    assert_clean_error(
+        &["train", "--config", "/nonexistent/x.toml"],
+        "/nonexistent/x.toml",
+    );
+}
+
+#[test]
+fn truncated_or_missing_idx_files_are_clear_errors() {
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist");
+    // Truncated gzip.
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        std::fs::copy(format!("{src}/{f}"), dir.path().join(f)).unwrap();
+    }
+    let bytes = std::fs::read(dir.path().join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    std::fs::write(
+        dir.path().join("t10k-labels-idx1-ubyte.gz"),
+        &bytes[..bytes.len() / 2],
+    )
+    .unwrap();
+    assert_clean_error(
+        &["train", "--data-dir", dir.path().to_str().unwrap()],
+        "t10k-labels-idx1-ubyte.gz",
+    );
+    // Truncated raw IDX: decompress, cut, store uncompressed.
+    let dir2 = tempfile::tempdir().unwrap();
+    for f in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+    ] {
+        std::fs::copy(format!("{src}/{f}"), dir2.path().join(f)).unwrap();
+    }
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut raw).unwrap();
+    let mut f = std::fs::File::create(dir2.path().join("t10k-labels-idx1-ubyte")).unwrap();
+    f.write_all(&raw[..raw.len() - 100]).unwrap();
+    assert_clean_error(
+        &["train", "--data-dir", dir2.path().to_str().unwrap()],
+        "t10k-labels-idx1-ubyte",
+    );
+    // Fashion-MNIST in an empty directory and no system copy: says how to get it
+    // (or, when the Debian package is installed, loads from it).
+    let empty = tempfile::tempdir().unwrap();
+    if !std::path::Path::new("/usr/share/datasets/fashion-mnist").exists() {
+        assert_clean_error(
+            &[
+                "train",
+                "--dataset",
+                "fashion-mnist",
+                "--data-dir",
+                empty.path().to_str().unwrap(),
+            ],
+            "dataset-fashion-mnist",
+        );
+    }
+}
+
+#[test]
+fn train_writes_result_and_config_and_prints_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (code, stdout, err) = dyadsim(&[
+        "train",
+        "--arch",
+        "784-32-10",
+        "--train-size",
+        "500",
+        "--test-size",
+        "500",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let last = stdout.lines().last().unwrap();
+    let printed: serde_json::Value = serde_json::from_str(last).unwrap();
+    for key in [
+        "status",
+        "test_accuracy",
+        "train_loss",
+        "lipschitz",
+        "samples_per_second",
+        "epochs",
+    ] {
+        assert!(printed.get(key).is_some(), "missing {key}");
+    }
+    let acc = printed["test_accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    assert_eq!(saved["test_accuracy"], printed["test_accuracy"]);
+    // The saved config reproduces the run's settings and parses back.
+    let cfg = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(cfg.contains("784-32-10"));
+    let (code, stdout2, err) = dyadsim(&[
+        "train",
+        "--config",
+        out.join("config.toml").to_str().unwrap(),
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let again: serde_json::Value = serde_json::from_str(stdout2.lines().last().unwrap()).unwrap();
+    assert_eq!(again["test_accuracy"], printed["test_accuracy"]);
+}
+
+#[test]
+fn angle_command_reports_total_and_per_layer() {
+    let (code, stdout, err) = dyadsim(&[
+        "angle",
+        "--arch",
+        "784-32-32-10",
+        "--beta",
+        "0.001",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(v["angle_deg"].as_f64().unwrap() < 1.0);
+    assert_eq!(v["per_layer_deg"].as_array().unwrap().len(), 3);
+}

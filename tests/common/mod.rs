@@ -1,0 +1,42 @@
+//! Shared helpers of the integration tests.
+#![allow(dead_code)]
+
+use dyadsim::data::{load_raw, Dataset, Split};
+use dyadsim::experiment::config::{Config, DatasetName};
+use dyadsim::linalg::Mat;
+use std::sync::OnceLock;
+
+/// MNIST (train, test), loaded once per test binary.
+pub fn mnist() -> &'static (Split, Split) {
+    static DATA: OnceLock<(Split, Split)> = OnceLock::new();
+    DATA.get_or_init(|| load_raw(DatasetName::Mnist, None).expect("embedded MNIST loads"))
+}
+
+/// A dataset with the first `train` training and `test` test images and no validation split.
+pub fn mnist_subset(train: usize, test: usize) -> Dataset {
+    let (tr, te) = mnist();
+    Dataset {
+        name: DatasetName::Mnist,
+        train: tr.truncated(train),
+        validation: tr.truncated(0),
+        test: te.truncated(test),
+    }
+}
+
+/// The first `n` MNIST training images as a batch (x: 784 × n, y: 10 × n one-hot).
+pub fn mnist_batch(n: usize) -> (Mat, Mat) {
+    let (tr, _) = mnist();
+    let idx: Vec<usize> = (0..n).collect();
+    let (mut x, mut y) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
+    tr.batch(&idx, 10, &mut x, &mut y);
+    (x, y)
+}
+
+/// A default configuration with the given tweaks applied through `--set` paths.
+pub fn config(sets: &[&str]) -> Config {
+    let mut c = Config::default();
+    for s in sets {
+        c.set(s).unwrap_or_else(|e| panic!("{s}: {e:#}"));
+    }
+    c
+}

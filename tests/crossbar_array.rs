@@ -1,0 +1,414 @@
+//! Crossbar reads, periphery and controller (issue 3, "What must hold").
+
+use dyadsim::controller::{UpdateGranularity, WriteScheme};
+use dyadsim::linalg::{Mat, Vector};
+use dyadsim::rules::optimizer::{OptimizerConfig, OptimizerKind};
+use dyadsim::substrate::crossbar::{Crossbar, CrossbarConfig, Mapping};
+use dyadsim::substrate::digital::DigitalWeights;
+use dyadsim::substrate::{OuterProductGradient, WeightArray};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn overrides(pairs: &[(&str, toml::Value)]) -> toml::Table {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+/// Default settings with a fixed weight scale of 1.
+fn base() -> CrossbarConfig {
+    CrossbarConfig {
+        w_scale: 1.0,
+        ..CrossbarConfig::default()
+    }
+}
+
+/// Periphery switched off (no DAC/ADC quantisation or saturation, no output noise).
+fn ideal_periphery(device: &str) -> CrossbarConfig {
+    CrossbarConfig {
+        device: device.into(),
+        dac_bits: 0,
+        adc_bits: 0,
+        adc_range: 0.0,
+        output_noise: 0.0,
+        ..base()
+    }
+}
+
+fn random_mat(rng: &mut ChaCha8Rng, r: usize, c: usize, scale: f32) -> Mat {
+    Mat::from_fn(r, c, |_, _| scale * (rng.gen::<f32>() * 2.0 - 1.0))
+}
+
+#[test]
+fn ideal_device_with_exact_writes_is_digital_sgd_bit_for_bit() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let (n_out, n_in, batch) = (13, 29, 7);
+    let w0 = random_mat(&mut rng, n_out, n_in, 0.3);
+    let b0 = Vector::from_fn(n_out, |_, _| rng.gen::<f32>() - 0.5);
+    let lr = 0.05;
+    let sgd = OptimizerConfig {
+        kind: OptimizerKind::Sgd,
+        lr,
+        ..OptimizerConfig::default()
+    };
+    let mut digital = DigitalWeights::new(w0.clone(), b0.clone(), &sgd);
+    for update in [UpdateGranularity::PerBatch, UpdateGranularity::PerSample] {
+        let cfg = CrossbarConfig {
+            write: WriteScheme::Exact,
+            lr,
+            update,
+            ..ideal_periphery("ideal")
+        };
+        let mut xbar = Crossbar::new(&cfg, &toml::Table::new(), n_out, n_in, 3).unwrap();
+        xbar.set_parameters(&w0, &b0);
+        if update == UpdateGranularity::PerSample {
+            // Per-sample writes sum the rank-1 steps: equal to float tolerance only.
+            digital = DigitalWeights::new(w0.clone(), b0.clone(), &sgd);
+        }
+        assert_eq!(xbar.weights(), w0);
+        assert_eq!(xbar.bias(), b0);
+        let (mut yd, mut yx) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
+        for _ in 0..50 {
+            let x = random_mat(&mut rng, n_in, batch, 1.0);
+            digital.forward(&x, &mut yd);
+            xbar.forward(&x, &mut yx);
+            let d = random_mat(&mut rng, n_out, batch, 0.5);
+            let (mut td, mut tx) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
+            digital.transposed(&d, &mut td);
+            xbar.transposed(&d, &mut tx);
+            let grad = OuterProductGradient {
+                left: d,
+                right: x,
+                scale: -1.0 / batch as f32,
+            };
+            digital.apply_gradient(&grad);
+            xbar.apply_gradient(&grad);
+            if update == UpdateGranularity::PerBatch {
+                assert_eq!(yd, yx, "forward reads differ");
+                assert_eq!(td, tx, "transposed reads differ");
+                assert_eq!(digital.weights(), xbar.weights(), "weights differ");
+                assert_eq!(digital.bias(), xbar.bias(), "biases differ");
+            } else {
+                let err = (digital.weights() - xbar.weights()).amax();
+                assert!(err < 1e-5, "per-sample exact writes: max |Δw| {err}");
+            }
+        }
+    }
+}
+
+#[test]
+fn read_noise_variance_matches_the_squared_conductance_sum() {
+    // Empirical output variance over many reads vs σ² Σ_j ((G⁺_ij)² + (G⁻_ij)²) x_j²
+    // computed here from the device conductances (weight units).
+    let sigma = 0.05f32;
+    let ov = overrides(&[("read_noise", (sigma as f64).into())]);
+    let cfg = ideal_periphery("reram_es");
+    let (n_out, n_in) = (6, 40);
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let mut xbar = Crossbar::new(&cfg, &ov, n_out, n_in, 9).unwrap();
+    xbar.set_parameters(&random_mat(&mut rng, n_out, n_in, 0.5), &Vector::from_element(n_out, 0.1));
+    let m = xbar.model().clone();
+    let o = m.conductance_offset();
+    let ws = cfg.w_scale;
+    let plus = xbar.plus_devices().clone();
+    let minus = xbar.minus_devices().unwrap().clone();
+    let s = |idx: usize| {
+        let gp = plus.visible(idx) + o;
+        let gm = minus.visible(idx) + o;
+        (ws * ws * (gp * gp + gm * gm)) as f64
+    };
+    let reps = 8000;
+    let x: Vec<f32> = (0..n_in).map(|_| rng.gen::<f32>() * 2.0 - 1.0).collect();
+    let xs = Mat::from_fn(n_in, reps, |j, _| x[j]);
+    let mut y = Mat::zeros(0, 0);
+    xbar.forward(&xs, &mut y);
+    let w = xbar.weights();
+    let b = xbar.bias();
+    for i in 0..n_out {
+        let mut expected_var = (0..n_in)
+            .map(|j| s(i + j * n_out) * (x[j] as f64).powi(2))
+            .sum::<f64>();
+        expected_var += s(i + n_in * n_out); // bias column driven at 1
+        expected_var *= (sigma as f64).powi(2);
+        let mean_true = (0..n_in).map(|j| (w[(i, j)] * x[j]) as f64).sum::<f64>() + b[i] as f64;
+        let row: Vec<f64> = y.row(i).iter().map(|v| *v as f64).collect();
+        let mean = row.iter().sum::<f64>() / reps as f64;
+        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (reps - 1) as f64;
+        assert!((var / expected_var - 1.0).abs() < 0.06, "forward out {i}: {var} vs {expected_var}");
+        assert!((mean - mean_true).abs() < 4.0 * (expected_var / reps as f64).sqrt());
+    }
+    // Transposed: variance σ² Σ_i S_ij d_i².
+    let d: Vec<f32> = (0..n_out).map(|_| rng.gen::<f32>() * 2.0 - 1.0).collect();
+    let ds = Mat::from_fn(n_out, reps, |i, _| d[i]);
+    let mut z = Mat::zeros(0, 0);
+    xbar.transposed(&ds, &mut z);
+    for j in 0..n_in {
+        let expected_var = (sigma as f64).powi(2)
+            * (0..n_out)
+                .map(|i| s(i + j * n_out) * (d[i] as f64).powi(2))
+                .sum::<f64>();
+        let row: Vec<f64> = z.row(j).iter().map(|v| *v as f64).collect();
+        let mean = row.iter().sum::<f64>() / reps as f64;
+        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (reps - 1) as f64;
+        assert!((var / expected_var - 1.0).abs() < 0.06, "transposed out {j}: {var} vs {expected_var}");
+    }
+}
+
+#[test]
+fn stochastic_update_is_unbiased_on_a_constant_step_device() {
+    // Mean realised ΔW over many stochastic updates ≈ −η c L Rᵀ.
+    let ov = overrides(&[
+        ("dw_min_std", 0.0.into()),
+        ("dw_min_dtod", 0.0.into()),
+        ("up_down_dtod", 0.0.into()),
+        ("bound_dtod", 0.0.into()),
+    ]);
+    let lr = 0.05;
+    let cfg = CrossbarConfig {
+        write: WriteScheme::Stochastic,
+        lr,
+        ..ideal_periphery("constant_step")
+    };
+    let (n_out, n_in) = (5, 8);
+    let mut xbar = Crossbar::new(&cfg, &ov, n_out, n_in, 4).unwrap();
+    xbar.set_parameters(&Mat::zeros(n_out, n_in), &Vector::zeros(n_out));
+    let left = Mat::from_column_slice(n_out, 1, &[0.3, -0.1, 0.05, 0.0, -0.25]);
+    let right = Mat::from_column_slice(n_in, 1, &[1.0, 0.5, 0.0, -0.7, 0.2, 0.9, -0.05, 0.3]);
+    let grad = OuterProductGradient { left: left.clone(), right: right.clone(), scale: -1.0 };
+    let neg = OuterProductGradient { left: -left.clone(), right: right.clone(), scale: -1.0 };
+    let target = &left * right.transpose() * lr; // −η·c·L Rᵀ with c = −1
+    let mut sum = Mat::zeros(n_out, n_in);
+    let reps = 6000;
+    for _ in 0..reps {
+        let w0 = xbar.weights();
+        xbar.apply_gradient(&grad);
+        sum += xbar.weights() - w0;
+        // Undo on average so the devices stay far from their bounds.
+        xbar.apply_gradient(&neg);
+    }
+    let mean = sum / reps as f32;
+    let dw = xbar.pulse_weight();
+    for i in 0..n_out {
+        for j in 0..n_in {
+            let t = target[(i, j)];
+            // Std of the mean of a Binomial-count step: ≤ √(|t|·dw / reps).
+            let tol = 4.0 * ((t.abs() * dw) / reps as f32).sqrt() + 1e-6;
+            assert!((mean[(i, j)] - t).abs() < tol, "({i},{j}) {} vs {t}", mean[(i, j)]);
+        }
+    }
+    assert!(target.amax() > 5.0 * dw, "test exercises multi-pulse updates");
+}
+
+#[test]
+fn mixed_precision_realises_the_accumulated_update_up_to_one_step() {
+    let ov = overrides(&[("dw_min_std", 0.0.into()), ("dw_min_dtod", 0.0.into()), ("up_down_dtod", 0.0.into())]);
+    let cfg = CrossbarConfig {
+        write: WriteScheme::MixedPrecision,
+        update: UpdateGranularity::PerBatch,
+        lr: 0.05,
+        ..ideal_periphery("constant_step")
+    };
+    let (n_out, n_in) = (4, 6);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut xbar = Crossbar::new(&cfg, &ov, n_out, n_in, 6).unwrap();
+    xbar.set_parameters(&Mat::zeros(n_out, n_in), &Vector::zeros(n_out));
+    let mut target = Mat::zeros(n_out, n_in);
+    for _ in 0..300 {
+        let left = random_mat(&mut rng, n_out, 3, 0.2);
+        let right = random_mat(&mut rng, n_in, 3, 1.0);
+        let grad = OuterProductGradient { left, right, scale: -1.0 / 3.0 };
+        target -= grad.weight_gradient() * cfg.lr;
+        xbar.apply_gradient(&grad);
+    }
+    let dw = xbar.pulse_weight();
+    let err = (xbar.weights() - &target).amax();
+    assert!(err <= dw * 1.001, "residual {err} exceeds one pulse {dw}");
+    assert!(target.amax() > 5.0 * dw, "updates span many pulses");
+}
+
+#[test]
+fn exact_writes_round_to_whole_pulses() {
+    let ov = overrides(&[("dw_min_std", 0.0.into()), ("dw_min_dtod", 0.0.into()), ("up_down_dtod", 0.0.into())]);
+    let cfg = CrossbarConfig {
+        write: WriteScheme::Exact,
+        update: UpdateGranularity::PerBatch,
+        lr: 1.0,
+        ..ideal_periphery("constant_step")
+    };
+    let mut xbar = Crossbar::new(&cfg, &ov, 2, 2, 1).unwrap();
+    xbar.set_parameters(&Mat::zeros(2, 2), &Vector::zeros(2));
+    let dw = xbar.pulse_weight();
+    let left = Mat::from_column_slice(2, 1, &[3.4 * dw, -1.6 * dw]);
+    let right = Mat::from_column_slice(2, 1, &[1.0, 0.1]);
+    xbar.apply_gradient(&OuterProductGradient { left, right, scale: -1.0 });
+    let w = xbar.weights();
+    let expect = [[3.0, 0.0], [-2.0, 0.0]];
+    for i in 0..2 {
+        for j in 0..2 {
+            assert!((w[(i, j)] - expect[i][j] * dw).abs() < 1e-6, "({i},{j}) {}", w[(i, j)] / dw);
+        }
+    }
+}
+
+#[test]
+fn dac_and_adc_quantise_clip_and_saturate() {
+    let cfg = CrossbarConfig {
+        dac_bits: 2, // levels {−1, 0, 1} × α
+        adc_bits: 0,
+        adc_range: 0.0,
+        output_noise: 0.0,
+        ..base()
+    };
+    let ov = overrides(&[("bound_dtod", 0.0.into())]);
+    let mut xbar = Crossbar::new(&cfg, &ov, 1, 3, 1).unwrap();
+    xbar.set_parameters(&Mat::from_row_slice(1, 3, &[0.5, 0.5, 0.5]), &Vector::zeros(1));
+    let w = xbar.weights();
+    let b = xbar.bias()[0];
+    let x = Mat::from_column_slice(3, 1, &[2.0, 0.9, 0.4]);
+    let mut y = Mat::zeros(0, 0);
+    xbar.forward(&x, &mut y);
+    // α = 2: x/α = (1, 0.45, 0.2) → (1, 0, 0); bias drive 1/2 → 1 (round half away).
+    let expected = 2.0 * (w[(0, 0)] * 1.0 + b * 1.0);
+    assert!((y[(0, 0)] - expected).abs() < 1e-5, "{} vs {expected}", y[(0, 0)]);
+
+    let cfg = CrossbarConfig {
+        dac_bits: 0,
+        adc_bits: 4,
+        adc_range: 0.3,
+        output_noise: 0.0,
+        ..base()
+    };
+    let mut xbar = Crossbar::new(&cfg, &ov, 1, 3, 1).unwrap();
+    xbar.set_parameters(&Mat::from_row_slice(1, 3, &[0.5, 0.5, 0.5]), &Vector::zeros(1));
+    let x = Mat::from_column_slice(3, 1, &[1.0, 1.0, 1.0]);
+    xbar.forward(&x, &mut y);
+    // True output ≈ 1.5 saturates at the ADC full scale 0.3 (× w_scale × α = 1).
+    assert!((y[(0, 0)] - 0.3).abs() < 1e-6, "{}", y[(0, 0)]);
+    assert_eq!(xbar.read_stats().adc_saturated, 1);
+    let x = Mat::from_column_slice(3, 1, &[0.1, 0.0, 0.0]);
+    xbar.forward(&x, &mut y);
+    // Output ≈ 0.05 + 0.1·bias… on a grid of 0.3/7.
+    let lsb = 0.3 / 7.0;
+    let k = y[(0, 0)] / lsb;
+    assert!((k - k.round()).abs() < 1e-4, "ADC output {} is not on the grid", y[(0, 0)]);
+}
+
+#[test]
+fn one_sided_pcm_pairs_potentiate_only_and_refresh() {
+    let cfg = CrossbarConfig {
+        write: WriteScheme::Exact,
+        update: UpdateGranularity::PerBatch,
+        lr: 1.0,
+        ..ideal_periphery("pcm")
+    };
+    let ov = overrides(&[("dw_min_std", 0.0.into()), ("drift_nu", 0.0.into()), ("drift_nu_dtod", 0.0.into()), ("read_noise", 0.0.into())]);
+    let mut xbar = Crossbar::new(&cfg, &ov, 1, 1, 2).unwrap();
+    xbar.set_parameters(&Mat::zeros(1, 1), &Vector::zeros(1));
+    let dw = xbar.pulse_weight();
+    let mut last = xbar.weights()[(0, 0)];
+    // Repeated negative updates potentiate G⁻ until it passes the refresh
+    // threshold; the weight keeps decreasing (or is restored by the refresh).
+    for _ in 0..60 {
+        let g = OuterProductGradient {
+            left: Mat::from_element(1, 1, 3.0 * dw),
+            right: Mat::from_element(1, 1, 1.0),
+            scale: 1.0,
+        };
+        xbar.apply_gradient(&g);
+        let w = xbar.weights()[(0, 0)];
+        assert!(w <= last + 0.05, "weight rose from {last} to {w} on a negative update");
+        last = w;
+    }
+    let (up, down) = xbar.plus_devices().pulse_totals();
+    let (up_m, down_m) = xbar.minus_devices().unwrap().pulse_totals();
+    assert_eq!(down + down_m, 0, "one-sided devices only get SET pulses");
+    assert!(up_m > 0 && up_m >= up);
+    let summary = xbar.hardware_summary().unwrap();
+    assert!(summary["one_sided_refreshes"].as_u64().unwrap() > 0, "{summary}");
+    assert!(last < -0.3, "weight went negative: {last}");
+}
+
+#[test]
+fn device_state_round_trips_through_json() {
+    let cfg = CrossbarConfig {
+        write: WriteScheme::MixedPrecision,
+        ..base()
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let ov = toml::Table::new();
+    let mut a = Crossbar::new(&cfg, &ov, 4, 5, 1).unwrap();
+    a.set_parameters(&random_mat(&mut rng, 4, 5, 0.3), &Vector::zeros(4));
+    for _ in 0..5 {
+        let g = OuterProductGradient { left: random_mat(&mut rng, 4, 2, 1.0), right: random_mat(&mut rng, 5, 2, 1.0), scale: -0.5 };
+        a.apply_gradient(&g);
+    }
+    let state = a.device_state().unwrap();
+    let text = serde_json::to_string(&state).unwrap();
+    let mut b = Crossbar::new(&cfg, &ov, 4, 5, 1).unwrap();
+    b.restore_device_state(&serde_json::from_str(&text).unwrap()).unwrap();
+    assert_eq!(a.weights(), b.weights());
+    assert_eq!(a.bias(), b.bias());
+    assert_eq!(a.plus_devices().pulse_counts(), b.plus_devices().pulse_counts());
+    let mut c = Crossbar::new(&cfg, &ov, 5, 4, 1).unwrap();
+    assert!(c.restore_device_state(&state).is_err(), "shape mismatch is an error");
+}
+
+#[test]
+fn reference_mapping_encodes_weights_against_the_reference_line() {
+    let cfg = CrossbarConfig {
+        mapping: Mapping::Reference,
+        ..ideal_periphery("constant_step")
+    };
+    let ov = overrides(&[("bound_dtod", 0.0.into())]);
+    let mut xbar = Crossbar::new(&cfg, &ov, 3, 2, 1).unwrap();
+    let w = Mat::from_row_slice(3, 2, &[0.5, -0.25, 0.0, 0.9, -0.9, 0.1]);
+    xbar.set_parameters(&w, &Vector::zeros(3));
+    assert!((xbar.weights() - &w).amax() < 1e-6);
+    assert!(xbar.minus_devices().is_none());
+    // Out-of-range weights clip at ±w_scale.
+    xbar.set_parameters(&(w * 3.0), &Vector::zeros(3));
+    assert!(xbar.weights().amax() <= cfg.w_scale + 1e-6);
+}
+
+#[test]
+fn hardware_summary_counts_pulses_and_reads() {
+    let cfg = base();
+    let ov = overrides(&[("stuck_at_max", 0.1.into())]);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut xbar = Crossbar::new(&cfg, &ov, 20, 30, 2).unwrap();
+    xbar.set_parameters(&random_mat(&mut rng, 20, 30, 0.1), &Vector::zeros(20));
+    let x = random_mat(&mut rng, 30, 4, 1.0);
+    let mut y = Mat::zeros(0, 0);
+    xbar.forward(&x, &mut y);
+    xbar.transposed(&random_mat(&mut rng, 20, 4, 1.0), &mut Mat::zeros(0, 0));
+    let g = OuterProductGradient { left: random_mat(&mut rng, 20, 4, 1.0), right: x, scale: -0.25 };
+    xbar.apply_gradient(&g);
+    let s = xbar.hardware_summary().unwrap();
+    let pulses: u32 = xbar.plus_devices().pulse_counts().iter().sum::<u32>()
+        + xbar.minus_devices().unwrap().pulse_counts().iter().sum::<u32>();
+    assert!(pulses > 0);
+    assert_eq!(s["pulses_applied"].as_u64().unwrap(), pulses as u64);
+    assert_eq!(s["reads"]["forward_samples"].as_u64().unwrap(), 4);
+    assert_eq!(s["reads"]["transposed_samples"].as_u64().unwrap(), 4);
+    let stuck = s["devices_stuck_at_max"].as_u64().unwrap() as f64;
+    assert!((stuck / (2.0 * 20.0 * 31.0) - 0.1).abs() < 0.03);
+    let hist: u64 = s["weight_histogram"]["counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(hist, 20 * 31);
+}
+
+#[test]
+fn config_errors_name_the_field() {
+    let table = toml::Table::new();
+    let bad = CrossbarConfig { write: WriteScheme::Stochastic, ..ideal_periphery("ideal") };
+    let msg = format!("{:#}", bad.check(&table).unwrap_err());
+    assert!(msg.contains("crossbar.write") && msg.contains("ideal"), "{msg}");
+    let bad = CrossbarConfig { adc_bits: 1, ..base() };
+    assert!(format!("{:#}", bad.check(&table).unwrap_err()).contains("crossbar.adc_bits"));
+    let bad = CrossbarConfig { device: "nope".into(), ..base() };
+    let msg = format!("{:#}", bad.check(&table).unwrap_err());
+    assert!(msg.contains("crossbar.device") && msg.contains("constant_step"), "{msg}");
+    let ov = overrides(&[("levles", 4.into())]);
+    let msg = format!("{:#}", base().check(&ov).unwrap_err());
+    assert!(msg.contains("device.levles") && msg.contains("constant_step.toml"), "{msg}");
+}
