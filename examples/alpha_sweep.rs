@@ -61,3 +61,12 @@ fn main() -> Result<()> {
     }
     Ok(())
 }
+
+/// CI runs the example in its reduced size (`[[example]] test = true`).
+#[cfg(test)]
+mod ci {
+    #[test]
+    fn runs_in_reduced_size() {
+        super::main().unwrap();
+    }
+}

@@ -33,6 +33,7 @@ fn main() -> Result<()> {
             data = {{ train_size = {train}, validation_size = 0, test_size = 500 }}
             network = {{ arch = "784-64-10" }}
             training = {{ epochs = {epochs}, batch = 20, substrate = "{substrate}" }}
+            crossbar = {{ device = "constant_step", write = "stochastic", lr = 0.2 }}
             [axes]
             "learning.alpha" = [0.5]
             "#
@@ -84,4 +85,13 @@ fn main() -> Result<()> {
     )?;
     println!("report: {}", report.html.display());
     Ok(())
+}
+
+/// CI runs the example in its reduced size (`[[example]] test = true`).
+#[cfg(test)]
+mod ci {
+    #[test]
+    fn runs_in_reduced_size() {
+        super::main().unwrap();
+    }
 }

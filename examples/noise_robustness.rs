@@ -17,7 +17,7 @@ fn main() -> Result<()> {
     let (train, epochs, seeds) = if full {
         (10_000, 3, "[1, 2, 3]")
     } else {
-        (500, 1, "[1]")
+        (1000, 1, "[1]")
     };
     let spec = SweepSpec::from_str_in(
         &format!(
@@ -27,6 +27,7 @@ fn main() -> Result<()> {
             network = {{ arch = "784-64-10" }}
             learning = {{ rule = "dpt", alpha = 0.5, beta = 0.5 }}
             training = {{ epochs = {epochs}, batch = 20, substrate = "crossbar" }}
+            crossbar = {{ device = "constant_step", write = "stochastic", lr = 0.2 }}
             [axes]
             "device.read_noise" = [0.0, 0.02, 0.05, 0.1]
             seed = {seeds}
@@ -74,4 +75,13 @@ fn main() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// CI runs the example in its reduced size (`[[example]] test = true`).
+#[cfg(test)]
+mod ci {
+    #[test]
+    fn runs_in_reduced_size() {
+        super::main().unwrap();
+    }
 }

@@ -308,12 +308,12 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> Resu
                 .margin(12)
                 .x_label_area_size(45)
                 .y_label_area_size(70)
-                .build_cartesian_2d(x0..x1, 0.0..(y1.max(1.0) * 1.08))
+                .build_cartesian_2d(x0..x1, 0.0..(y1.max(1e-9) * 1.08))
                 .map_err(err)?;
             chart
                 .configure_mesh()
                 .x_desc(x_label.as_str())
-                .y_desc("count")
+                .y_desc("fraction of devices")
                 .label_style(("sans-serif", 13))
                 .draw()
                 .map_err(err)?;

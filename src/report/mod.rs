@@ -11,8 +11,9 @@
 //! Statistics: a point of "accuracy vs axis" is the mean over every run
 //! sharing that axis value and the values of the other non-seed axes of its
 //! series; the error bar is the sample standard deviation (n − 1) over those
-//! runs (in a grid with a `seed` axis: over seeds). Diverged and failed runs
-//! have no accuracy and are left out of means; the divergence map shows them.
+//! runs (in a grid with a `seed` axis: over seeds). A diverged run counts
+//! with the accuracy it had when training stopped (none if its weights were
+//! not finite); a failed run has none. The divergence map shows both.
 
 pub mod feasibility;
 pub mod figures;
@@ -507,10 +508,23 @@ fn accuracy_figures(b: &mut Builder) -> Result<()> {
     }
     // divergence map: fraction of runs that diverged or failed
     let bad = |r: &Run| Some(if r.status == "ok" { 0.0 } else { 1.0 });
-    let (x, y) = match axes.as_slice() {
-        [a] => (a.clone(), None),
-        [a, c, ..] => (a.clone(), Some(c.clone())),
-        [] => return Ok(()),
+    // With more than two axes, map the pair along which divergence varies
+    // most (variance of the per-cell fractions).
+    let mut best: Option<(f64, String, String)> = None;
+    for (i, a) in axes.iter().enumerate() {
+        for c in &axes[i + 1..] {
+            let (_, _, cells) = heat_cells(data, a, c, &bad);
+            let v: Vec<f64> = cells.iter().flatten().filter_map(|x| *x).collect();
+            let var = if v.len() > 1 { mean_std(&v).1 } else { 0.0 };
+            if best.as_ref().is_none_or(|b| var > b.0) {
+                best = Some((var, a.clone(), c.clone()));
+            }
+        }
+    }
+    let (x, y) = match (&best, axes.as_slice()) {
+        (Some((_, a, c)), _) => (a.clone(), Some(c.clone())),
+        (None, [a, ..]) => (a.clone(), None),
+        (None, []) => return Ok(()),
     };
     let (xv, yv, cells) = match &y {
         Some(y) => heat_cells(data, &x, y, &bad),
@@ -684,7 +698,14 @@ fn hardware_figures(b: &mut Builder) -> Result<()> {
         return Ok(());
     }
     let mut drawn = 0;
-    for (i, r) in with_hw.iter().take(4).enumerate() {
+    // up to four runs spread over the grid (first, last and between)
+    let n = with_hw.len();
+    let picks: Vec<usize> = if n <= 4 {
+        (0..n).collect()
+    } else {
+        (0..4).map(|k| k * (n - 1) / 3).collect()
+    };
+    for (i, r) in picks.iter().map(|&k| with_hw[k]).enumerate() {
         let layers = r
             .result
             .as_ref()
@@ -693,7 +714,11 @@ fn hardware_figures(b: &mut Builder) -> Result<()> {
             .cloned()
             .unwrap_or_default();
         for (key, what, unit_default) in [
-            ("conductance_histogram", "Conductances", "normalised conductance (G − G_min)/(G_max − G_min)"),
+            (
+                "conductance_histogram",
+                "Conductances",
+                "normalised conductance (G − G_min)/(G_max − G_min)",
+            ),
             ("pulse_histogram", "Write pulses per device", "pulses"),
         ] {
             let series: Vec<(String, Vec<f64>, Vec<f64>)> = layers
@@ -702,6 +727,9 @@ fn hardware_figures(b: &mut Builder) -> Result<()> {
                 .filter_map(|(k, l)| {
                     let h = l.get(key)?;
                     let (e, c) = histogram(h)?;
+                    // fractions, so that a small layer is visible next to a big one
+                    let total: f64 = c.iter().sum::<f64>().max(1.0);
+                    let c = c.iter().map(|x| x / total).collect();
                     Some((format!("layer {}", k + 1), e, c))
                 })
                 .collect();
@@ -724,9 +752,67 @@ fn hardware_figures(b: &mut Builder) -> Result<()> {
             drawn += 1;
         }
     }
+    // Per-device write pulses per layer: mean and maximum, per configuration.
+    let layer_stat = |r: &Run, k: usize, key: &str, nested: &str| -> Option<f64> {
+        let l = r
+            .result
+            .as_ref()?
+            .pointer(&format!("/hardware/layers/{k}"))?;
+        l.get(key)
+            .or_else(|| l.get("pulses_per_device")?.get(nested))
+            .and_then(Value::as_f64)
+    };
+    let depth = with_hw
+        .iter()
+        .filter_map(|r| {
+            r.result
+                .as_ref()?
+                .pointer("/hardware/layers")?
+                .as_array()
+                .map(Vec::len)
+        })
+        .max()
+        .unwrap_or(0);
+    // pooled over runs: mean ± std across runs of each per-run statistic
+    let series: Vec<Series> = [
+        ("pulses_per_device_mean", "mean", "mean device"),
+        ("pulses_per_device_max", "max", "most-worn device"),
+    ]
+    .iter()
+    .map(|(key, nested, label)| Series {
+        label: label.to_string(),
+        points: (0..depth)
+            .filter_map(|k| {
+                let xs: Vec<f64> = with_hw
+                    .iter()
+                    .filter_map(|r| layer_stat(r, k, key, nested))
+                    .collect();
+                (!xs.is_empty()).then(|| {
+                    let (m, sd) = mean_std(&xs);
+                    (k as f64, m, sd)
+                })
+            })
+            .collect(),
+    })
+    .filter(|s| !s.points.is_empty())
+    .collect();
+    if !series.is_empty() {
+        b.figure(
+            Figure::Lines {
+                title: "Write pulses per device".into(),
+                x_label: "layer".into(),
+                y_label: "pulses per device".into(),
+                x_categories: Some((1..=depth).map(|k| format!("layer {k}")).collect()),
+                series,
+            },
+            "pulses_per_device",
+            format!("Write pulses per device over the whole run per layer: the layer's mean and its most-worn device, each mean ± std over the {} crossbar run(s).", with_hw.len()),
+        )?;
+        drawn += 1;
+    }
     if drawn == 0 {
         b.blocks.push(Block::Para(
-            "The hardware statistics carry no `conductance_histogram`/`pulse_histogram` per layer."
+            "The hardware statistics carry no conductance histograms or per-device pulse counts."
                 .into(),
         ));
     }
@@ -756,7 +842,7 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions) -> Result<()> {
         .push(Block::Heading(2, "Hardware feasibility".into()));
     b.blocks.push(Block::Para(format!(
         "Technology `{}`: {}. Energy is per training sample (all counts of the run divided by the samples seen, so evaluation reads are included when the crossbar counted them). \
-         *measured* = counted by the emulator; *estimated* = computed from the architecture, schedule and technology (full-scale read drive, mean conductance (G_min+G_max)/2, one τ per layer update of a discrete schedule, uniform wear); *missing* = no data, left out of the total. \
+         *measured* = the counts (reads, conversions, pulses, conductances, settle times) were counted by the emulator, energies per event come from the technology or the device model; *estimated* = computed from the architecture, schedule and technology (full-scale read drive, mean conductance (G_min+G_max)/2, one τ per layer update of a discrete schedule, uniform wear); *missing* = no data, left out of the total. \
          The digital baseline is 3 MACs per weight per sample (BP forward, backward, gradient) at the technology's energy per MAC.",
         tech.name, tech.description
     )));
@@ -872,7 +958,7 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions) -> Result<()> {
         .collect::<Vec<_>>()
         .join(", ");
         b.blocks.push(Block::Para(format!(
-            "Requirements: {req_text}. Accuracy is the mean over seeds; a configuration with a diverged or failed seed has no accuracy and does not meet an accuracy requirement."
+            "Requirements: {req_text}. Accuracy is the mean over seeds (a diverged seed counts with the accuracy it reached when training stopped); a configuration where a seed failed or ended with non-finite weights has no accuracy and does not meet an accuracy requirement."
         )));
         let yn = |v: Option<bool>, set: bool| match (set, v) {
             (false, _) => "–".to_string(),
