@@ -228,3 +228,36 @@ fn crossbar_summary_keys_are_understood() {
     close(e.lifetime_1pct_epochs.value, 1e5);
     assert_eq!(e.lifetime_1pct_epochs.provenance, Provenance::Estimated);
 }
+
+/// A crossbar run's own device model (with its `device.*` overrides)
+/// supplies pulse energy and endurance: reram_es states 1.3 pJ per pulse;
+/// the run overrides its endurance to 10⁷ pulses.
+#[test]
+fn device_model_constants_replace_the_technology() {
+    let tech = Technology::from_toml_str(TECH, "test").unwrap();
+    let config = json!({
+        "network": {"arch": "2-2"}, "learning": {"schedule": "jacobi:4"},
+        "training": {"batch": 10, "substrate": "crossbar"},
+        "crossbar": {"device": "reram_es"},
+        "device": {"endurance": 1e7}
+    });
+    let result = json!({"samples_seen": 100, "epochs": [{}, {}],
+        "hardware": {"layers": [{"devices": 4, "pulses_applied": 40, "pulses_per_device_mean": 10.0}]}});
+    let c = RunCounts::from_json(&config, &result).unwrap();
+    let d = c.device.as_ref().expect("device model loaded");
+    assert_eq!(d.name, "reram_es");
+    close(d.pulse_energy_j, 1.3e-12);
+    close(d.endurance_pulses, 1e7);
+    let e = estimate(&c, &tech.params);
+    close(e.write_energy_j.value, 40.0 * 1.3e-12 / 100.0);
+    close(e.lifetime_median_epochs.value, 1e7 * 2.0 / 10.0);
+    // a digital run has no device model: the technology's 0.5 pJ applies
+    let mut digital = config.clone();
+    digital["training"]["substrate"] = json!("digital");
+    let c = RunCounts::from_json(&digital, &result).unwrap();
+    assert!(c.device.is_none());
+    close(
+        estimate(&c, &tech.params).write_energy_j.value,
+        40.0 * 0.5e-12 / 100.0,
+    );
+}

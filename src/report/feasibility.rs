@@ -33,6 +33,10 @@
 //! * **Digital baseline** — a BP step costs 3 MACs per weight (forward,
 //!   backward, gradient): `E_digital = 3·Σ n_in·n_out·E_MAC`.
 //!
+//! For crossbar runs the emulated device model (`crossbar.device` with the
+//! run's `device.*` overrides) supplies endurance, pulse energy, pulse width
+//! and the G range wherever it states them; the technology fills the rest.
+//!
 //! For discrete schedules (no settle time), `T_settle` is estimated as one τ
 //! per sequential layer update of the schedule (flagged as estimated).
 //!
@@ -213,6 +217,55 @@ pub struct RunCounts {
     pub schedule_steps: f64,
     /// Whether the hardware JSON was present at all.
     pub has_hardware: bool,
+    /// The emulated device model of a crossbar run, whose own constants
+    /// (endurance, pulse energy and width, G range) replace the
+    /// technology's where it states them.
+    pub device: Option<DeviceConstants>,
+}
+
+/// Cost-model constants of the emulated device model (`device_models/*.toml`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeviceConstants {
+    /// Model name.
+    pub name: String,
+    /// Rated pulses before a device stops switching (`None` = not stated / unlimited).
+    pub endurance_pulses: Option<f64>,
+    /// Energy per write pulse (J), if stated.
+    pub pulse_energy_j: Option<f64>,
+    /// Write pulse width (s), if stated.
+    pub pulse_width_s: Option<f64>,
+    /// G_min, G_max (S).
+    pub g_range_s: (f64, f64),
+}
+
+impl DeviceConstants {
+    /// Loads the device model a crossbar configuration names, with its
+    /// per-run `device.*` overrides (`None` for digital runs or when the
+    /// model cannot be loaded).
+    pub fn of_config(config: &Value) -> Option<Self> {
+        if config
+            .pointer("/training/substrate")
+            .and_then(Value::as_str)
+            != Some("crossbar")
+        {
+            return None;
+        }
+        let name = config.pointer("/crossbar/device").and_then(Value::as_str)?;
+        let overrides: toml::Table = config
+            .get("device")
+            .and_then(|d| toml::Value::try_from(d).ok())
+            .and_then(|v| v.as_table().cloned())
+            .unwrap_or_default();
+        let m = crate::devices::DeviceModel::load(name, &overrides).ok()?;
+        let positive = |x: f64| (x.is_finite() && x > 0.0).then_some(x);
+        Some(Self {
+            name: m.name.clone(),
+            endurance_pulses: positive(m.endurance),
+            pulse_energy_j: positive(m.pulse_energy_pj).map(|e| e * 1e-12),
+            pulse_width_s: positive(m.pulse_width_ns).map(|t| t * 1e-9),
+            g_range_s: (m.g_min_us * 1e-6, m.g_max_us * 1e-6),
+        })
+    }
 }
 
 fn num(v: &Value, key: &str) -> Option<f64> {
@@ -359,6 +412,7 @@ impl RunCounts {
             settle_time_tau,
             schedule_steps: schedule_steps(schedule, widths.len().saturating_sub(1)),
             has_hardware: hw.is_some(),
+            device: DeviceConstants::of_config(config),
         })
     }
 }
@@ -427,7 +481,13 @@ pub fn estimate(c: &RunCounts, t: &TechnologyParams) -> Estimate {
     let settle_tau = settle.value.unwrap_or(0.0);
     let t_settle = settle_tau * t.tau_s;
     let v2 = t.read_voltage_v * t.read_voltage_v;
-    let g_mean = 0.5 * (t.g_min_s + t.g_max_s);
+    let dev = c.device.clone().unwrap_or_default();
+    let g_mean = match &c.device {
+        Some(d) => 0.5 * (d.g_range_s.0 + d.g_range_s.1),
+        None => 0.5 * (t.g_min_s + t.g_max_s),
+    };
+    let pulse_energy = dev.pulse_energy_j.unwrap_or(t.write_energy_per_pulse_j);
+    let pulse_width = dev.pulse_width_s.unwrap_or(t.write_pulse_s);
 
     let mut read = (0.0, Measured);
     let mut adc = (0.0, Measured);
@@ -510,7 +570,7 @@ pub fn estimate(c: &RunCounts, t: &TechnologyParams) -> Estimate {
         match (l.write_energy_j, l.pulses_total) {
             // the device model's own per-pulse energy wins over the technology's
             (Some(e), _) => write.0 += e,
-            (None, Some(p)) => write.0 += p * t.write_energy_per_pulse_j,
+            (None, Some(p)) => write.0 += p * pulse_energy,
             (None, None) => write.1 = Missing,
         }
         match (l.update_pulse_slots, l.updates) {
@@ -521,7 +581,10 @@ pub fn estimate(c: &RunCounts, t: &TechnologyParams) -> Estimate {
             }
         }
         // --- lifetime
-        let endurance = l.endurance_pulses.unwrap_or(t.endurance_pulses);
+        let endurance = l
+            .endurance_pulses
+            .or(dev.endurance_pulses)
+            .unwrap_or(t.endurance_pulses);
         if let Some(p) = l.pulses_total {
             let mean = l.pulses_mean.unwrap_or(p / devices.max(1.0));
             // Without quantiles: the mean stands for the median (uniform
@@ -578,7 +641,7 @@ pub fn estimate(c: &RunCounts, t: &TechnologyParams) -> Estimate {
         t_settle + 2.0 * step_time
     } else {
         c.schedule_steps * step_time
-    } + slots.0 * t.write_pulse_s / c.batch.max(1.0);
+    } + slots.0 * pulse_width / c.batch.max(1.0);
     let f2 = t.feature_size_m * t.feature_size_m;
     let area = area_cells * t.cell_area_f2 * f2 + adcs * t.adc_area_m2 + neurons * t.neuron_area_m2;
     let life = |v: Option<f64>| match v {

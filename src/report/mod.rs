@@ -856,6 +856,33 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions) -> Result<()> {
             "Runs on the digital substrate are costed as if their network were mapped onto this technology: all their counts are estimated, and write energy and lifetime are missing (no pulses).".into(),
         ));
     }
+    // Which device-model constants replaced the technology's.
+    let mut models: Vec<feasibility::DeviceConstants> = Vec::new();
+    for r in &data.runs {
+        if let Some(d) = feasibility::DeviceConstants::of_config(&r.config) {
+            if !models.contains(&d) {
+                models.push(d);
+            }
+        }
+    }
+    for d in &models {
+        let stated = |v: Option<f64>, unit: &str, what: &str| match v {
+            Some(x) => format!("{what} {} (device model)", si(x, unit)),
+            None => format!("{what} not stated (technology value used)"),
+        };
+        b.blocks.push(Block::Para(format!(
+            "Device model `{}`: {}, {}, {}, G range {}–{}.",
+            d.name,
+            match d.endurance_pulses {
+                Some(e) => format!("endurance {e:.3e} pulses (device model)"),
+                None => "endurance not stated (technology value used)".into(),
+            },
+            stated(d.pulse_energy_j, "J", "energy per pulse"),
+            stated(d.pulse_width_s, "s", "pulse width"),
+            si(d.g_range_s.0, "S"),
+            si(d.g_range_s.1, "S")
+        )));
+    }
     // One row per configuration: runs that differ only in the seed are pooled.
     let seedless = |r: &Run| -> String {
         let parts: Vec<String> = r
