@@ -165,3 +165,26 @@ fn run_directory_report() {
     assert!(md.contains("learning_curves.png"));
     assert!(out.join("figures/conductance_histogram_0.svg").exists());
 }
+
+/// The HTML page renders the Markdown markup used in the blocks and leaves
+/// a lone `*` (a product in a source citation) alone.
+#[test]
+fn html_inline_markup() {
+    use dyadsim::report::{render_html, Block};
+    let dir = tempfile::tempdir().unwrap();
+    let html = render_html(
+        "t",
+        &[
+            Block::Para("a `x < y` and **bold** and *it*".into()),
+            Block::Para("E = FOM * 2^N".into()),
+        ],
+        dir.path(),
+    )
+    .unwrap();
+    assert!(html.contains("<code>x &lt; y</code>"), "{html}");
+    assert!(
+        html.contains("<b>bold</b>") && html.contains("<i>it</i>"),
+        "{html}"
+    );
+    assert!(html.contains("E = FOM * 2^N"), "{html}");
+}

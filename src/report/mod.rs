@@ -1137,6 +1137,11 @@ fn inline_html(s: &str) -> String {
         if code {
             out.push_str(part);
         } else {
+            // Only balanced markers are markup; a lone `*` is a multiplication.
+            if part.matches("**").count() % 2 == 1 || part.matches('*').count() % 2 == 1 {
+                out.push_str(part);
+                continue;
+            }
             let mut bold = false;
             let mut t = String::new();
             for (j, p) in part.split("**").enumerate() {
