@@ -81,6 +81,22 @@ pub enum Figure {
 
 const WIDTH: u32 = 800;
 const HEIGHT: u32 = 520;
+/// Up to this many series the legend sits inside the plot.
+const LEGEND_INSIDE_MAX: usize = 4;
+
+fn legend_height(series: usize) -> u32 {
+    18 * series as u32 + 14
+}
+
+/// Pixel size of a figure: taller when its legend goes below the plot.
+fn size(fig: &Figure) -> (u32, u32) {
+    match fig {
+        Figure::Lines { series, .. } if series.len() > LEGEND_INSIDE_MAX => {
+            (WIDTH, HEIGHT + legend_height(series.len()))
+        }
+        _ => (WIDTH, HEIGHT),
+    }
+}
 
 fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow::anyhow!("plotting failed: {e:?}")
@@ -144,7 +160,16 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> Resu
             }
             let (x0, x1) = padded(x0, x1);
             let (y0, y1) = padded(y0, y1);
-            let mut chart = ChartBuilder::on(root)
+            // Many series: the legend goes below the plot instead of over it.
+            let legend_below = series.len() > LEGEND_INSIDE_MAX;
+            let (plot, legend) = if legend_below {
+                let h = root.dim_in_pixel().1 as i32;
+                let (a, b) = root.split_vertically(h - legend_height(series.len()) as i32);
+                (a, Some(b))
+            } else {
+                (root.clone(), None)
+            };
+            let mut chart = ChartBuilder::on(&plot)
                 .caption(title, ("sans-serif", 20))
                 .margin(12)
                 .x_label_area_size(45)
@@ -194,7 +219,23 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> Resu
                     )
                     .map_err(err)?;
             }
-            if series.len() > 1 || series.iter().any(|s| !s.label.is_empty()) {
+            if let Some(area) = legend {
+                for (i, s) in series.iter().enumerate() {
+                    let color = Palette99::pick(i).to_rgba();
+                    let y = 10 + 18 * i as i32;
+                    area.draw(&PathElement::new(
+                        vec![(80, y), (100, y)],
+                        color.stroke_width(2),
+                    ))
+                    .map_err(err)?;
+                    area.draw(&Text::new(
+                        s.label.clone(),
+                        (108, y - 7),
+                        ("sans-serif", 13).into_font(),
+                    ))
+                    .map_err(err)?;
+                }
+            } else if series.len() > 1 || series.iter().any(|s| !s.label.is_empty()) {
                 chart
                     .configure_series_labels()
                     .label_font(("sans-serif", 13))
@@ -359,11 +400,11 @@ pub fn save(fig: &Figure, dir: &Path, name: &str) -> Result<SavedFigure> {
     let png = dir.join(format!("{name}.png"));
     let svg = dir.join(format!("{name}.svg"));
     {
-        let root = BitMapBackend::new(&png, (WIDTH, HEIGHT)).into_drawing_area();
+        let root = BitMapBackend::new(&png, size(fig)).into_drawing_area();
         draw(&root, fig).with_context(|| format!("drawing {}", png.display()))?;
     }
     {
-        let root = SVGBackend::new(&svg, (WIDTH, HEIGHT)).into_drawing_area();
+        let root = SVGBackend::new(&svg, size(fig)).into_drawing_area();
         draw(&root, fig).with_context(|| format!("drawing {}", svg.display()))?;
     }
     Ok(SavedFigure { png, svg })

@@ -90,6 +90,21 @@ fn is_seed(path: &str) -> bool {
     path == "seed" || path.ends_with(".seed")
 }
 
+/// `learning.alpha=0.5, learning.rule=dpt` without the seed (`run` if no axis).
+fn seedless_label(r: &Run) -> String {
+    let parts: Vec<String> = r
+        .axes
+        .iter()
+        .filter(|(p, _)| !is_seed(p))
+        .map(|(p, v)| format!("{p}={}", load::fmt_value(v)))
+        .collect();
+    if parts.is_empty() {
+        "run".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 /// The distinct values an axis takes, in first-seen order.
 fn axis_values(data: &Dataset, path: &str) -> Vec<Value> {
     let mut out: Vec<Value> = Vec::new();
@@ -609,18 +624,37 @@ fn dynamics_figures(b: &mut Builder) -> Result<()> {
             "No α axis was swept: Lipschitz and settle-time-vs-α figures are omitted.".into(),
         ));
     }
-    // per-epoch curves
+    // Per-epoch curves, one per configuration: runs differing only in the
+    // seed are averaged epoch by epoch (± std over seeds).
     let curves = |key: &str| -> Vec<Series> {
-        data.runs
-            .iter()
+        let mut groups: Vec<(String, Vec<&Run>)> = Vec::new();
+        for r in &data.runs {
+            let label = seedless_label(r);
+            match groups.iter_mut().find(|g| g.0 == label) {
+                Some(g) => g.1.push(r),
+                None => groups.push((label, vec![r])),
+            }
+        }
+        groups
+            .into_iter()
             .take(12)
-            .map(|r| Series {
-                label: r.label(),
-                points: r
-                    .epoch_series(key)
-                    .into_iter()
-                    .map(|(x, y)| (x, y, 0.0))
-                    .collect(),
+            .map(|(label, runs)| {
+                let mut by_epoch: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+                for r in runs {
+                    for (x, y) in r.epoch_series(key) {
+                        by_epoch.entry(x.round() as i64).or_default().push(y);
+                    }
+                }
+                Series {
+                    label,
+                    points: by_epoch
+                        .into_iter()
+                        .map(|(x, ys)| {
+                            let (m, s) = mean_std(&ys);
+                            (x as f64, m, s)
+                        })
+                        .collect(),
+                }
             })
             .filter(|s| !s.points.is_empty())
             .collect()
@@ -636,7 +670,7 @@ fn dynamics_figures(b: &mut Builder) -> Result<()> {
                 series: lc,
             },
             "learning_curves",
-            "Test accuracy after each epoch (first 12 runs).".into(),
+            "Test accuracy after each epoch, per configuration (mean ± std over seeds; first 12 configurations). A diverged run stops early.".into(),
         )?;
     }
     let ga = curves("gradient_angle_deg");
@@ -884,19 +918,7 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions) -> Result<()> {
         )));
     }
     // One row per configuration: runs that differ only in the seed are pooled.
-    let seedless = |r: &Run| -> String {
-        let parts: Vec<String> = r
-            .axes
-            .iter()
-            .filter(|(p, _)| !is_seed(p))
-            .map(|(p, v)| format!("{p}={}", load::fmt_value(v)))
-            .collect();
-        if parts.is_empty() {
-            "run".into()
-        } else {
-            parts.join(", ")
-        }
-    };
+    let seedless = seedless_label;
     let mut groups: Vec<(String, Vec<usize>, Vec<Estimate>)> = Vec::new();
     for (i, r) in data.runs.iter().enumerate() {
         let key = seedless(r);
