@@ -32,6 +32,9 @@ fn dataset(train: usize) -> Dataset {
     }
 }
 
+/// `crossbar.lr` is per batch (the gradient carries 1/B); 0.1 at batch 50
+/// and 0.002 at batch 1 give the same step per sample, i.e. the same
+/// pulse load per sample.
 fn config(rule: &str, batch: usize) -> dyadsim::experiment::ValidConfig {
     let mut c = Config::default();
     for s in [
@@ -42,7 +45,7 @@ fn config(rule: &str, batch: usize) -> dyadsim::experiment::ValidConfig {
         "training.substrate=\"crossbar\"".into(),
         "crossbar.device=\"reram_es\"".into(),
         "crossbar.write=\"stochastic\"".into(),
-        "crossbar.lr=0.1".into(),
+        format!("crossbar.lr={}", 0.1 * batch as f64 / 50.0),
         "data.validation_size=0".into(),
     ] {
         c.set(&s).expect("valid setting");
@@ -52,16 +55,21 @@ fn config(rule: &str, batch: usize) -> dyadsim::experiment::ValidConfig {
 
 fn training(c: &mut Criterion) {
     let mut group = c.benchmark_group("crossbar_train_784-256-128-10_reram_es_stochastic");
-    group.sample_size(10).measurement_time(Duration::from_secs(8)).warm_up_time(Duration::from_secs(1));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8))
+        .warm_up_time(Duration::from_secs(1));
     for rule in ["bp", "dpt"] {
         for batch in [1usize, 50] {
             let samples = if batch == 1 { 300 } else { 1000 };
             let data = dataset(samples);
             let cfg = config(rule, batch);
             group.throughput(Throughput::Elements(samples as u64));
-            group.bench_with_input(BenchmarkId::new(rule, format!("batch{batch}")), &batch, |b, _| {
-                b.iter(|| run(&cfg, &data, &mut []).expect("training runs"))
-            });
+            group.bench_with_input(
+                BenchmarkId::new(rule, format!("batch{batch}")),
+                &batch,
+                |b, _| b.iter(|| run(&cfg, &data, &mut []).expect("training runs")),
+            );
         }
     }
     group.finish();
@@ -75,24 +83,43 @@ fn update_and_reads(c: &mut Criterion) {
     let mut y = Mat::zeros(0, 0);
     let idx: Vec<usize> = (0..batch).collect();
     data.train.batch(&idx, 10, &mut x, &mut y);
-    let cfg = CrossbarConfig { device: "reram_es".into(), lr: 0.1, ..CrossbarConfig::default() };
+    let cfg = CrossbarConfig {
+        device: "reram_es".into(),
+        lr: 0.1,
+        ..CrossbarConfig::default()
+    };
     let w0 = Mat::from_fn(n_out, n_in, |_, _| (rng.gen::<f32>() - 0.5) * 0.1);
     let cfg = cfg.resolved_for(&w0, &Vector::zeros(n_out));
     let mut xbar = Crossbar::new(&cfg, &toml::Table::new(), n_out, n_in, 1).expect("crossbar");
     xbar.set_parameters(&w0, &Vector::zeros(n_out));
-    let delta = Mat::from_fn(n_out, batch, |_, _| (rng.gen::<f32>() - 0.5) * 0.2);
-    let grad = OuterProductGradient { left: delta, right: x.clone(), scale: -1.0 / batch as f32 };
+    // Error signals sized so that a sample asks for ~10³ pulse events on this
+    // layer, as the first layer sees in the training runs above.
+    let delta = Mat::from_fn(n_out, batch, |_, _| (rng.gen::<f32>() - 0.5) * 0.01);
+    let grad = OuterProductGradient {
+        left: delta,
+        right: x.clone(),
+        scale: -1.0 / batch as f32,
+    };
     let mut group = c.benchmark_group("crossbar_784x256_batch50");
-    group.sample_size(20).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
     group.throughput(Throughput::Elements(batch as u64));
-    group.bench_function("stochastic_update", |b| b.iter(|| xbar.apply_gradient(&grad)));
+    group.bench_function("stochastic_update", |b| {
+        b.iter(|| xbar.apply_gradient(&grad))
+    });
     let mut out = Mat::zeros(0, 0);
-    group.bench_function("forward_read_no_read_noise", |b| b.iter(|| xbar.forward(&x, &mut out)));
+    group.bench_function("forward_read_no_read_noise", |b| {
+        b.iter(|| xbar.forward(&x, &mut out))
+    });
     let mut ov = toml::Table::new();
     ov.insert("read_noise".into(), toml::Value::Float(0.05));
     let mut noisy = Crossbar::new(&cfg, &ov, n_out, n_in, 1).expect("crossbar");
     noisy.set_parameters(&w0, &Vector::zeros(n_out));
-    group.bench_function("forward_read_with_read_noise", |b| b.iter(|| noisy.forward(&x, &mut out)));
+    group.bench_function("forward_read_with_read_noise", |b| {
+        b.iter(|| noisy.forward(&x, &mut out))
+    });
     group.finish();
 }
 

@@ -107,15 +107,20 @@ fn read_noise_variance_matches_the_squared_conductance_sum() {
     let (n_out, n_in) = (6, 40);
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let mut xbar = Crossbar::new(&cfg, &ov, n_out, n_in, 9).unwrap();
-    xbar.set_parameters(&random_mat(&mut rng, n_out, n_in, 0.5), &Vector::from_element(n_out, 0.1));
+    xbar.set_parameters(
+        &random_mat(&mut rng, n_out, n_in, 0.5),
+        &Vector::from_element(n_out, 0.1),
+    );
     let m = xbar.model().clone();
     let o = m.conductance_offset();
     let ws = cfg.w_scale;
-    let plus = xbar.plus_devices().clone();
-    let minus = xbar.minus_devices().unwrap().clone();
+    let devices = xbar.devices().clone();
+    let (pi, mi): (Vec<usize>, Vec<usize>) = (0..n_out * (n_in + 1))
+        .map(|idx| (xbar.plus_index(idx), xbar.minus_index(idx).unwrap()))
+        .unzip();
     let s = |idx: usize| {
-        let gp = plus.visible(idx) + o;
-        let gm = minus.visible(idx) + o;
+        let gp = devices.visible(pi[idx]) + o;
+        let gm = devices.visible(mi[idx]) + o;
         (ws * ws * (gp * gp + gm * gm)) as f64
     };
     let reps = 8000;
@@ -135,7 +140,10 @@ fn read_noise_variance_matches_the_squared_conductance_sum() {
         let row: Vec<f64> = y.row(i).iter().map(|v| *v as f64).collect();
         let mean = row.iter().sum::<f64>() / reps as f64;
         let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (reps - 1) as f64;
-        assert!((var / expected_var - 1.0).abs() < 0.06, "forward out {i}: {var} vs {expected_var}");
+        assert!(
+            (var / expected_var - 1.0).abs() < 0.06,
+            "forward out {i}: {var} vs {expected_var}"
+        );
         assert!((mean - mean_true).abs() < 4.0 * (expected_var / reps as f64).sqrt());
     }
     // Transposed: variance σ² Σ_i S_ij d_i².
@@ -151,7 +159,10 @@ fn read_noise_variance_matches_the_squared_conductance_sum() {
         let row: Vec<f64> = z.row(j).iter().map(|v| *v as f64).collect();
         let mean = row.iter().sum::<f64>() / reps as f64;
         let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (reps - 1) as f64;
-        assert!((var / expected_var - 1.0).abs() < 0.06, "transposed out {j}: {var} vs {expected_var}");
+        assert!(
+            (var / expected_var - 1.0).abs() < 0.06,
+            "transposed out {j}: {var} vs {expected_var}"
+        );
     }
 }
 
@@ -175,8 +186,16 @@ fn stochastic_update_is_unbiased_on_a_constant_step_device() {
     xbar.set_parameters(&Mat::zeros(n_out, n_in), &Vector::zeros(n_out));
     let left = Mat::from_column_slice(n_out, 1, &[0.3, -0.1, 0.05, 0.0, -0.25]);
     let right = Mat::from_column_slice(n_in, 1, &[1.0, 0.5, 0.0, -0.7, 0.2, 0.9, -0.05, 0.3]);
-    let grad = OuterProductGradient { left: left.clone(), right: right.clone(), scale: -1.0 };
-    let neg = OuterProductGradient { left: -left.clone(), right: right.clone(), scale: -1.0 };
+    let grad = OuterProductGradient {
+        left: left.clone(),
+        right: right.clone(),
+        scale: -1.0,
+    };
+    let neg = OuterProductGradient {
+        left: -left.clone(),
+        right: right.clone(),
+        scale: -1.0,
+    };
     let target = &left * right.transpose() * lr; // −η·c·L Rᵀ with c = −1
     let mut sum = Mat::zeros(n_out, n_in);
     let reps = 6000;
@@ -194,15 +213,26 @@ fn stochastic_update_is_unbiased_on_a_constant_step_device() {
             let t = target[(i, j)];
             // Std of the mean of a Binomial-count step: ≤ √(|t|·dw / reps).
             let tol = 4.0 * ((t.abs() * dw) / reps as f32).sqrt() + 1e-6;
-            assert!((mean[(i, j)] - t).abs() < tol, "({i},{j}) {} vs {t}", mean[(i, j)]);
+            assert!(
+                (mean[(i, j)] - t).abs() < tol,
+                "({i},{j}) {} vs {t}",
+                mean[(i, j)]
+            );
         }
     }
-    assert!(target.amax() > 5.0 * dw, "test exercises multi-pulse updates");
+    assert!(
+        target.amax() > 5.0 * dw,
+        "test exercises multi-pulse updates"
+    );
 }
 
 #[test]
 fn mixed_precision_realises_the_accumulated_update_up_to_one_step() {
-    let ov = overrides(&[("dw_min_std", 0.0.into()), ("dw_min_dtod", 0.0.into()), ("up_down_dtod", 0.0.into())]);
+    let ov = overrides(&[
+        ("dw_min_std", 0.0.into()),
+        ("dw_min_dtod", 0.0.into()),
+        ("up_down_dtod", 0.0.into()),
+    ]);
     let cfg = CrossbarConfig {
         write: WriteScheme::MixedPrecision,
         update: UpdateGranularity::PerBatch,
@@ -217,7 +247,11 @@ fn mixed_precision_realises_the_accumulated_update_up_to_one_step() {
     for _ in 0..300 {
         let left = random_mat(&mut rng, n_out, 3, 0.2);
         let right = random_mat(&mut rng, n_in, 3, 1.0);
-        let grad = OuterProductGradient { left, right, scale: -1.0 / 3.0 };
+        let grad = OuterProductGradient {
+            left,
+            right,
+            scale: -1.0 / 3.0,
+        };
         target -= grad.weight_gradient() * cfg.lr;
         xbar.apply_gradient(&grad);
     }
@@ -229,7 +263,11 @@ fn mixed_precision_realises_the_accumulated_update_up_to_one_step() {
 
 #[test]
 fn exact_writes_round_to_whole_pulses() {
-    let ov = overrides(&[("dw_min_std", 0.0.into()), ("dw_min_dtod", 0.0.into()), ("up_down_dtod", 0.0.into())]);
+    let ov = overrides(&[
+        ("dw_min_std", 0.0.into()),
+        ("dw_min_dtod", 0.0.into()),
+        ("up_down_dtod", 0.0.into()),
+    ]);
     let cfg = CrossbarConfig {
         write: WriteScheme::Exact,
         update: UpdateGranularity::PerBatch,
@@ -241,12 +279,20 @@ fn exact_writes_round_to_whole_pulses() {
     let dw = xbar.pulse_weight();
     let left = Mat::from_column_slice(2, 1, &[3.4 * dw, -1.6 * dw]);
     let right = Mat::from_column_slice(2, 1, &[1.0, 0.1]);
-    xbar.apply_gradient(&OuterProductGradient { left, right, scale: -1.0 });
+    xbar.apply_gradient(&OuterProductGradient {
+        left,
+        right,
+        scale: -1.0,
+    });
     let w = xbar.weights();
     let expect = [[3.0, 0.0], [-2.0, 0.0]];
     for i in 0..2 {
         for j in 0..2 {
-            assert!((w[(i, j)] - expect[i][j] * dw).abs() < 1e-6, "({i},{j}) {}", w[(i, j)] / dw);
+            assert!(
+                (w[(i, j)] - expect[i][j] * dw).abs() < 1e-6,
+                "({i},{j}) {}",
+                w[(i, j)] / dw
+            );
         }
     }
 }
@@ -262,7 +308,10 @@ fn dac_and_adc_quantise_clip_and_saturate() {
     };
     let ov = overrides(&[("bound_dtod", 0.0.into())]);
     let mut xbar = Crossbar::new(&cfg, &ov, 1, 3, 1).unwrap();
-    xbar.set_parameters(&Mat::from_row_slice(1, 3, &[0.5, 0.5, 0.5]), &Vector::zeros(1));
+    xbar.set_parameters(
+        &Mat::from_row_slice(1, 3, &[0.5, 0.5, 0.5]),
+        &Vector::zeros(1),
+    );
     let w = xbar.weights();
     let b = xbar.bias()[0];
     let x = Mat::from_column_slice(3, 1, &[2.0, 0.9, 0.4]);
@@ -270,7 +319,11 @@ fn dac_and_adc_quantise_clip_and_saturate() {
     xbar.forward(&x, &mut y);
     // α = 2: x/α = (1, 0.45, 0.2) → (1, 0, 0); bias drive 1/2 → 1 (round half away).
     let expected = 2.0 * (w[(0, 0)] * 1.0 + b * 1.0);
-    assert!((y[(0, 0)] - expected).abs() < 1e-5, "{} vs {expected}", y[(0, 0)]);
+    assert!(
+        (y[(0, 0)] - expected).abs() < 1e-5,
+        "{} vs {expected}",
+        y[(0, 0)]
+    );
 
     let cfg = CrossbarConfig {
         dac_bits: 0,
@@ -280,7 +333,10 @@ fn dac_and_adc_quantise_clip_and_saturate() {
         ..base()
     };
     let mut xbar = Crossbar::new(&cfg, &ov, 1, 3, 1).unwrap();
-    xbar.set_parameters(&Mat::from_row_slice(1, 3, &[0.5, 0.5, 0.5]), &Vector::zeros(1));
+    xbar.set_parameters(
+        &Mat::from_row_slice(1, 3, &[0.5, 0.5, 0.5]),
+        &Vector::zeros(1),
+    );
     let x = Mat::from_column_slice(3, 1, &[1.0, 1.0, 1.0]);
     xbar.forward(&x, &mut y);
     // True output ≈ 1.5 saturates at the ADC full scale 0.3 (× w_scale × α = 1).
@@ -291,7 +347,11 @@ fn dac_and_adc_quantise_clip_and_saturate() {
     // Output ≈ 0.05 + 0.1·bias… on a grid of 0.3/7.
     let lsb = 0.3 / 7.0;
     let k = y[(0, 0)] / lsb;
-    assert!((k - k.round()).abs() < 1e-4, "ADC output {} is not on the grid", y[(0, 0)]);
+    assert!(
+        (k - k.round()).abs() < 1e-4,
+        "ADC output {} is not on the grid",
+        y[(0, 0)]
+    );
 }
 
 #[test]
@@ -302,7 +362,12 @@ fn one_sided_pcm_pairs_potentiate_only_and_refresh() {
         lr: 1.0,
         ..ideal_periphery("pcm")
     };
-    let ov = overrides(&[("dw_min_std", 0.0.into()), ("drift_nu", 0.0.into()), ("drift_nu_dtod", 0.0.into()), ("read_noise", 0.0.into())]);
+    let ov = overrides(&[
+        ("dw_min_std", 0.0.into()),
+        ("drift_nu", 0.0.into()),
+        ("drift_nu_dtod", 0.0.into()),
+        ("read_noise", 0.0.into()),
+    ]);
     let mut xbar = Crossbar::new(&cfg, &ov, 1, 1, 2).unwrap();
     xbar.set_parameters(&Mat::zeros(1, 1), &Vector::zeros(1));
     let dw = xbar.pulse_weight();
@@ -317,15 +382,28 @@ fn one_sided_pcm_pairs_potentiate_only_and_refresh() {
         };
         xbar.apply_gradient(&g);
         let w = xbar.weights()[(0, 0)];
-        assert!(w <= last + 0.05, "weight rose from {last} to {w} on a negative update");
+        assert!(
+            w <= last + 0.05,
+            "weight rose from {last} to {w} on a negative update"
+        );
         last = w;
     }
-    let (up, down) = xbar.plus_devices().pulse_totals();
-    let (up_m, down_m) = xbar.minus_devices().unwrap().pulse_totals();
-    assert_eq!(down + down_m, 0, "one-sided devices only get SET pulses");
-    assert!(up_m > 0 && up_m >= up);
+    let (_, down) = xbar.devices().pulse_totals();
+    assert_eq!(down, 0, "one-sided devices only get SET pulses");
+    let counts = xbar.devices().pulse_counts();
+    let (up_p, up_m) = (
+        counts[xbar.plus_index(0)],
+        counts[xbar.minus_index(0).unwrap()],
+    );
+    assert!(
+        up_m > 0 && up_m >= up_p,
+        "G⁻ takes the negative updates ({up_m} vs {up_p})"
+    );
     let summary = xbar.hardware_summary().unwrap();
-    assert!(summary["one_sided_refreshes"].as_u64().unwrap() > 0, "{summary}");
+    assert!(
+        summary["one_sided_refreshes"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
     assert!(last < -0.3, "weight went negative: {last}");
 }
 
@@ -340,18 +418,26 @@ fn device_state_round_trips_through_json() {
     let mut a = Crossbar::new(&cfg, &ov, 4, 5, 1).unwrap();
     a.set_parameters(&random_mat(&mut rng, 4, 5, 0.3), &Vector::zeros(4));
     for _ in 0..5 {
-        let g = OuterProductGradient { left: random_mat(&mut rng, 4, 2, 1.0), right: random_mat(&mut rng, 5, 2, 1.0), scale: -0.5 };
+        let g = OuterProductGradient {
+            left: random_mat(&mut rng, 4, 2, 1.0),
+            right: random_mat(&mut rng, 5, 2, 1.0),
+            scale: -0.5,
+        };
         a.apply_gradient(&g);
     }
     let state = a.device_state().unwrap();
     let text = serde_json::to_string(&state).unwrap();
     let mut b = Crossbar::new(&cfg, &ov, 4, 5, 1).unwrap();
-    b.restore_device_state(&serde_json::from_str(&text).unwrap()).unwrap();
+    b.restore_device_state(&serde_json::from_str(&text).unwrap())
+        .unwrap();
     assert_eq!(a.weights(), b.weights());
     assert_eq!(a.bias(), b.bias());
-    assert_eq!(a.plus_devices().pulse_counts(), b.plus_devices().pulse_counts());
+    assert_eq!(a.devices().pulse_counts(), b.devices().pulse_counts());
     let mut c = Crossbar::new(&cfg, &ov, 5, 4, 1).unwrap();
-    assert!(c.restore_device_state(&state).is_err(), "shape mismatch is an error");
+    assert!(
+        c.restore_device_state(&state).is_err(),
+        "shape mismatch is an error"
+    );
 }
 
 #[test]
@@ -365,7 +451,8 @@ fn reference_mapping_encodes_weights_against_the_reference_line() {
     let w = Mat::from_row_slice(3, 2, &[0.5, -0.25, 0.0, 0.9, -0.9, 0.1]);
     xbar.set_parameters(&w, &Vector::zeros(3));
     assert!((xbar.weights() - &w).amax() < 1e-6);
-    assert!(xbar.minus_devices().is_none());
+    assert!(xbar.minus_index(0).is_none());
+    assert_eq!(xbar.devices().len(), 3 * 3);
     // Out-of-range weights clip at ±w_scale.
     xbar.set_parameters(&(w * 3.0), &Vector::zeros(3));
     assert!(xbar.weights().amax() <= cfg.w_scale + 1e-6);
@@ -382,33 +469,125 @@ fn hardware_summary_counts_pulses_and_reads() {
     let mut y = Mat::zeros(0, 0);
     xbar.forward(&x, &mut y);
     xbar.transposed(&random_mat(&mut rng, 20, 4, 1.0), &mut Mat::zeros(0, 0));
-    let g = OuterProductGradient { left: random_mat(&mut rng, 20, 4, 1.0), right: x, scale: -0.25 };
+    let g = OuterProductGradient {
+        left: random_mat(&mut rng, 20, 4, 1.0),
+        right: x,
+        scale: -0.25,
+    };
     xbar.apply_gradient(&g);
     let s = xbar.hardware_summary().unwrap();
-    let pulses: u32 = xbar.plus_devices().pulse_counts().iter().sum::<u32>()
-        + xbar.minus_devices().unwrap().pulse_counts().iter().sum::<u32>();
+    let pulses: u32 = xbar.devices().pulse_counts().iter().sum::<u32>();
     assert!(pulses > 0);
     assert_eq!(s["pulses_applied"].as_u64().unwrap(), pulses as u64);
     assert_eq!(s["reads"]["forward_samples"].as_u64().unwrap(), 4);
     assert_eq!(s["reads"]["transposed_samples"].as_u64().unwrap(), 4);
     let stuck = s["devices_stuck_at_max"].as_u64().unwrap() as f64;
     assert!((stuck / (2.0 * 20.0 * 31.0) - 0.1).abs() < 0.03);
-    let hist: u64 = s["weight_histogram"]["counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).sum();
+    let hist: u64 = s["weight_histogram"]["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
     assert_eq!(hist, 20 * 31);
 }
 
 #[test]
 fn config_errors_name_the_field() {
     let table = toml::Table::new();
-    let bad = CrossbarConfig { write: WriteScheme::Stochastic, ..ideal_periphery("ideal") };
+    let bad = CrossbarConfig {
+        write: WriteScheme::Stochastic,
+        ..ideal_periphery("ideal")
+    };
     let msg = format!("{:#}", bad.check(&table).unwrap_err());
-    assert!(msg.contains("crossbar.write") && msg.contains("ideal"), "{msg}");
-    let bad = CrossbarConfig { adc_bits: 1, ..base() };
+    assert!(
+        msg.contains("crossbar.write") && msg.contains("ideal"),
+        "{msg}"
+    );
+    let bad = CrossbarConfig {
+        adc_bits: 1,
+        ..base()
+    };
     assert!(format!("{:#}", bad.check(&table).unwrap_err()).contains("crossbar.adc_bits"));
-    let bad = CrossbarConfig { device: "nope".into(), ..base() };
+    let bad = CrossbarConfig {
+        device: "nope".into(),
+        ..base()
+    };
     let msg = format!("{:#}", bad.check(&table).unwrap_err());
-    assert!(msg.contains("crossbar.device") && msg.contains("constant_step"), "{msg}");
+    assert!(
+        msg.contains("crossbar.device") && msg.contains("constant_step"),
+        "{msg}"
+    );
     let ov = overrides(&[("levles", 4.into())]);
     let msg = format!("{:#}", base().check(&ov).unwrap_err());
-    assert!(msg.contains("device.levles") && msg.contains("constant_step.toml"), "{msg}");
+    assert!(
+        msg.contains("device.levles") && msg.contains("constant_step.toml"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn drift_scales_one_sided_pcm_weights_by_the_power_law() {
+    // A positive weight sits on G⁺ with G⁻ at G_min; both drift by the same
+    // factor f = (t/t₀)^−ν, so w(t) = w(0)·f exactly (G_min included).
+    let nu = 0.06f64;
+    let ov = overrides(&[
+        ("drift_nu", nu.into()),
+        ("drift_nu_dtod", 0.0.into()),
+        ("read_noise", 0.0.into()),
+        ("dw_min_std", 0.0.into()),
+    ]);
+    let cfg = CrossbarConfig {
+        time_per_batch: 0.0,
+        ..ideal_periphery("pcm")
+    };
+    let mut xbar = Crossbar::new(&cfg, &ov, 2, 3, 5).unwrap();
+    let w0 = Mat::from_row_slice(2, 3, &[0.5, 0.25, 0.1, 0.8, 0.3, 0.05]);
+    xbar.set_parameters(&w0, &Vector::zeros(2));
+    let t0 = xbar.model().drift_t0;
+    for t in [10.0 * t0, 1000.0 * t0] {
+        let before = xbar.devices().time();
+        xbar.advance_time(t - before);
+        let f = (t / t0).powf(-nu) as f32;
+        let w = xbar.weights();
+        for (a, b) in w.iter().zip(w0.iter()) {
+            assert!((a - b * f).abs() < 1e-5, "{a} vs {}", b * f);
+        }
+        // Forward reads see the drifted weights too.
+        let x = Mat::from_column_slice(3, 1, &[1.0, 1.0, 1.0]);
+        let mut y = Mat::zeros(0, 0);
+        xbar.forward(&x, &mut y);
+        assert!((y[(0, 0)] - 0.85 * f).abs() < 1e-4);
+    }
+}
+
+#[test]
+fn single_sample_reads_match_batched_reads() {
+    // Batch 1 takes a matrix–vector path, batches take SGEMM; with
+    // deterministic periphery (DAC/ADC on, no noise) they must agree.
+    let cfg = CrossbarConfig {
+        output_noise: 0.0,
+        adc_bits: 0, // a coarse ADC grid could hide small differences
+        adc_range: 0.0,
+        ..base()
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let mut xbar = Crossbar::new(&cfg, &toml::Table::new(), 7, 11, 2).unwrap();
+    xbar.set_parameters(
+        &random_mat(&mut rng, 7, 11, 0.4),
+        &Vector::from_element(7, 0.05),
+    );
+    let mut x = random_mat(&mut rng, 11, 3, 1.0);
+    x[(2, 1)] = 0.0;
+    let d = random_mat(&mut rng, 7, 3, 1.0);
+    let (mut yb, mut zb) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
+    xbar.forward(&x, &mut yb);
+    xbar.transposed(&d, &mut zb);
+    for b in 0..3 {
+        let (mut y, mut z) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
+        xbar.forward(&x.columns(b, 1).into_owned(), &mut y);
+        xbar.transposed(&d.columns(b, 1).into_owned(), &mut z);
+        assert!((y - yb.column(b)).amax() < 1e-5);
+        assert!((z - zb.column(b)).amax() < 1e-5);
+    }
 }

@@ -33,7 +33,6 @@ fn ideal_devices_with_exact_writes_reproduce_digital_sgd_runs() {
         "crossbar.write=\"exact\"",
         "crossbar.update=\"per_batch\"",
         "crossbar.lr=0.05",
-        "crossbar.w_scale=1",
         "crossbar.dac_bits=0",
         "crossbar.adc_bits=0",
         "crossbar.adc_range=0",
@@ -69,7 +68,9 @@ fn on_chip(seed: u64) -> RunResult {
     ])
     .check()
     .unwrap();
-    run(&cfg, &mnist_subset(10_000, 10_000), &mut []).unwrap().result
+    run(&cfg, &mnist_subset(10_000, 10_000), &mut [])
+        .unwrap()
+        .result
 }
 
 #[test]

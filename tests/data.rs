@@ -16,7 +16,10 @@ fn embedded_mnist_has_the_standard_shape_and_splits() {
     assert_eq!(train.labels.iter().filter(|&&l| l == 1).count(), 6742);
     let cfg = DataConfig::default();
     let d = load(&cfg).unwrap();
-    assert_eq!((d.train.len(), d.validation.len(), d.test.len()), (50_000, 10_000, 10_000));
+    assert_eq!(
+        (d.train.len(), d.validation.len(), d.test.len()),
+        (50_000, 10_000, 10_000)
+    );
     // The validation split is the tail of the training file, disjoint from training.
     assert_eq!(d.validation.labels[..], train.labels[50_000..]);
 }
@@ -25,7 +28,11 @@ fn embedded_mnist_has_the_standard_shape_and_splits() {
 fn a_corrupted_file_fails_its_checksum() {
     let dir = tempfile::tempdir().unwrap();
     let src = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist");
-    for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz"] {
+    for f in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+    ] {
         std::fs::copy(format!("{src}/{f}"), dir.path().join(f)).unwrap();
     }
     // A well-formed IDX label file of the right size whose contents are wrong.
@@ -34,17 +41,26 @@ fn a_corrupted_file_fails_its_checksum() {
     std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), raw).unwrap();
     let err = load_raw(DatasetName::Mnist, Some(dir.path())).unwrap_err();
     let msg = format!("{err:#}");
-    assert!(msg.contains("SHA-256") && msg.contains("t10k-labels-idx1-ubyte"), "{msg}");
+    assert!(
+        msg.contains("SHA-256") && msg.contains("t10k-labels-idx1-ubyte"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn fashion_mnist_loads_from_a_directory_when_available() {
     // CI has the project's shared/ folder beside the clone; developers may have the Debian package.
     let candidates = [
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/fashion-mnist")),
+        PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/data/fashion-mnist"
+        )),
         PathBuf::from("/usr/share/datasets/fashion-mnist"),
     ];
-    let Some(dir) = candidates.iter().find(|d| d.join("t10k-labels-idx1-ubyte.gz").exists()) else {
+    let Some(dir) = candidates
+        .iter()
+        .find(|d| d.join("t10k-labels-idx1-ubyte.gz").exists())
+    else {
         eprintln!("no Fashion-MNIST copy on this machine: skipped");
         return;
     };

@@ -39,13 +39,26 @@ fn mean_step_matches_dw_min() {
         .sum::<f64>()
         / n as f64;
     let dw = m.dw_min as f64;
-    assert!((up / dw - 1.0).abs() < 0.03, "mean up step {up} vs dw_min {dw}");
-    assert!((down / dw - 1.0).abs() < 0.03, "mean down step {down} vs dw_min {dw}");
+    assert!(
+        (up / dw - 1.0).abs() < 0.03,
+        "mean up step {up} vs dw_min {dw}"
+    );
+    assert!(
+        (down / dw - 1.0).abs() < 0.03,
+        "mean down step {down} vs dw_min {dw}"
+    );
 }
 
 #[test]
 fn up_down_bias_sets_the_step_ratio() {
-    let m = model("reram_es", &[("dw_min_std", 0.0.into()), ("write_noise", 0.0.into()), ("up_down_dtod", 0.0.into())]);
+    let m = model(
+        "reram_es",
+        &[
+            ("dw_min_std", 0.0.into()),
+            ("write_noise", 0.0.into()),
+            ("up_down_dtod", 0.0.into()),
+        ],
+    );
     // At x where the exponential factors are equal the ratio is (1+u)/(1−u).
     let mut a = DeviceArray::new(&m, 1, 3);
     let g0 = a.conductances()[0];
@@ -58,7 +71,10 @@ fn up_down_bias_sets_the_step_ratio() {
     let (_, fd) = m.response_factors((g1 - lo) / (hi - lo));
     let ratio = ((g1 - g0) / fu) / ((g1 - g2) / fd);
     let expected = (1.0 + m.up_down) / (1.0 - m.up_down);
-    assert!((ratio / expected - 1.0).abs() < 1e-3, "{ratio} vs {expected}");
+    assert!(
+        (ratio / expected - 1.0).abs() < 1e-3,
+        "{ratio} vs {expected}"
+    );
 }
 
 #[test]
@@ -99,11 +115,18 @@ fn conductance_stays_within_bounds_for_every_model() {
         for _ in 0..100_000 {
             let i = rng.gen_range(0..n);
             let k: i32 = rng.gen_range(1..4);
-            let dir = if m.one_sided || rng.gen_bool(0.5) { 1 } else { -1 };
+            let dir = if m.one_sided || rng.gen_bool(0.5) {
+                1
+            } else {
+                -1
+            };
             a.pulse(i, dir * k);
             let (lo, hi) = a.bounds(i);
             let g = a.conductances()[i];
-            assert!(g >= lo && g <= hi, "{name}: device {i} at {g} outside [{lo}, {hi}]");
+            assert!(
+                g >= lo && g <= hi,
+                "{name}: device {i} at {g} outside [{lo}, {hi}]"
+            );
         }
         // Sanity: the random pulses did move devices.
         assert!(a.pulse_totals().0 > 0);
@@ -193,7 +216,10 @@ fn endurance_stops_a_device_at_its_count() {
     let rated = 137;
     let m = model(
         "constant_step",
-        &[("endurance", (rated as f64).into()), ("dw_min_std", 0.0.into())],
+        &[
+            ("endurance", (rated as f64).into()),
+            ("dw_min_std", 0.0.into()),
+        ],
     );
     let mut a = DeviceArray::new(&m, 4, 8);
     for i in 0..4 {
@@ -209,7 +235,11 @@ fn endurance_stops_a_device_at_its_count() {
         }
         assert_eq!(switching, rated, "device {i}");
         assert!(a.is_worn_out(i));
-        assert_eq!(a.pulse_counts()[i], 400, "all pulses are counted for wear and energy");
+        assert_eq!(
+            a.pulse_counts()[i],
+            400,
+            "all pulses are counted for wear and energy"
+        );
     }
 }
 
@@ -241,7 +271,10 @@ fn fitted_drift_exponent_matches_nu() {
         let ym = s.iter().sum::<f64>() / s.len() as f64;
         let sxy: f64 = xs.iter().zip(s).map(|(x, y)| (x - xm) * (y - ym)).sum();
         let nu = -sxy / sxx;
-        assert!((nu - a.drift_exponent(i) as f64).abs() < 1e-3, "device {i}: {nu}");
+        assert!(
+            (nu - a.drift_exponent(i) as f64).abs() < 1e-3,
+            "device {i}: {nu}"
+        );
         fitted.push(nu);
     }
     let mean = fitted.iter().sum::<f64>() / n as f64;
@@ -256,7 +289,10 @@ fn fitted_drift_exponent_matches_nu() {
 
 #[test]
 fn soft_bounds_step_vanishes_at_the_bounds() {
-    let m = model("reram_sb", &[("dw_min_std", 0.0.into()), ("write_noise", 0.0.into())]);
+    let m = model(
+        "reram_sb",
+        &[("dw_min_std", 0.0.into()), ("write_noise", 0.0.into())],
+    );
     let mut a = DeviceArray::new(&m, 1, 2);
     let (lo, hi) = a.bounds(0);
     // Many up pulses saturate close to the upper bound, never beyond.
@@ -265,5 +301,8 @@ fn soft_bounds_step_vanishes_at_the_bounds() {
     assert!(g <= hi && hi - g < 0.01 * (hi - lo), "g {g} hi {hi}");
     let g0 = a.conductances()[0];
     a.pulse(0, 1);
-    assert!((a.conductances()[0] - g0).abs() < 0.05 * m.dw_min, "step at the top is small");
+    assert!(
+        (a.conductances()[0] - g0).abs() < 0.05 * m.dw_min,
+        "step at the top is small"
+    );
 }

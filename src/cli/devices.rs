@@ -60,12 +60,17 @@ pub struct ShowArgs {
 pub fn run(args: &DevicesArgs) -> Result<()> {
     match &args.action {
         None => {
-            println!("{:<15} {:<12} {:>13}  description", "model", "response", "states");
+            println!(
+                "{:<15} {:<12} {:>13}  description",
+                "model", "response", "states"
+            );
             for name in builtin_names() {
                 let m = DeviceModel::load(name, &toml::Table::new())?;
                 println!("{}", m.summary_line());
             }
-            println!("\n`dyadsim devices show NAME` prints the parameters and plots the pulse response;");
+            println!(
+                "\n`dyadsim devices show NAME` prints the parameters and plots the pulse response;"
+            );
             println!("any path to a TOML file with the same fields works as a model (`--device my.toml`).");
             Ok(())
         }
@@ -84,7 +89,8 @@ fn run_show(args: &ShowArgs) -> Result<()> {
         overrides.insert(field.to_string(), parse_toml_value(value.trim()));
     }
     let model = DeviceModel::load(&args.name, &overrides)?;
-    let table = toml::to_string_pretty(&model).context("formatting the model")?;
+    // The model file itself documents every parameter with unit and source.
+    let (origin, text) = DeviceModel::source_text(&args.name)?;
     println!(
         "# device model {}  ({:.0} nominal states, G = {}–{} µS)",
         model.name,
@@ -92,7 +98,14 @@ fn run_show(args: &ShowArgs) -> Result<()> {
         model.g_min_us,
         model.g_max_us
     );
-    print!("{table}");
+    println!("# from {origin}");
+    print!("{text}");
+    if !overrides.is_empty() {
+        println!("\n# overrides for this run:");
+        for (field, value) in &overrides {
+            println!("{field} = {value}");
+        }
+    }
     if args.no_plot {
         return Ok(());
     }
@@ -125,7 +138,11 @@ fn run_show(args: &ShowArgs) -> Result<()> {
         let root = SVGBackend::new(&svg, (900, 560)).into_drawing_area();
         draw_traces(root, &title, &traces)?;
     }
-    println!("# pulse response written to {} and {}", png.display(), svg.display());
+    println!(
+        "# pulse response written to {} and {}",
+        png.display(),
+        svg.display()
+    );
     Ok(())
 }
 
@@ -134,7 +151,12 @@ fn run_show(args: &ShowArgs) -> Result<()> {
 /// the trace ends), starting from each device's lower bound (or the
 /// symmetry point of an unbounded model). A continuous (`ideal`) model
 /// is pulsed with a step of 1 % of the range.
-pub fn pulse_response(model: &DeviceModel, devices: usize, pulses: usize, seed: u64) -> Vec<Vec<f32>> {
+pub fn pulse_response(
+    model: &DeviceModel,
+    devices: usize,
+    pulses: usize,
+    seed: u64,
+) -> Vec<Vec<f32>> {
     let mut m = model.clone();
     if m.nominal_step() <= 0.0 {
         m.dw_min = 0.01;
@@ -191,7 +213,9 @@ where
     let (lo, hi) = traces
         .iter()
         .flatten()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
     let pad = ((hi - lo) * 0.05).max(1e-3);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
@@ -216,7 +240,9 @@ where
             ))
             .map_err(err)?
             .label(format!("device {}", k + 1))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()

@@ -121,6 +121,7 @@ pub struct Controller {
     /// Row probabilities and probability buckets of the current sample (scratch).
     row_probability: Vec<f64>,
     buckets: Vec<Vec<u32>>,
+    event_buffer: Vec<PulseEvent>,
     rng: ChaCha8Rng,
     stats: ControllerStats,
 }
@@ -163,6 +164,7 @@ impl Controller {
             counts: Vec::new(),
             row_probability: Vec::new(),
             buckets: Vec::new(),
+            event_buffer: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             stats: ControllerStats::default(),
         }
@@ -201,10 +203,20 @@ impl Controller {
         Ok(())
     }
 
+    /// Hands back the event list of a [`WritePlan::Pulses`] for reuse (large
+    /// fresh allocations would page-fault on every update).
+    pub fn recycle(&mut self, events: Vec<PulseEvent>) {
+        self.event_buffer = events;
+    }
+
     /// Plans the writes for the SGD step `ΔW = −η ∇W` of `grad`.
     pub fn plan(&mut self, grad: &OuterProductGradient) -> WritePlan {
         assert_eq!(grad.left.nrows(), self.n_out, "controller: gradient rows");
-        assert_eq!(grad.right.nrows(), self.n_in, "controller: gradient columns");
+        assert_eq!(
+            grad.right.nrows(),
+            self.n_in,
+            "controller: gradient columns"
+        );
         assert_eq!(grad.left.ncols(), grad.right.ncols(), "controller: batch");
         self.stats.updates += 1;
         if self.dw <= 0.0 {
@@ -213,7 +225,8 @@ impl Controller {
             self.stats.pulse_phases += 1;
             return WritePlan::Analog(self.delta_with_bias(grad));
         }
-        let mut events = Vec::new();
+        let mut events = std::mem::take(&mut self.event_buffer);
+        events.clear();
         match (self.scheme, self.granularity) {
             (WriteScheme::Stochastic, UpdateGranularity::PerSample) => {
                 for b in 0..grad.left.ncols() {
@@ -338,7 +351,12 @@ impl Controller {
     /// devices with ≥ 1 coincidence are found by geometric skipping at the
     /// bucket's top rate and thinning, so every candidate is accepted with
     /// probability ≥ ~½ and the cost is O(buckets + pulses) per column.
-    fn stochastic_sample(&mut self, grad: &OuterProductGradient, b: usize, events: &mut Vec<PulseEvent>) {
+    fn stochastic_sample(
+        &mut self,
+        grad: &OuterProductGradient,
+        b: usize,
+        events: &mut Vec<PulseEvent>,
+    ) {
         let left = grad.left.column(b);
         let right = grad.right.column(b);
         let n_out = self.n_out;
@@ -384,9 +402,15 @@ impl Controller {
             }
         }
         let sum_left: f64 = left.iter().map(|v| v.abs() as f64).sum();
+        // Upper bound of the row probabilities in each bucket.
+        let bucket_top: [f64; BUCKETS] = std::array::from_fn(|k| p_max * 0.5f64.powi(k as i32));
         let mut requested = 0.0f64;
         for j in 0..=self.n_in {
-            let rj = if j < self.n_in { right[j] } else { self.bias_input };
+            let rj = if j < self.n_in {
+                right[j]
+            } else {
+                self.bias_input
+            };
             if rj == 0.0 {
                 continue;
             }
@@ -402,7 +426,7 @@ impl Controller {
                 if rows.is_empty() {
                     continue;
                 }
-                let bound = (p_max * 0.5f64.powi(k as i32) * qj).min(1.0);
+                let bound = (bucket_top[k] * qj).min(1.0);
                 let r_top = 1.0 - pow_u32(1.0 - bound, bl);
                 if r_top <= 0.0 {
                     continue;
@@ -413,31 +437,50 @@ impl Controller {
                         let u: f64 = self.rng.gen();
                         let n = binomial_inverse(u, bl, p[i as usize] * qj);
                         if n > 0 {
-                            let s = if left[i as usize] > 0.0 { col_sign } else { -col_sign };
-                            events.push(PulseEvent { index: offset + i, pulses: s * n as i32 });
+                            let s = if left[i as usize] > 0.0 {
+                                col_sign
+                            } else {
+                                -col_sign
+                            };
+                            events.push(PulseEvent {
+                                index: offset + i,
+                                pulses: s * n as i32,
+                            });
                         }
                     }
                     continue;
                 }
-                let log_miss = (1.0 - r_top).ln();
+                // Geometric skip lengths in single precision: only their
+                // integer part matters and f32 `ln` is several times cheaper.
+                let inv_log_miss = (1.0 / (1.0 - r_top).ln()) as f32;
                 let mut pos = 0usize;
                 loop {
-                    let u: f64 = self.rng.gen();
-                    let skip = ((1.0 - u).ln() / log_miss).floor();
-                    if !(skip < (rows.len() - pos) as f64) {
+                    let u: f32 = self.rng.gen();
+                    let skip = ((1.0 - u).ln() * inv_log_miss).floor();
+                    // NaN (u = 0 edge) or past the end: no more candidates.
+                    if skip.is_nan() || skip >= (rows.len() - pos) as f32 {
                         break;
                     }
                     pos += skip as usize;
                     let i = rows[pos];
                     let pij = p[i as usize] * qj;
-                    let r_i = 1.0 - pow_u32(1.0 - pij, bl);
-                    let accept: f64 = self.rng.gen();
-                    if accept * r_top < r_i {
-                        let u: f64 = self.rng.gen();
-                        // (1 − r_i) + u·r_i lands in the n ≥ 1 part of the CDF.
-                        let n = binomial_inverse((1.0 - r_i) + u * r_i, bl, pij).max(1);
-                        let s = if left[i as usize] > 0.0 { col_sign } else { -col_sign };
-                        events.push(PulseEvent { index: offset + i, pulses: s * n as i32 });
+                    let p_zero = pow_u32(1.0 - pij, bl);
+                    let r_i = 1.0 - p_zero;
+                    let accept = self.rng.gen::<f64>() * r_top;
+                    if accept < r_i {
+                        // Given acceptance, accept/r_i is uniform on [0, 1), so
+                        // (1 − r_i) + accept lands uniformly in the n ≥ 1 part
+                        // of the CDF: one draw serves both decisions.
+                        let n = binomial_inverse_from(p_zero + accept, bl, pij, p_zero).max(1);
+                        let s = if left[i as usize] > 0.0 {
+                            col_sign
+                        } else {
+                            -col_sign
+                        };
+                        events.push(PulseEvent {
+                            index: offset + i,
+                            pulses: s * n as i32,
+                        });
                     }
                     pos += 1;
                     if pos >= rows.len() {
@@ -487,6 +530,11 @@ fn collect_events(counts: &[i32], events: &mut Vec<PulseEvent>) {
 /// Inverse CDF of `Binomial(n, p)` at `u ∈ [0, 1)`: the smallest `k` with
 /// `P(X ≤ k) > u`, by the pmf recurrence `P(k+1) = P(k)·(n−k)/(k+1)·p/(1−p)`.
 pub fn binomial_inverse(u: f64, n: u32, p: f64) -> u32 {
+    binomial_inverse_from(u, n, p, pow_u32(1.0 - p, n))
+}
+
+/// [`binomial_inverse`] with `P(X = 0) = (1 − p)^n` already known.
+fn binomial_inverse_from(u: f64, n: u32, p: f64, p_zero: f64) -> u32 {
     if p <= 0.0 {
         return 0;
     }
@@ -495,7 +543,7 @@ pub fn binomial_inverse(u: f64, n: u32, p: f64) -> u32 {
     }
     let q = 1.0 - p;
     let ratio = p / q;
-    let mut pmf = pow_u32(q, n);
+    let mut pmf = p_zero;
     let mut cdf = pmf;
     let mut k = 0u32;
     while u >= cdf && k < n {
@@ -519,9 +567,15 @@ mod tests {
             .collect();
         let mean = draws.iter().sum::<f64>() / draws.len() as f64;
         let var = draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / draws.len() as f64;
-        assert!((mean - n as f64 * p).abs() < 0.01 * n as f64 * p + 0.01, "mean {mean}");
+        assert!(
+            (mean - n as f64 * p).abs() < 0.01 * n as f64 * p + 0.01,
+            "mean {mean}"
+        );
         let v_true = n as f64 * p * (1.0 - p);
-        assert!((var - v_true).abs() < 0.03 * v_true, "var {var} vs {v_true}");
+        assert!(
+            (var - v_true).abs() < 0.03 * v_true,
+            "var {var} vs {v_true}"
+        );
     }
 
     /// The sparse (thinning) and dense column samplers must realise the
@@ -532,7 +586,11 @@ mod tests {
             let (n_out, n_in) = (6, 5);
             let left = Mat::from_column_slice(n_out, 1, &[0.5, -1.0, 0.25, 0.0, 2.0, -0.125]);
             let right = Mat::from_column_slice(n_in, 1, &[1.0, 0.0, -0.5, 0.3, 0.9]);
-            let grad = OuterProductGradient { left, right, scale: -1.0 };
+            let grad = OuterProductGradient {
+                left,
+                right,
+                scale: -1.0,
+            };
             let dw = 0.01;
             let mut ctl = Controller::new(
                 WriteScheme::Stochastic,

@@ -171,11 +171,23 @@ pub const BUILTIN_MODELS: &[(&str, &str)] = &[
         "constant_step",
         include_str!("../../device_models/constant_step.toml"),
     ),
-    ("reram_es", include_str!("../../device_models/reram_es.toml")),
-    ("reram_sb", include_str!("../../device_models/reram_sb.toml")),
+    (
+        "reram_es",
+        include_str!("../../device_models/reram_es.toml"),
+    ),
+    (
+        "reram_sb",
+        include_str!("../../device_models/reram_sb.toml"),
+    ),
     ("ecram", include_str!("../../device_models/ecram.toml")),
-    ("ecram_mo", include_str!("../../device_models/ecram_mo.toml")),
-    ("capacitor", include_str!("../../device_models/capacitor.toml")),
+    (
+        "ecram_mo",
+        include_str!("../../device_models/ecram_mo.toml"),
+    ),
+    (
+        "capacitor",
+        include_str!("../../device_models/capacitor.toml"),
+    ),
     ("pcm", include_str!("../../device_models/pcm.toml")),
     (
         "reram_array_om",
@@ -200,9 +212,12 @@ impl DeviceModel {
     }
 
     /// Where a name resolves to: `(description of the origin, TOML text)`.
-    fn source_text(name_or_path: &str) -> Result<(String, String)> {
+    pub fn source_text(name_or_path: &str) -> Result<(String, String)> {
         if let Some((name, text)) = BUILTIN_MODELS.iter().find(|(n, _)| *n == name_or_path) {
-            return Ok((format!("device_models/{name}.toml (built in)"), text.to_string()));
+            return Ok((
+                format!("device_models/{name}.toml (built in)"),
+                text.to_string(),
+            ));
         }
         let path = Path::new(name_or_path);
         let looks_like_path = name_or_path.ends_with(".toml") || name_or_path.contains('/');
@@ -224,11 +239,12 @@ impl DeviceModel {
         for (field, value) in overrides {
             apply_override(&mut table, field, value, origin)?;
         }
-        let model: DeviceModel = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| {
-                anyhow::anyhow!("device model file {origin}: {}", e.message().trim())
-            })?;
+        let model: DeviceModel =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    anyhow::anyhow!("device model file {origin}: {}", e.message().trim())
+                })?;
         model.validate(origin)?;
         Ok(model)
     }
@@ -265,7 +281,11 @@ impl DeviceModel {
             err("g_max_us", self.g_max_us, "must be finite and > g_min_us")?;
         }
         if self.bounded && !(0.0..=1.0).contains(&self.g_center) {
-            err("g_center", self.g_center as f64, "[0, 1] for a bounded device")?;
+            err(
+                "g_center",
+                self.g_center as f64,
+                "[0, 1] for a bounded device",
+            )?;
         }
         if !self.g_center.is_finite() {
             err("g_center", self.g_center as f64, "must be finite")?;
@@ -274,7 +294,11 @@ impl DeviceModel {
             err("bound_dtod", self.bound_dtod as f64, "[0, 0.5)")?;
         }
         if self.dw_min >= 1.0 {
-            err("dw_min", self.dw_min as f64, "[0, 1) of the conductance range")?;
+            err(
+                "dw_min",
+                self.dw_min as f64,
+                "[0, 1) of the conductance range",
+            )?;
         }
         if self.response != StepResponse::Ideal && self.dw_min <= 0.0 && self.levels < 2 {
             err(
@@ -286,7 +310,8 @@ impl DeviceModel {
         if !(self.up_down > -1.0 && self.up_down < 1.0) {
             err("up_down", self.up_down as f64, "(−1, 1)")?;
         }
-        if self.response == StepResponse::SoftBounds && !(self.g_center > 0.0 && self.g_center < 1.0)
+        if self.response == StepResponse::SoftBounds
+            && !(self.g_center > 0.0 && self.g_center < 1.0)
         {
             err("g_center", self.g_center as f64, "(0, 1) for soft_bounds")?;
         }
@@ -308,7 +333,10 @@ impl DeviceModel {
             err("levels", 1.0, "0 (analog) or ≥ 2")?;
         }
         if self.levels >= 2 && !self.bounded {
-            bail!("device model {origin}: levels = {} needs bounded = true", self.levels);
+            bail!(
+                "device model {origin}: levels = {} needs bounded = true",
+                self.levels
+            );
         }
         for (field, v) in [
             ("stuck_at_min", self.stuck_at_min),
@@ -351,8 +379,12 @@ impl DeviceModel {
         (self.g_min_us / (self.g_max_us - self.g_min_us)) as f32
     }
 
-    /// Nominal number of states `1/Δg_min` (∞ for a continuous device).
+    /// Nominal number of states: `levels` for a quantised device, else
+    /// `1/Δg_min` (the preset convention), ∞ for a continuous device.
     pub fn states(&self) -> f64 {
+        if self.levels >= 2 {
+            return self.levels as f64;
+        }
         let s = self.nominal_step();
         if s > 0.0 {
             1.0 / s as f64
@@ -496,12 +528,20 @@ mod tests {
         let mut o = toml::Table::new();
         o.insert("levels".into(), toml::Value::String("many".into()));
         let msg = format!("{:#}", DeviceModel::load("reram_es", &o).unwrap_err());
-        assert!(msg.contains("device.levels") && msg.contains("integer") && msg.contains("reram_es.toml"), "{msg}");
+        assert!(
+            msg.contains("device.levels")
+                && msg.contains("integer")
+                && msg.contains("reram_es.toml"),
+            "{msg}"
+        );
 
         let mut o = toml::Table::new();
         o.insert("read_nosie".into(), toml::Value::Float(0.1));
         let msg = format!("{:#}", DeviceModel::load("reram_es", &o).unwrap_err());
-        assert!(msg.contains("read_nosie") && msg.contains("read_noise"), "{msg}");
+        assert!(
+            msg.contains("read_nosie") && msg.contains("read_noise"),
+            "{msg}"
+        );
 
         let mut o = toml::Table::new();
         o.insert("read_noise".into(), toml::Value::Float(-0.1));
@@ -512,9 +552,13 @@ mod tests {
     #[test]
     fn missing_field_in_a_user_file_names_file_and_field() {
         let text = BUILTIN_MODELS[1].1.replace("dw_min_std", "# dw_min_std");
-        let e = DeviceModel::from_toml_str(&text, "my_device.toml", &toml::Table::new()).unwrap_err();
+        let e =
+            DeviceModel::from_toml_str(&text, "my_device.toml", &toml::Table::new()).unwrap_err();
         let msg = format!("{e:#}");
-        assert!(msg.contains("my_device.toml") && msg.contains("dw_min_std"), "{msg}");
+        assert!(
+            msg.contains("my_device.toml") && msg.contains("dw_min_std"),
+            "{msg}"
+        );
     }
 
     #[test]

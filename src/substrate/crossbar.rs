@@ -40,7 +40,7 @@
 
 use super::{OuterProductGradient, WeightArray};
 use crate::controller::{Controller, ControllerStats, UpdateGranularity, WritePlan, WriteScheme};
-use crate::devices::array::DeviceArrayState;
+use crate::devices::array::{prefetch, DeviceArrayState};
 use crate::devices::{DeviceArray, DeviceModel, Histogram};
 use crate::linalg::{ensure_shape, gemm, Mat, Op, Vector};
 use anyhow::{bail, Context, Result};
@@ -97,8 +97,9 @@ pub struct CrossbarConfig {
     /// `differential` or `reference`.
     pub mapping: Mapping,
     /// Weight at full conductance difference (`|w| ≤ w_scale`); 0 = automatic
-    /// per layer: `w_scale_headroom × max |W_init|`, so the initial weights use
-    /// a fixed share of the conductance range (aihwkit's weight scaling ω).
+    /// per layer: `w_scale_headroom × max |W_init|` rounded to the nearest power
+    /// of two, so the initial weights use a fixed share of the conductance
+    /// range (cf. aihwkit's weight scaling ω).
     pub w_scale: f32,
     /// Automatic `w_scale` as a multiple of the largest initial weight.
     pub w_scale_headroom: f32,
@@ -160,7 +161,10 @@ impl CrossbarConfig {
             bail!("crossbar.lr = {} is out of range: must be > 0", self.lr);
         }
         if !(self.w_scale.is_finite() && self.w_scale >= 0.0) {
-            bail!("crossbar.w_scale = {} is out of range: must be > 0 (or 0 = automatic)", self.w_scale);
+            bail!(
+                "crossbar.w_scale = {} is out of range: must be > 0 (or 0 = automatic)",
+                self.w_scale
+            );
         }
         if !(self.w_scale_headroom.is_finite() && self.w_scale_headroom > 0.0) {
             bail!(
@@ -168,28 +172,49 @@ impl CrossbarConfig {
                 self.w_scale_headroom
             );
         }
-        for (field, bits) in [("crossbar.dac_bits", self.dac_bits), ("crossbar.adc_bits", self.adc_bits)] {
+        for (field, bits) in [
+            ("crossbar.dac_bits", self.dac_bits),
+            ("crossbar.adc_bits", self.adc_bits),
+        ] {
             if bits == 1 || bits > 24 {
                 bail!("{field} = {bits} is out of range: 0 (off) or 2..=24");
             }
         }
         if !(self.dac_range.is_finite() && self.dac_range > 0.0) {
-            bail!("crossbar.dac_range = {} is out of range: must be > 0", self.dac_range);
+            bail!(
+                "crossbar.dac_range = {} is out of range: must be > 0",
+                self.dac_range
+            );
         }
         if !(self.adc_range.is_finite() && self.adc_range >= 0.0) {
-            bail!("crossbar.adc_range = {} is out of range: must be ≥ 0 (0 = no saturation)", self.adc_range);
+            bail!(
+                "crossbar.adc_range = {} is out of range: must be ≥ 0 (0 = no saturation)",
+                self.adc_range
+            );
         }
         if self.adc_bits > 0 && self.adc_range == 0.0 {
-            bail!("crossbar.adc_bits = {} needs crossbar.adc_range > 0", self.adc_bits);
+            bail!(
+                "crossbar.adc_bits = {} needs crossbar.adc_range > 0",
+                self.adc_bits
+            );
         }
         if !(self.output_noise.is_finite() && self.output_noise >= 0.0) {
-            bail!("crossbar.output_noise = {} is out of range: must be ≥ 0", self.output_noise);
+            bail!(
+                "crossbar.output_noise = {} is out of range: must be ≥ 0",
+                self.output_noise
+            );
         }
         if !(self.bias_input.is_finite() && self.bias_input != 0.0) {
-            bail!("crossbar.bias_input = {} is out of range: must be finite and ≠ 0", self.bias_input);
+            bail!(
+                "crossbar.bias_input = {} is out of range: must be finite and ≠ 0",
+                self.bias_input
+            );
         }
         if !(self.time_per_batch.is_finite() && self.time_per_batch >= 0.0) {
-            bail!("crossbar.time_per_batch = {} is out of range: must be ≥ 0 s", self.time_per_batch);
+            bail!(
+                "crossbar.time_per_batch = {} is out of range: must be ≥ 0 s",
+                self.time_per_batch
+            );
         }
         if self.histogram_bins == 0 {
             bail!("crossbar.histogram_bins must be ≥ 1");
@@ -216,8 +241,12 @@ impl CrossbarConfig {
         let mut c = self.clone();
         if c.w_scale == 0.0 {
             let m = weights.amax().max(bias.amax());
+            // Rounded to the nearest power of two (in log scale, so the
+            // headroom stays within a factor √2 of the setting): w ↔ g
+            // conversions are then exact in binary floating point, which
+            // keeps `ideal` + `exact` runs bit-identical to digital SGD.
             c.w_scale = if m.is_finite() && m > 0.0 {
-                self.w_scale_headroom * m
+                2f32.powi((self.w_scale_headroom * m).log2().round() as i32)
             } else {
                 1.0
             };
@@ -258,10 +287,10 @@ pub struct CrossbarState {
     pub device_model: String,
     /// `n_out`, `n_in` (bias column not counted).
     pub shape: (usize, usize),
-    /// Devices `G⁺` (or the single device of the reference mapping).
-    pub plus: DeviceArrayState,
-    /// Devices `G⁻` (differential mapping).
-    pub minus: Option<DeviceArrayState>,
+    /// All devices (pairs interleaved `G⁺, G⁻` for the differential mapping).
+    pub devices: DeviceArrayState,
+    /// Whether devices come in pairs.
+    pub paired: bool,
     /// Mixed-precision accumulator (empty otherwise).
     pub accumulator: Vec<f32>,
 }
@@ -272,10 +301,13 @@ pub struct Crossbar {
     model: DeviceModel,
     n_out: usize,
     n_in: usize,
-    /// `G⁺` devices (or the single devices of the reference mapping).
-    plus: DeviceArray,
-    /// `G⁻` devices (differential mapping only).
-    minus: Option<DeviceArray>,
+    /// All devices. Differential pairs are interleaved — `G⁺` of pair `p`
+    /// at `2p`, `G⁻` at `2p + 1` — so a pulse event touches the same cache
+    /// lines of every per-device array for both devices; the reference
+    /// mapping has one device per cross-point at `p`.
+    devices: DeviceArray,
+    /// Whether devices come in pairs (differential mapping).
+    paired: bool,
     /// Reference device per input line (reference mapping), normalised.
     reference: Vec<f32>,
     controller: Controller,
@@ -314,11 +346,8 @@ impl Crossbar {
         let model = config.load_model(device_overrides)?;
         let n = n_out * (n_in + 1);
         let mix = |k: u64| seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(k);
-        let plus = DeviceArray::new(&model, n, mix(1));
-        let minus = match config.mapping {
-            Mapping::Differential => Some(DeviceArray::new(&model, n, mix(2))),
-            Mapping::Reference => None,
-        };
+        let paired = config.mapping == Mapping::Differential;
+        let devices = DeviceArray::new(&model, if paired { 2 * n } else { n }, mix(1));
         let factor = match (config.mapping, model.one_sided) {
             (_, true) => 1.0,
             _ => 2.0,
@@ -345,8 +374,8 @@ impl Crossbar {
             model,
             n_out,
             n_in,
-            plus,
-            minus,
+            devices,
+            paired,
             reference,
             controller,
             w_read: Mat::zeros(n_out, n_in),
@@ -377,14 +406,26 @@ impl Crossbar {
         &self.config
     }
 
-    /// The `G⁺` (or single) device array, bias column last, column-major.
-    pub fn plus_devices(&self) -> &DeviceArray {
-        &self.plus
+    /// The device array (see [`Crossbar::plus_index`], [`Crossbar::minus_index`]).
+    pub fn devices(&self) -> &DeviceArray {
+        &self.devices
     }
 
-    /// The `G⁻` device array (differential mapping).
-    pub fn minus_devices(&self) -> Option<&DeviceArray> {
-        self.minus.as_ref()
+    /// Index in [`Crossbar::devices`] of the `G⁺` (or single) device of
+    /// cross-point `idx` (column-major, bias column last).
+    #[inline]
+    pub fn plus_index(&self, idx: usize) -> usize {
+        if self.paired {
+            2 * idx
+        } else {
+            idx
+        }
+    }
+
+    /// Index of the `G⁻` device of cross-point `idx` (differential mapping).
+    #[inline]
+    pub fn minus_index(&self, idx: usize) -> Option<usize> {
+        self.paired.then_some(2 * idx + 1)
     }
 
     /// Read counters.
@@ -414,9 +455,10 @@ impl Crossbar {
     #[inline]
     fn weight_at(&self, idx: usize) -> f32 {
         let ws = self.config.w_scale;
-        match &self.minus {
-            Some(minus) => ws * (self.plus.visible(idx) - minus.visible(idx)),
-            None => 2.0 * ws * (self.plus.visible(idx) - self.reference[idx / self.n_out]),
+        if self.paired {
+            ws * (self.devices.visible(2 * idx) - self.devices.visible(2 * idx + 1))
+        } else {
+            2.0 * ws * (self.devices.visible(idx) - self.reference[idx / self.n_out])
         }
     }
 
@@ -425,10 +467,16 @@ impl Crossbar {
     fn squared_at(&self, idx: usize) -> f32 {
         let o = self.model.conductance_offset();
         let c = self.map_factor() * self.config.w_scale;
-        let gp = self.plus.visible(idx) + o;
-        let gm = match &self.minus {
-            Some(minus) => minus.visible(idx) + o,
-            None => self.reference[idx / self.n_out] + o,
+        let (gp, gm) = if self.paired {
+            (
+                self.devices.visible(2 * idx) + o,
+                self.devices.visible(2 * idx + 1) + o,
+            )
+        } else {
+            (
+                self.devices.visible(idx) + o,
+                self.reference[idx / self.n_out] + o,
+            )
         };
         c * c * (gp * gp + gm * gm)
     }
@@ -505,22 +553,17 @@ impl Crossbar {
 
     /// Delivers `n` pulse events to the device (pair) `idx` according to the mapping.
     fn apply_event(&mut self, idx: usize, n: i32) {
-        match &mut self.minus {
-            Some(minus) => {
-                if self.model.one_sided {
-                    if n > 0 {
-                        self.plus.pulse(idx, n);
-                    } else {
-                        minus.pulse(idx, -n);
-                    }
-                } else {
-                    self.plus.pulse(idx, n);
-                    minus.pulse(idx, -n);
-                }
+        if !self.paired {
+            self.devices.pulse(idx, n);
+        } else if self.model.one_sided {
+            if n > 0 {
+                self.devices.pulse(2 * idx, n);
+            } else {
+                self.devices.pulse(2 * idx + 1, -n);
             }
-            None => {
-                self.plus.pulse(idx, n);
-            }
+        } else {
+            self.devices.pulse(2 * idx, n);
+            self.devices.pulse(2 * idx + 1, -n);
         }
     }
 
@@ -529,42 +572,40 @@ impl Crossbar {
     /// (iterative program-and-verify on the programmed state).
     fn refresh_one_sided(&mut self) {
         let thr = self.model.refresh_threshold;
-        if !self.model.one_sided || thr <= 0.0 {
+        if !self.model.one_sided || thr <= 0.0 || !self.paired {
             return;
         }
-        let Some(minus) = self.minus.as_mut() else {
-            return;
-        };
-        let n = self.plus.len();
+        let step = self.model.nominal_step();
+        let budget = (4.0 / step).ceil() as usize;
+        let d = &mut self.devices;
         let position = |a: &DeviceArray, i: usize| {
             let (lo, hi) = a.bounds(i);
             (a.visible(i) - lo) / (hi - lo)
         };
-        for i in 0..n {
-            if position(&self.plus, i) <= thr && position(minus, i) <= thr {
+        for pair in 0..d.len() / 2 {
+            let (ip, im) = (2 * pair, 2 * pair + 1);
+            if position(d, ip) <= thr && position(d, im) <= thr {
                 continue;
             }
-            if self.plus.is_stuck(i) || minus.is_stuck(i) {
+            if d.is_stuck(ip) || d.is_stuck(im) {
                 continue;
             }
-            let target = self.plus.visible(i) - minus.visible(i);
-            let (lp, _) = self.plus.bounds(i);
-            let (lm, _) = minus.bounds(i);
-            self.plus.program(i, lp);
-            minus.program(i, lm);
+            let target = d.visible(ip) - d.visible(im);
+            let (lp, _) = d.bounds(ip);
+            let (lm, _) = d.bounds(im);
+            d.program(ip, lp);
+            d.program(im, lm);
             let (dev, goal) = if target >= 0.0 {
-                (&mut self.plus, lp + target)
+                (ip, lp + target)
             } else {
-                (&mut *minus, lm - target)
+                (im, lm - target)
             };
-            let budget = (4.0 / self.model.nominal_step()).ceil() as usize;
             for _ in 0..budget {
-                let before = dev.conductances()[i];
-                if before >= goal - 0.5 * self.model.nominal_step() {
+                if d.conductances()[dev] >= goal - 0.5 * step {
                     break;
                 }
-                dev.pulse(i, 1);
-                if dev.is_worn_out(i) {
+                d.pulse(dev, 1);
+                if d.is_worn_out(dev) {
                     break;
                 }
             }
@@ -641,11 +682,16 @@ impl Crossbar {
             }
             ensure_shape(&mut self.variance, rows, batch);
             let op = if transposed { Op::T } else { Op::N };
-            gemm(1.0, &self.sq_read, op, &self.x_squared, Op::N, 0.0, &mut self.variance);
+            mvm(&self.sq_read, op, &self.x_squared, &mut self.variance);
             if !transposed {
                 for b in 0..batch {
                     let d2 = self.bias_drive[b] * self.bias_drive[b];
-                    for (v, s) in self.variance.column_mut(b).iter_mut().zip(self.sq_bias.iter()) {
+                    for (v, s) in self
+                        .variance
+                        .column_mut(b)
+                        .iter_mut()
+                        .zip(self.sq_bias.iter())
+                    {
                         *v += s * d2;
                     }
                 }
@@ -710,22 +756,13 @@ impl Crossbar {
     /// Histogram of the read-visible weights (bias column included).
     pub fn weight_histogram(&self, bins: usize) -> Histogram {
         let ws = self.config.w_scale as f64;
-        let n = self.plus.len();
+        let n = self.n_out * (self.n_in + 1);
         Histogram::of((0..n).map(|i| self.weight_at(i)), bins, -ws * 1.2, ws * 1.2)
     }
 
     /// Histogram of the read-visible normalised conductances of all devices.
     pub fn conductance_histogram(&self, bins: usize) -> Histogram {
-        let mut h = self.plus.conductance_histogram(bins);
-        if let Some(m) = &self.minus {
-            let hm = m.conductance_histogram(bins);
-            if hm.edges == h.edges {
-                for (a, b) in h.counts.iter_mut().zip(hm.counts) {
-                    *a += b;
-                }
-            }
-        }
-        h
+        self.devices.conductance_histogram(bins)
     }
 
     /// Sets the device clock forward (drift acts on the next read).
@@ -733,11 +770,8 @@ impl Crossbar {
         if seconds <= 0.0 {
             return;
         }
-        self.plus.advance_time(seconds);
-        if let Some(m) = &mut self.minus {
-            m.advance_time(seconds);
-        }
-        if self.plus.drifts() {
+        self.devices.advance_time(seconds);
+        if self.devices.drifts() {
             self.cache_valid = false;
         }
     }
@@ -769,7 +803,7 @@ impl WeightArray for Crossbar {
             return;
         }
         self.dac(x, true);
-        gemm(1.0, &self.w_read, Op::N, &self.x_scaled, Op::N, 0.0, out);
+        mvm(&self.w_read, Op::N, &self.x_scaled, out);
         for b in 0..batch {
             let d = self.bias_drive[b];
             for (o, w) in out.column_mut(b).iter_mut().zip(self.b_read.iter()) {
@@ -790,7 +824,7 @@ impl WeightArray for Crossbar {
             return;
         }
         self.dac(d, false);
-        gemm(1.0, &self.w_read, Op::T, &self.x_scaled, Op::N, 0.0, out);
+        mvm(&self.w_read, Op::T, &self.x_scaled, out);
         self.analog_output(out, true);
     }
 
@@ -804,27 +838,38 @@ impl WeightArray for Crossbar {
                         continue;
                     }
                     let dg = dw * half;
-                    match &mut self.minus {
-                        Some(m) => {
-                            self.plus.nudge(idx, dg);
-                            m.nudge(idx, -dg);
-                        }
-                        None => self.plus.nudge(idx, dg),
+                    if self.paired {
+                        self.devices.nudge(2 * idx, dg);
+                        self.devices.nudge(2 * idx + 1, -dg);
+                    } else {
+                        self.devices.nudge(idx, dg);
                     }
                     self.refresh_entry(idx);
                 }
             }
             WritePlan::Pulses(events) => {
-                for e in &events {
+                // Prefetch a few events ahead: the pulse path is memory bound.
+                const AHEAD: usize = 8;
+                for (k, e) in events.iter().enumerate() {
+                    if let Some(next) = events.get(k + AHEAD) {
+                        let idx = self.plus_index(next.index as usize);
+                        self.devices.prefetch(idx);
+                    }
                     self.apply_event(e.index as usize, e.pulses);
                 }
-                if self.plus.drifts() {
+                if self.devices.drifts() {
                     self.cache_valid = false;
                 } else {
-                    for e in &events {
+                    // Write-back of the read caches, likewise prefetched.
+                    for (k, e) in events.iter().enumerate() {
+                        if let Some(next) = events.get(k + AHEAD) {
+                            prefetch(self.w_read.as_slice(), next.index as usize);
+                            prefetch(self.sq_read.as_slice(), next.index as usize);
+                        }
                         self.refresh_entry(e.index as usize);
                     }
                 }
+                self.controller.recycle(events);
             }
         }
         if self.model.one_sided && self.model.refresh_threshold > 0.0 {
@@ -835,11 +880,15 @@ impl WeightArray for Crossbar {
     }
 
     fn weights(&self) -> Mat {
-        Mat::from_fn(self.n_out, self.n_in, |i, j| self.weight_at(i + j * self.n_out))
+        Mat::from_fn(self.n_out, self.n_in, |i, j| {
+            self.weight_at(i + j * self.n_out)
+        })
     }
 
     fn bias(&self) -> Vector {
-        Vector::from_fn(self.n_out, |i, _| self.weight_at(i + self.n_in * self.n_out))
+        Vector::from_fn(self.n_out, |i, _| {
+            self.weight_at(i + self.n_in * self.n_out)
+        })
     }
 
     /// Programs every pair to its target weight (idealised program-and-verify
@@ -849,7 +898,11 @@ impl WeightArray for Crossbar {
     /// single device sits at `g_ref + w/(2 w_scale)`. Bounds, levels and
     /// stuck devices apply, so the programmed weight can differ from the target.
     fn set_parameters(&mut self, weights: &Mat, bias: &Vector) {
-        assert_eq!(weights.shape(), (self.n_out, self.n_in), "set_parameters: shape");
+        assert_eq!(
+            weights.shape(),
+            (self.n_out, self.n_in),
+            "set_parameters: shape"
+        );
         assert_eq!(bias.len(), self.n_out, "set_parameters: bias length");
         let ws = self.config.w_scale;
         let n_out = self.n_out;
@@ -861,35 +914,42 @@ impl WeightArray for Crossbar {
                 gc
             }
         };
-        let (gc, bounded, one_sided) = (self.model.g_center, self.model.bounded, self.model.one_sided);
-        for idx in 0..self.plus.len() {
+        let (gc, bounded, one_sided) = (
+            self.model.g_center,
+            self.model.bounded,
+            self.model.one_sided,
+        );
+        let d = &mut self.devices;
+        for idx in 0..self.n_out * (self.n_in + 1) {
             let (i, j) = (idx % n_out, idx / n_out);
-            let w = if j < self.n_in { weights[(i, j)] } else { bias[i] };
-            match &mut self.minus {
-                Some(minus) if one_sided => {
-                    let (lp, _) = self.plus.bounds(idx);
-                    let (lm, _) = minus.bounds(idx);
-                    self.plus.program(idx, lp + w.max(0.0) / ws);
-                    minus.program(idx, lm + (-w).max(0.0) / ws);
-                }
-                Some(minus) => {
-                    let c = 0.5 * (center(&self.plus, idx, gc, bounded) + center(minus, idx, gc, bounded));
-                    let half = w * (0.5 / ws);
-                    self.plus.program(idx, c + half);
-                    minus.program(idx, c - half);
-                }
-                None => {
-                    let r = self.reference[j];
-                    self.plus.program(idx, r + w * (0.5 / ws));
-                }
+            let w = if j < self.n_in {
+                weights[(i, j)]
+            } else {
+                bias[i]
+            };
+            if !self.paired {
+                d.program(idx, self.reference[j] + w * (0.5 / ws));
+                continue;
+            }
+            let (ip, im) = (2 * idx, 2 * idx + 1);
+            if one_sided {
+                let (lp, _) = d.bounds(ip);
+                let (lm, _) = d.bounds(im);
+                d.program(ip, lp + w.max(0.0) / ws);
+                d.program(im, lm + (-w).max(0.0) / ws);
+            } else {
+                let c = 0.5 * (center(d, ip, gc, bounded) + center(d, im, gc, bounded));
+                let half = w * (0.5 / ws);
+                d.program(ip, c + half);
+                d.program(im, c - half);
             }
         }
         self.refresh_cache();
     }
 
     fn hardware_summary(&self) -> Option<serde_json::Value> {
-        let n_pairs = self.plus.len();
-        let arrays: Vec<&DeviceArray> = std::iter::once(&self.plus).chain(self.minus.as_ref()).collect();
+        let n_cross = self.n_out * (self.n_in + 1);
+        let arrays: [&DeviceArray; 1] = [&self.devices];
         let (mut up, mut down) = (0u64, 0u64);
         let (mut low, mut high, mut worn) = (0usize, 0usize, 0usize);
         let (mut gmin, mut gmax) = (f32::INFINITY, f32::NEG_INFINITY);
@@ -907,12 +967,12 @@ impl WeightArray for Crossbar {
             gmax = gmax.max(mx);
             max_pulses = max_pulses.max(a.pulse_counts().iter().copied().max().unwrap_or(0));
         }
-        let devices = n_pairs * arrays.len();
+        let devices = self.devices.len();
         let span_us = self.model.g_max_us - self.model.g_min_us;
         let to_us = |g: f32| self.model.g_min_us + g as f64 * span_us;
         let finite = |v: f64| if v.is_finite() { Some(v) } else { None };
         let bins = self.config.histogram_bins;
-        let weights_now = (0..n_pairs).map(|i| self.weight_at(i));
+        let weights_now = (0..n_cross).map(|i| self.weight_at(i));
         let w_min = weights_now.clone().fold(f32::INFINITY, f32::min);
         let w_max = weights_now.fold(f32::NEG_INFINITY, f32::max);
         let cs = self.controller.stats();
@@ -947,7 +1007,7 @@ impl WeightArray for Crossbar {
             "adc_saturation_fraction": if self.stats.adc_conversions > 0 { Some(self.stats.adc_saturated as f64 / self.stats.adc_conversions as f64) } else { None },
             "controller": cs,
             "one_sided_refreshes": self.refreshes,
-            "device_time_s": self.plus.time(),
+            "device_time_s": self.devices.time(),
             "conductance_histogram": self.conductance_histogram(bins),
             "weight_histogram": self.weight_histogram(bins),
         }))
@@ -961,8 +1021,8 @@ impl WeightArray for Crossbar {
         let state = CrossbarState {
             device_model: self.model.name.clone(),
             shape: (self.n_out, self.n_in),
-            plus: self.plus.state(),
-            minus: self.minus.as_ref().map(|m| m.state()),
+            devices: self.devices.state(),
+            paired: self.paired,
             accumulator: self.controller.accumulator().to_vec(),
         };
         serde_json::to_value(state).ok()
@@ -982,15 +1042,43 @@ impl WeightArray for Crossbar {
                 self.model.name
             );
         }
-        self.plus.restore(&s.plus)?;
-        match (&mut self.minus, &s.minus) {
-            (Some(m), Some(ms)) => m.restore(ms)?,
-            (None, None) => {}
-            _ => bail!("crossbar device state: mapping differs (pair vs single device)"),
+        if s.paired != self.paired {
+            bail!("crossbar device state: mapping differs (pair vs single device)");
         }
+        self.devices.restore(&s.devices)?;
         self.controller.set_accumulator(&s.accumulator)?;
         self.refresh_cache();
         Ok(())
+    }
+}
+
+/// `out ← op(W) x` through the periphery path: SGEMM for a batch, a
+/// direct matrix–vector product for one sample (SGEMM's packing of the whole
+/// array dominates at batch 1; zero inputs — most MNIST pixels — are skipped).
+fn mvm(w: &Mat, op: Op, x: &Mat, out: &mut Mat) {
+    if x.ncols() != 1 {
+        gemm(1.0, w, op, x, Op::N, 0.0, out);
+        return;
+    }
+    let n_rows = w.nrows();
+    let xs = x.as_slice();
+    let o = out.as_mut_slice();
+    match op {
+        Op::N => {
+            o.iter_mut().for_each(|v| *v = 0.0);
+            for (col, &xj) in w.as_slice().chunks_exact(n_rows.max(1)).zip(xs) {
+                if xj != 0.0 {
+                    for (oi, wij) in o.iter_mut().zip(col) {
+                        *oi += wij * xj;
+                    }
+                }
+            }
+        }
+        Op::T => {
+            for (oj, col) in o.iter_mut().zip(w.as_slice().chunks_exact(n_rows.max(1))) {
+                *oj = col.iter().zip(xs).map(|(a, b)| a * b).sum();
+            }
+        }
     }
 }
 
@@ -1010,7 +1098,10 @@ pub fn total_hardware_summary(layers: &[serde_json::Value]) -> serde_json::Value
             .filter_map(|l| l.get("conductance_range_used")?.get(key)?.as_f64())
             .fold(init, f)
     };
-    let energy: f64 = layers.iter().filter_map(|l| l.get("pulse_energy_j")?.as_f64()).sum();
+    let energy: f64 = layers
+        .iter()
+        .filter_map(|l| l.get("pulse_energy_j")?.as_f64())
+        .sum();
     serde_json::json!({
         "devices": sum("devices"),
         "pulses_applied": sum("pulses_applied"),
