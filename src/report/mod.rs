@@ -966,7 +966,7 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions) -> Result<()> {
         .push(Block::Heading(3, "Estimates per configuration".into()));
     if pooled_runs {
         b.blocks.push(Block::Para(
-            "Runs differing only in the seed are pooled: terms are means over the seeds that finished, lifetimes the shortest.".into(),
+            "Runs differing only in the seed are pooled: every term is the mean over the seeds (missing if any seed lacks it; a diverged seed counts with the counts of its shortened run), lifetimes the shortest.".into(),
         ));
     }
     b.blocks.push(Block::Table(
