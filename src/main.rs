@@ -24,6 +24,12 @@ enum Command {
     Devices(cli::devices::DevicesArgs),
     /// Settle one batch with the continuous-time neuron circuit; write trajectories (CSV, plot).
     Settle(cli::settle::SettleArgs),
+    /// Run a grid of training jobs from a sweep spec (parallel, resumable, shardable).
+    Sweep(cli::sweep::SweepArgs),
+    /// Combine sweep shard result files (one line per configuration hash).
+    Merge(cli::sweep::MergeArgs),
+    /// Figures, Markdown/HTML report and hardware feasibility from sweep or run results.
+    Report(cli::report::ReportArgs),
 }
 
 fn main() {
@@ -34,6 +40,9 @@ fn main() {
         Command::Reproduce(a) => cli::reproduce::run_reproduce(a),
         Command::Devices(a) => cli::devices::run(a),
         Command::Settle(a) => cli::settle::run(a),
+        Command::Sweep(a) => cli::sweep::run(a),
+        Command::Merge(a) => cli::sweep::merge(a),
+        Command::Report(a) => cli::report::run(a),
     };
     if let Err(e) = outcome {
         eprintln!("error: {e:#}");

@@ -4,6 +4,8 @@ pub mod angle;
 pub mod common;
 pub mod devices;
 pub mod progress;
+pub mod report;
 pub mod reproduce;
 pub mod settle;
+pub mod sweep;
 pub mod train;

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod result;
+pub mod sweep;
 
 pub use config::{Config, ValidConfig};
 pub use result::RunResult;

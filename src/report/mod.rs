@@ -1,1 +1,1243 @@
-//! (module under construction)
+//! Reports: figures, a Markdown page and a self-contained HTML page from a
+//! sweep's results or a single run, with a hardware-feasibility section
+//! (DESIGN.md §5).
+//!
+//! [`generate`] reads the input ([`load`]), turns it into figures
+//! ([`figures::Figure`], drawn as PNG and SVG) and a list of document
+//! [`Block`]s, and renders the blocks twice: `report.md` (figures linked
+//! from `figures/`) and `report.html` (figures embedded as base64 PNG, so
+//! the page can be mailed on its own).
+//!
+//! Statistics: a point of "accuracy vs axis" is the mean over every run
+//! sharing that axis value and the values of the other non-seed axes of its
+//! series; the error bar is the sample standard deviation (n − 1) over those
+//! runs (in a grid with a `seed` axis: over seeds). A diverged run counts
+//! with the accuracy it had when training stopped (none if its weights were
+//! not finite); a failed run has none. The divergence map shows both.
+
+pub mod feasibility;
+pub mod figures;
+pub mod load;
+pub mod technology;
+
+use anyhow::{Context, Result};
+use base64::Engine;
+use feasibility::{estimate, Estimate, Provenance, Requirements, RunCounts, Term, Verdict};
+use figures::{Figure, Series};
+pub use load::{load, Dataset, Run};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use technology::Technology;
+
+/// The technology used when none is given: TaOx/HfOx ReRAM at 32 nm.
+pub const DEFAULT_TECHNOLOGY: &str =
+    include_str!("../../device_models/technology/reram_taox_32nm.toml");
+
+/// Options of [`generate`].
+#[derive(Clone, Debug, Default)]
+pub struct ReportOptions {
+    /// Output directory (created).
+    pub out: PathBuf,
+    /// Technology file (else the sweep's `[report] technology`, else
+    /// [`DEFAULT_TECHNOLOGY`]).
+    pub technology: Option<PathBuf>,
+    /// Requirements (each set field overrides the sweep's).
+    pub requirements: Requirements,
+    /// Report title.
+    pub title: Option<String>,
+}
+
+/// What [`generate`] wrote.
+#[derive(Clone, Debug)]
+pub struct ReportSummary {
+    /// `report.md`.
+    pub markdown: PathBuf,
+    /// `report.html`.
+    pub html: PathBuf,
+    /// Every PNG and SVG written.
+    pub figures: Vec<PathBuf>,
+    /// Runs reported on.
+    pub runs: usize,
+}
+
+/// A piece of the report document.
+#[derive(Clone, Debug)]
+pub enum Block {
+    /// Heading of level 1–3.
+    Heading(u8, String),
+    /// A paragraph (plain text; `**bold**` is kept in Markdown only).
+    Para(String),
+    /// A table.
+    Table(Vec<String>, Vec<Vec<String>>),
+    /// A figure: caption and the PNG/SVG paths relative to the report.
+    Figure(String, String, String),
+}
+
+/// Sample mean and standard deviation (n − 1; 0 for one value).
+pub fn mean_std(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    if xs.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+fn is_seed(path: &str) -> bool {
+    path == "seed" || path.ends_with(".seed")
+}
+
+/// `learning.alpha=0.5, learning.rule=dpt` without the seed (`run` if no axis).
+fn seedless_label(r: &Run) -> String {
+    let parts: Vec<String> = r
+        .axes
+        .iter()
+        .filter(|(p, _)| !is_seed(p))
+        .map(|(p, v)| format!("{p}={}", load::fmt_value(v)))
+        .collect();
+    if parts.is_empty() {
+        "run".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The distinct values an axis takes, in first-seen order.
+fn axis_values(data: &Dataset, path: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for r in &data.runs {
+        if let Some(v) = r.axis(path) {
+            if !out.contains(v) {
+                out.push(v.clone());
+            }
+        }
+    }
+    // numeric axes in numeric order
+    if out.iter().all(Value::is_number) {
+        out.sort_by(|a, b| {
+            a.as_f64()
+                .unwrap_or(0.0)
+                .partial_cmp(&b.as_f64().unwrap_or(0.0))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+    }
+    out
+}
+
+/// x position of an axis value: the number itself, or its index for
+/// categorical axes.
+fn x_of(values: &[Value], v: &Value) -> Option<f64> {
+    if values.iter().all(Value::is_number) {
+        v.as_f64()
+    } else {
+        values.iter().position(|u| u == v).map(|i| i as f64)
+    }
+}
+
+/// Metric `f` against axis `path`: one series per combination of the other
+/// non-seed axes (at most 8; beyond that everything is pooled).
+fn metric_vs_axis(
+    data: &Dataset,
+    path: &str,
+    f: &dyn Fn(&Run) -> Option<f64>,
+) -> (Vec<Series>, Option<Vec<String>>) {
+    let values = axis_values(data, path);
+    let others: Vec<&String> = data
+        .axis_order
+        .iter()
+        .filter(|p| *p != path && !is_seed(p))
+        .collect();
+    let key_of = |r: &Run| -> String {
+        others
+            .iter()
+            .filter_map(|p| r.axis(p).map(|v| format!("{p}={}", load::fmt_value(v))))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut keys: Vec<String> = Vec::new();
+    for r in &data.runs {
+        let k = key_of(r);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let pooled = keys.len() > 8;
+    if pooled {
+        keys = vec![String::new()];
+    }
+    let series = keys
+        .iter()
+        .map(|k| {
+            let points = values
+                .iter()
+                .filter_map(|v| {
+                    let xs: Vec<f64> = data
+                        .runs
+                        .iter()
+                        .filter(|r| r.axis(path) == Some(v) && (pooled || &key_of(r) == k))
+                        .filter_map(f)
+                        .collect();
+                    if xs.is_empty() {
+                        return None;
+                    }
+                    let (m, s) = mean_std(&xs);
+                    Some((x_of(&values, v)?, m, s))
+                })
+                .collect();
+            Series {
+                label: if k.is_empty() {
+                    "all runs".into()
+                } else {
+                    k.clone()
+                },
+                points,
+            }
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    let cats = (!values.iter().all(Value::is_number))
+        .then(|| values.iter().map(load::fmt_value).collect());
+    (series, cats)
+}
+
+/// Mean of `f` over runs for each (x, y) cell of two axes.
+fn heat_cells(
+    data: &Dataset,
+    x: &str,
+    y: &str,
+    f: &dyn Fn(&Run) -> Option<f64>,
+) -> (Vec<String>, Vec<String>, Vec<Vec<Option<f64>>>) {
+    let xv = axis_values(data, x);
+    let yv = axis_values(data, y);
+    let cells = yv
+        .iter()
+        .map(|b| {
+            xv.iter()
+                .map(|a| {
+                    let xs: Vec<f64> = data
+                        .runs
+                        .iter()
+                        .filter(|r| r.axis(x) == Some(a) && r.axis(y) == Some(b))
+                        .filter_map(f)
+                        .collect();
+                    (!xs.is_empty()).then(|| mean_std(&xs).0)
+                })
+                .collect()
+        })
+        .collect();
+    (
+        xv.iter().map(load::fmt_value).collect(),
+        yv.iter().map(load::fmt_value).collect(),
+        cells,
+    )
+}
+
+fn fmt_opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.map_or_else(|| "–".into(), f)
+}
+
+/// Engineering notation with an SI prefix: `1.23 pJ`.
+pub fn si(value: f64, unit: &str) -> String {
+    if !value.is_finite() {
+        return if value > 0.0 {
+            "∞".into()
+        } else {
+            "–".into()
+        };
+    }
+    if value == 0.0 {
+        return format!("0 {unit}");
+    }
+    const PREFIXES: [(f64, &str); 11] = [
+        (1e12, "T"),
+        (1e9, "G"),
+        (1e6, "M"),
+        (1e3, "k"),
+        (1.0, ""),
+        (1e-3, "m"),
+        (1e-6, "µ"),
+        (1e-9, "n"),
+        (1e-12, "p"),
+        (1e-15, "f"),
+        (1e-18, "a"),
+    ];
+    let a = value.abs();
+    let (scale, p) = PREFIXES
+        .iter()
+        .find(|(s, _)| a >= *s)
+        .copied()
+        .unwrap_or((1e-18, "a"));
+    format!("{:.3} {p}{unit}", value / scale)
+}
+
+/// A term for tables: `1.234 nJ (measured)`; `unit = "mm²"` prints an area
+/// in mm², `"epochs"` a count; a total with a missing part is `incomplete`.
+pub fn format_term(t: &Term, unit: &str) -> String {
+    // A total with a missing term is a partial sum, not a missing number.
+    let label = match (t.value, t.provenance) {
+        (Some(_), Provenance::Missing) => "incomplete",
+        (_, p) => p.label(),
+    };
+    match t.value {
+        Some(v) if unit == "epochs" => {
+            let s = if v.is_finite() {
+                format!("{v:.3e}")
+            } else {
+                "∞".into()
+            };
+            format!("{s} ({label})")
+        }
+        Some(v) if unit == "mm²" => format!("{:.4} mm² ({label})", v * 1e6),
+        Some(v) => format!("{} ({label})", si(v, unit)),
+        None => "missing".into(),
+    }
+}
+
+struct Builder<'a> {
+    data: &'a Dataset,
+    dir: PathBuf,
+    blocks: Vec<Block>,
+    files: Vec<PathBuf>,
+}
+
+impl Builder<'_> {
+    fn figure(&mut self, fig: Figure, name: &str, caption: String) -> Result<()> {
+        let saved = figures::save(&fig, &self.dir.join("figures"), name)?;
+        self.files.push(saved.png);
+        self.files.push(saved.svg);
+        self.blocks.push(Block::Figure(
+            caption,
+            format!("figures/{name}.png"),
+            format!("figures/{name}.svg"),
+        ));
+        Ok(())
+    }
+}
+
+fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+fn accuracy(r: &Run) -> Option<f64> {
+    r.metric("test_accuracy")
+}
+
+/// Writes the report for the input at `input` (see [`load`]).
+pub fn generate(input: &Path, options: &ReportOptions) -> Result<ReportSummary> {
+    let data = load(input)?;
+    generate_from(&data, options)
+}
+
+/// Writes the report of a loaded dataset.
+pub fn generate_from(data: &Dataset, options: &ReportOptions) -> Result<ReportSummary> {
+    let dir = options.out.clone();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut b = Builder {
+        data,
+        dir: dir.clone(),
+        blocks: Vec::new(),
+        files: Vec::new(),
+    };
+    let title = options
+        .title
+        .clone()
+        .unwrap_or_else(|| "dyadsim report".into());
+    b.blocks.push(Block::Heading(1, title.clone()));
+    let count = |s: &str| data.runs.iter().filter(|r| r.status == s).count();
+    b.blocks.push(Block::Para(format!(
+        "Source: `{}` — {} run(s): {} ok, {} diverged, {} failed.",
+        data.source,
+        data.runs.len(),
+        count("ok"),
+        count("diverged"),
+        count("failed")
+    )));
+    for w in &data.warnings {
+        b.blocks.push(Block::Para(format!("Warning: {w}")));
+    }
+    if !data.axis_order.is_empty() {
+        let rows = data
+            .axis_order
+            .iter()
+            .map(|p| {
+                vec![
+                    format!("`{p}`"),
+                    axis_values(data, p)
+                        .iter()
+                        .map(load::fmt_value)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ]
+            })
+            .collect();
+        b.blocks.push(Block::Heading(2, "Swept axes".into()));
+        b.blocks
+            .push(Block::Table(vec!["axis".into(), "values".into()], rows));
+    }
+    runs_table(&mut b);
+    accuracy_figures(&mut b)?;
+    dynamics_figures(&mut b)?;
+    hardware_figures(&mut b)?;
+    feasibility_section(&mut b, options)?;
+
+    let md = render_markdown(&b.blocks);
+    let markdown = dir.join("report.md");
+    std::fs::write(&markdown, md)
+        .with_context(|| format!("cannot write {}", markdown.display()))?;
+    let html_text = render_html(&title, &b.blocks, &dir)?;
+    let html = dir.join("report.html");
+    std::fs::write(&html, html_text).with_context(|| format!("cannot write {}", html.display()))?;
+    Ok(ReportSummary {
+        markdown,
+        html,
+        figures: b.files,
+        runs: data.runs.len(),
+    })
+}
+
+fn runs_table(b: &mut Builder) {
+    let data = b.data;
+    let mut header: Vec<String> = vec!["job".into()];
+    header.extend(data.axis_order.iter().cloned());
+    header.extend(
+        [
+            "status",
+            "test acc.",
+            "Lipschitz",
+            "max |s|",
+            "settle (τ)",
+            "epochs",
+            "note",
+        ]
+        .map(String::from),
+    );
+    let rows = data
+        .runs
+        .iter()
+        .map(|r| {
+            let mut row = vec![r.job.to_string()];
+            for p in &data.axis_order {
+                row.push(r.axis(p).map(load::fmt_value).unwrap_or_default());
+            }
+            row.push(r.status.clone());
+            row.push(fmt_opt(accuracy(r), |a| format!("{:.2}%", a * 100.0)));
+            row.push(fmt_opt(r.metric("lipschitz"), |x| format!("{x:.3}")));
+            row.push(fmt_opt(r.metric("max_state"), |x| format!("{x:.3}")));
+            row.push(fmt_opt(r.epoch_mean("settle_time_mean"), |x| {
+                format!("{x:.2}")
+            }));
+            let epochs = r
+                .result
+                .as_ref()
+                .and_then(|x| x.get("epochs"))
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            row.push(epochs.to_string());
+            let note = if let Some(e) = &r.error {
+                e.lines().next().unwrap_or_default().to_string()
+            } else if let Some(d) = r
+                .result
+                .as_ref()
+                .and_then(|x| x.get("diverged_at"))
+                .filter(|d| !d.is_null())
+            {
+                format!(
+                    "diverged: {} (epoch {}, batch {}, layer {})",
+                    d.get("reason").and_then(Value::as_str).unwrap_or("?"),
+                    d.get("epoch").map(|v| v.to_string()).unwrap_or_default(),
+                    d.get("batch").map(|v| v.to_string()).unwrap_or_default(),
+                    d.get("layer").map(|v| v.to_string()).unwrap_or_default()
+                )
+            } else {
+                String::new()
+            };
+            row.push(note.replace('|', "/"));
+            row
+        })
+        .collect();
+    b.blocks.push(Block::Heading(2, "Runs".into()));
+    b.blocks.push(Block::Table(header, rows));
+}
+
+fn plot_axes(data: &Dataset) -> Vec<String> {
+    data.axis_order
+        .iter()
+        .filter(|p| !is_seed(p))
+        .cloned()
+        .collect()
+}
+
+fn accuracy_figures(b: &mut Builder) -> Result<()> {
+    let data = b.data;
+    let axes = plot_axes(data);
+    if axes.is_empty() {
+        return Ok(());
+    }
+    b.blocks.push(Block::Heading(2, "Accuracy".into()));
+    for p in &axes {
+        let (series, cats) = metric_vs_axis(data, p, &accuracy);
+        if series.is_empty() {
+            b.blocks.push(Block::Para(format!(
+                "No run has a test accuracy to plot against `{p}`."
+            )));
+            continue;
+        }
+        b.figure(
+            Figure::Lines {
+                title: format!("Test accuracy vs {p}"),
+                x_label: p.clone(),
+                y_label: "test accuracy".into(),
+                x_categories: cats,
+                series,
+            },
+            &format!("accuracy_vs_{}", slug(p)),
+            format!("Final test accuracy against `{p}` (mean ± std over seeds and pooled runs)."),
+        )?;
+    }
+    let pairs: Vec<(String, String)> = axes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| axes[i + 1..].iter().map(move |c| (a.clone(), c.clone())))
+        .take(3)
+        .collect();
+    for (x, y) in &pairs {
+        let (xv, yv, cells) = heat_cells(data, x, y, &accuracy);
+        b.figure(
+            Figure::Heatmap {
+                title: format!("Test accuracy: {x} × {y}"),
+                x_label: x.clone(),
+                y_label: y.clone(),
+                x_values: xv,
+                y_values: yv,
+                cells,
+                percent: true,
+            },
+            &format!("heatmap_{}_{}", slug(x), slug(y)),
+            format!("Mean final test accuracy for each (`{x}`, `{y}`); n/a = no run finished with an accuracy."),
+        )?;
+    }
+    // divergence map: fraction of runs that diverged or failed
+    let bad = |r: &Run| Some(if r.status == "ok" { 0.0 } else { 1.0 });
+    // With more than two axes, map the pair along which divergence varies
+    // most (variance of the per-cell fractions).
+    let mut best: Option<(f64, String, String)> = None;
+    for (i, a) in axes.iter().enumerate() {
+        for c in &axes[i + 1..] {
+            let (_, _, cells) = heat_cells(data, a, c, &bad);
+            let v: Vec<f64> = cells.iter().flatten().filter_map(|x| *x).collect();
+            let var = if v.len() > 1 { mean_std(&v).1 } else { 0.0 };
+            if best.as_ref().is_none_or(|b| var > b.0) {
+                best = Some((var, a.clone(), c.clone()));
+            }
+        }
+    }
+    let (x, y) = match (&best, axes.as_slice()) {
+        (Some((_, a, c)), _) => (a.clone(), Some(c.clone())),
+        (None, [a, ..]) => (a.clone(), None),
+        (None, []) => return Ok(()),
+    };
+    let (xv, yv, cells) = match &y {
+        Some(y) => heat_cells(data, &x, y, &bad),
+        None => {
+            let (xv, _, _) = heat_cells(data, &x, &x, &bad);
+            let vals = axis_values(data, &x);
+            let row = vals
+                .iter()
+                .map(|v| {
+                    let xs: Vec<f64> = data
+                        .runs
+                        .iter()
+                        .filter(|r| r.axis(&x) == Some(v))
+                        .filter_map(bad)
+                        .collect();
+                    (!xs.is_empty()).then(|| mean_std(&xs).0)
+                })
+                .collect();
+            (xv, vec!["all".into()], vec![row])
+        }
+    };
+    b.figure(
+        Figure::Heatmap {
+            title: "Divergence map (fraction diverged or failed)".into(),
+            x_label: x.clone(),
+            y_label: y.clone().unwrap_or_default(),
+            x_values: xv,
+            y_values: yv,
+            cells,
+            percent: true,
+        },
+        "divergence_map",
+        "Fraction of runs per cell that diverged (non-finite or runaway states/weights) or failed."
+            .into(),
+    )?;
+    Ok(())
+}
+
+fn dynamics_figures(b: &mut Builder) -> Result<()> {
+    let data = b.data;
+    let axes = plot_axes(data);
+    let alpha_axes: Vec<String> = axes
+        .iter()
+        .filter(|p| p.ends_with("alpha"))
+        .cloned()
+        .collect();
+    b.blocks.push(Block::Heading(2, "Dynamics".into()));
+    let lip = |r: &Run| r.metric("lipschitz");
+    let settle = |r: &Run| r.epoch_mean("settle_time_mean");
+    for p in &alpha_axes {
+        let (series, cats) = metric_vs_axis(data, p, &lip);
+        if !series.is_empty() {
+            b.figure(
+                Figure::Lines {
+                    title: format!("Lipschitz estimate vs {p}"),
+                    x_label: p.clone(),
+                    y_label: "‖W_L⋯W_1‖₂".into(),
+                    x_categories: cats,
+                    series,
+                },
+                &format!("lipschitz_vs_{}", slug(p)),
+                format!("Final Lipschitz estimate ‖W_L⋯W_1‖₂ against `{p}`."),
+            )?;
+        }
+        let (series, cats) = metric_vs_axis(data, p, &settle);
+        if !series.is_empty() {
+            b.figure(
+                Figure::Lines {
+                    title: format!("Settle time vs {p}"),
+                    x_label: p.clone(),
+                    y_label: "mean settle time (τ)".into(),
+                    x_categories: cats,
+                    series,
+                },
+                &format!("settle_vs_{}", slug(p)),
+                format!("Mean settle time of the neuron circuit (units of τ, averaged over epochs) against `{p}`."),
+            )?;
+        }
+    }
+    if alpha_axes.is_empty() {
+        b.blocks.push(Block::Para(
+            "No α axis was swept: Lipschitz and settle-time-vs-α figures are omitted.".into(),
+        ));
+    }
+    // Per-epoch curves, one per configuration: runs differing only in the
+    // seed are averaged epoch by epoch (± std over seeds).
+    let curves = |key: &str| -> Vec<Series> {
+        let mut groups: Vec<(String, Vec<&Run>)> = Vec::new();
+        for r in &data.runs {
+            let label = seedless_label(r);
+            match groups.iter_mut().find(|g| g.0 == label) {
+                Some(g) => g.1.push(r),
+                None => groups.push((label, vec![r])),
+            }
+        }
+        groups
+            .into_iter()
+            .take(12)
+            .map(|(label, runs)| {
+                let mut by_epoch: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+                for r in runs {
+                    for (x, y) in r.epoch_series(key) {
+                        by_epoch.entry(x.round() as i64).or_default().push(y);
+                    }
+                }
+                Series {
+                    label,
+                    points: by_epoch
+                        .into_iter()
+                        .map(|(x, ys)| {
+                            let (m, s) = mean_std(&ys);
+                            (x as f64, m, s)
+                        })
+                        .collect(),
+                }
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect()
+    };
+    let lc = curves("test_accuracy");
+    if !lc.is_empty() {
+        b.figure(
+            Figure::Lines {
+                title: "Learning curves".into(),
+                x_label: "epoch".into(),
+                y_label: "test accuracy".into(),
+                x_categories: None,
+                series: lc,
+            },
+            "learning_curves",
+            "Test accuracy after each epoch, per configuration (mean ± std over seeds; first 12 configurations). A diverged run stops early.".into(),
+        )?;
+    }
+    let ga = curves("gradient_angle_deg");
+    if ga.is_empty() {
+        b.blocks.push(Block::Para(
+            "No run tracked the gradient angle (set `training.track_angle = true`).".into(),
+        ));
+    } else {
+        b.figure(
+            Figure::Lines {
+                title: "Angle to the BP gradient".into(),
+                x_label: "epoch".into(),
+                y_label: "angle (degrees)".into(),
+                x_categories: None,
+                series: ga,
+            },
+            "gradient_angle",
+            "Angle between the rule's weight gradient and back-propagation's on a fixed batch, per epoch.".into(),
+        )?;
+    }
+    if data
+        .runs
+        .iter()
+        .all(|r| r.epoch_mean("settle_time_mean").is_none())
+    {
+        b.blocks.push(Block::Para(
+            "No run used the continuous-time circuit (`training.dynamics = \"ode\"`): no settle times.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `(label, edges, counts)` of a histogram object `{edges, counts}`.
+fn histogram(v: &Value) -> Option<(Vec<f64>, Vec<f64>)> {
+    let arr =
+        |k: &str| -> Option<Vec<f64>> { v.get(k)?.as_array()?.iter().map(Value::as_f64).collect() };
+    let edges = arr("edges")?;
+    let counts = arr("counts")?;
+    (edges.len() == counts.len() + 1 && !counts.is_empty()).then_some((edges, counts))
+}
+
+fn hardware_figures(b: &mut Builder) -> Result<()> {
+    let data = b.data;
+    let with_hw: Vec<&Run> = data
+        .runs
+        .iter()
+        .filter(|r| {
+            r.result
+                .as_ref()
+                .and_then(|x| x.get("hardware"))
+                .is_some_and(|h| !h.is_null())
+        })
+        .collect();
+    b.blocks.push(Block::Heading(2, "Device state".into()));
+    if with_hw.is_empty() {
+        b.blocks.push(Block::Para(
+            "No run carries crossbar hardware statistics (digital substrate or none reported): no conductance or pulse histograms.".into(),
+        ));
+        return Ok(());
+    }
+    let mut drawn = 0;
+    // up to four runs spread over the grid (first, last and between)
+    let n = with_hw.len();
+    let picks: Vec<usize> = if n <= 4 {
+        (0..n).collect()
+    } else {
+        (0..4).map(|k| k * (n - 1) / 3).collect()
+    };
+    for (i, r) in picks.iter().map(|&k| with_hw[k]).enumerate() {
+        let layers = r
+            .result
+            .as_ref()
+            .and_then(|x| x.pointer("/hardware/layers"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for (key, what, unit_default) in [
+            (
+                "conductance_histogram",
+                "Conductances",
+                "normalised conductance (G − G_min)/(G_max − G_min)",
+            ),
+            ("pulse_histogram", "Write pulses per device", "pulses"),
+        ] {
+            let series: Vec<(String, Vec<f64>, Vec<f64>)> = layers
+                .iter()
+                .enumerate()
+                .filter_map(|(k, l)| {
+                    let h = l.get(key)?;
+                    let (e, c) = histogram(h)?;
+                    // fractions, so that a small layer is visible next to a big one
+                    let total: f64 = c.iter().sum::<f64>().max(1.0);
+                    let c = c.iter().map(|x| x / total).collect();
+                    Some((format!("layer {}", k + 1), e, c))
+                })
+                .collect();
+            if series.is_empty() {
+                continue;
+            }
+            let unit = layers
+                .iter()
+                .find_map(|l| l.get(key)?.get("unit")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| unit_default.to_string());
+            b.figure(
+                Figure::Histogram {
+                    title: format!("{what} — {}", r.label()),
+                    x_label: unit,
+                    series,
+                },
+                &format!("{key}_{i}"),
+                format!("{what} at the end of the run `{}`, per layer.", r.label()),
+            )?;
+            drawn += 1;
+        }
+    }
+    // Per-device write pulses per layer: mean and maximum, per configuration.
+    let layer_stat = |r: &Run, k: usize, key: &str, nested: &str| -> Option<f64> {
+        let l = r
+            .result
+            .as_ref()?
+            .pointer(&format!("/hardware/layers/{k}"))?;
+        l.get(key)
+            .or_else(|| l.get("pulses_per_device")?.get(nested))
+            .and_then(Value::as_f64)
+    };
+    let depth = with_hw
+        .iter()
+        .filter_map(|r| {
+            r.result
+                .as_ref()?
+                .pointer("/hardware/layers")?
+                .as_array()
+                .map(Vec::len)
+        })
+        .max()
+        .unwrap_or(0);
+    // pooled over runs: mean ± std across runs of each per-run statistic
+    let series: Vec<Series> = [
+        ("pulses_per_device_mean", "mean", "mean device"),
+        ("pulses_per_device_max", "max", "most-worn device"),
+    ]
+    .iter()
+    .map(|(key, nested, label)| Series {
+        label: label.to_string(),
+        points: (0..depth)
+            .filter_map(|k| {
+                let xs: Vec<f64> = with_hw
+                    .iter()
+                    .filter_map(|r| layer_stat(r, k, key, nested))
+                    .collect();
+                (!xs.is_empty()).then(|| {
+                    let (m, sd) = mean_std(&xs);
+                    (k as f64, m, sd)
+                })
+            })
+            .collect(),
+    })
+    .filter(|s| !s.points.is_empty())
+    .collect();
+    if !series.is_empty() {
+        b.figure(
+            Figure::Lines {
+                title: "Write pulses per device".into(),
+                x_label: "layer".into(),
+                y_label: "pulses per device".into(),
+                x_categories: Some((1..=depth).map(|k| format!("layer {k}")).collect()),
+                series,
+            },
+            "pulses_per_device",
+            format!("Write pulses per device over the whole run per layer: the layer's mean and its most-worn device, each mean ± std over the {} crossbar run(s).", with_hw.len()),
+        )?;
+        drawn += 1;
+    }
+    if drawn == 0 {
+        b.blocks.push(Block::Para(
+            "The hardware statistics carry no conductance histograms or per-device pulse counts."
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn feasibility_section(b: &mut Builder, options: &ReportOptions) -> Result<()> {
+    let data = b.data;
+    let settings = data.settings.clone().unwrap_or_default();
+    let tech_path = options
+        .technology
+        .clone()
+        .or_else(|| settings.report.technology.clone());
+    let tech = match &tech_path {
+        Some(p) => Technology::from_file(p)?,
+        None => Technology::from_toml_str(DEFAULT_TECHNOLOGY, "reram_taox_32nm")
+            .context("built-in technology")?,
+    };
+    let mut req = settings.requirements.clone();
+    let o = &options.requirements;
+    req.accuracy_min = o.accuracy_min.or(req.accuracy_min);
+    req.energy_per_sample_max_j = o.energy_per_sample_max_j.or(req.energy_per_sample_max_j);
+    req.lifetime_min_epochs = o.lifetime_min_epochs.or(req.lifetime_min_epochs);
+    req.validate()?;
+
+    b.blocks
+        .push(Block::Heading(2, "Hardware feasibility".into()));
+    b.blocks.push(Block::Para(format!(
+        "Technology `{}`: {}. Energy is per training sample (all counts of the run divided by the samples seen, so evaluation reads are included when the crossbar counted them). \
+         *measured* = the counts (reads, conversions, pulses, conductances, settle times) were counted by the emulator, energies per event come from the technology or the device model; *estimated* = computed from the architecture, schedule and technology (full-scale read drive, mean conductance (G_min+G_max)/2, one τ per layer update of a discrete schedule, uniform wear); *missing* = no data, left out of the total. \
+         The digital baseline is 3 MACs per weight per sample (BP forward, backward, gradient) at the technology's energy per MAC.",
+        tech.name, tech.description
+    )));
+    if data.runs.iter().any(|r| {
+        r.config
+            .pointer("/training/substrate")
+            .and_then(Value::as_str)
+            != Some("crossbar")
+    }) {
+        b.blocks.push(Block::Para(
+            "Runs on the digital substrate are costed as if their network were mapped onto this technology: all their counts are estimated, and write energy and lifetime are missing (no pulses).".into(),
+        ));
+    }
+    // Which device-model constants replaced the technology's.
+    let mut models: Vec<feasibility::DeviceConstants> = Vec::new();
+    for r in &data.runs {
+        if let Some(d) = feasibility::DeviceConstants::of_config(&r.config) {
+            if !models.contains(&d) {
+                models.push(d);
+            }
+        }
+    }
+    for d in &models {
+        let stated = |v: Option<f64>, unit: &str, what: &str| match v {
+            Some(x) => format!("{what} {} (device model)", si(x, unit)),
+            None => format!("{what} not stated (technology value used)"),
+        };
+        b.blocks.push(Block::Para(format!(
+            "Device model `{}`: {}, {}, {}, G range {}–{}.",
+            d.name,
+            match d.endurance_pulses {
+                Some(e) => format!("endurance {e:.3e} pulses (device model)"),
+                None => "endurance not stated (technology value used)".into(),
+            },
+            stated(d.pulse_energy_j, "J", "energy per pulse"),
+            stated(d.pulse_width_s, "s", "pulse width"),
+            si(d.g_range_s.0, "S"),
+            si(d.g_range_s.1, "S")
+        )));
+    }
+    // One row per configuration: runs that differ only in the seed are pooled.
+    let seedless = seedless_label;
+    let mut groups: Vec<(String, Vec<usize>, Vec<Estimate>)> = Vec::new();
+    for (i, r) in data.runs.iter().enumerate() {
+        let key = seedless(r);
+        let g = match groups.iter().position(|g| g.0 == key) {
+            Some(g) => g,
+            None => {
+                groups.push((key, Vec::new(), Vec::new()));
+                groups.len() - 1
+            }
+        };
+        groups[g].1.push(i);
+        let Some(result) = &r.result else { continue };
+        match RunCounts::from_json(&r.config, result) {
+            Ok(c) => groups[g].2.push(estimate(&c, &tech.params)),
+            Err(e) => b.blocks.push(Block::Para(format!(
+                "Run {}: no estimate ({e:#}).",
+                r.label()
+            ))),
+        }
+    }
+    let pooled_runs = groups.iter().any(|g| g.1.len() > 1);
+    let mut rows = Vec::new();
+    let mut pooled: Vec<(usize, Estimate)> = Vec::new();
+    for (gi, (key, _, ests)) in groups.iter().enumerate() {
+        let Some(e) = Estimate::pooled(ests) else {
+            continue;
+        };
+        rows.push(vec![
+            key.clone(),
+            format_term(&e.read_energy_j, "J"),
+            format_term(&e.adc_energy_j, "J"),
+            format_term(&e.dac_energy_j, "J"),
+            format_term(&e.write_energy_j, "J"),
+            format_term(&e.neuron_energy_j, "J"),
+            format_term(&e.total_energy_j, "J"),
+            format_term(&e.digital_energy_j, "J"),
+            format_term(&e.latency_s, "s"),
+            format_term(&e.area_m2, "mm²"),
+            format_term(&e.lifetime_median_epochs, "epochs"),
+            format_term(&e.lifetime_1pct_epochs, "epochs"),
+        ]);
+        pooled.push((gi, e));
+    }
+    b.blocks
+        .push(Block::Heading(3, "Estimates per configuration".into()));
+    if pooled_runs {
+        b.blocks.push(Block::Para(
+            "Runs differing only in the seed are pooled: every term is the mean over the seeds (missing if any seed lacks it; a diverged seed counts with the counts of its shortened run), lifetimes the shortest.".into(),
+        ));
+    }
+    b.blocks.push(Block::Table(
+        [
+            "configuration",
+            "reads",
+            "ADC",
+            "DAC",
+            "writes",
+            "neurons",
+            "total / sample",
+            "digital BP / sample",
+            "latency / sample",
+            "area",
+            "lifetime (median, epochs)",
+            "lifetime (1 %, epochs)",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    ));
+    b.blocks.push(Block::Heading(3, "Verdict".into()));
+    if !req.any() {
+        b.blocks.push(Block::Para(
+            "No requirements set (`[requirements]` in the sweep spec or `--require-*` flags): no verdict.".into(),
+        ));
+    } else {
+        let req_text = [
+            req.accuracy_min
+                .map(|a| format!("accuracy ≥ {:.2}%", a * 100.0)),
+            req.energy_per_sample_max_j
+                .map(|e| format!("energy per sample ≤ {}", si(e, "J"))),
+            req.lifetime_min_epochs
+                .map(|l| format!("lifetime (first 1 % of devices) ≥ {l} epochs")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ");
+        b.blocks.push(Block::Para(format!(
+            "Requirements: {req_text}. Accuracy is the mean over seeds (a diverged seed counts with the accuracy it reached when training stopped); a configuration where a seed failed or ended with non-finite weights has no accuracy and does not meet an accuracy requirement."
+        )));
+        let yn = |v: Option<bool>, set: bool| match (set, v) {
+            (false, _) => "–".to_string(),
+            (true, Some(true)) => "yes".into(),
+            (true, Some(false)) => "no".into(),
+            (true, None) => "unknown".into(),
+        };
+        let mut passing = 0;
+        let rows = pooled
+            .iter()
+            .map(|(gi, e)| {
+                let (key, members, _) = &groups[*gi];
+                let accs: Vec<f64> = members
+                    .iter()
+                    .filter_map(|&i| accuracy(&data.runs[i]))
+                    .collect();
+                let acc =
+                    (accs.len() == members.len() && !accs.is_empty()).then(|| mean_std(&accs).0);
+                let v = Verdict::of(&req, acc, e);
+                let pass = v.passes(&req);
+                passing += pass as usize;
+                vec![
+                    key.clone(),
+                    fmt_opt(acc, |a| format!("{:.2}%", a * 100.0)),
+                    yn(v.accuracy, req.accuracy_min.is_some()),
+                    yn(v.energy, req.energy_per_sample_max_j.is_some()),
+                    yn(v.lifetime, req.lifetime_min_epochs.is_some()),
+                    if pass {
+                        "**meets all**".into()
+                    } else {
+                        "fails".into()
+                    },
+                ]
+            })
+            .collect();
+        b.blocks.push(Block::Table(
+            [
+                "configuration",
+                "test acc.",
+                "accuracy",
+                "energy",
+                "lifetime",
+                "verdict",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows,
+        ));
+        b.blocks.push(Block::Para(format!(
+            "{passing} of {} configuration(s) meet every requirement.",
+            pooled.len()
+        )));
+    }
+    let estimates = &pooled;
+    let prov: BTreeMap<&str, usize> = estimates.iter().fold(BTreeMap::new(), |mut m, (_, e)| {
+        *m.entry(e.total_energy_j.provenance.label()).or_default() += 1;
+        m
+    });
+    if prov.contains_key(Provenance::Missing.label())
+        || prov.contains_key(Provenance::Estimated.label())
+    {
+        b.blocks.push(Block::Para(
+            "Totals marked *estimated* or *missing* rest on analytic counts; emit the counters listed in `src/report/feasibility.rs` (`RunResult.hardware.layers[*]`) to make them measured.".into(),
+        ));
+    }
+    b.blocks
+        .push(Block::Heading(3, "Technology constants".into()));
+    let rows = tech
+        .quantities
+        .iter()
+        .map(|(k, q)| {
+            vec![
+                format!("`{k}`"),
+                format!("{} {}", q.value, q.unit),
+                Technology::meaning(k).to_string(),
+                q.source.clone(),
+            ]
+        })
+        .collect();
+    b.blocks.push(Block::Table(
+        ["constant", "value", "meaning", "source"]
+            .map(String::from)
+            .to_vec(),
+        rows,
+    ));
+    Ok(())
+}
+
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Renders blocks as GitHub-flavoured Markdown.
+pub fn render_markdown(blocks: &[Block]) -> String {
+    let mut s = String::new();
+    for block in blocks {
+        match block {
+            Block::Heading(level, text) => {
+                let _ = writeln!(s, "{} {text}\n", "#".repeat(*level as usize));
+            }
+            Block::Para(text) => {
+                let _ = writeln!(s, "{text}\n");
+            }
+            Block::Table(header, rows) => {
+                let _ = writeln!(
+                    s,
+                    "| {} |",
+                    header
+                        .iter()
+                        .map(|h| md_cell(h))
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                );
+                let _ = writeln!(s, "|{}|", vec!["---"; header.len()].join("|"));
+                for r in rows {
+                    let _ = writeln!(
+                        s,
+                        "| {} |",
+                        r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ")
+                    );
+                }
+                s.push('\n');
+            }
+            Block::Figure(caption, png, svg) => {
+                let _ = writeln!(s, "![{caption}]({png})\n\n*{caption}* ([SVG]({svg}))\n");
+            }
+        }
+    }
+    s
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Inline Markdown used in blocks (`code`, **bold**, *italic*) as HTML.
+fn inline_html(s: &str) -> String {
+    let mut out = String::new();
+    let e = esc(s);
+    let mut code = false;
+    for (i, part) in e.split('`').enumerate() {
+        if i > 0 {
+            out.push_str(if code { "</code>" } else { "<code>" });
+            code = !code;
+        }
+        if code {
+            out.push_str(part);
+        } else {
+            // Only balanced markers are markup; a lone `*` is a multiplication.
+            if part.matches("**").count() % 2 == 1 || part.matches('*').count() % 2 == 1 {
+                out.push_str(part);
+                continue;
+            }
+            let mut bold = false;
+            let mut t = String::new();
+            for (j, p) in part.split("**").enumerate() {
+                if j > 0 {
+                    t.push_str(if bold { "</b>" } else { "<b>" });
+                    bold = !bold;
+                }
+                t.push_str(p);
+            }
+            let mut it = false;
+            for (j, p) in t.split('*').enumerate() {
+                if j > 0 {
+                    out.push_str(if it { "</i>" } else { "<i>" });
+                    it = !it;
+                }
+                out.push_str(p);
+            }
+        }
+    }
+    out
+}
+
+/// Renders blocks as one self-contained HTML page (PNG figures embedded as
+/// base64 data URIs; `dir` is where the figure paths are relative to).
+pub fn render_html(title: &str, blocks: &[Block], dir: &Path) -> Result<String> {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>\
+         body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}\
+         table{{border-collapse:collapse;margin:1em 0;font-size:0.9em}}\
+         td,th{{border:1px solid #bbb;padding:3px 7px;text-align:left;vertical-align:top}}\
+         th{{background:#eee}} figure{{margin:1.5em 0}} img{{max-width:100%}}\
+         figcaption{{font-style:italic;color:#444}} code{{background:#f4f4f4;padding:0 3px}}\
+         </style></head><body>\n",
+        esc(title)
+    );
+    for block in blocks {
+        match block {
+            Block::Heading(level, text) => {
+                let _ = writeln!(s, "<h{level}>{}</h{level}>", inline_html(text));
+            }
+            Block::Para(text) => {
+                let _ = writeln!(s, "<p>{}</p>", inline_html(text));
+            }
+            Block::Table(header, rows) => {
+                s.push_str("<table><thead><tr>");
+                for h in header {
+                    let _ = write!(s, "<th>{}</th>", inline_html(h));
+                }
+                s.push_str("</tr></thead><tbody>\n");
+                for r in rows {
+                    s.push_str("<tr>");
+                    for c in r {
+                        let _ = write!(s, "<td>{}</td>", inline_html(c));
+                    }
+                    s.push_str("</tr>\n");
+                }
+                s.push_str("</tbody></table>\n");
+            }
+            Block::Figure(caption, png, _) => {
+                let path = dir.join(png);
+                let bytes = std::fs::read(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+                let _ = writeln!(
+                    s,
+                    "<figure><img alt=\"{}\" src=\"data:image/png;base64,{b64}\"><figcaption>{}</figcaption></figure>",
+                    esc(caption),
+                    inline_html(caption)
+                );
+            }
+        }
+    }
+    s.push_str("</body></html>\n");
+    Ok(s)
+}

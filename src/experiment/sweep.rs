@@ -1,0 +1,674 @@
+//! Parameter sweeps: a base configuration, a grid of axes, parallel jobs,
+//! a resumable JSON-lines result file and deterministic sharding
+//! (DESIGN.md §5, issue "Sweeps, reports and hardware-feasibility estimates").
+//!
+//! # Spec file
+//!
+//! ```toml
+//! base = "base.toml"            # or an inline [base] table (a run configuration)
+//!
+//! [axes]                        # full grid: every combination of these lists
+//! "learning.alpha" = [0.0, 0.5, 1.0]
+//! "device.read_noise" = [0.0, 0.02]
+//! seed = [1, 2, 3]
+//!
+//! [zip]                         # optional: lists of equal length that vary together
+//! "learning.beta" = [0.1, 0.5]  # (one more grid dimension)
+//! "optimizer.lr" = [1e-3, 5e-4]
+//!
+//! [output]
+//! results = "results.jsonl"     # file name inside `--out DIR`
+//!
+//! [report]                      # read by `dyadsim report` (optional)
+//! technology = "device_models/technology/reram_taox_32nm.toml"
+//!
+//! [requirements]                # feasibility verdict of the report (optional)
+//! accuracy_min = 0.9
+//! energy_per_sample_max_j = 1e-6
+//! lifetime_min_epochs = 1000
+//! ```
+//!
+//! Axis keys are config paths (`learning.alpha`); unquoted dotted keys
+//! (`learning.alpha = [...]`) are accepted too. Every job's configuration is
+//! built and checked ([`Config::from_table`] + [`Config::check`]) by
+//! [`SweepSpec::jobs`] before anything runs, so an unknown field, an empty
+//! axis or a wrong type is an error naming the axis, not a failed job an
+//! hour into the sweep.
+//!
+//! # Jobs, hashes, shards
+//!
+//! Jobs are numbered in grid order (axes sorted by path, the zip group last,
+//! last axis fastest). A job's identity is its **config hash**: SHA-256 of
+//! the canonical TOML of its complete configuration (defaults filled in,
+//! keys sorted), so two specs that describe the same run share results.
+//! `--shard i/n` (0 ≤ i < n) takes the jobs with `index mod n = i`: a
+//! deterministic partition that spreads neighbouring grid points (similar
+//! cost) over the shards.
+//!
+//! # Threads
+//!
+//! Jobs run on a rayon pool of `parallel_jobs` threads; inside a job the
+//! SGEMM of `matrixmultiply` uses `MATMUL_NUM_THREADS` threads (read once
+//! per process). [`ThreadPlan::for_cores`] gives every core one job when
+//! there are at least as many pending jobs as cores (one SGEMM thread per
+//! job), and splits the cores over the jobs otherwise; the CLI sets
+//! `MATMUL_NUM_THREADS` accordingly before any job starts unless the user
+//! set it. Rayon work inside a job (per-device passes of a crossbar) runs on
+//! the same pool, so nested parallelism steals work instead of
+//! oversubscribing the cores.
+
+pub mod store;
+
+use crate::experiment::config::{set_path, Config, ValidConfig};
+use crate::experiment::result::{RunResult, RunStatus};
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+pub use store::{merge_files, JobRecord, JobStatus, ResultStore, ResultWriter};
+
+/// One swept config field and its values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Axis {
+    /// Config path, e.g. `learning.alpha`.
+    pub path: String,
+    /// The values it takes (non-empty).
+    pub values: Vec<toml::Value>,
+}
+
+/// Output settings of a sweep (TOML `[output]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputSettings {
+    /// JSON-lines file name inside the output directory.
+    pub results: String,
+}
+
+impl Default for OutputSettings {
+    fn default() -> Self {
+        Self {
+            results: "results.jsonl".into(),
+        }
+    }
+}
+
+/// Report settings carried by a sweep spec (TOML `[report]`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportSettings {
+    /// Technology description used by the feasibility section
+    /// (relative paths are relative to the spec file).
+    pub technology: Option<PathBuf>,
+}
+
+/// A parsed sweep specification.
+#[derive(Clone, Debug)]
+pub struct SweepSpec {
+    /// The base configuration (a TOML table; defaults fill the rest).
+    pub base: toml::Table,
+    /// Full-grid axes, sorted by path.
+    pub grid: Vec<Axis>,
+    /// Axes that vary together (all the same length); empty if none.
+    pub zip: Vec<Axis>,
+    /// Where results go.
+    pub output: OutputSettings,
+    /// Report settings.
+    pub report: ReportSettings,
+    /// Feasibility requirements for the report.
+    pub requirements: crate::report::feasibility::Requirements,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    base: Option<toml::Value>,
+    axes: Option<toml::Table>,
+    zip: Option<toml::Table>,
+    #[serde(default)]
+    output: OutputSettings,
+    #[serde(default)]
+    report: ReportSettings,
+    #[serde(default)]
+    requirements: crate::report::feasibility::Requirements,
+}
+
+/// Flattens `{learning = {alpha = [..]}}` and `{"learning.alpha" = [..]}`
+/// into axes; every leaf must be a non-empty list.
+fn flatten_axes(
+    section: &str,
+    table: &toml::Table,
+    prefix: &str,
+    out: &mut Vec<Axis>,
+) -> Result<()> {
+    for (key, value) in table {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            toml::Value::Array(values) => {
+                if values.is_empty() {
+                    bail!("[{section}] axis '{path}' is empty: give at least one value");
+                }
+                out.push(Axis {
+                    path,
+                    values: values.clone(),
+                });
+            }
+            toml::Value::Table(inner) => flatten_axes(section, inner, &path, out)?,
+            other => bail!(
+                "[{section}] axis '{path}' must be a list of values, found {} `{other}` (write `{path} = [{other}]` for a single value)",
+                other.type_str()
+            ),
+        }
+    }
+    Ok(())
+}
+
+impl SweepSpec {
+    /// Reads a spec file; `base = "file.toml"` is resolved relative to it.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read sweep spec {}", path.display()))?;
+        let dir = path.parent().unwrap_or_else(|| Path::new("."));
+        Self::from_str_in(&text, dir)
+            .with_context(|| format!("invalid sweep spec {}", path.display()))
+    }
+
+    /// Parses spec text; relative paths (`base`, `report.technology`) are
+    /// resolved against `dir`.
+    pub fn from_str_in(text: &str, dir: &Path) -> Result<Self> {
+        let raw: RawSpec = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let base = match raw.base {
+            None => toml::Table::new(),
+            Some(toml::Value::Table(t)) => t,
+            Some(toml::Value::String(file)) => {
+                let p = dir.join(&file);
+                let text = std::fs::read_to_string(&p)
+                    .with_context(|| format!("base = \"{file}\": cannot read {}", p.display()))?;
+                toml::from_str(&text).with_context(|| {
+                    format!("base = \"{file}\": invalid TOML in {}", p.display())
+                })?
+            }
+            Some(other) => bail!(
+                "base must be a table or a file name, found {}",
+                other.type_str()
+            ),
+        };
+        let mut grid = Vec::new();
+        if let Some(axes) = &raw.axes {
+            flatten_axes("axes", axes, "", &mut grid)?;
+        }
+        let mut zip = Vec::new();
+        if let Some(z) = &raw.zip {
+            flatten_axes("zip", z, "", &mut zip)?;
+        }
+        if let Some(first) = zip.first() {
+            for a in &zip {
+                if a.values.len() != first.values.len() {
+                    bail!(
+                        "[zip] axes must have equal lengths: '{}' has {} values, '{}' has {}",
+                        first.path,
+                        first.values.len(),
+                        a.path,
+                        a.values.len()
+                    );
+                }
+            }
+        }
+        for z in &zip {
+            if grid.iter().any(|g| g.path == z.path) {
+                bail!("axis '{}' appears in both [axes] and [zip]", z.path);
+            }
+        }
+        grid.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut report = raw.report;
+        if let Some(t) = &report.technology {
+            if t.is_relative() && !t.exists() {
+                report.technology = Some(dir.join(t));
+            }
+        }
+        raw.requirements.validate()?;
+        Ok(Self {
+            base,
+            grid,
+            zip,
+            output: raw.output,
+            report,
+            requirements: raw.requirements,
+        })
+    }
+
+    /// Number of jobs in the full grid.
+    pub fn job_count(&self) -> usize {
+        let zip_len = self.zip.first().map_or(1, |a| a.values.len());
+        self.grid.iter().map(|a| a.values.len()).product::<usize>() * zip_len
+    }
+
+    /// All axis paths (grid then zip).
+    pub fn axis_paths(&self) -> Vec<String> {
+        self.grid
+            .iter()
+            .chain(self.zip.iter())
+            .map(|a| a.path.clone())
+            .collect()
+    }
+
+    /// The axis values of job `index` (grid order, last axis fastest).
+    fn assignment(&self, mut index: usize) -> Vec<(String, toml::Value)> {
+        let zip_len = self.zip.first().map_or(1, |a| a.values.len());
+        let mut out = Vec::new();
+        let zip_i = index % zip_len;
+        index /= zip_len;
+        let mut digits = vec![0usize; self.grid.len()];
+        for (d, axis) in digits.iter_mut().zip(self.grid.iter()).rev() {
+            *d = index % axis.values.len();
+            index /= axis.values.len();
+        }
+        for (axis, d) in self.grid.iter().zip(digits) {
+            out.push((axis.path.clone(), axis.values[d].clone()));
+        }
+        for axis in &self.zip {
+            out.push((axis.path.clone(), axis.values[zip_i].clone()));
+        }
+        out
+    }
+
+    fn build(&self, assignment: &[(String, toml::Value)]) -> Result<ValidConfig> {
+        let mut table = self.base.clone();
+        for (path, value) in assignment {
+            set_path(&mut table, path, value.clone()).with_context(|| format!("axis '{path}'"))?;
+        }
+        Config::from_table(table)?.check()
+    }
+
+    /// Expands and validates every job. Each axis value is first checked on
+    /// its own against the base (so the error names the axis and value),
+    /// then every combination.
+    pub fn jobs(&self) -> Result<Vec<Job>> {
+        Config::from_table(self.base.clone())
+            .and_then(|c| c.check())
+            .context("[base] configuration")?;
+        for axis in self.grid.iter().chain(self.zip.iter()) {
+            for value in &axis.values {
+                self.build(&[(axis.path.clone(), value.clone())])
+                    .with_context(|| format!("axis '{}' = {value}", axis.path))?;
+            }
+        }
+        (0..self.job_count())
+            .map(|index| {
+                let axes = self.assignment(index);
+                let config = self
+                    .build(&axes)
+                    .with_context(|| format!("job {index} ({})", describe_assignment(&axes)))?;
+                let hash = config_hash(&config.raw)?;
+                Ok(Job {
+                    index,
+                    axes,
+                    config,
+                    hash,
+                })
+            })
+            .collect()
+    }
+}
+
+/// `learning.alpha = 0.5, seed = 2`.
+pub fn describe_assignment(axes: &[(String, toml::Value)]) -> String {
+    axes.iter()
+        .map(|(p, v)| format!("{p} = {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// SHA-256 (hex) of the canonical TOML of a complete configuration.
+pub fn config_hash(config: &Config) -> Result<String> {
+    let canonical = toml::to_string(&config.to_table()?).context("serialising configuration")?;
+    let digest = Sha256::digest(canonical.as_bytes());
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// One grid point: its axis values and checked configuration.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// Position in the grid (0-based).
+    pub index: usize,
+    /// The axis values of this job, in axis order.
+    pub axes: Vec<(String, toml::Value)>,
+    /// The checked configuration.
+    pub config: ValidConfig,
+    /// [`config_hash`] of the configuration.
+    pub hash: String,
+}
+
+/// A deterministic 1/n of the jobs: those with `index mod count = index`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// 0-based shard number, `< count`.
+    pub index: usize,
+    /// Number of shards ≥ 1.
+    pub count: usize,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Self { index: 0, count: 1 }
+    }
+}
+
+impl Shard {
+    /// Whether job `job_index` belongs to this shard.
+    pub fn contains(&self, job_index: usize) -> bool {
+        job_index % self.count == self.index
+    }
+
+    /// `results.jsonl` → `results.shard-2-of-8.jsonl` (unchanged for 1 shard).
+    pub fn file_name(&self, base: &str) -> String {
+        if self.count == 1 {
+            return base.to_string();
+        }
+        let (stem, ext) = base.rsplit_once('.').unwrap_or((base, "jsonl"));
+        format!("{stem}.shard-{}-of-{}.{ext}", self.index, self.count)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let err = || {
+            anyhow::anyhow!("--shard '{s}': expected i/n with integers 0 ≤ i < n (e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT with --array=0-(n−1))")
+        };
+        let (i, n) = s.split_once('/').ok_or_else(err)?;
+        let index: usize = i.trim().parse().map_err(|_| err())?;
+        let count: usize = n.trim().parse().map_err(|_| err())?;
+        if count == 0 || index >= count {
+            return Err(err());
+        }
+        Ok(Self { index, count })
+    }
+}
+
+/// How the cores are split between parallel jobs and SGEMM threads inside a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadPlan {
+    /// Jobs running at once (rayon pool size).
+    pub parallel_jobs: usize,
+    /// `MATMUL_NUM_THREADS` for each job.
+    pub threads_per_job: usize,
+}
+
+impl ThreadPlan {
+    /// `cores` cores, `pending` jobs, an optional user request for the
+    /// number of parallel jobs and an optional user-set `MATMUL_NUM_THREADS`.
+    /// Jobs are the coarse, perfectly parallel unit, so they get the cores
+    /// first; left-over cores go to SGEMM threads (capped at 4, the most
+    /// matrixmultiply uses).
+    pub fn for_cores(
+        cores: usize,
+        pending: usize,
+        requested_jobs: Option<usize>,
+        matmul_threads: Option<usize>,
+    ) -> Self {
+        let cores = cores.max(1);
+        let parallel_jobs = match (requested_jobs, matmul_threads) {
+            (Some(j), _) if j > 0 => j,
+            (_, Some(t)) if t > 0 => (cores / t).max(1),
+            _ => cores,
+        }
+        .min(pending.max(1));
+        let threads_per_job = match matmul_threads {
+            Some(t) if t > 0 => t,
+            _ => (cores / parallel_jobs).clamp(1, 4),
+        };
+        Self {
+            parallel_jobs,
+            threads_per_job,
+        }
+    }
+}
+
+/// Options of [`run_sweep`].
+#[derive(Clone, Debug, Default)]
+pub struct SweepOptions {
+    /// Which part of the grid this process runs.
+    pub shard: Shard,
+    /// Jobs run at once (rayon pool size; 0 = all cores).
+    pub parallel_jobs: usize,
+    /// Rerun jobs whose last record is `failed` (default: keep them).
+    pub retry_failed: bool,
+    /// Run at most this many pending jobs, then stop (for quick partial runs).
+    pub limit: Option<usize>,
+}
+
+/// What a sweep invocation did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SweepSummary {
+    /// Jobs in the full grid.
+    pub total: usize,
+    /// Jobs in this shard.
+    pub in_shard: usize,
+    /// Jobs of this shard already recorded (skipped).
+    pub skipped: usize,
+    /// Jobs run now.
+    pub ran: usize,
+    /// Of those: finished normally.
+    pub ok: usize,
+    /// Of those: diverged.
+    pub diverged: usize,
+    /// Of those: failed with an error (or panic).
+    pub failed: usize,
+}
+
+/// The jobs of `shard` that `store` has no usable record of.
+pub fn pending_jobs<'a>(
+    jobs: &'a [Job],
+    store: &ResultStore,
+    shard: Shard,
+    retry_failed: bool,
+) -> Vec<&'a Job> {
+    jobs.iter()
+        .filter(|j| shard.contains(j.index))
+        .filter(|j| match store.latest(&j.hash) {
+            None => true,
+            Some(r) => retry_failed && r.status == JobStatus::Failed,
+        })
+        .collect()
+}
+
+/// Runs the pending jobs of a shard in parallel, appending one JSON line per
+/// finished job to `results_path`. `runner` runs one job (the real one is
+/// `experiment::train::run`; tests pass a fake); an error or panic in a job
+/// is recorded as `failed` and the sweep goes on. `on_done` is called after
+/// each record is written (progress bars).
+pub fn run_sweep<R, D>(
+    jobs: &[Job],
+    results_path: &Path,
+    options: &SweepOptions,
+    runner: R,
+    on_done: D,
+) -> Result<SweepSummary>
+where
+    R: Fn(&Job) -> Result<RunResult> + Sync,
+    D: Fn(&JobRecord) + Sync,
+{
+    let store = ResultStore::open(results_path)?;
+    let in_shard = jobs
+        .iter()
+        .filter(|j| options.shard.contains(j.index))
+        .count();
+    let mut pending = pending_jobs(jobs, &store, options.shard, options.retry_failed);
+    let skipped = in_shard - pending.len();
+    if let Some(limit) = options.limit {
+        pending.truncate(limit);
+    }
+    let writer = ResultWriter::append(results_path)?;
+    let threads = if options.parallel_jobs == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        options.parallel_jobs
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.min(pending.len().max(1)))
+        .thread_name(|i| format!("sweep-job-{i}"))
+        .build()
+        .context("building the sweep thread pool")?;
+    let shard_label = (options.shard.count > 1)
+        .then(|| format!("{}/{}", options.shard.index, options.shard.count));
+    let outcomes: Vec<Result<JobStatus>> = pool.install(|| {
+        pending
+            .par_iter()
+            .map(|job| {
+                let start = Instant::now();
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner(job)))
+                        .unwrap_or_else(|panic| {
+                            let msg = panic
+                                .downcast_ref::<String>()
+                                .cloned()
+                                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                                .unwrap_or_else(|| "unknown panic".into());
+                            Err(anyhow::anyhow!("job panicked: {msg}"))
+                        });
+                let record = JobRecord::from_outcome(
+                    job,
+                    outcome,
+                    start.elapsed().as_secs_f64(),
+                    shard_label.clone(),
+                )?;
+                writer.write(&record)?;
+                on_done(&record);
+                Ok(record.status)
+            })
+            .collect()
+    });
+    let mut summary = SweepSummary {
+        total: jobs.len(),
+        in_shard,
+        skipped,
+        ..Default::default()
+    };
+    for o in outcomes {
+        match o? {
+            JobStatus::Ok => summary.ok += 1,
+            JobStatus::Diverged => summary.diverged += 1,
+            JobStatus::Failed => summary.failed += 1,
+        }
+        summary.ran += 1;
+    }
+    Ok(summary)
+}
+
+impl From<RunStatus> for JobStatus {
+    fn from(s: RunStatus) -> Self {
+        match s {
+            RunStatus::Ok => JobStatus::Ok,
+            RunStatus::Diverged => JobStatus::Diverged,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> Result<SweepSpec> {
+        SweepSpec::from_str_in(text, Path::new("."))
+    }
+
+    #[test]
+    fn grid_order_is_last_axis_fastest_with_zip_innermost() {
+        let s = spec(
+            r#"
+            [axes]
+            "learning.alpha" = [0.0, 1.0]
+            seed = [1, 2, 3]
+            [zip]
+            "learning.beta" = [0.1, 0.2]
+            "optimizer.lr" = [0.01, 0.02]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.job_count(), 12);
+        let jobs = s.jobs().unwrap();
+        let a = |j: &Job, p: &str| j.axes.iter().find(|(q, _)| q == p).unwrap().1.clone();
+        assert_eq!(a(&jobs[0], "seed"), toml::Value::Integer(1));
+        assert_eq!(a(&jobs[2], "seed"), toml::Value::Integer(2));
+        assert_eq!(a(&jobs[6], "learning.alpha"), toml::Value::Float(1.0));
+        // zipped axes move together
+        for j in &jobs {
+            let beta = a(j, "learning.beta").as_float().unwrap();
+            let lr = a(j, "optimizer.lr").as_float().unwrap();
+            assert!((lr - beta / 10.0).abs() < 1e-12);
+            assert_eq!(j.config.raw.learning.beta as f64, beta as f32 as f64);
+        }
+        // every job distinct
+        let mut hashes: Vec<_> = jobs.iter().map(|j| j.hash.clone()).collect();
+        hashes.sort();
+        hashes.dedup();
+        assert_eq!(hashes.len(), 12);
+    }
+
+    #[test]
+    fn dotted_tables_are_axes_too() {
+        let s = spec("[axes]\nlearning.alpha = [0.0, 1.0]\n").unwrap();
+        assert_eq!(s.grid[0].path, "learning.alpha");
+    }
+
+    #[test]
+    fn hash_ignores_how_defaults_are_written() {
+        let a = spec("[base]\nseed = 1\n[axes]\n\"learning.alpha\" = [0.5]\n")
+            .unwrap()
+            .jobs()
+            .unwrap();
+        let b = spec("[axes]\n\"learning.alpha\" = [0.5]\n")
+            .unwrap()
+            .jobs()
+            .unwrap();
+        assert_eq!(a[0].hash, b[0].hash);
+    }
+
+    #[test]
+    fn shard_parse_and_names() {
+        let s: Shard = "2/8".parse().unwrap();
+        assert_eq!(s, Shard { index: 2, count: 8 });
+        assert!("8/8".parse::<Shard>().is_err());
+        assert!("1/0".parse::<Shard>().is_err());
+        assert!("x".parse::<Shard>().is_err());
+        assert_eq!(s.file_name("results.jsonl"), "results.shard-2-of-8.jsonl");
+    }
+
+    #[test]
+    fn thread_plan_splits_cores() {
+        assert_eq!(
+            ThreadPlan::for_cores(2, 4, None, None),
+            ThreadPlan {
+                parallel_jobs: 2,
+                threads_per_job: 1
+            }
+        );
+        assert_eq!(
+            ThreadPlan::for_cores(8, 2, None, None),
+            ThreadPlan {
+                parallel_jobs: 2,
+                threads_per_job: 4
+            }
+        );
+        assert_eq!(
+            ThreadPlan::for_cores(8, 100, None, Some(2)),
+            ThreadPlan {
+                parallel_jobs: 4,
+                threads_per_job: 2
+            }
+        );
+        assert_eq!(
+            ThreadPlan::for_cores(8, 100, Some(3), None),
+            ThreadPlan {
+                parallel_jobs: 3,
+                threads_per_job: 2
+            }
+        );
+    }
+}

@@ -1,0 +1,743 @@
+//! Hardware-feasibility cost model: energy, latency, area and lifetime of
+//! a chip that trains the way an emulated run did (DESIGN.md §5).
+//!
+//! # Model (per training sample; counts cover the whole run and are divided
+//! by `samples_seen`)
+//!
+//! * **Crossbar reads** — a device of conductance G driven at voltage V for
+//!   time t dissipates V²·G·t. With DAC-normalised drives u_j = V_j/V_r:
+//!   `E_read = V_r²·t_r·Σ_reads Σ_ij G_ij u_j²` (measured when the crossbar
+//!   reports `read_drive_conductance_s`). Otherwise every read is charged at
+//!   full-scale drive on all rows (u = 1, an upper bound):
+//!   `E_read = V_r²·t_r·reads·ΣG`, with ΣG the array's summed conductance
+//!   (measured `conductance_sum_s`, else devices·(G_min+G_max)/2).
+//!   Circuit (`ode`) runs keep the arrays driven for the whole settle time:
+//!   `E_read = V_r²·ΣG·T_settle` per array and direction.
+//! * **Converters** — `E_ADC = N_ADC·FOM_W·2^bits` (Walden), `E_DAC =
+//!   N_DAC·E_dac`. A forward read of an n_in → n_out layer converts n_in
+//!   inputs and n_out outputs; a transposed read the other way round.
+//! * **Writes** — `E_write = pulses·E_pulse`, E_pulse = V_w²·G_max·t_w
+//!   unless given (NeuroSim convention, reference §3.3).
+//! * **Neurons** — two compartments per neuron integrate for the settle
+//!   time: `E_neuron = 2·N_neurons·(T_settle/τ)·E_τ`.
+//! * **Latency** — `T_settle + reads_serial·(t_r + lines_per_ADC·t_conv) +
+//!   slots·t_w / B` (one array-parallel write of `slots` pulse slots per
+//!   mini-batch of B samples).
+//! * **Area** — tiles of `rows × cols` cells (cell area in F²·F²), ADCs on
+//!   both edges of each tile (DP reads both ways) shared by `columns_per_adc`
+//!   lines, one neuron per hidden/output unit.
+//! * **Lifetime** — per-device pulses per epoch r; the median device wears
+//!   out after `endurance / r_median` epochs, the first 1 % after
+//!   `endurance / r_p99`. Without a per-device distribution, uniform wear
+//!   (`pulses_total / devices`) is assumed and flagged.
+//! * **Digital baseline** — a BP step costs 3 MACs per weight (forward,
+//!   backward, gradient): `E_digital = 3·Σ n_in·n_out·E_MAC`.
+//!
+//! For crossbar runs the emulated device model (`crossbar.device` with the
+//! run's `device.*` overrides) supplies endurance, pulse energy, pulse width
+//! and the G range wherever it states them; the technology fills the rest.
+//!
+//! For discrete schedules (no settle time), `T_settle` is estimated as one τ
+//! per sequential layer update of the schedule (flagged as estimated).
+//!
+//! # Expected `RunResult.hardware` JSON
+//!
+//! `hardware.layers` is an array, W_1 first. Every key is optional; what
+//! is present is used and marked *measured*, the rest is estimated. Keys in
+//! brackets are the crossbar substrate's own names (read as aliases):
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `devices` | devices of the layer |
+//! | `forward_reads` [`reads.forward_samples`] | sample-vectors read forward |
+//! | `transposed_reads` [`reads.transposed_samples`] | sample-vectors read transposed |
+//! | `read_drive_conductance_s` | Σ_reads Σ_ij G_ij·u_j² (S), u = drive/V_read — exact read energy |
+//! | `conductance_sum_s` [from `conductance_histogram` + `conductance_range_used`] | Σ_ij G_ij (S) |
+//! | `adc_conversions` [`reads.adc_conversions`], `dac_conversions` | converter operations |
+//! | `pulses_total` [`pulses_applied`] | write pulses over the run |
+//! | `write_energy_j` [`pulse_energy_j`] | write energy from the device model (J) |
+//! | `pulses_per_device.{median,p99,mean,max}` [`pulses_per_device_mean`, `pulses_per_device_max`] | wear distribution |
+//! | `update_pulse_slots`, `updates` [`controller.updates`] | pulse time slots over all updates |
+//! | `endurance_pulses` | the device model's endurance rating |
+//! | `conductance_histogram`, `pulse_histogram` | `{edges, counts, unit?}` for the figures |
+//!
+//! ```json
+//! { "layers": [ {
+//!     "devices": 803840, "forward_reads": 123, "transposed_reads": 456,
+//!     "read_drive_conductance_s": 1.2e-2, "conductance_sum_s": 3.4,
+//!     "adc_conversions": 789, "dac_conversions": 789,
+//!     "pulses_total": 1000000, "write_energy_j": 1.3e-6,
+//!     "pulses_per_device": {"mean": 1.2, "median": 1.0, "p99": 9.0, "max": 40.0},
+//!     "update_pulse_slots": 31000, "updates": 1000, "endurance_pulses": 1e9,
+//!     "conductance_histogram": {"edges": [0.0, 0.5, 1.0], "counts": [10, 12]},
+//!     "pulse_histogram": {"edges": [0, 10, 20], "counts": [20, 2]}
+//! } ] }
+//! ```
+
+use super::technology::TechnologyParams;
+use crate::network::Architecture;
+use crate::rules::Schedule;
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// User-set requirements of the feasibility verdict (TOML `[requirements]`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Requirements {
+    /// Test accuracy ≥ this (0..1).
+    pub accuracy_min: Option<f64>,
+    /// Energy per training sample ≤ this (J).
+    pub energy_per_sample_max_j: Option<f64>,
+    /// Lifetime of the first 1 % of devices ≥ this many epochs.
+    pub lifetime_min_epochs: Option<f64>,
+}
+
+impl Requirements {
+    /// Range checks.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(a) = self.accuracy_min {
+            if !(0.0..=1.0).contains(&a) {
+                bail!(
+                    "requirements.accuracy_min = {a}: allowed range is [0, 1] (a fraction, not %)"
+                );
+            }
+        }
+        if let Some(e) = self.energy_per_sample_max_j {
+            if !(e.is_finite() && e > 0.0) {
+                bail!("requirements.energy_per_sample_max_j = {e}: must be > 0 (joules)");
+            }
+        }
+        if let Some(l) = self.lifetime_min_epochs {
+            if !(l.is_finite() && l > 0.0) {
+                bail!("requirements.lifetime_min_epochs = {l}: must be > 0");
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any requirement is set.
+    pub fn any(&self) -> bool {
+        self.accuracy_min.is_some()
+            || self.energy_per_sample_max_j.is_some()
+            || self.lifetime_min_epochs.is_some()
+    }
+}
+
+/// Where a number came from.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Provenance {
+    /// Counted by the emulator during the run.
+    Measured,
+    /// Computed from the architecture/schedule/technology (stated assumption).
+    Estimated,
+    /// No data: the term is left out of the totals.
+    Missing,
+}
+
+impl Provenance {
+    /// Short label for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Provenance::Measured => "measured",
+            Provenance::Estimated => "estimated",
+            Provenance::Missing => "missing",
+        }
+    }
+
+    /// The weaker of two provenances (missing < estimated < measured).
+    pub fn worst(self, other: Provenance) -> Provenance {
+        use Provenance::*;
+        match (self, other) {
+            (Missing, _) | (_, Missing) => Missing,
+            (Estimated, _) | (_, Estimated) => Estimated,
+            _ => Measured,
+        }
+    }
+}
+
+/// Per-layer counts of a run (whole run, all samples).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LayerCounts {
+    /// Inputs n_{k−1}.
+    pub n_in: usize,
+    /// Outputs n_k.
+    pub n_out: usize,
+    /// Devices of the layer.
+    pub devices: Option<f64>,
+    /// Forward sample-vector reads.
+    pub forward_reads: Option<f64>,
+    /// Transposed sample-vector reads.
+    pub transposed_reads: Option<f64>,
+    /// Σ_reads Σ_ij G_ij u_j² (S).
+    pub read_drive_conductance_s: Option<f64>,
+    /// Σ_ij G_ij (S).
+    pub conductance_sum_s: Option<f64>,
+    /// ADC conversions.
+    pub adc_conversions: Option<f64>,
+    /// DAC conversions.
+    pub dac_conversions: Option<f64>,
+    /// Write pulses.
+    pub pulses_total: Option<f64>,
+    /// Median pulses per device.
+    pub pulses_median: Option<f64>,
+    /// 99th-percentile pulses per device.
+    pub pulses_p99: Option<f64>,
+    /// Mean pulses per device.
+    pub pulses_mean: Option<f64>,
+    /// Most pulses any device took.
+    pub pulses_max: Option<f64>,
+    /// Write energy computed by the device model (J, whole run).
+    pub write_energy_j: Option<f64>,
+    /// Pulse slots over all updates.
+    pub update_pulse_slots: Option<f64>,
+    /// Number of updates.
+    pub updates: Option<f64>,
+    /// Endurance rating of the device model (pulses).
+    pub endurance_pulses: Option<f64>,
+}
+
+/// Everything the cost model needs from one run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunCounts {
+    /// Layers, W_1 first.
+    pub layers: Vec<LayerCounts>,
+    /// Training samples processed.
+    pub samples_seen: f64,
+    /// Completed epochs.
+    pub epochs: f64,
+    /// Mini-batch size B.
+    pub batch: f64,
+    /// Continuous-time circuit run.
+    pub ode: bool,
+    /// Mean settle time in units of τ (circuit runs).
+    pub settle_time_tau: Option<f64>,
+    /// Sequential layer updates of a discrete schedule per sample.
+    pub schedule_steps: f64,
+    /// Whether the hardware JSON was present at all.
+    pub has_hardware: bool,
+    /// The emulated device model of a crossbar run, whose own constants
+    /// (endurance, pulse energy and width, G range) replace the
+    /// technology's where it states them.
+    pub device: Option<DeviceConstants>,
+}
+
+/// Cost-model constants of the emulated device model (`device_models/*.toml`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeviceConstants {
+    /// Model name.
+    pub name: String,
+    /// Rated pulses before a device stops switching (`None` = not stated / unlimited).
+    pub endurance_pulses: Option<f64>,
+    /// Energy per write pulse (J), if stated.
+    pub pulse_energy_j: Option<f64>,
+    /// Write pulse width (s), if stated.
+    pub pulse_width_s: Option<f64>,
+    /// G_min, G_max (S).
+    pub g_range_s: (f64, f64),
+}
+
+impl DeviceConstants {
+    /// Loads the device model a crossbar configuration names, with its
+    /// per-run `device.*` overrides (`None` for digital runs or when the
+    /// model cannot be loaded).
+    pub fn of_config(config: &Value) -> Option<Self> {
+        if config
+            .pointer("/training/substrate")
+            .and_then(Value::as_str)
+            != Some("crossbar")
+        {
+            return None;
+        }
+        let name = config.pointer("/crossbar/device").and_then(Value::as_str)?;
+        let overrides: toml::Table = config
+            .get("device")
+            .and_then(|d| toml::Value::try_from(d).ok())
+            .and_then(|v| v.as_table().cloned())
+            .unwrap_or_default();
+        let m = crate::devices::DeviceModel::load(name, &overrides).ok()?;
+        let positive = |x: f64| (x.is_finite() && x > 0.0).then_some(x);
+        Some(Self {
+            name: m.name.clone(),
+            endurance_pulses: positive(m.endurance),
+            pulse_energy_j: positive(m.pulse_energy_pj).map(|e| e * 1e-12),
+            pulse_width_s: positive(m.pulse_width_ns).map(|t| t * 1e-9),
+            g_range_s: (m.g_min_us * 1e-6, m.g_max_us * 1e-6),
+        })
+    }
+}
+
+fn num(v: &Value, key: &str) -> Option<f64> {
+    v.get(key).and_then(Value::as_f64).filter(|x| x.is_finite())
+}
+
+/// Σ G (S) of a layer from its end-of-run conductance histogram: the
+/// crossbar's `conductance_histogram` is over normalised conductance
+/// g ∈ [0, 1] unless it carries `"unit": "uS"`; `conductance_range_used`
+/// (`min_normalised`/`max_normalised` ↔ `min_us`/`max_us`) gives the affine
+/// map to µS. Bin centres stand for their devices (error ≤ half a bin).
+fn conductance_sum_from_histogram(h: &Value) -> Option<f64> {
+    let hist = h.get("conductance_histogram")?;
+    let edges: Vec<f64> = hist
+        .get("edges")?
+        .as_array()?
+        .iter()
+        .map(Value::as_f64)
+        .collect::<Option<_>>()?;
+    let counts: Vec<f64> = hist
+        .get("counts")?
+        .as_array()?
+        .iter()
+        .map(Value::as_f64)
+        .collect::<Option<_>>()?;
+    if edges.len() != counts.len() + 1 {
+        return None;
+    }
+    let to_us: Box<dyn Fn(f64) -> f64> = match hist.get("unit").and_then(Value::as_str) {
+        Some("uS") | Some("µS") => Box::new(|g| g),
+        _ => {
+            let r = h.get("conductance_range_used")?;
+            let (n0, n1) = (num(r, "min_normalised")?, num(r, "max_normalised")?);
+            let (u0, u1) = (num(r, "min_us")?, num(r, "max_us")?);
+            if (n1 - n0).abs() < 1e-12 {
+                return None;
+            }
+            let slope = (u1 - u0) / (n1 - n0);
+            Box::new(move |g| u0 + (g - n0) * slope)
+        }
+    };
+    let sum_us: f64 = counts
+        .iter()
+        .enumerate()
+        .map(|(b, c)| c * to_us(0.5 * (edges[b] + edges[b + 1])).max(0.0))
+        .sum();
+    Some(sum_us * 1e-6)
+}
+
+/// Sequential layer updates per sample of a discrete schedule on `depth`
+/// weight layers (DESIGN.md §1): `fwbw:K` = forward init (L) + (K−1)·(2H+1)
+/// + final backward sweep (H), H = L−1; `forward:K` = K·L; `jacobi:K` = K.
+pub fn schedule_steps(schedule: Schedule, depth: usize) -> f64 {
+    let l = depth as f64;
+    let h = (depth.saturating_sub(1)) as f64;
+    match schedule {
+        Schedule::FwBw { rounds } => l + (rounds as f64 - 1.0) * (2.0 * h + 1.0) + h,
+        Schedule::Forward { sweeps } => sweeps as f64 * l,
+        Schedule::Jacobi { iterations } => iterations as f64,
+    }
+}
+
+impl RunCounts {
+    /// Extracts counts from a run's configuration and result JSON, reading
+    /// defensively (absent or malformed fields become `None`).
+    pub fn from_json(config: &Value, result: &Value) -> Result<Self> {
+        let arch_text = config
+            .pointer("/network/arch")
+            .and_then(Value::as_str)
+            .unwrap_or("784-512-512-10");
+        let arch: Architecture = arch_text
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("network.arch: {e}"))?;
+        let widths = &arch.0;
+        let hw = result.get("hardware").filter(|h| !h.is_null());
+        let hw_layers: Vec<Value> = hw
+            .and_then(|h| h.get("layers"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let layers = widths
+            .windows(2)
+            .enumerate()
+            .map(|(k, w)| {
+                let empty = Value::Null;
+                let h = hw_layers.get(k).unwrap_or(&empty);
+                let ppd = h.get("pulses_per_device").cloned().unwrap_or(Value::Null);
+                let reads = h.get("reads").cloned().unwrap_or(Value::Null);
+                let controller = h.get("controller").cloned().unwrap_or(Value::Null);
+                let devices = num(h, "devices");
+                LayerCounts {
+                    n_in: w[0],
+                    n_out: w[1],
+                    devices,
+                    forward_reads: num(h, "forward_reads")
+                        .or_else(|| num(&reads, "forward_samples")),
+                    transposed_reads: num(h, "transposed_reads")
+                        .or_else(|| num(&reads, "transposed_samples")),
+                    read_drive_conductance_s: num(h, "read_drive_conductance_s"),
+                    conductance_sum_s: num(h, "conductance_sum_s")
+                        .or_else(|| conductance_sum_from_histogram(h)),
+                    adc_conversions: num(h, "adc_conversions")
+                        .or_else(|| num(&reads, "adc_conversions")),
+                    dac_conversions: num(h, "dac_conversions")
+                        .or_else(|| num(&reads, "dac_conversions")),
+                    pulses_total: num(h, "pulses_total").or_else(|| num(h, "pulses_applied")),
+                    pulses_median: num(&ppd, "median"),
+                    pulses_p99: num(&ppd, "p99"),
+                    pulses_mean: num(&ppd, "mean").or_else(|| num(h, "pulses_per_device_mean")),
+                    pulses_max: num(&ppd, "max").or_else(|| num(h, "pulses_per_device_max")),
+                    write_energy_j: num(h, "write_energy_j").or_else(|| num(h, "pulse_energy_j")),
+                    update_pulse_slots: num(h, "update_pulse_slots"),
+                    updates: num(h, "updates").or_else(|| num(&controller, "updates")),
+                    endurance_pulses: num(h, "endurance_pulses"),
+                }
+            })
+            .collect();
+        let epochs_arr = result
+            .get("epochs")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let settle: Vec<f64> = epochs_arr
+            .iter()
+            .filter_map(|e| num(e, "settle_time_mean"))
+            .collect();
+        let settle_time_tau =
+            (!settle.is_empty()).then(|| settle.iter().sum::<f64>() / settle.len() as f64);
+        let schedule: Schedule = config
+            .pointer("/learning/schedule")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(Schedule::FwBw { rounds: 6 });
+        let batch = config
+            .pointer("/training/batch")
+            .and_then(Value::as_f64)
+            .unwrap_or(50.0);
+        Ok(Self {
+            layers,
+            samples_seen: num(result, "samples_seen").unwrap_or(0.0),
+            epochs: epochs_arr.len() as f64,
+            batch,
+            ode: config.pointer("/training/dynamics").and_then(Value::as_str) == Some("ode"),
+            settle_time_tau,
+            schedule_steps: schedule_steps(schedule, widths.len().saturating_sub(1)),
+            has_hardware: hw.is_some(),
+            device: DeviceConstants::of_config(config),
+        })
+    }
+}
+
+/// One term of the estimate with its provenance.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct Term {
+    /// Value in SI units (`None` when missing).
+    pub value: Option<f64>,
+    /// Measured, estimated or missing.
+    pub provenance: Provenance,
+}
+
+impl Term {
+    fn new(value: f64, provenance: Provenance) -> Self {
+        Self {
+            value: Some(value),
+            provenance,
+        }
+    }
+    fn missing() -> Self {
+        Self {
+            value: None,
+            provenance: Provenance::Missing,
+        }
+    }
+}
+
+/// The feasibility estimate of one run (per training sample unless noted).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Estimate {
+    /// Crossbar read energy (J/sample).
+    pub read_energy_j: Term,
+    /// ADC energy (J/sample).
+    pub adc_energy_j: Term,
+    /// DAC energy (J/sample).
+    pub dac_energy_j: Term,
+    /// Write-pulse energy (J/sample).
+    pub write_energy_j: Term,
+    /// Neuron integration energy (J/sample).
+    pub neuron_energy_j: Term,
+    /// Sum of the available terms (J/sample); provenance is the worst term's.
+    pub total_energy_j: Term,
+    /// Latency per training sample (s).
+    pub latency_s: Term,
+    /// Chip area (m²).
+    pub area_m2: Term,
+    /// Epochs until the median device reaches its endurance.
+    pub lifetime_median_epochs: Term,
+    /// Epochs until 1 % of devices reach their endurance.
+    pub lifetime_1pct_epochs: Term,
+    /// Digital baseline energy of a BP step (J/sample).
+    pub digital_energy_j: Term,
+    /// Settle time used (units of τ).
+    pub settle_time_tau: Term,
+}
+
+/// Applies the cost model of the module docs to one run.
+pub fn estimate(c: &RunCounts, t: &TechnologyParams) -> Estimate {
+    use Provenance::*;
+    let samples = c.samples_seen.max(1.0);
+    let settle = match c.settle_time_tau {
+        Some(s) => Term::new(s, Measured),
+        None => Term::new(c.schedule_steps, Estimated),
+    };
+    let settle_tau = settle.value.unwrap_or(0.0);
+    let t_settle = settle_tau * t.tau_s;
+    let v2 = t.read_voltage_v * t.read_voltage_v;
+    let dev = c.device.clone().unwrap_or_default();
+    let g_mean = match &c.device {
+        Some(d) => 0.5 * (d.g_range_s.0 + d.g_range_s.1),
+        None => 0.5 * (t.g_min_s + t.g_max_s),
+    };
+    let pulse_energy = dev.pulse_energy_j.unwrap_or(t.write_energy_per_pulse_j);
+    let pulse_width = dev.pulse_width_s.unwrap_or(t.write_pulse_s);
+
+    let mut read = (0.0, Measured);
+    let mut adc = (0.0, Measured);
+    let mut dac = (0.0, Measured);
+    let mut write = (0.0, Measured);
+    let mut neurons = 0.0;
+    let mut area_cells = 0.0;
+    let mut adcs = 0.0;
+    let mut macs = 0.0;
+    let mut slots = (0.0, Measured);
+    let mut life_med: Option<f64> = None;
+    let mut life_p1: Option<f64> = None;
+    let mut life_prov = Measured;
+    let depth = c.layers.len();
+    for (k, l) in c.layers.iter().enumerate() {
+        let rows = (l.n_in + 1) as f64; // inputs + bias row
+        let cols = l.n_out as f64;
+        let analytic_devices = rows * cols * t.devices_per_weight;
+        let devices = l.devices.unwrap_or(analytic_devices);
+        macs += l.n_in as f64 * l.n_out as f64;
+        // one dyadic neuron per hidden and output unit
+        neurons += l.n_out as f64;
+        // Analytic per-sample reads: every layer is read forward once per
+        // sequential step it takes part in; feedback (transposed) reads
+        // exist for layers k ≥ 2 only.
+        let per_sample_steps = (c.schedule_steps / depth.max(1) as f64).max(1.0);
+        let fwd_est = samples * per_sample_steps;
+        let trn_est = if k == 0 {
+            0.0
+        } else {
+            samples * per_sample_steps
+        };
+        let (fwd, fwd_p) = l
+            .forward_reads
+            .map_or((fwd_est, Estimated), |r| (r, Measured));
+        let (trn, trn_p) = l
+            .transposed_reads
+            .map_or((trn_est, Estimated), |r| (r, Measured));
+        let (g_sum, g_p) = l
+            .conductance_sum_s
+            .map_or((devices * g_mean, Estimated), |g| (g, Measured));
+        // --- read energy
+        let (e_read, p_read) = if let Some(x) = l.read_drive_conductance_s {
+            (v2 * t.read_pulse_s * x, Measured)
+        } else if c.ode {
+            let directions = if k == 0 { 1.0 } else { 2.0 };
+            (
+                v2 * g_sum * t_settle * directions * samples,
+                g_p.worst(settle.provenance).worst(Estimated),
+            )
+        } else {
+            (v2 * t.read_pulse_s * (fwd + trn) * g_sum, Estimated)
+        };
+        read = (read.0 + e_read, read.1.worst(p_read));
+        // --- converters
+        let (fwd_c, trn_c) = if c.ode {
+            // the controller samples s̄ and δ once per sample for the update
+            (samples, if k == 0 { 0.0 } else { samples })
+        } else {
+            (fwd, trn)
+        };
+        let conv_p = if c.ode { Estimated } else { fwd_p.worst(trn_p) };
+        let adc_est = fwd_c * l.n_out as f64 + trn_c * l.n_in as f64;
+        let dac_est = fwd_c * l.n_in as f64 + trn_c * l.n_out as f64;
+        let (n_adc, p_adc) = l
+            .adc_conversions
+            .map_or((adc_est, conv_p.worst(Estimated)), |n| (n, Measured));
+        let (n_dac, p_dac) = l
+            .dac_conversions
+            .map_or((dac_est, conv_p.worst(Estimated)), |n| (n, Measured));
+        adc = (
+            adc.0 + n_adc * t.adc_energy_per_conversion_j,
+            adc.1.worst(p_adc),
+        );
+        dac = (
+            dac.0 + n_dac * t.dac_energy_per_conversion_j,
+            dac.1.worst(p_dac),
+        );
+        // --- writes
+        match (l.write_energy_j, l.pulses_total) {
+            // the device model's own per-pulse energy wins over the technology's
+            (Some(e), _) => write.0 += e,
+            (None, Some(p)) => write.0 += p * pulse_energy,
+            (None, None) => write.1 = Missing,
+        }
+        match (l.update_pulse_slots, l.updates) {
+            (Some(s), Some(u)) if u > 0.0 => slots.0 = f64::max(slots.0, s / u),
+            _ => {
+                slots.0 = f64::max(slots.0, t.write_slots_per_update);
+                slots.1 = Estimated;
+            }
+        }
+        // --- lifetime
+        let endurance = l
+            .endurance_pulses
+            .or(dev.endurance_pulses)
+            .unwrap_or(t.endurance_pulses);
+        if let Some(p) = l.pulses_total {
+            let mean = l.pulses_mean.unwrap_or(p / devices.max(1.0));
+            // Without quantiles: the mean stands for the median (uniform
+            // wear), the most-worn device for the 1 % (conservative).
+            let (med, p99, prov) = match (l.pulses_median, l.pulses_p99) {
+                (Some(m), Some(q)) => (m, q, Measured),
+                (Some(m), None) => (m, l.pulses_max.unwrap_or(m), Estimated),
+                _ => (mean, l.pulses_max.unwrap_or(mean), Estimated),
+            };
+            life_prov = life_prov.worst(prov);
+            let epochs = c.epochs.max(1.0);
+            let lm = if med > 0.0 {
+                endurance * epochs / med
+            } else {
+                f64::INFINITY
+            };
+            let lp = if p99 > 0.0 {
+                endurance * epochs / p99
+            } else {
+                f64::INFINITY
+            };
+            life_med = Some(life_med.map_or(lm, |x: f64| x.min(lm)));
+            life_p1 = Some(life_p1.map_or(lp, |x: f64| x.min(lp)));
+        } else {
+            life_prov = Missing;
+        }
+        // --- area: tiles holding rows × (cols·devices_per_weight) devices
+        let weights_per_tile_col = (t.array_cols / t.devices_per_weight).floor().max(1.0);
+        let tiles = (rows / t.array_rows).ceil() * (cols / weights_per_tile_col).ceil();
+        area_cells += tiles * t.array_rows * t.array_cols;
+        adcs += tiles * ((t.array_rows + t.array_cols) / t.columns_per_adc).ceil();
+    }
+    let per = |x: f64| x / samples;
+    let read_t = Term::new(per(read.0), read.1);
+    let adc_t = Term::new(per(adc.0), adc.1);
+    let dac_t = Term::new(per(dac.0), dac.1);
+    let write_t = if write.1 == Missing {
+        Term::missing()
+    } else {
+        Term::new(per(write.0), write.1)
+    };
+    let neuron_t = Term::new(
+        2.0 * neurons * settle_tau * t.neuron_energy_per_tau_j,
+        // as good as the settle time it is computed from
+        settle.provenance,
+    );
+    let terms = [read_t, adc_t, dac_t, write_t, neuron_t];
+    let total = terms.iter().filter_map(|x| x.value).sum::<f64>();
+    let prov = terms.iter().fold(Measured, |p, x| p.worst(x.provenance));
+    // Latency: settle (or the serial read steps of a discrete schedule),
+    // each step also waiting for the shared ADCs; writes amortised over B.
+    let step_time = t.read_pulse_s + t.columns_per_adc * t.adc_conversion_s;
+    let latency = if c.ode {
+        t_settle + 2.0 * step_time
+    } else {
+        c.schedule_steps * step_time
+    } + slots.0 * pulse_width / c.batch.max(1.0);
+    let f2 = t.feature_size_m * t.feature_size_m;
+    let area = area_cells * t.cell_area_f2 * f2 + adcs * t.adc_area_m2 + neurons * t.neuron_area_m2;
+    let life = |v: Option<f64>| match v {
+        Some(x) if life_prov != Missing => Term::new(x, life_prov),
+        _ => Term::missing(),
+    };
+    Estimate {
+        read_energy_j: read_t,
+        adc_energy_j: adc_t,
+        dac_energy_j: dac_t,
+        write_energy_j: write_t,
+        neuron_energy_j: neuron_t,
+        total_energy_j: Term::new(total, prov),
+        latency_s: Term::new(latency, settle.provenance.worst(slots.1)),
+        area_m2: Term::new(area, Estimated),
+        lifetime_median_epochs: life(life_med),
+        lifetime_1pct_epochs: life(life_p1),
+        digital_energy_j: Term::new(3.0 * macs * t.digital_energy_per_mac_j, Estimated),
+        settle_time_tau: settle,
+    }
+}
+
+impl Estimate {
+    /// Combines the estimates of repeated runs of one configuration (seeds):
+    /// every term is the mean of the runs that have it, except the
+    /// lifetimes, which take the shortest (the first device to wear out
+    /// on any seed). Provenance is the weakest of the runs'.
+    pub fn pooled(runs: &[Estimate]) -> Option<Estimate> {
+        runs.first()?;
+        let mean = |f: &dyn Fn(&Estimate) -> Term| -> Term {
+            let prov = runs
+                .iter()
+                .fold(Provenance::Measured, |p, e| p.worst(f(e).provenance));
+            let xs: Vec<f64> = runs.iter().filter_map(|e| f(e).value).collect();
+            if xs.len() < runs.len() {
+                return Term::missing();
+            }
+            Term::new(xs.iter().sum::<f64>() / xs.len() as f64, prov)
+        };
+        let min = |f: &dyn Fn(&Estimate) -> Term| -> Term {
+            let prov = runs
+                .iter()
+                .fold(Provenance::Measured, |p, e| p.worst(f(e).provenance));
+            let xs: Vec<f64> = runs.iter().filter_map(|e| f(e).value).collect();
+            if xs.len() < runs.len() {
+                return Term::missing();
+            }
+            Term::new(xs.iter().cloned().fold(f64::INFINITY, f64::min), prov)
+        };
+        Some(Estimate {
+            read_energy_j: mean(&|e| e.read_energy_j),
+            adc_energy_j: mean(&|e| e.adc_energy_j),
+            dac_energy_j: mean(&|e| e.dac_energy_j),
+            write_energy_j: mean(&|e| e.write_energy_j),
+            neuron_energy_j: mean(&|e| e.neuron_energy_j),
+            total_energy_j: mean(&|e| e.total_energy_j),
+            latency_s: mean(&|e| e.latency_s),
+            area_m2: mean(&|e| e.area_m2),
+            lifetime_median_epochs: min(&|e| e.lifetime_median_epochs),
+            lifetime_1pct_epochs: min(&|e| e.lifetime_1pct_epochs),
+            digital_energy_j: mean(&|e| e.digital_energy_j),
+            settle_time_tau: mean(&|e| e.settle_time_tau),
+        })
+    }
+}
+
+/// Pass/fail of one run against the requirements (`None` = not set or not
+/// computable).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Verdict {
+    /// Accuracy requirement met.
+    pub accuracy: Option<bool>,
+    /// Energy requirement met.
+    pub energy: Option<bool>,
+    /// Lifetime requirement met.
+    pub lifetime: Option<bool>,
+}
+
+impl Verdict {
+    /// Compares one run with the requirements.
+    pub fn of(req: &Requirements, accuracy: Option<f64>, e: &Estimate) -> Self {
+        let cmp = |limit: Option<f64>, value: Option<f64>, ge: bool| {
+            limit.and_then(|l| value.map(|v| if ge { v >= l } else { v <= l }))
+        };
+        Self {
+            accuracy: cmp(req.accuracy_min, accuracy, true),
+            energy: cmp(req.energy_per_sample_max_j, e.total_energy_j.value, false),
+            lifetime: cmp(req.lifetime_min_epochs, e.lifetime_1pct_epochs.value, true),
+        }
+    }
+
+    /// All set requirements met (and every one computable).
+    pub fn passes(&self, req: &Requirements) -> bool {
+        let ok = |set: bool, v: Option<bool>| !set || v == Some(true);
+        ok(req.accuracy_min.is_some(), self.accuracy)
+            && ok(req.energy_per_sample_max_j.is_some(), self.energy)
+            && ok(req.lifetime_min_epochs.is_some(), self.lifetime)
+    }
+}
