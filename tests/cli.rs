@@ -178,3 +178,72 @@ fn angle_command_reports_total_and_per_layer() {
     assert!(v["angle_deg"].as_f64().unwrap() < 1.0);
     assert_eq!(v["per_layer_deg"].as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn resume_continues_from_the_saved_weights_and_device_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let (code, stdout, err) = dyadsim(&[
+        "train",
+        "--arch",
+        "784-32-10",
+        "--device",
+        "constant_step",
+        "--write",
+        "stochastic",
+        "--set",
+        "crossbar.lr=0.2",
+        "--train-size",
+        "1000",
+        "--test-size",
+        "500",
+        "--epochs",
+        "1",
+        "--out",
+        first.to_str().unwrap(),
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let a: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(first.join("device_state.json").exists() && first.join("parameters.json").exists());
+    let (code, stdout, err) = dyadsim(&[
+        "train",
+        "--resume",
+        first.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let b: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    // The resumed epoch starts from trained weights: its training loss is lower
+    // than the first epoch's, which started from initialisation.
+    let (la, lb) = (
+        a["train_loss"].as_f64().unwrap(),
+        b["train_loss"].as_f64().unwrap(),
+    );
+    assert!(
+        lb < la,
+        "resumed train loss {lb} should be below the first run's {la}"
+    );
+    // Per-device wear carries over: the most-pulsed device has at least as many pulses as before.
+    let max_pulses = |v: &serde_json::Value| {
+        v["hardware"]["layers"][0]["pulses_per_device_max"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(max_pulses(&b) > max_pulses(&a));
+    // A directory without saved parameters is a clear error.
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::copy(first.join("config.toml"), empty.path().join("config.toml")).unwrap();
+    let (code, _, err) = dyadsim(&[
+        "train",
+        "--resume",
+        empty.path().to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("parameters.json"), "{err}");
+}

@@ -2,10 +2,12 @@
 
 use super::common::{write_atomic, RunArgs};
 use super::progress::TerminalProgress;
-use crate::experiment::train::{run, Observer};
-use anyhow::{Context, Result};
+use super::settle::{load_parameters, PARAMETERS_FILE};
+use crate::experiment::train::{build_network, make_settler, run, run_with, Observer};
+use crate::network::Network;
+use anyhow::{ensure, Context, Result};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `dyadsim train`.
 #[derive(Args, Debug, Clone)]
@@ -22,11 +24,57 @@ pub struct TrainArgs {
     /// No progress bar or epoch lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Continue from a run directory written by `train --out`: its
+    /// `config.toml` is the base configuration (flags still override), its
+    /// `parameters.json` the starting weights and, on crossbars, its
+    /// `device_state.json` the starting device state (conductances, pulse
+    /// counters, wear). Trains `--epochs` more epochs; the optimiser's
+    /// moments and the shuffling stream start afresh.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+}
+
+/// File name of the crossbar device state inside a run directory.
+pub const DEVICE_STATE_FILE: &str = "device_state.json";
+
+/// Restores the state of `dir` (see [`TrainArgs::resume`]) into `net`.
+pub fn restore_run(dir: &Path, net: &mut Network) -> Result<()> {
+    load_parameters(&dir.join(PARAMETERS_FILE), net)?;
+    let path = dir.join(DEVICE_STATE_FILE);
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let saved: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("invalid device state file {}", path.display()))?;
+        let layers = saved
+            .get("layers")
+            .and_then(|l| l.as_array())
+            .with_context(|| format!("{}: no `layers` array", path.display()))?;
+        ensure!(
+            layers.len() == net.depth(),
+            "{}: {} layers saved, the network has {} (was the run on the same substrate?)",
+            path.display(),
+            layers.len(),
+            net.depth()
+        );
+        for (k, (layer, state)) in net.layers.iter_mut().zip(layers).enumerate() {
+            layer
+                .restore_device_state(state)
+                .with_context(|| format!("{}: layer {}", path.display(), k + 1))?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs `dyadsim train`.
 pub fn run_train(args: &TrainArgs) -> Result<()> {
-    let cfg = args.run.resolve()?;
+    let mut run_args = args.run.clone();
+    if let Some(dir) = &args.resume {
+        if run_args.config.is_none() {
+            run_args.config = Some(dir.join("config.toml"));
+        }
+    }
+    let cfg = run_args.resolve()?;
     let data = crate::data::load(&cfg.raw.data)?;
     let mut progress = TerminalProgress::new(args.quiet);
     if !args.quiet {
@@ -45,7 +93,14 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         );
     }
     let mut observers: Vec<&mut dyn Observer> = vec![&mut progress];
-    let output = run(&cfg, &data, &mut observers)?;
+    let output = match &args.resume {
+        None => run(&cfg, &data, &mut observers)?,
+        Some(dir) => {
+            let mut network = build_network(&cfg)?;
+            restore_run(dir, &mut network)?;
+            run_with(&cfg, &data, network, make_settler(&cfg)?, &mut observers)?
+        }
+    };
     let result = &output.result;
     if let Some(dir) = &args.out {
         let json = serde_json::to_string_pretty(result).context("serialising result")?;
@@ -63,7 +118,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         if !states.is_empty() {
             let json = serde_json::to_string(&serde_json::json!({ "layers": states }))
                 .context("serialising device state")?;
-            write_atomic(&dir.join("device_state.json"), json.as_bytes())?;
+            write_atomic(&dir.join(DEVICE_STATE_FILE), json.as_bytes())?;
         }
         // The trained weights, so `dyadsim settle --from DIR` can load them.
         super::settle::save_parameters(dir, &output.network)?;
