@@ -205,7 +205,7 @@ pub struct TrainingConfig {
 impl Default for TrainingConfig {
     fn default() -> Self {
         Self {
-            epochs: 3,
+            epochs: 10,
             batch: 50,
             substrate: SubstrateKind::Digital,
             dynamics: DynamicsKind::Discrete,

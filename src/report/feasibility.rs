@@ -364,12 +364,14 @@ impl RunCounts {
                         .or_else(|| num(&reads, "forward_samples")),
                     transposed_reads: num(h, "transposed_reads")
                         .or_else(|| num(&reads, "transposed_samples")),
-                    read_drive_conductance_s: num(h, "read_drive_conductance_s"),
+                    read_drive_conductance_s: num(h, "read_drive_conductance_s")
+                        .or_else(|| num(&reads, "read_drive_conductance_s")),
                     conductance_sum_s: num(h, "conductance_sum_s")
                         .or_else(|| conductance_sum_from_histogram(h)),
                     adc_conversions: num(h, "adc_conversions")
                         .or_else(|| num(&reads, "adc_conversions")),
                     dac_conversions: num(h, "dac_conversions")
+                        .or_else(|| num(&reads, "dac_conversions"))
                         .or_else(|| num(&reads, "dac_conversions")),
                     pulses_total: num(h, "pulses_total").or_else(|| num(h, "pulses_applied")),
                     pulses_median: num(&ppd, "median"),
@@ -530,7 +532,9 @@ pub fn estimate(c: &RunCounts, t: &TechnologyParams) -> Estimate {
             .conductance_sum_s
             .map_or((devices * g_mean, Estimated), |g| (g, Measured));
         // --- read energy
-        let (e_read, p_read) = if let Some(x) = l.read_drive_conductance_s {
+        // Discrete reads are pulses of t_read; the continuous-time circuit
+        // reads for the whole settle time, so its estimate uses t_settle.
+        let (e_read, p_read) = if let (Some(x), false) = (l.read_drive_conductance_s, c.ode) {
             (v2 * t.read_pulse_s * x, Measured)
         } else if c.ode {
             let directions = if k == 0 { 1.0 } else { 2.0 };

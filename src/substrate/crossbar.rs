@@ -278,6 +278,14 @@ pub struct ReadStats {
     pub adc_saturated: u64,
     /// DAC inputs clipped (fixed scaling only).
     pub dac_clipped: u64,
+    /// DAC conversions (one per driven line per sample read).
+    pub dac_conversions: u64,
+    /// Σ over sample reads of Σ_lines G_line·u², in siemens: the conductance
+    /// each driven line sees (both devices of every pair on it, bias column
+    /// included on forward reads) weighted by its squared normalised drive u
+    /// (drive / full scale). Read energy is V_read²·t_read times this
+    /// (E = V²·G·t per device, summed over the actual conductances).
+    pub read_drive_conductance_s: f64,
 }
 
 /// The serialisable device state of a crossbar (`--out`).
@@ -318,6 +326,11 @@ pub struct Crossbar {
     sq_read: Mat,
     sq_bias: Vector,
     cache_valid: bool,
+    /// Physical conductance (S) on each input line (bias line last) and each
+    /// output line, for the read-energy count; rebuilt lazily after writes.
+    line_conductance_in: Vec<f64>,
+    line_conductance_out: Vec<f64>,
+    line_conductance_valid: bool,
     read_rng: ChaCha8Rng,
     x_scaled: Mat,
     x_squared: Mat,
@@ -383,6 +396,9 @@ impl Crossbar {
             sq_read: Mat::zeros(0, 0),
             sq_bias: Vector::zeros(0),
             cache_valid: false,
+            line_conductance_in: Vec::new(),
+            line_conductance_out: Vec::new(),
+            line_conductance_valid: false,
             read_rng: ChaCha8Rng::seed_from_u64(mix(4)),
             x_scaled: Mat::zeros(0, 0),
             x_squared: Mat::zeros(0, 0),
@@ -523,12 +539,80 @@ impl Crossbar {
         self.sq_read = sq;
         self.sq_bias = sqb;
         self.cache_valid = true;
+        self.line_conductance_valid = false;
+    }
+
+    /// Physical conductance (S) of the cross-point `idx`: G⁺ + G⁻ of a pair,
+    /// or the device plus its line's reference device.
+    fn crosspoint_conductance_s(&self, idx: usize) -> f64 {
+        let span = self.model.g_max_us - self.model.g_min_us;
+        let to_s = |g: f32| (self.model.g_min_us + g as f64 * span) * 1e-6;
+        if self.paired {
+            to_s(self.devices.visible(2 * idx)) + to_s(self.devices.visible(2 * idx + 1))
+        } else {
+            to_s(self.devices.visible(idx)) + to_s(self.reference[idx / self.n_out])
+        }
+    }
+
+    fn ensure_line_conductances(&mut self) {
+        if self.line_conductance_valid {
+            return;
+        }
+        let (n_out, n_in) = (self.n_out, self.n_in);
+        let mut line_in = vec![0.0f64; n_in + 1];
+        let mut line_out = vec![0.0f64; n_out];
+        for (j, line) in line_in.iter_mut().enumerate() {
+            for (i, out) in line_out.iter_mut().enumerate() {
+                let g = self.crosspoint_conductance_s(i + j * n_out);
+                *line += g;
+                if j < n_in {
+                    *out += g;
+                }
+            }
+        }
+        self.line_conductance_in = line_in;
+        self.line_conductance_out = line_out;
+        self.line_conductance_valid = true;
+    }
+
+    /// Counts the DAC conversions and the drive-weighted line conductance
+    /// of one read of `x` (lines × batch); `forward` reads also drive the bias line.
+    fn count_read(&mut self, x: &Mat, forward: bool) {
+        self.ensure_line_conductances();
+        let lines = if forward {
+            &self.line_conductance_in
+        } else {
+            &self.line_conductance_out
+        };
+        let fixed = self.config.input_scaling == InputScaling::Fixed;
+        let range = self.config.dac_range;
+        let mut total = 0.0f64;
+        for col in x.as_slice().chunks_exact(x.nrows().max(1)) {
+            let scale = if fixed {
+                range
+            } else {
+                col.iter().fold(0.0f32, |m, v| m.max(v.abs()))
+            };
+            if scale > 0.0 {
+                for (g, &v) in lines.iter().zip(col) {
+                    let u = (v / scale).clamp(-1.0, 1.0) as f64;
+                    total += g * u * u;
+                }
+            }
+            if forward {
+                // The bias line is driven at full scale.
+                total += lines[x.nrows()];
+            }
+        }
+        self.stats.read_drive_conductance_s += total;
+        self.stats.dac_conversions += (x.len() + if forward { x.ncols() } else { 0 }) as u64;
     }
 
     /// Updates the cache entry of one device (pair) after a write.
     #[inline]
     fn refresh_entry(&mut self, idx: usize) {
         let (i, j) = (idx % self.n_out, idx / self.n_out);
+        self.line_conductance_valid = false;
         let w = self.weight_at(idx);
         let noisy = self.model.read_noise > 0.0;
         let s = if noisy { self.squared_at(idx) } else { 0.0 };
@@ -792,6 +876,7 @@ impl WeightArray for Crossbar {
         ensure_shape(out, self.n_out, batch);
         self.stats.forward_reads += 1;
         self.stats.forward_samples += batch as u64;
+        self.count_read(x, true);
         if self.ideal_read() {
             gemm(1.0, &self.w_read, Op::N, x, Op::N, 0.0, out);
             let bias = self.config.bias_input;
@@ -819,6 +904,7 @@ impl WeightArray for Crossbar {
         ensure_shape(out, self.n_in, batch);
         self.stats.transposed_reads += 1;
         self.stats.transposed_samples += batch as u64;
+        self.count_read(d, false);
         if self.ideal_read() {
             gemm(1.0, &self.w_read, Op::T, d, Op::N, 0.0, out);
             return;
@@ -1119,6 +1205,11 @@ pub fn total_hardware_summary(layers: &[serde_json::Value]) -> serde_json::Value
             "transposed_samples": reads("transposed_samples"),
             "adc_conversions": reads("adc_conversions"),
             "adc_saturated": reads("adc_saturated"),
+            "dac_conversions": reads("dac_conversions"),
+            "read_drive_conductance_s": layers
+                .iter()
+                .filter_map(|l| l.get("reads")?.get("read_drive_conductance_s")?.as_f64())
+                .sum::<f64>(),
         },
     })
 }
