@@ -105,47 +105,40 @@ impl DualParams {
         ensure_shape(plus, a.nrows(), a.ncols());
         ensure_shape(minus, a.nrows(), a.ncols());
         let (alpha, beta) = (self.alpha, self.beta);
-        match (self.variant, loss) {
-            (DualVariant::Dpt, _) => {
-                loss.gradient(a, y, grad);
-                for (((p, m), &ai), &g) in plus
-                    .as_mut_slice()
-                    .iter_mut()
-                    .zip(minus.as_mut_slice().iter_mut())
-                    .zip(a.as_slice().iter())
-                    .zip(grad.as_slice().iter())
-                {
-                    *p = ai - (1.0 - alpha) * beta * g;
-                    *m = ai + alpha * beta * g;
+        // Each branch maps (a_i, r_i) to (s⁺_i, s⁻_i), with r the loss gradient
+        // g (linearised nudge) or the target y (DP's closed-form least squares).
+        let closed_form_mse = self.variant != DualVariant::Dpt && loss == Loss::Mse;
+        if !closed_form_mse {
+            loss.gradient(a, y, grad);
+        }
+        let (reference, rule): (&Mat, Box<dyn Fn(f32, f32) -> (f32, f32)>) =
+            match (self.variant, loss) {
+                (DualVariant::Dpt, _) => (
+                    grad,
+                    Box::new(move |a, g| (a - (1.0 - alpha) * beta * g, a + alpha * beta * g)),
+                ),
+                (DualVariant::Dp | DualVariant::DpDamped, Loss::Mse) => {
+                    let (cp, cm) = (alpha * beta, (1.0 - alpha) * beta);
+                    (
+                        y,
+                        Box::new(move |a, y| {
+                            ((a + cp * y) / (1.0 + cp), (a - cm * y) / (1.0 - cm))
+                        }),
+                    )
                 }
-            }
-            (DualVariant::Dp | DualVariant::DpDamped, Loss::Mse) => {
-                let cp = alpha * beta;
-                let cm = (1.0 - alpha) * beta;
-                for (((p, m), &ai), &yi) in plus
-                    .as_mut_slice()
-                    .iter_mut()
-                    .zip(minus.as_mut_slice().iter_mut())
-                    .zip(a.as_slice().iter())
-                    .zip(y.as_slice().iter())
-                {
-                    *p = (ai + cp * yi) / (1.0 + cp);
-                    *m = (ai - cm * yi) / (1.0 - cm);
-                }
-            }
-            (DualVariant::Dp | DualVariant::DpDamped, Loss::Ce) => {
-                loss.gradient(a, y, grad);
-                for (((p, m), &ai), &g) in plus
-                    .as_mut_slice()
-                    .iter_mut()
-                    .zip(minus.as_mut_slice().iter_mut())
-                    .zip(a.as_slice().iter())
-                    .zip(grad.as_slice().iter())
-                {
-                    *p = ai - alpha * beta * g;
-                    *m = ai + (1.0 - alpha) * beta * g;
-                }
-            }
+                (DualVariant::Dp | DualVariant::DpDamped, Loss::Ce) => (
+                    grad,
+                    Box::new(move |a, g| (a - alpha * beta * g, a + (1.0 - alpha) * beta * g)),
+                ),
+            };
+        for (((p, m), &ai), &ri) in plus
+            .as_mut_slice()
+            .iter_mut()
+            .zip(minus.as_mut_slice().iter_mut())
+            .zip(a.as_slice())
+            .zip(reference.as_slice())
+        {
+            (*p, *m) = rule(ai, ri);
         }
     }
 }
@@ -402,16 +395,24 @@ impl DualInference<'_> {
     /// Input-robust variant: s±_0 = x ± c± W_1ᵀ δ_1, so
     /// s̄_0 = x + (α c⁺ − (1−α) c⁻) W_1ᵀ δ_1 (zero shift for DP⊤, whose gains make s̄_0 = x).
     pub fn update_input(&mut self) {
+        let mut fb = std::mem::take(&mut self.state.feedback);
+        self.net.layers[0].transposed(&self.state.diff[0], &mut fb);
+        self.set_input_mean(&fb);
+        self.state.feedback = fb;
+    }
+
+    /// s̄_0 = x + (α c⁺ − (1−α) c⁻)·`fb` for the input feedback `fb` = W_1ᵀ δ_1.
+    fn set_input_mean(&mut self, fb: &Mat) {
         let (cp, cm) = self.params.hidden_gains();
         let a = self.params.mean_alpha();
         let coef = a * cp - (1.0 - a) * cm;
         let st = &mut *self.state;
-        self.net.layers[0].transposed(&st.diff[0], &mut st.feedback);
         for ((m, &x), &g) in st
             .input_mean
+            .as_mut_slice()
             .iter_mut()
-            .zip(st.input.as_slice().iter())
-            .zip(st.feedback.as_slice().iter())
+            .zip(st.input.as_slice())
+            .zip(fb.as_slice())
         {
             *m = x + coef * g;
         }
@@ -478,19 +479,7 @@ impl DualInference<'_> {
             change = change.max(self.apply_hidden_rule(k, fb));
         }
         if let Some(fb) = input_fb {
-            let (cp, cm) = self.params.hidden_gains();
-            let a = self.params.mean_alpha();
-            let coef = a * cp - (1.0 - a) * cm;
-            let st = &mut *self.state;
-            for ((m, &x), &g) in st
-                .input_mean
-                .as_mut_slice()
-                .iter_mut()
-                .zip(st.input.as_slice())
-                .zip(fb.as_slice())
-            {
-                *m = x + coef * g;
-            }
+            self.set_input_mean(&fb);
         }
         let before = self.state.plus[depth - 1].clone();
         self.nudge(y);
