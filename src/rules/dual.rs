@@ -23,6 +23,9 @@ use crate::network::{Activation, Loss, Network};
 use crate::rules::{RuleKind, Schedule};
 use crate::substrate::OuterProductGradient;
 
+/// Per-element output nudge: (a_i, r_i) ↦ (s⁺_i, s⁻_i).
+type ElementNudge = Box<dyn Fn(f32, f32) -> (f32, f32)>;
+
 /// Which member of the DP family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DualVariant {
@@ -111,26 +114,23 @@ impl DualParams {
         if !closed_form_mse {
             loss.gradient(a, y, grad);
         }
-        let (reference, rule): (&Mat, Box<dyn Fn(f32, f32) -> (f32, f32)>) =
-            match (self.variant, loss) {
-                (DualVariant::Dpt, _) => (
-                    grad,
-                    Box::new(move |a, g| (a - (1.0 - alpha) * beta * g, a + alpha * beta * g)),
-                ),
-                (DualVariant::Dp | DualVariant::DpDamped, Loss::Mse) => {
-                    let (cp, cm) = (alpha * beta, (1.0 - alpha) * beta);
-                    (
-                        y,
-                        Box::new(move |a, y| {
-                            ((a + cp * y) / (1.0 + cp), (a - cm * y) / (1.0 - cm))
-                        }),
-                    )
-                }
-                (DualVariant::Dp | DualVariant::DpDamped, Loss::Ce) => (
-                    grad,
-                    Box::new(move |a, g| (a - alpha * beta * g, a + (1.0 - alpha) * beta * g)),
-                ),
-            };
+        let (reference, rule): (&Mat, ElementNudge) = match (self.variant, loss) {
+            (DualVariant::Dpt, _) => (
+                grad,
+                Box::new(move |a, g| (a - (1.0 - alpha) * beta * g, a + alpha * beta * g)),
+            ),
+            (DualVariant::Dp | DualVariant::DpDamped, Loss::Mse) => {
+                let (cp, cm) = (alpha * beta, (1.0 - alpha) * beta);
+                (
+                    y,
+                    Box::new(move |a, y| ((a + cp * y) / (1.0 + cp), (a - cm * y) / (1.0 - cm))),
+                )
+            }
+            (DualVariant::Dp | DualVariant::DpDamped, Loss::Ce) => (
+                grad,
+                Box::new(move |a, g| (a - alpha * beta * g, a + (1.0 - alpha) * beta * g)),
+            ),
+        };
         for (((p, m), &ai), &ri) in plus
             .as_mut_slice()
             .iter_mut()
