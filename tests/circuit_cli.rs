@@ -1,19 +1,9 @@
 //! `dyadsim settle` and `dyadsim train --dynamics ode` from the command line:
 //! documented files and JSON, loading a trained run, clean errors.
 
-use std::process::Command;
+mod common;
 
-fn dyadsim(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dyadsim"))
-        .args(args)
-        .output()
-        .expect("run dyadsim");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::dyadsim;
 
 fn last_json(stdout: &str) -> serde_json::Value {
     let line = stdout.lines().last().expect("some stdout");

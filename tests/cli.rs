@@ -1,20 +1,11 @@
 //! The command line: bad input gives a clear error and a non-zero exit,
 //! never a panic; results are written and printed as documented.
 
-use std::io::Write;
-use std::process::Command;
+mod common;
 
-fn dyadsim(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_dyadsim"))
-        .args(args)
-        .output()
-        .expect("run dyadsim");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::dyadsim;
+
+use std::io::Write;
 
 fn assert_clean_error(args: &[&str], needle: &str) {
     let (code, _out, err) = dyadsim(args);

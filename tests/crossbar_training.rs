@@ -2,18 +2,9 @@
 
 mod common;
 
-use common::{config, mnist_subset};
+use common::{config, mnist_subset, without_timing};
 use dyadsim::experiment::train::run;
 use dyadsim::experiment::RunResult;
-
-fn without_timing(mut r: RunResult) -> RunResult {
-    r.samples_per_second = 0.0;
-    r.wall_seconds = 0.0;
-    for e in &mut r.epochs {
-        e.samples_per_second = 0.0;
-    }
-    r
-}
 
 #[test]
 fn ideal_devices_with_exact_writes_reproduce_digital_sgd_runs() {

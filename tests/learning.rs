@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{config, mnist_subset};
+use common::{config, mnist_subset, without_timing};
 use dyadsim::experiment::train::run;
 use dyadsim::experiment::RunResult;
 
@@ -20,15 +20,6 @@ fn train(rule: &str, seed: u64) -> RunResult {
     run(&cfg, &mnist_subset(10_000, 10_000), &mut [])
         .unwrap()
         .result
-}
-
-fn without_timing(mut r: RunResult) -> RunResult {
-    r.samples_per_second = 0.0;
-    r.wall_seconds = 0.0;
-    for e in &mut r.epochs {
-        e.samples_per_second = 0.0;
-    }
-    r
 }
 
 #[test]

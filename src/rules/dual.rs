@@ -439,10 +439,7 @@ impl DualInference<'_> {
             change = change.max(self.update_hidden(k));
         }
         self.recompute_drive(depth - 1);
-        let before = self.state.plus[depth - 1].clone();
-        self.nudge(y);
-        let out_change = (&self.state.plus[depth - 1] - before).amax();
-        change.max(out_change)
+        change.max(self.nudge_and_measure(y))
     }
 
     /// One synchronous (Jacobi) iteration: every layer's new state from the
@@ -481,9 +478,14 @@ impl DualInference<'_> {
         if let Some(fb) = input_fb {
             self.set_input_mean(&fb);
         }
-        let before = self.state.plus[depth - 1].clone();
+        change.max(self.nudge_and_measure(y))
+    }
+
+    /// Re-nudges the output from its current drive; returns how far s⁺_L moved.
+    fn nudge_and_measure(&mut self, y: &Mat) -> f32 {
+        let before = self.state.plus[self.depth() - 1].clone();
         self.nudge(y);
-        change.max((&self.state.plus[depth - 1] - before).amax())
+        (&self.state.plus[self.depth() - 1] - before).amax()
     }
 
     /// Settles the states with `schedule` (after [`Self::forward_init`]).

@@ -3,6 +3,7 @@
 
 use dyadsim::data::{load_raw, Dataset, Split};
 use dyadsim::experiment::config::{Config, DatasetName};
+use dyadsim::experiment::RunResult;
 use dyadsim::linalg::Mat;
 use std::sync::OnceLock;
 
@@ -39,4 +40,27 @@ pub fn config(sets: &[&str]) -> Config {
         c.set(s).unwrap_or_else(|e| panic!("{s}: {e:#}"));
     }
     c
+}
+
+/// Runs the `dyadsim` binary: (exit code, stdout, stderr).
+pub fn dyadsim(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dyadsim"))
+        .args(args)
+        .output()
+        .expect("run dyadsim");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The result with its wall-clock fields zeroed, for reproducibility comparisons.
+pub fn without_timing(mut r: RunResult) -> RunResult {
+    r.samples_per_second = 0.0;
+    r.wall_seconds = 0.0;
+    for e in &mut r.epochs {
+        e.samples_per_second = 0.0;
+    }
+    r
 }

@@ -152,16 +152,21 @@ impl ResultStore {
             if line.trim().is_empty() {
                 continue;
             }
-            match serde_json::from_str::<JobRecord>(line) {
-                Ok(r) => store.insert(r),
-                Err(e) => store.warnings.push(format!(
-                    "{}:{}: unreadable record ({e})",
-                    path.display(),
-                    i + 1
-                )),
-            }
+            store.insert_line(line, path, i + 1);
         }
         Ok(store)
+    }
+
+    /// Parses one JSON line of `path` (1-based `line_number`) and adds it,
+    /// or records a warning naming the file and line if it is unreadable.
+    fn insert_line(&mut self, line: &str, path: &Path, line_number: usize) {
+        match serde_json::from_str::<JobRecord>(line) {
+            Ok(r) => self.insert(r),
+            Err(e) => self.warnings.push(format!(
+                "{}:{line_number}: unreadable record ({e})",
+                path.display()
+            )),
+        }
     }
 
     /// Adds a record; it becomes the one that counts for its hash unless
@@ -282,14 +287,7 @@ impl ResultStore {
                     .push(format!("{}: ignored a truncated last line", path.display()));
                 continue;
             }
-            match serde_json::from_str::<JobRecord>(line) {
-                Ok(r) => store.insert(r),
-                Err(e) => store.warnings.push(format!(
-                    "{}:{}: unreadable record ({e})",
-                    path.display(),
-                    i + 1
-                )),
-            }
+            store.insert_line(line, path, i + 1);
         }
         Ok(store)
     }
