@@ -18,9 +18,9 @@
 //!   correlation between devices of one row is not modelled), with the
 //!   sign of `−c L_i R_j`. *Update management* (aihwkit's default) balances
 //!   `k_L/k_R = √(max|R|/max|L|)`; probabilities above 1 are clipped (and
-//!   counted). Zero-probability rows/columns are skipped and low-probability
-//!   columns are sampled by geometric skipping with thinning, so the cost
-//!   is O(rows + pulses), not O(devices), per sample.
+//!   counted). Rows and columns are bucketed by probability and each
+//!   bucket pair is sampled by geometric skipping with thinning, so the
+//!   cost is O(rows + columns + pulses), not O(devices), per sample.
 //! - [`WriteScheme::MixedPrecision`]: Nandakumar et al. (2018): a digital
 //!   accumulator `χ_ij += ΔW_ij` per weight; whole pulses
 //!   `n = trunc(χ/Δw)` fire and `χ −= n Δw` (the device's actual,
@@ -36,7 +36,8 @@
 use crate::linalg::{gemm, Mat, Op};
 use crate::substrate::OuterProductGradient;
 use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand_distr::Exp1;
+use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -118,11 +119,11 @@ pub struct Controller {
     /// Dense ΔW buffer (exact, mixed, per-batch stochastic counts).
     delta: Mat,
     counts: Vec<i32>,
-    /// Row probabilities and probability buckets of the current sample (scratch).
-    row_probability: Vec<f64>,
-    buckets: Vec<Vec<u32>>,
+    /// Row and column probability buckets of the current sample (scratch).
+    row_buckets: ProbabilityBuckets,
+    column_buckets: ProbabilityBuckets,
     event_buffer: Vec<PulseEvent>,
-    rng: ChaCha8Rng,
+    rng: Xoshiro256PlusPlus,
     stats: ControllerStats,
 }
 
@@ -162,10 +163,10 @@ impl Controller {
             },
             delta: Mat::zeros(0, 0),
             counts: Vec::new(),
-            row_probability: Vec::new(),
-            buckets: Vec::new(),
+            row_buckets: ProbabilityBuckets::default(),
+            column_buckets: ProbabilityBuckets::default(),
             event_buffer: Vec::new(),
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             stats: ControllerStats::default(),
         }
     }
@@ -346,20 +347,24 @@ impl Controller {
 
     /// Stochastic coincidence counts of sample `b`, appended to `events`.
     ///
-    /// Rows are grouped into buckets of row probability within a factor 2
-    /// (`p ∈ (p_max 2^{−k−1}, p_max 2^{−k}]`); in each column and bucket the
-    /// devices with ≥ 1 coincidence are found by geometric skipping at the
-    /// bucket's top rate and thinning, so every candidate is accepted with
-    /// probability ≥ ~½ and the cost is O(buckets + pulses) per column.
+    /// Rows and columns are grouped into buckets of firing probability
+    /// within a factor 2 of each other (`p ∈ (p_max 2^{−k−1}, p_max 2^{−k}]`,
+    /// likewise `q`). In each block (row bucket × column bucket) the devices
+    /// with ≥ 1 coincidence are found by geometric skipping at the block's
+    /// top rate followed by thinning (acceptance ≥ ~¼), or by one uniform
+    /// per device where the top rate is high. The cost per sample is
+    /// O(rows + columns + blocks + pulse events), not O(devices).
     fn stochastic_sample(
         &mut self,
         grad: &OuterProductGradient,
         b: usize,
         events: &mut Vec<PulseEvent>,
     ) {
-        let left = grad.left.column(b);
-        let right = grad.right.column(b);
-        let n_out = self.n_out;
+        // Contiguous column slices (nalgebra's strided view iterators are
+        // several times slower in these per-line loops).
+        let left = &grad.left.as_slice()[b * self.n_out..(b + 1) * self.n_out];
+        let right = &grad.right.as_slice()[b * self.n_in..(b + 1) * self.n_in];
+        let n_out = self.n_out as u32;
         let bl = self.bl;
         let l_max = left.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let r_max = right
@@ -377,127 +382,223 @@ impl Controller {
         } else {
             (base, base)
         };
-        // Sign of ΔW_ij = −c·L_i·R_j.
-        let sign_scale = if grad.scale > 0.0 { -1i32 } else { 1 };
         let mut clipped = 0u64;
-        let mut p = std::mem::take(&mut self.row_probability);
-        p.clear();
-        for v in left.iter() {
-            let pi = k_l * v.abs() as f64;
-            if pi > 1.0 {
-                clipped += 1;
-            }
-            p.push(pi.min(1.0));
-        }
-        let p_max = p.iter().fold(0.0f64, |m, &v| m.max(v));
-        let mut buckets = std::mem::take(&mut self.buckets);
-        buckets.resize_with(BUCKETS, Vec::new);
-        for bucket in buckets.iter_mut() {
-            bucket.clear();
-        }
-        for (i, &pi) in p.iter().enumerate() {
-            if pi > 0.0 {
-                let k = ((p_max / pi).log2().floor().max(0.0) as usize).min(BUCKETS - 1);
-                buckets[k].push(i as u32);
-            }
-        }
+        let mut rows = std::mem::take(&mut self.row_buckets);
+        let mut cols = std::mem::take(&mut self.column_buckets);
+        rows.build(left.iter().copied(), k_l, &mut clipped);
+        cols.build(
+            right
+                .iter()
+                .copied()
+                .chain(std::iter::once(self.bias_input)),
+            k_r,
+            &mut clipped,
+        );
+        // Sign of ΔW_ij = −c·L_i·R_j, folded into the line signs.
+        let flip = if grad.scale > 0.0 { -1i32 } else { 1 };
         let sum_left: f64 = left.iter().map(|v| v.abs() as f64).sum();
-        // Upper bound of the row probabilities in each bucket.
-        let bucket_top: [f64; BUCKETS] = std::array::from_fn(|k| p_max * 0.5f64.powi(k as i32));
-        let mut requested = 0.0f64;
-        for j in 0..=self.n_in {
-            let rj = if j < self.n_in {
-                right[j]
-            } else {
-                self.bias_input
-            };
-            if rj == 0.0 {
-                continue;
-            }
-            let mut qj = k_r * rj.abs() as f64;
-            if qj > 1.0 {
-                clipped += 1;
-                qj = 1.0;
-            }
-            requested += c * rj.abs() as f64 * sum_left;
-            let col_sign = if rj > 0.0 { sign_scale } else { -sign_scale };
-            let offset = (j * n_out) as u32;
-            for (k, rows) in buckets.iter().enumerate() {
-                if rows.is_empty() {
-                    continue;
-                }
-                let bound = (bucket_top[k] * qj).min(1.0);
+        let sum_right: f64 = cols.magnitude_sum / k_r;
+        let rng = &mut self.rng;
+        for (a, row_members) in rows.nonempty() {
+            for (bk, col_members) in cols.nonempty() {
+                let bound = (rows.top[a] * cols.top[bk]).min(1.0);
                 let r_top = 1.0 - pow_u32(1.0 - bound, bl);
                 if r_top <= 0.0 {
                     continue;
                 }
-                if r_top > 0.5 {
-                    // Dense: one uniform per device.
-                    for &i in rows {
-                        let u: f64 = self.rng.gen();
-                        let n = binomial_inverse(u, bl, p[i as usize] * qj);
-                        if n > 0 {
-                            let s = if left[i as usize] > 0.0 {
-                                col_sign
-                            } else {
-                                -col_sign
-                            };
-                            events.push(PulseEvent {
-                                index: offset + i,
-                                pulses: s * n as i32,
-                            });
+                let n_rows = row_members.len();
+                let n_cols = col_members.len();
+                // One device of the block with `n` coincidences, as an event.
+                let event = |ci: usize, ri: usize, n: u32| {
+                    let (i, j) = (row_members[ri], col_members[ci]);
+                    PulseEvent {
+                        index: j * n_out + i,
+                        pulses: n as i32 * rows.sign[i as usize] * cols.sign[j as usize] * flip,
+                    }
+                };
+                let prob = |ci: usize, ri: usize| {
+                    rows.prob[row_members[ri] as usize] * cols.prob[col_members[ci] as usize]
+                };
+                if r_top > DENSE_RATE {
+                    for ci in 0..n_cols {
+                        for ri in 0..n_rows {
+                            let n = dense_count(rng.gen::<f64>(), prob(ci, ri), bl);
+                            if n > 0 {
+                                events.push(event(ci, ri, n));
+                            }
                         }
                     }
                     continue;
                 }
-                // Geometric skip lengths in single precision: only their
-                // integer part matters and f32 `ln` is several times cheaper.
-                let inv_log_miss = (1.0 / (1.0 - r_top).ln()) as f32;
-                let mut pos = 0usize;
+                // Geometric skip lengths ⌊E/λ⌋ with E ~ Exp(1) (ziggurat,
+                // cheaper than a logarithm) and λ = −ln(1 − r_top); single
+                // precision suffices, only the integer part matters.
+                let inv_rate = (-1.0 / (1.0 - r_top).ln()) as f32;
+                // Position (column ci, row ri) in the block, column-major;
+                // `left` candidates remain from there on.
+                let (mut ci, mut ri) = (0usize, 0usize);
+                let mut left = n_rows * n_cols;
                 loop {
-                    let u: f32 = self.rng.gen();
-                    let skip = ((1.0 - u).ln() * inv_log_miss).floor();
-                    // NaN (u = 0 edge) or past the end: no more candidates.
-                    if skip.is_nan() || skip >= (rows.len() - pos) as f32 {
+                    let e: f32 = rng.sample(Exp1);
+                    let skip = e * inv_rate;
+                    // Past the end (or not finite): no more candidates.
+                    // `skip ≥ 0`, so truncation is the floor.
+                    if !(skip < left as f32) {
                         break;
                     }
-                    pos += skip as usize;
-                    let i = rows[pos];
-                    let pij = p[i as usize] * qj;
-                    let p_zero = pow_u32(1.0 - pij, bl);
-                    let r_i = 1.0 - p_zero;
-                    let accept = self.rng.gen::<f64>() * r_top;
-                    if accept < r_i {
-                        // Given acceptance, accept/r_i is uniform on [0, 1), so
-                        // (1 − r_i) + accept lands uniformly in the n ≥ 1 part
-                        // of the CDF: one draw serves both decisions.
-                        let n = binomial_inverse_from(p_zero + accept, bl, pij, p_zero).max(1);
-                        let s = if left[i as usize] > 0.0 {
-                            col_sign
-                        } else {
-                            -col_sign
-                        };
-                        events.push(PulseEvent {
-                            index: offset + i,
-                            pulses: s * n as i32,
-                        });
-                    }
-                    pos += 1;
-                    if pos >= rows.len() {
+                    let skip = skip as usize;
+                    if skip >= left {
                         break;
+                    }
+                    left -= skip + 1;
+                    ri += skip;
+                    if ri >= n_rows {
+                        // Integer division only when the skip leaves the column.
+                        ci += ri / n_rows;
+                        ri %= n_rows;
+                    }
+                    let accept = rng.gen::<f64>() * r_top;
+                    let n = thinned_count(accept, prob(ci, ri), bl);
+                    if n > 0 {
+                        events.push(event(ci, ri, n));
+                    }
+                    ri += 1;
+                    if ri == n_rows {
+                        ri = 0;
+                        ci += 1;
                     }
                 }
             }
         }
-        self.row_probability = p;
-        self.buckets = buckets;
+        self.row_buckets = rows;
+        self.column_buckets = cols;
         self.stats.clipped_probabilities += clipped;
-        self.stats.requested_pulse_events += requested;
+        self.stats.requested_pulse_events += c * sum_left * sum_right;
     }
 }
 
-/// Number of row-probability buckets (factor 2 apart) of the stochastic sampler.
+/// Block top rates above this are sampled with one uniform per device
+/// instead of geometric skipping (where most candidates would be accepted
+/// anyway, and one uniform is cheaper than a logarithm and two uniforms).
+const DENSE_RATE: f64 = 0.3;
+
+/// The lines (rows or columns) of one sample grouped by firing probability,
+/// a factor 2 apart, for the stochastic sampler.
+#[derive(Clone, Debug, Default)]
+struct ProbabilityBuckets {
+    /// Firing probability per line, clipped at 1.
+    prob: Vec<f64>,
+    /// Sign of the line's signal (±1).
+    sign: Vec<i32>,
+    /// Bucket of each line (`u16::MAX` = never fires).
+    bucket: Vec<u16>,
+    /// Line indices grouped by bucket, ascending within a bucket.
+    members: Vec<u32>,
+    /// Bucket `k` is `members[start[k]..start[k + 1]]`.
+    start: [usize; BUCKETS + 1],
+    /// Upper bound of the probabilities in bucket `k`: `p_max 2^{−k}`.
+    top: [f64; BUCKETS],
+    /// Σ of the unclipped probabilities (`k Σ|v|`).
+    magnitude_sum: f64,
+}
+
+impl ProbabilityBuckets {
+    /// Sorts the lines with signals `values` into buckets of firing
+    /// probability `min(k |v|, 1)`, counting clipped probabilities.
+    fn build(&mut self, values: impl Iterator<Item = f32>, k: f64, clipped: &mut u64) {
+        self.prob.clear();
+        self.sign.clear();
+        self.bucket.clear();
+        let mut magnitude_sum = 0.0;
+        let mut clipped_here = 0u64;
+        let mut p_max = 0.0f64;
+        for v in values {
+            let p = k * v.abs() as f64;
+            magnitude_sum += p;
+            clipped_here += (p > 1.0) as u64;
+            let p = p.min(1.0);
+            p_max = p_max.max(p);
+            self.prob.push(p);
+            self.sign.push(if v < 0.0 { -1 } else { 1 });
+        }
+        *clipped += clipped_here;
+        self.magnitude_sum = magnitude_sum;
+        // Bucket b holds p ∈ (p_max 2^{−b−1}, p_max 2^{−b}]: b = ⌊log2(p_max/p)⌋
+        // from the exponent bits of the ratio (≥ 1, normal).
+        let mut counts = [0usize; BUCKETS];
+        self.bucket.extend(self.prob.iter().map(|&p| {
+            if p > 0.0 {
+                let ratio = p_max / p;
+                let b = (((ratio.to_bits() >> 52) & 0x7ff) as u16)
+                    .saturating_sub(1023)
+                    .min(BUCKETS as u16 - 1);
+                counts[b as usize] += 1;
+                b
+            } else {
+                u16::MAX
+            }
+        }));
+        self.start[0] = 0;
+        for b in 0..BUCKETS {
+            self.start[b + 1] = self.start[b] + counts[b];
+            self.top[b] = p_max * 0.5f64.powi(b as i32);
+        }
+        self.members.clear();
+        self.members.resize(self.start[BUCKETS], 0);
+        let mut next = self.start;
+        for (line, &b) in self.bucket.iter().enumerate() {
+            if b != u16::MAX {
+                self.members[next[b as usize]] = line as u32;
+                next[b as usize] += 1;
+            }
+        }
+    }
+
+    /// The non-empty buckets with their lines.
+    fn nonempty(&self) -> impl Iterator<Item = (usize, &[u32])> + '_ {
+        (0..BUCKETS)
+            .map(|k| (k, &self.members[self.start[k]..self.start[k + 1]]))
+            .filter(|(_, m)| !m.is_empty())
+    }
+}
+
+/// Number of probability buckets (factor 2 apart) of the stochastic sampler;
+/// lines below `2^{−(BUCKETS−1)}` of the largest share the last bucket.
 const BUCKETS: usize = 24;
+/// Coincidences of a device firing each of `bl` slots with probability
+/// `pij`, from its own uniform `u`: the inverse Binomial CDF, with the
+/// common `n = 0` case decided without the power (`(1 − p)^BL ≥ 1 − BL p`).
+#[inline(always)]
+fn dense_count(u: f64, pij: f64, bl: u32) -> u32 {
+    if u < 1.0 - bl as f64 * pij {
+        return 0;
+    }
+    binomial_inverse(u, bl, pij)
+}
+
+/// Coincidences of a thinned candidate: `accept` is uniform on `[0, r_top)`
+/// with `r_top ≥ r = 1 − (1 − pij)^BL`; the device fires iff `accept < r`,
+/// and then `(1 − r) + accept` is uniform over the `n ≥ 1` part of the
+/// Binomial CDF, so one draw serves both decisions. Most candidates are
+/// decided by bounds without the power: `r ≤ BL p` (union bound) and
+/// `P(n = 1) = BL p (1 − p)^{BL−1} ≥ BL p (1 − (BL−1) p)` (Bernoulli's
+/// inequality); the outcome is the same as the exact test's.
+#[inline(always)]
+fn thinned_count(accept: f64, pij: f64, bl: u32) -> u32 {
+    let mean = bl as f64 * pij;
+    if accept < mean * (1.0 - (bl - 1) as f64 * pij) {
+        return 1;
+    }
+    if accept >= mean {
+        return 0;
+    }
+    let p_zero = pow_u32(1.0 - pij, bl);
+    if accept < 1.0 - p_zero {
+        binomial_inverse_from(p_zero + accept, bl, pij, p_zero).max(1)
+    } else {
+        0
+    }
+}
 
 /// `x^n` by repeated squaring (inlined; `powi` is an out-of-line call).
 #[inline]
@@ -557,6 +658,7 @@ fn binomial_inverse_from(u: f64, n: u32, p: f64, p_zero: f64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand_chacha::ChaCha8Rng;
 
     #[test]
     fn binomial_inverse_has_the_binomial_mean_and_variance() {
@@ -576,6 +678,95 @@ mod tests {
             (var - v_true).abs() < 0.03 * v_true,
             "var {var} vs {v_true}"
         );
+    }
+
+    /// Per device, the coincidence count must follow Binomial(BL, p_i q_j)
+    /// with the update-managed line probabilities (Gokmen & Vlasov 2016):
+    /// the probability of ≥ 1 coincidence and the variance, not just the
+    /// mean, over lines spread across many probability buckets and both
+    /// sampling regimes (geometric skipping and one uniform per device).
+    #[test]
+    fn stochastic_counts_follow_the_binomial_law_per_device() {
+        let left_values = [1.0f32, -0.6, 0.3, -0.11, 0.04, 0.013, -0.002, 0.5];
+        let right_values = [0.9f32, -0.45, 0.2, 0.07, -0.02, 0.006, 0.0];
+        let (n_out, n_in, bl) = (left_values.len(), right_values.len(), 31u32);
+        for &lr in &[0.02f32, 2.0] {
+            let grad = OuterProductGradient {
+                left: Mat::from_column_slice(n_out, 1, &left_values),
+                right: Mat::from_column_slice(n_in, 1, &right_values),
+                scale: -1.0,
+            };
+            let dw = 0.01;
+            let mut ctl = Controller::new(
+                WriteScheme::Stochastic,
+                UpdateGranularity::PerSample,
+                bl,
+                true,
+                lr,
+                dw,
+                1.0,
+                n_out,
+                n_in,
+                5,
+            );
+            let n = n_out * (n_in + 1);
+            let (mut hits, mut sum, mut sum_sq) = (vec![0f64; n], vec![0f64; n], vec![0f64; n]);
+            let mut sum_4 = vec![0f64; n];
+            let reps = 40_000;
+            for _ in 0..reps {
+                if let WritePlan::Pulses(events) = ctl.plan(&grad) {
+                    for e in &events {
+                        let k = e.index as usize;
+                        hits[k] += 1.0;
+                        sum[k] += e.pulses as f64;
+                        sum_sq[k] += (e.pulses as f64).powi(2);
+                        sum_4[k] += (e.pulses as f64).powi(4);
+                    }
+                    ctl.recycle(events);
+                }
+            }
+            // Independent computation of the line probabilities.
+            let c = lr as f64 / dw as f64;
+            let (l_max, r_max) = (1.0f64, 1.0f64); // bias input 1 is the largest column signal
+            let k_l = (c / bl as f64).sqrt() * (r_max / l_max).sqrt();
+            let k_r = (c / bl as f64).sqrt() / (r_max / l_max).sqrt();
+            for j in 0..=n_in {
+                let r = if j < n_in {
+                    right_values[j] as f64
+                } else {
+                    1.0
+                };
+                let q = (k_r * r.abs()).min(1.0);
+                for (i, &l) in left_values.iter().enumerate() {
+                    let p = (k_l * (l as f64).abs()).min(1.0);
+                    let pq = p * q;
+                    let k = i + j * n_out;
+                    let fired = 1.0 - (1.0 - pq).powi(bl as i32);
+                    let got_fired = hits[k] / reps as f64;
+                    let se = (fired * (1.0 - fired) / reps as f64).sqrt();
+                    assert!(
+                        (got_fired - fired).abs() < 5.0 * se + 1e-4,
+                        "lr {lr} ({i},{j}): P(n ≥ 1) {got_fired} vs {fired}"
+                    );
+                    let mean = sum[k] / reps as f64;
+                    let sign = (l as f64 * r).signum();
+                    let expected_mean = sign * bl as f64 * pq;
+                    let var = sum_sq[k] / reps as f64 - mean * mean;
+                    let expected_var = bl as f64 * pq * (1.0 - pq);
+                    assert!(
+                        (mean - expected_mean).abs()
+                            < 5.0 * (expected_var / reps as f64).sqrt() + 1e-4,
+                        "lr {lr} ({i},{j}): mean {mean} vs {expected_mean}"
+                    );
+                    // Standard error of a sample variance ≤ √(E[X⁴]/reps).
+                    let var_se = (sum_4[k] / reps as f64 / reps as f64).sqrt();
+                    assert!(
+                        (var - expected_var).abs() < 5.0 * var_se + 1e-4,
+                        "lr {lr} ({i},{j}): variance {var} vs {expected_var}"
+                    );
+                }
+            }
+        }
     }
 
     /// The sparse (thinning) and dense column samplers must realise the
