@@ -441,9 +441,9 @@ impl Controller {
                 loop {
                     let e: f32 = rng.sample(Exp1);
                     let skip = e * inv_rate;
-                    // Past the end (or not finite): no more candidates.
+                    // Past the end: no more candidates.
                     // `skip ≥ 0`, so truncation is the floor.
-                    if !(skip < left as f32) {
+                    if skip >= left as f32 {
                         break;
                     }
                     let skip = skip as usize;
@@ -539,8 +539,8 @@ impl ProbabilityBuckets {
             }
         }));
         self.start[0] = 0;
-        for b in 0..BUCKETS {
-            self.start[b + 1] = self.start[b] + counts[b];
+        for (b, count) in counts.iter().enumerate() {
+            self.start[b + 1] = self.start[b] + count;
             self.top[b] = p_max * 0.5f64.powi(b as i32);
         }
         self.members.clear();
@@ -730,12 +730,8 @@ mod tests {
             let (l_max, r_max) = (1.0f64, 1.0f64); // bias input 1 is the largest column signal
             let k_l = (c / bl as f64).sqrt() * (r_max / l_max).sqrt();
             let k_r = (c / bl as f64).sqrt() / (r_max / l_max).sqrt();
-            for j in 0..=n_in {
-                let r = if j < n_in {
-                    right_values[j] as f64
-                } else {
-                    1.0
-                };
+            let column_signals = right_values.iter().map(|&r| r as f64).chain([1.0]);
+            for (j, r) in column_signals.enumerate() {
                 let q = (k_r * r.abs()).min(1.0);
                 for (i, &l) in left_values.iter().enumerate() {
                     let p = (k_l * (l as f64).abs()).min(1.0);
