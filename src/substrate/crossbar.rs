@@ -736,7 +736,7 @@ impl Crossbar {
                     u = u.clamp(-1.0, 1.0);
                 }
                 if levels > 0.0 {
-                    (u * levels).round() * inv_levels
+                    round_half_away(u * levels) * inv_levels
                 } else {
                     u
                 }
@@ -817,7 +817,7 @@ impl Crossbar {
                         u = u.clamp(-range, range);
                     }
                     if levels > 0.0 {
-                        u = (u * to_grid).round() * from_grid;
+                        u = round_half_away(u * to_grid) * from_grid;
                     }
                 }
                 *yv = u * gain;
@@ -1141,6 +1141,20 @@ impl WeightArray for Crossbar {
 /// `out ← op(W) x` through the periphery path: SGEMM for a batch, a
 /// direct matrix–vector product for one sample (SGEMM's packing of the whole
 /// array dominates at batch 1; zero inputs — most MNIST pixels — are skipped).
+/// `x.round()` (half away from zero) for the DAC/ADC grids, where
+/// `|x| ≤ 2^23` (≤ 24 bits): inline truncation instead of the libm call
+/// (the build targets baseline x86-64, without SSE4.1 `roundss`).
+#[inline(always)]
+fn round_half_away(x: f32) -> f32 {
+    // The fraction x − trunc(x) is exact in floating point.
+    let t = x as i32 as f32;
+    if (x - t).abs() >= 0.5 {
+        t + 1f32.copysign(x)
+    } else {
+        t
+    }
+}
+
 fn mvm(w: &Mat, op: Op, x: &Mat, out: &mut Mat) {
     if x.ncols() != 1 {
         gemm(1.0, w, op, x, Op::N, 0.0, out);
@@ -1212,4 +1226,27 @@ pub fn total_hardware_summary(layers: &[serde_json::Value]) -> serde_json::Value
                 .sum::<f64>(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_half_away_matches_f32_round() {
+        let mut x = -40000.0f32;
+        while x <= 40000.0 {
+            for v in [
+                x,
+                x + 0.5,
+                x - 0.5,
+                x + 0.499_999_97,
+                x - 0.499_999_97,
+                x + 0.25,
+            ] {
+                assert_eq!(round_half_away(v), v.round(), "{v}");
+            }
+            x += 0.75;
+        }
+    }
 }
