@@ -1138,9 +1138,6 @@ impl WeightArray for Crossbar {
     }
 }
 
-/// `out ← op(W) x` through the periphery path: SGEMM for a batch, a
-/// direct matrix–vector product for one sample (SGEMM's packing of the whole
-/// array dominates at batch 1; zero inputs — most MNIST pixels — are skipped).
 /// `x.round()` (half away from zero) for the DAC/ADC grids, where
 /// `|x| ≤ 2^23` (≤ 24 bits): inline truncation instead of the libm call
 /// (the build targets baseline x86-64, without SSE4.1 `roundss`).
@@ -1155,6 +1152,9 @@ fn round_half_away(x: f32) -> f32 {
     }
 }
 
+/// `out ← op(W) x` through the periphery path: SGEMM for a batch, a
+/// direct matrix–vector product for one sample (SGEMM's packing of the whole
+/// array dominates at batch 1; zero inputs — most MNIST pixels — are skipped).
 fn mvm(w: &Mat, op: Op, x: &Mat, out: &mut Mat) {
     if x.ncols() != 1 {
         gemm(1.0, w, op, x, Op::N, 0.0, out);
