@@ -99,11 +99,25 @@ fn ideal_device_with_exact_writes_is_digital_sgd_bit_for_bit() {
 
 #[test]
 fn read_noise_variance_matches_the_squared_conductance_sum() {
+    check_read_noise(0.0);
+}
+
+/// Read noise and additive output noise are independent: the variances add.
+#[test]
+fn output_noise_adds_its_variance_to_the_read_noise() {
+    check_read_noise(0.1);
+}
+
+fn check_read_noise(output_noise: f32) {
     // Empirical output variance over many reads vs σ² Σ_j ((G⁺_ij)² + (G⁻_ij)²) x_j²
-    // computed here from the device conductances (weight units).
+    // computed here from the device conductances (weight units), plus the
+    // output noise (σ_out · w_scale, times the input scale of the read).
     let sigma = 0.05f32;
     let ov = overrides(&[("read_noise", (sigma as f64).into())]);
-    let cfg = ideal_periphery("reram_es");
+    let cfg = CrossbarConfig {
+        output_noise,
+        ..ideal_periphery("reram_es")
+    };
     let (n_out, n_in) = (6, 40);
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let mut xbar = Crossbar::new(&cfg, &ov, n_out, n_in, 9).unwrap();
@@ -136,6 +150,8 @@ fn read_noise_variance_matches_the_squared_conductance_sum() {
             .sum::<f64>();
         expected_var += s(i + n_in * n_out); // bias column driven at 1
         expected_var *= (sigma as f64).powi(2);
+        // Inputs in [−1, 1] and the bias drive 1: the read's input scale is 1.
+        expected_var += (output_noise as f64 * ws as f64).powi(2);
         let mean_true = (0..n_in).map(|j| (w[(i, j)] * x[j]) as f64).sum::<f64>() + b[i] as f64;
         let row: Vec<f64> = y.row(i).iter().map(|v| *v as f64).collect();
         let mean = row.iter().sum::<f64>() / reps as f64;
@@ -152,10 +168,12 @@ fn read_noise_variance_matches_the_squared_conductance_sum() {
     let mut z = Mat::zeros(0, 0);
     xbar.transposed(&ds, &mut z);
     for j in 0..n_in {
+        let d_max = d.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
         let expected_var = (sigma as f64).powi(2)
             * (0..n_out)
                 .map(|i| s(i + j * n_out) * (d[i] as f64).powi(2))
-                .sum::<f64>();
+                .sum::<f64>()
+            + (output_noise as f64 * ws as f64 * d_max).powi(2);
         let row: Vec<f64> = z.row(j).iter().map(|v| *v as f64).collect();
         let mean = row.iter().sum::<f64>() / reps as f64;
         let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (reps - 1) as f64;

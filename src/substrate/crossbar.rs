@@ -712,8 +712,12 @@ impl Crossbar {
         };
         let bias = self.config.bias_input;
         let mut clipped = 0u64;
-        for b in 0..batch {
-            let col = x.column(b);
+        let rows = n.max(1);
+        for (col, scaled) in x
+            .as_slice()
+            .chunks_exact(rows)
+            .zip(self.x_scaled.as_mut_slice().chunks_exact_mut(rows))
+        {
             let alpha = match self.config.input_scaling {
                 InputScaling::AbsMax => {
                     let m = col.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -741,7 +745,7 @@ impl Crossbar {
                     u
                 }
             };
-            for (dst, &v) in self.x_scaled.column_mut(b).iter_mut().zip(col.iter()) {
+            for (dst, &v) in scaled.iter_mut().zip(col) {
                 *dst = quant(v, &mut clipped);
             }
             if with_bias {
@@ -758,37 +762,44 @@ impl Crossbar {
     fn analog_output(&mut self, y: &mut Mat, transposed: bool) {
         let (rows, batch) = y.shape();
         let sigma = self.model.read_noise;
+        let ws = self.config.w_scale;
+        let out_noise = self.config.output_noise * ws;
         if sigma > 0.0 {
             // Var(y_ib) = σ² Σ_j S_ij x̃_jb² : one SGEMM with the squared terms.
             ensure_shape(&mut self.x_squared, self.x_scaled.nrows(), batch);
-            for (d, s) in self.x_squared.iter_mut().zip(self.x_scaled.iter()) {
+            for (d, s) in self
+                .x_squared
+                .as_mut_slice()
+                .iter_mut()
+                .zip(self.x_scaled.as_slice())
+            {
                 *d = s * s;
             }
             ensure_shape(&mut self.variance, rows, batch);
             let op = if transposed { Op::T } else { Op::N };
             mvm(&self.sq_read, op, &self.x_squared, &mut self.variance);
             if !transposed {
-                for b in 0..batch {
-                    let d2 = self.bias_drive[b] * self.bias_drive[b];
-                    for (v, s) in self
-                        .variance
-                        .column_mut(b)
-                        .iter_mut()
-                        .zip(self.sq_bias.iter())
-                    {
+                for (column, &drive) in self
+                    .variance
+                    .as_mut_slice()
+                    .chunks_exact_mut(rows.max(1))
+                    .zip(&self.bias_drive)
+                {
+                    let d2 = drive * drive;
+                    for (v, s) in column.iter_mut().zip(self.sq_bias.as_slice()) {
                         *v += s * d2;
                     }
                 }
             }
-            for (yv, var) in y.iter_mut().zip(self.variance.iter()) {
+            // Read noise and output noise are independent Gaussians: one draw
+            // with the summed variance σ² Var + σ_out² has the same law.
+            let (sigma2, out2) = (sigma * sigma, out_noise * out_noise);
+            for (yv, var) in y.as_mut_slice().iter_mut().zip(self.variance.as_slice()) {
                 let xi: f32 = StandardNormal.sample(&mut self.read_rng);
-                *yv += sigma * var.max(0.0).sqrt() * xi;
+                *yv += (sigma2 * var.max(0.0) + out2).sqrt() * xi;
             }
-        }
-        let ws = self.config.w_scale;
-        let out_noise = self.config.output_noise * ws;
-        if out_noise > 0.0 {
-            for yv in y.iter_mut() {
+        } else if out_noise > 0.0 {
+            for yv in y.as_mut_slice().iter_mut() {
                 let xi: f32 = StandardNormal.sample(&mut self.read_rng);
                 *yv += out_noise * xi;
             }
@@ -807,9 +818,13 @@ impl Crossbar {
         } else {
             (0.0, 0.0)
         };
-        for b in 0..batch {
-            let gain = ws * self.scales[b];
-            for yv in y.column_mut(b).iter_mut() {
+        for (column, &scale) in y
+            .as_mut_slice()
+            .chunks_exact_mut(rows.max(1))
+            .zip(&self.scales)
+        {
+            let gain = ws * scale;
+            for yv in column.iter_mut() {
                 let mut u = *yv * inv_ws;
                 if range > 0.0 {
                     if u.abs() >= range {
