@@ -685,7 +685,7 @@ impl Crossbar {
                 (im, lm - target)
             };
             for _ in 0..budget {
-                if d.conductances()[dev] >= goal - 0.5 * step {
+                if d.conductance(dev) >= goal - 0.5 * step {
                     break;
                 }
                 d.pulse(dev, 1);
@@ -1051,7 +1051,7 @@ impl WeightArray for Crossbar {
             let (mn, mx) = a.conductance_range();
             gmin = gmin.min(mn);
             gmax = gmax.max(mx);
-            max_pulses = max_pulses.max(a.pulse_counts().iter().copied().max().unwrap_or(0));
+            max_pulses = max_pulses.max(a.max_pulse_count());
         }
         let devices = self.devices.len();
         let span_us = self.model.g_max_us - self.model.g_min_us;
