@@ -12,13 +12,13 @@
 
 use super::{DeviceModel, StepResponse};
 use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
+use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 /// The random stream of device noise: cycle-to-cycle and write noise here,
 /// read and output noise in the crossbar.
-pub type NoiseRng = ChaCha8Rng;
+pub type NoiseRng = Xoshiro256PlusPlus;
 
 /// Fault marks of a stuck device, held in both of its step fields (the
 /// steps of a free device are ≥ 0, and a stuck device never uses its steps).
