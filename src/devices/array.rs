@@ -1,20 +1,29 @@
-//! A population of devices of one model, in structure-of-arrays form.
+//! A population of devices of one model.
 //!
-//! Each per-device property is a flat `Vec` indexed by the device's
-//! position (the crossbar uses column-major order, so one input line's
-//! devices are contiguous). Device-to-device variation is drawn once at
-//! construction; cycle-to-cycle and write noise at every pulse.
+//! The hot per-device state — programmed conductance, bounds, steps,
+//! write-noise offset, pulse count, endurance and fault state — is one
+//! 32-byte record per device ([`Device`]), stored two to a 64-byte cache
+//! line. The crossbar interleaves the devices of a differential pair at
+//! `2p` and `2p + 1`, so a pulse event on a pair touches exactly one cache
+//! line. Drift data (ν and the time of the last write), used only by
+//! drifting models, is kept in separate arrays. Device-to-device variation
+//! is drawn once at construction; cycle-to-cycle and write noise at every
+//! pulse.
 
 use super::{DeviceModel, StepResponse};
 use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
+use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
-/// Fault state of a device (`stuck` array).
-const FREE: u8 = 0;
-const STUCK_LOW: u8 = 1;
-const STUCK_HIGH: u8 = 2;
+/// The random stream of device noise: cycle-to-cycle and write noise here,
+/// read and output noise in the crossbar.
+pub type NoiseRng = Xoshiro256PlusPlus;
+
+/// Fault marks of a stuck device, held in both of its step fields (the
+/// steps of a free device are ≥ 0, and a stuck device never uses its steps).
+const STUCK_LOW: f32 = -1.0;
+const STUCK_HIGH: f32 = -2.0;
 
 /// Prefetch hint for `data[i]` (no-op when out of bounds or off x86-64).
 #[inline]
@@ -30,6 +39,30 @@ pub fn prefetch<T>(data: &[T], i: usize) {
     let _ = (data, i);
 }
 
+/// `v.round()` (half away from zero) without the out-of-line libm call
+/// (baseline x86-64 has no rounding instruction). Exact for every `f32`.
+#[inline(always)]
+pub fn round_ties_away(v: f32) -> f32 {
+    // Below 2^23 in magnitude a float can have a fraction; above it (and
+    // for ±∞ and NaN) `round` is the identity.
+    if v.abs() < 8_388_608.0 {
+        // Truncation toward zero is exact, and so is the fraction `v − t`.
+        let t = v as i32 as f32;
+        let frac = v - t;
+        let r = if frac >= 0.5 {
+            t + 1.0
+        } else if frac <= -0.5 {
+            t - 1.0
+        } else {
+            t
+        };
+        // `round` keeps the sign of a zero result (round(−0.3) = −0).
+        r.copysign(v)
+    } else {
+        v
+    }
+}
+
 /// What a call to [`DeviceArray::pulse`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PulseOutcome {
@@ -39,6 +72,15 @@ pub struct PulseOutcome {
     pub effective: u32,
 }
 
+/// Read-visible conductances of a device (or pair) just before and just
+/// after a write ([`DeviceArray::pulse_pair`], [`DeviceArray::pulse_read`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WriteReads<T> {
+    /// Before the write.
+    pub before: T,
+    /// After the write.
+    pub after: T,
+}
 /// Counts over equal-width bins `[edges[k], edges[k+1])` (the last bin is closed).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Histogram {
@@ -96,34 +138,143 @@ pub struct DeviceArrayState {
     pub time: f64,
 }
 
+/// The hot state of one device: everything a pulse reads or writes.
+#[repr(C, align(32))]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Device {
+    /// Programmed normalised conductance `g` (before drift and write noise).
+    g: f32,
+    /// Lower bound.
+    lo: f32,
+    /// Upper bound.
+    hi: f32,
+    /// Nominal up step (≥ 0; incl. d2d spread and up/down bias), or the
+    /// fault mark (`STUCK_LOW`, `STUCK_HIGH`) of a stuck device.
+    step_up: f32,
+    /// Nominal down step (≥ 0), or the fault mark of a stuck device.
+    step_down: f32,
+    /// Read-visible deviation from `g` (always 0 without write noise).
+    write_offset: f32,
+    /// Pulses delivered so far.
+    pulses: u32,
+    /// Pulses after which the device stops switching (`u32::MAX` = unlimited).
+    rated: u32,
+}
+
+impl Device {
+    #[inline(always)]
+    fn is_stuck(&self) -> bool {
+        self.step_up < 0.0
+    }
+}
+
+/// Two device records in one 64-byte cache line (the devices `2p`, `2p + 1`
+/// of a differential pair `p`).
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Line([Device; 2]);
+
+const _: () = assert!(std::mem::size_of::<Device>() == 32);
+const _: () = assert!(std::mem::align_of::<Device>() == 32);
+const _: () = assert!(std::mem::size_of::<Line>() == 64);
+const _: () = assert!(std::mem::align_of::<Line>() == 64);
+
+/// The device records of `lines` as one slice of `n` devices.
+#[inline(always)]
+fn records(lines: &[Line], n: usize) -> &[Device] {
+    assert!(n <= 2 * lines.len());
+    // SAFETY: `Line` is `repr(C)` around `[Device; 2]` with the same size
+    // (64 bytes, asserted above) and no padding, so `lines` is
+    // `2 · lines.len()` consecutive, initialised `Device`s; `n` does not
+    // exceed that count.
+    unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<Device>(), n) }
+}
+
+/// Mutable [`records`].
+#[inline(always)]
+fn records_mut(lines: &mut [Line], n: usize) -> &mut [Device] {
+    assert!(n <= 2 * lines.len());
+    // SAFETY: as in `records`; the borrow of `lines` is exclusive.
+    unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<Device>(), n) }
+}
+
+/// The model constants of the pulse path, resolved once per array.
+#[derive(Clone, Debug)]
+struct Kernel {
+    /// Steps do not depend on the state (`constant`, `ideal`).
+    constant: bool,
+    /// `x` is the position within the device's bounds (else `g` itself).
+    bounded: bool,
+    /// `levels − 1` of a quantised model (0 = analog).
+    level_steps: f32,
+    /// Cycle-to-cycle σ (0 = none) and whether it multiplies the step.
+    sigma: f32,
+    c2c_multiplicative: bool,
+    /// Write noise on, and its σ `write_noise · Δg_min`.
+    write_noise: bool,
+    write_sigma: f32,
+    /// Reads depend on the clock (`nu`, `t_programmed` are in use).
+    drift: bool,
+}
+
+impl Kernel {
+    fn of(m: &DeviceModel) -> Self {
+        Self {
+            constant: matches!(m.response, StepResponse::Constant | StepResponse::Ideal),
+            bounded: m.bounded,
+            level_steps: if m.levels >= 2 {
+                (m.levels - 1) as f32
+            } else {
+                0.0
+            },
+            sigma: m.dw_min_std,
+            c2c_multiplicative: m.c2c_multiplicative,
+            write_noise: m.write_noise > 0.0,
+            write_sigma: m.write_noise * m.dw_min,
+            drift: m.drift_nu > 0.0 || m.drift_nu_dtod > 0.0,
+        }
+    }
+
+    /// Rounds `g` to the nearest of the `levels` states of `[lo, hi]`
+    /// (identity for an analog model).
+    #[inline(always)]
+    fn quantize(&self, g: f32, lo: f32, hi: f32) -> f32 {
+        if self.level_steps > 0.0 {
+            let spacing = (hi - lo) / self.level_steps;
+            (lo + round_ties_away((g - lo) / spacing) * spacing).clamp(lo, hi)
+        } else {
+            g
+        }
+    }
+
+    /// Read-visible conductance of a non-drifting device.
+    #[inline(always)]
+    fn visible(&self, d: &Device) -> f32 {
+        if self.write_noise {
+            d.g + d.write_offset
+        } else {
+            d.g
+        }
+    }
+}
+
 /// `n` devices of one model: state, per-device parameters and counters.
 #[derive(Clone, Debug)]
 pub struct DeviceArray {
     model: DeviceModel,
-    /// Programmed normalised conductance `g` per device (before drift and write noise).
-    g: Vec<f32>,
-    /// Lower bound per device.
-    lo: Vec<f32>,
-    /// Upper bound per device.
-    hi: Vec<f32>,
-    /// Nominal up step per device (incl. d2d spread and up/down bias).
-    step_up: Vec<f32>,
-    /// Nominal down step per device.
-    step_down: Vec<f32>,
-    /// FREE, STUCK_LOW or STUCK_HIGH.
-    stuck: Vec<u8>,
-    /// Pulses delivered so far.
-    pulses: Vec<u32>,
-    /// Pulses after which the device stops switching (empty = unlimited).
-    endurance: Vec<u32>,
+    kernel: Kernel,
+    /// The device records, two per cache line (device `i` is
+    /// `lines[i / 2].0[i % 2]`; the second half of the last line is unused
+    /// when `n` is odd).
+    lines: Vec<Line>,
+    /// Number of devices.
+    n: usize,
     /// Drift exponent per device (empty when the model has no drift).
     nu: Vec<f32>,
     /// Time of the last write (s; empty without drift).
     t_programmed: Vec<f64>,
-    /// Read-visible deviation from the programmed state (empty without write noise).
-    write_offset: Vec<f32>,
     /// Cycle-to-cycle and write-noise stream.
-    rng: ChaCha8Rng,
+    rng: NoiseRng,
     /// Elapsed time (s) since the array was made.
     time: f64,
     /// Total up and down pulses delivered.
@@ -131,33 +282,78 @@ pub struct DeviceArray {
     pulses_down: u64,
 }
 
-#[inline]
-fn normal(rng: &mut ChaCha8Rng) -> f32 {
+#[inline(always)]
+fn normal(rng: &mut NoiseRng) -> f32 {
     rng.sample::<f32, _>(StandardNormal)
+}
+
+/// Delivers `count` pulses (up if `up`) to device `d` and returns how many
+/// could switch it (see [`DeviceArray::pulse`]); drift must have been
+/// materialised into `d.g` already.
+#[inline(always)]
+fn pulse_device(
+    d: &mut Device,
+    up: bool,
+    count: u32,
+    k: &Kernel,
+    m: &DeviceModel,
+    rng: &mut NoiseRng,
+) -> u32 {
+    let before = d.pulses;
+    d.pulses = before.saturating_add(count);
+    if d.is_stuck() || before >= d.rated {
+        return 0;
+    }
+    let effective = count.min(d.rated - before);
+    let (lo, hi) = (d.lo, d.hi);
+    let mut g = d.g;
+    let step = if up { d.step_up } else { d.step_down };
+    let inv_width = 1.0 / (hi - lo);
+    for _ in 0..effective {
+        let mut dg = if k.constant {
+            step
+        } else {
+            let x = if k.bounded { (g - lo) * inv_width } else { g };
+            step * m.response_factor(x, up)
+        };
+        if k.sigma > 0.0 {
+            let xi = normal(rng);
+            if k.c2c_multiplicative {
+                dg *= 1.0 + k.sigma * xi;
+            } else {
+                dg += k.sigma * step * xi;
+            }
+        }
+        g = if up { g + dg } else { g - dg }.clamp(lo, hi);
+        g = k.quantize(g, lo, hi);
+    }
+    d.g = g;
+    if k.write_noise {
+        d.write_offset = k.write_sigma * normal(rng);
+    }
+    effective
 }
 
 impl DeviceArray {
     /// Draws `n` devices of `model` (device-to-device variation, stuck
     /// faults, endurance, drift exponents) from `seed`, all at `g_center`.
     pub fn new(model: &DeviceModel, n: usize, seed: u64) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut rng = NoiseRng::seed_from_u64(seed);
         let m = model;
-        let mut lo = vec![f32::NEG_INFINITY; n];
-        let mut hi = vec![f32::INFINITY; n];
-        let mut step_up = vec![0.0f32; n];
-        let mut step_down = vec![0.0f32; n];
-        let mut stuck = vec![FREE; n];
-        let mut endurance = vec![u32::MAX; n];
-        let drift = m.drift_nu > 0.0 || m.drift_nu_dtod > 0.0;
+        let kernel = Kernel::of(m);
+        let drift = kernel.drift;
+        let mut lines = vec![Line::default(); n.div_ceil(2)];
         let mut nu = if drift { vec![0.0f32; n] } else { Vec::new() };
-        for i in 0..n {
+        let devices = records_mut(&mut lines, n);
+        for (i, d) in devices.iter_mut().enumerate() {
+            let (mut lo, mut hi) = (f32::NEG_INFINITY, f32::INFINITY);
             if m.bounded {
                 let l = m.bound_dtod * normal(&mut rng);
                 let h = 1.0 + m.bound_dtod * normal(&mut rng);
                 // A device needs a usable window; very unlucky draws are
                 // narrowed to a tenth of the nominal range rather than inverted.
-                lo[i] = l;
-                hi[i] = h.max(l + 0.1);
+                lo = l;
+                hi = h.max(l + 0.1);
             }
             let spread = if m.dw_min_dtod > 0.0 {
                 let xi = normal(&mut rng);
@@ -170,19 +366,24 @@ impl DeviceArray {
                 1.0
             };
             let base = if m.levels >= 2 {
-                (hi[i] - lo[i]) / (m.levels - 1) as f32
+                (hi - lo) / (m.levels - 1) as f32
             } else {
                 m.dw_min * spread
             };
             let bias = m.up_down + m.up_down_dtod * normal(&mut rng);
-            step_up[i] = (base * (1.0 + bias)).max(0.0);
-            step_down[i] = (base * (1.0 - bias)).max(0.0);
+            // `+ 0.0` turns a −0 step into +0, so that the sign bit only
+            // ever marks a stuck device.
+            let step_up = (base * (1.0 + bias)).max(0.0) + 0.0;
+            let step_down = (base * (1.0 - bias)).max(0.0) + 0.0;
             let u: f32 = rng.gen();
-            if u < m.stuck_at_min {
-                stuck[i] = STUCK_LOW;
+            let mark = if u < m.stuck_at_min {
+                Some(STUCK_LOW)
             } else if u < m.stuck_at_min + m.stuck_at_max {
-                stuck[i] = STUCK_HIGH;
-            }
+                Some(STUCK_HIGH)
+            } else {
+                None
+            };
+            let mut rated = u32::MAX;
             if m.endurance > 0.0 {
                 let e = if m.endurance_dtod > 0.0 {
                     m.endurance
@@ -192,56 +393,57 @@ impl DeviceArray {
                 } else {
                     m.endurance
                 };
-                endurance[i] = e.round().clamp(1.0, (u32::MAX - 1) as f64) as u32;
+                rated = e.round().clamp(1.0, (u32::MAX - 1) as f64) as u32;
             }
             if drift {
                 nu[i] = (m.drift_nu + m.drift_nu_dtod * normal(&mut rng)).max(0.0);
             }
-        }
-        let g = (0..n)
-            .map(|i| match stuck[i] {
-                STUCK_LOW => lo[i],
-                STUCK_HIGH => hi[i],
-                _ => {
+            let g = match mark {
+                Some(STUCK_LOW) => lo,
+                Some(_) => hi,
+                None => {
                     if m.bounded {
-                        (lo[i] + m.g_center * (hi[i] - lo[i])).clamp(lo[i], hi[i])
+                        (lo + m.g_center * (hi - lo)).clamp(lo, hi)
                     } else {
                         m.g_center
                     }
                 }
-            })
-            .collect();
-        let mut array = Self {
+            };
+            *d = Device {
+                g: kernel.quantize(g, lo, hi),
+                lo,
+                hi,
+                step_up: mark.unwrap_or(step_up),
+                step_down: mark.unwrap_or(step_down),
+                write_offset: 0.0,
+                pulses: 0,
+                rated,
+            };
+        }
+        Self {
             model: model.clone(),
-            g,
-            lo,
-            hi,
-            step_up,
-            step_down,
-            stuck,
-            pulses: vec![0; n],
-            endurance: if m.endurance > 0.0 {
-                endurance
-            } else {
-                Vec::new()
-            },
+            kernel,
+            lines,
+            n,
             t_programmed: if drift { vec![0.0; n] } else { Vec::new() },
             nu,
-            write_offset: if m.write_noise > 0.0 {
-                vec![0.0; n]
-            } else {
-                Vec::new()
-            },
             rng,
             time: 0.0,
             pulses_up: 0,
             pulses_down: 0,
-        };
-        for i in 0..n {
-            let gi = array.g[i];
-            array.g[i] = array.quantize(i, gi);
         }
-        array
+    }
+
+    /// All device records.
+    #[inline(always)]
+    fn devices(&self) -> &[Device] {
+        records(&self.lines, self.n)
+    }
+
+    /// All device records, mutable.
+    #[inline(always)]
+    fn devices_mut(&mut self) -> &mut [Device] {
+        records_mut(&mut self.lines, self.n)
     }
 
     /// The model these devices follow.
@@ -251,47 +453,46 @@ impl DeviceArray {
 
     /// Number of devices.
     pub fn len(&self) -> usize {
-        self.g.len()
+        self.n
     }
 
     /// Whether the array has no devices.
     pub fn is_empty(&self) -> bool {
-        self.g.is_empty()
+        self.n == 0
     }
 
-    /// Programmed normalised conductances (before drift and write noise).
-    pub fn conductances(&self) -> &[f32] {
-        &self.g
+    /// Programmed normalised conductance of device `i` (before drift and write noise).
+    #[inline]
+    pub fn conductance(&self, i: usize) -> f32 {
+        self.devices()[i].g
     }
 
-    /// Pulses delivered per device.
-    pub fn pulse_counts(&self) -> &[u32] {
-        &self.pulses
+    /// Pulses delivered to device `i`.
+    #[inline]
+    pub fn pulse_count(&self, i: usize) -> u32 {
+        self.devices()[i].pulses
+    }
+
+    /// Largest number of pulses delivered to one device (0 for an empty array).
+    pub fn max_pulse_count(&self) -> u32 {
+        self.devices().iter().map(|d| d.pulses).max().unwrap_or(0)
     }
 
     /// Lower and upper bound of device `i`.
     pub fn bounds(&self, i: usize) -> (f32, f32) {
-        (self.lo[i], self.hi[i])
+        let d = &self.devices()[i];
+        (d.lo, d.hi)
     }
 
     /// Whether device `i` is stuck (at `G_min` or `G_max`).
     pub fn is_stuck(&self, i: usize) -> bool {
-        self.stuck[i] != FREE
-    }
-
-    /// Rated pulses of device `i` (u32::MAX = unlimited).
-    #[inline]
-    fn rated(&self, i: usize) -> u32 {
-        if self.endurance.is_empty() {
-            u32::MAX
-        } else {
-            self.endurance[i]
-        }
+        self.devices()[i].is_stuck()
     }
 
     /// Whether device `i` has taken its rated number of pulses.
     pub fn is_worn_out(&self, i: usize) -> bool {
-        self.pulses[i] >= self.rated(i)
+        let d = &self.devices()[i];
+        d.pulses >= d.rated
     }
 
     /// Drift exponent of device `i` (0 without drift).
@@ -311,7 +512,7 @@ impl DeviceArray {
 
     /// Whether reads depend on the clock.
     pub fn drifts(&self) -> bool {
-        !self.nu.is_empty()
+        self.kernel.drift
     }
 
     /// Total up and down pulses delivered.
@@ -321,25 +522,28 @@ impl DeviceArray {
 
     /// Numbers of devices stuck low, stuck high, and worn out.
     pub fn fault_counts(&self) -> (usize, usize, usize) {
-        let low = self.stuck.iter().filter(|&&s| s == STUCK_LOW).count();
-        let high = self.stuck.iter().filter(|&&s| s == STUCK_HIGH).count();
-        let worn = self
-            .pulses
+        self.devices()
             .iter()
-            .enumerate()
-            .filter(|(i, &p)| p >= self.rated(*i))
-            .count();
-        (low, high, worn)
+            .fold((0, 0, 0), |(low, high, worn), d| {
+                (
+                    low + usize::from(d.step_up == STUCK_LOW),
+                    high + usize::from(d.step_up == STUCK_HIGH),
+                    worn + usize::from(d.pulses >= d.rated),
+                )
+            })
     }
 
-    /// Rounds `g` to device `i`'s nearest level when the model is quantised.
+    /// `g` (a normalised conductance of device `i`) drifted to the array's
+    /// clock: `G(t) = G(t_p)·((t − t_p)/t₀)^−ν` for `t − t_p > t₀`, acting
+    /// on the absolute conductance `G/ΔG = g + o`. Drifting arrays only.
     #[inline]
-    fn quantize(&self, i: usize, g: f32) -> f32 {
-        let levels = self.model.levels;
-        if levels >= 2 {
-            let (lo, hi) = (self.lo[i], self.hi[i]);
-            let spacing = (hi - lo) / (levels - 1) as f32;
-            (lo + ((g - lo) / spacing).round() * spacing).clamp(lo, hi)
+    fn drifted(&self, i: usize, g: f32) -> f32 {
+        let dt = self.time - self.t_programmed[i];
+        let t0 = self.model.drift_t0;
+        if dt > t0 {
+            let o = self.model.conductance_offset();
+            let factor = (dt / t0).powf(-(self.nu[i] as f64)) as f32;
+            (g + o) * factor - o
         } else {
             g
         }
@@ -352,60 +556,79 @@ impl DeviceArray {
     /// the absolute conductance `G/ΔG = g + o`.
     #[inline]
     pub fn visible(&self, i: usize) -> f32 {
-        let mut g = self.g[i];
-        if !self.write_offset.is_empty() {
-            g += self.write_offset[i];
+        let g = self.kernel.visible(&self.devices()[i]);
+        if self.kernel.drift {
+            self.drifted(i, g)
+        } else {
+            g
         }
-        if !self.nu.is_empty() {
-            let dt = self.time - self.t_programmed[i];
-            let t0 = self.model.drift_t0;
-            if dt > t0 {
-                let o = self.model.conductance_offset();
-                let factor = (dt / t0).powf(-(self.nu[i] as f64)) as f32;
-                g = (g + o) * factor - o;
-            }
-        }
-        g
     }
 
     /// Programs device `i` to `target` directly (idealised program-and-verify,
     /// used for initialisation; no pulses counted). Stuck devices ignore it.
     pub fn program(&mut self, i: usize, target: f32) {
-        if self.stuck[i] != FREE {
+        let time = self.time;
+        let Self {
+            lines,
+            n,
+            kernel,
+            t_programmed,
+            ..
+        } = self;
+        let d = &mut records_mut(lines, *n)[i];
+        if d.is_stuck() {
             return;
         }
-        let g = target.clamp(self.lo[i], self.hi[i]);
-        self.g[i] = self.quantize(i, g);
-        if !self.t_programmed.is_empty() {
-            self.t_programmed[i] = self.time;
-        }
-        if !self.write_offset.is_empty() {
-            self.write_offset[i] = 0.0;
+        let g = target.clamp(d.lo, d.hi);
+        d.g = kernel.quantize(g, d.lo, d.hi);
+        d.write_offset = 0.0;
+        if kernel.drift {
+            t_programmed[i] = time;
         }
     }
 
     /// Changes device `i` by exactly `delta` (the `ideal` model's analog
     /// write; bounds still apply).
     pub fn nudge(&mut self, i: usize, delta: f32) {
-        if self.stuck[i] != FREE {
+        let d = &mut self.devices_mut()[i];
+        if d.is_stuck() {
             return;
         }
-        self.g[i] = (self.g[i] + delta).clamp(self.lo[i], self.hi[i]);
+        d.g = (d.g + delta).clamp(d.lo, d.hi);
     }
 
-    /// Hints the CPU to fetch device `i`'s per-device data (the pulse path
-    /// is bound by cache misses on the large per-device arrays, and the
-    /// controller knows the next devices in advance). No effect on results.
+    /// Hints the CPU to fetch device `i`'s record — the cache line holding
+    /// the pair `i / 2` (the pulse path is bound by cache misses on the
+    /// large device array, and the controller knows the next devices in
+    /// advance). No effect on results.
     #[inline]
     pub fn prefetch(&self, i: usize) {
-        prefetch(&self.g, i);
-        prefetch(&self.pulses, i);
-        prefetch(&self.stuck, i);
-        prefetch(&self.lo, i);
-        prefetch(&self.hi, i);
-        prefetch(&self.step_up, i);
-        prefetch(&self.step_down, i);
-        prefetch(&self.write_offset, i);
+        prefetch(&self.lines, i / 2);
+    }
+
+    /// Counts `n` pulses in the up/down totals; returns (count, up).
+    #[inline(always)]
+    fn tally(&mut self, n: i32) -> (u32, bool) {
+        let count = n.unsigned_abs();
+        if n > 0 {
+            self.pulses_up += count as u64;
+        } else {
+            self.pulses_down += count as u64;
+        }
+        (count, n > 0)
+    }
+
+    /// Drifting arrays: before a write to device `i`, turns the drift
+    /// accumulated since its last write into programmed state and restarts
+    /// its drift clock (nothing happens to a stuck or worn-out device).
+    fn materialise_drift(&mut self, i: usize) {
+        let d = self.devices()[i];
+        if d.is_stuck() || d.pulses >= d.rated {
+            return;
+        }
+        let g = self.drifted(i, d.g);
+        self.devices_mut()[i].g = g;
+        self.t_programmed[i] = self.time;
     }
 
     /// Delivers `|n|` pulses to device `i`, up for `n > 0`, down for `n < 0`.
@@ -420,71 +643,101 @@ impl DeviceArray {
         if n == 0 {
             return PulseOutcome::default();
         }
-        let count = n.unsigned_abs();
-        let up = n > 0;
-        if up {
-            self.pulses_up += count as u64;
-        } else {
-            self.pulses_down += count as u64;
+        let (count, up) = self.tally(n);
+        if self.kernel.drift {
+            self.materialise_drift(i);
         }
-        let before = self.pulses[i];
-        self.pulses[i] = before.saturating_add(count);
-        let rated = self.rated(i);
-        if self.stuck[i] != FREE || before >= rated {
-            return PulseOutcome {
-                delivered: count,
-                effective: 0,
-            };
-        }
-        let effective = count.min(rated - before);
-        let (lo, hi) = (self.lo[i], self.hi[i]);
-        let mut g = if self.nu.is_empty() {
-            self.g[i]
-        } else {
-            // Materialise the drift accumulated since the last write.
-            let saved = std::mem::take(&mut self.write_offset);
-            let v = self.visible(i);
-            self.write_offset = saved;
-            self.t_programmed[i] = self.time;
-            v
-        };
-        let m = &self.model;
-        let sigma = m.dw_min_std;
-        let step = if up {
-            self.step_up[i]
-        } else {
-            self.step_down[i]
-        };
-        let inv_width = 1.0 / (hi - lo);
-        let constant = matches!(m.response, StepResponse::Constant | StepResponse::Ideal);
-        for _ in 0..effective {
-            let mut dg = if constant {
-                step
-            } else {
-                let x = if m.bounded { (g - lo) * inv_width } else { g };
-                step * m.response_factor(x, up)
-            };
-            if sigma > 0.0 {
-                let xi = self.rng.sample::<f32, _>(StandardNormal);
-                if m.c2c_multiplicative {
-                    dg *= 1.0 + sigma * xi;
-                } else {
-                    dg += sigma * step * xi;
-                }
-            }
-            g = if up { g + dg } else { g - dg }.clamp(lo, hi);
-            if m.levels >= 2 {
-                g = self.quantize(i, g);
-            }
-        }
-        self.g[i] = g;
-        if !self.write_offset.is_empty() {
-            let w = self.model.write_noise * self.model.dw_min;
-            self.write_offset[i] = w * normal(&mut self.rng);
-        }
+        let Self {
+            lines,
+            n: len,
+            kernel,
+            model,
+            rng,
+            ..
+        } = self;
+        let d = &mut records_mut(lines, *len)[i];
+        let effective = pulse_device(d, up, count, kernel, model, rng);
         PulseOutcome {
             delivered: count,
             effective,
+        }
+    }
+
+    /// [`DeviceArray::pulse`] of device `i`, returning its read-visible
+    /// conductance before and after the write.
+    #[inline]
+    pub fn pulse_read(&mut self, i: usize, n: i32) -> WriteReads<f32> {
+        if self.kernel.drift || n == 0 {
+            let before = self.visible(i);
+            self.pulse(i, n);
+            return WriteReads {
+                before,
+                after: self.visible(i),
+            };
+        }
+        let (count, up) = self.tally(n);
+        let Self {
+            lines,
+            n: len,
+            kernel,
+            model,
+            rng,
+            ..
+        } = self;
+        let d = &mut records_mut(lines, *len)[i];
+        let before = kernel.visible(d);
+        pulse_device(d, up, count, kernel, model, rng);
+        WriteReads {
+            before,
+            after: kernel.visible(d),
+        }
+    }
+
+    /// Pulses the pair `p` — `n_plus` pulses to device `2p`, then `n_minus`
+    /// to `2p + 1` (signed as in [`DeviceArray::pulse`]; 0 leaves a device
+    /// alone) — and returns both read-visible conductances before and after.
+    /// Equivalent to two calls of [`DeviceArray::pulse`], on one cache line.
+    #[inline]
+    pub fn pulse_pair(&mut self, p: usize, n_plus: i32, n_minus: i32) -> WriteReads<[f32; 2]> {
+        let (ip, im) = (2 * p, 2 * p + 1);
+        assert!(im < self.n, "pair {p} out of range of {} devices", self.n);
+        if self.kernel.drift {
+            let before = [self.visible(ip), self.visible(im)];
+            self.pulse(ip, n_plus);
+            self.pulse(im, n_minus);
+            return WriteReads {
+                before,
+                after: [self.visible(ip), self.visible(im)],
+            };
+        }
+        let (count_p, up_p) = if n_plus != 0 {
+            self.tally(n_plus)
+        } else {
+            (0, false)
+        };
+        let (count_m, up_m) = if n_minus != 0 {
+            self.tally(n_minus)
+        } else {
+            (0, false)
+        };
+        let Self {
+            lines,
+            kernel,
+            model,
+            rng,
+            ..
+        } = self;
+        let [dp, dm] = &mut lines[p].0;
+        let before = [kernel.visible(dp), kernel.visible(dm)];
+        if count_p > 0 {
+            pulse_device(dp, up_p, count_p, kernel, model, rng);
+        }
+        if count_m > 0 {
+            pulse_device(dm, up_m, count_m, kernel, model, rng);
+        }
+        WriteReads {
+            before,
+            after: [kernel.visible(dp), kernel.visible(dm)],
         }
     }
 
@@ -509,10 +762,15 @@ impl DeviceArray {
 
     /// Snapshot of the mutable state.
     pub fn state(&self) -> DeviceArrayState {
+        let d = self.devices();
         DeviceArrayState {
-            g: self.g.clone(),
-            pulses: self.pulses.clone(),
-            write_offset: self.write_offset.clone(),
+            g: d.iter().map(|d| d.g).collect(),
+            pulses: d.iter().map(|d| d.pulses).collect(),
+            write_offset: if self.kernel.write_noise {
+                d.iter().map(|d| d.write_offset).collect()
+            } else {
+                Vec::new()
+            },
             t_programmed: self.t_programmed.clone(),
             time: self.time,
         }
@@ -521,9 +779,10 @@ impl DeviceArray {
     /// Restores a snapshot taken from an array of the same size and model.
     pub fn restore(&mut self, state: &DeviceArrayState) -> anyhow::Result<()> {
         let n = self.len();
+        let offsets = if self.kernel.write_noise { n } else { 0 };
         if state.g.len() != n
             || state.pulses.len() != n
-            || state.write_offset.len() != self.write_offset.len()
+            || state.write_offset.len() != offsets
             || state.t_programmed.len() != self.t_programmed.len()
         {
             anyhow::bail!(
@@ -531,11 +790,124 @@ impl DeviceArray {
                 state.g.len()
             );
         }
-        self.g.clone_from(&state.g);
-        self.pulses.clone_from(&state.pulses);
-        self.write_offset.clone_from(&state.write_offset);
+        let write_noise = self.kernel.write_noise;
+        for (i, d) in self.devices_mut().iter_mut().enumerate() {
+            d.g = state.g[i];
+            d.pulses = state.pulses[i];
+            d.write_offset = if write_noise {
+                state.write_offset[i]
+            } else {
+                0.0
+            };
+        }
         self.t_programmed.clone_from(&state.t_programmed);
         self.time = state.time;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_ties_away_matches_f32_round() {
+        let check = |v: f32| {
+            let (a, b) = (round_ties_away(v), v.round());
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                "{v:e} ({:#x}): {a:e} vs {b:e}",
+                v.to_bits()
+            );
+        };
+        for v in [
+            0.0f32,
+            -0.0,
+            0.5,
+            -0.5,
+            0.49999997,
+            -0.49999997,
+            1.5,
+            2.5,
+            -2.5,
+            8_388_607.5,
+            -8_388_607.5,
+            8_388_608.0,
+            16_777_217.0,
+            f32::MAX,
+            f32::MIN,
+            f32::MIN_POSITIVE,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            2_147_483_648.0,
+            -2_147_483_648.0,
+        ] {
+            check(v);
+        }
+        // Every float near the half-integers and integers up to 2^12, and
+        // a stride through all bit patterns.
+        for k in -4096i32..=4096 {
+            for base in [k as f32, k as f32 + 0.5] {
+                let mut v = base;
+                let mut w = base;
+                for _ in 0..4 {
+                    check(v);
+                    check(w);
+                    v = f32::from_bits(v.to_bits() + 1);
+                    w = f32::from_bits(w.to_bits().wrapping_sub(1));
+                }
+            }
+        }
+        for bits in (0..=u32::MAX).step_by(997) {
+            check(f32::from_bits(bits));
+        }
+    }
+
+    #[test]
+    fn pairs_share_one_cache_line() {
+        let m = DeviceModel::load("reram_es", &toml::Table::new()).unwrap();
+        for n in [1, 2, 7, 64] {
+            let a = DeviceArray::new(&m, n, 1);
+            assert_eq!(a.lines.as_ptr() as usize % 64, 0);
+            assert_eq!(a.devices().len(), n);
+            for p in 0..n / 2 {
+                let base = &a.devices()[2 * p] as *const Device as usize;
+                let next = &a.devices()[2 * p + 1] as *const Device as usize;
+                assert_eq!(base % 64, 0);
+                assert_eq!(next, base + 32);
+            }
+        }
+    }
+
+    #[test]
+    fn pulse_pair_and_pulse_read_equal_single_pulses() {
+        for name in ["reram_es", "pcm", "constant_step"] {
+            let m = DeviceModel::load(name, &toml::Table::new()).unwrap();
+            let mut a = DeviceArray::new(&m, 64, 3);
+            let mut b = a.clone();
+            let mut c = a.clone();
+            for step in 0..2000i32 {
+                let p = (step as usize * 7) % 32;
+                let n = (step % 5) - 2;
+                a.advance_time(0.5);
+                b.advance_time(0.5);
+                c.advance_time(0.5);
+                let before = [a.visible(2 * p), a.visible(2 * p + 1)];
+                a.pulse(2 * p, n);
+                a.pulse(2 * p + 1, -n);
+                let r = b.pulse_pair(p, n, -n);
+                assert_eq!(r.before, before, "{name}");
+                assert_eq!(r.after, [a.visible(2 * p), a.visible(2 * p + 1)]);
+                let rp = c.pulse_read(2 * p, n);
+                let rm = c.pulse_read(2 * p + 1, -n);
+                assert_eq!([rp.before, rm.before], before, "{name}");
+                assert_eq!([rp.after, rm.after], r.after, "{name}");
+            }
+            assert_eq!(a.state(), b.state());
+            assert_eq!(a.state(), c.state());
+            assert_eq!(a.pulse_totals(), b.pulse_totals());
+            assert_eq!(a.pulse_totals(), c.pulse_totals());
+        }
     }
 }

@@ -40,12 +40,11 @@
 
 use super::{OuterProductGradient, WeightArray};
 use crate::controller::{Controller, ControllerStats, UpdateGranularity, WritePlan, WriteScheme};
-use crate::devices::array::{prefetch, DeviceArrayState};
+use crate::devices::array::{prefetch, DeviceArrayState, NoiseRng};
 use crate::devices::{DeviceArray, DeviceModel, Histogram};
 use crate::linalg::{ensure_shape, gemm, Mat, Op, Vector};
 use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -303,6 +302,54 @@ pub struct CrossbarState {
     pub accumulator: Vec<f32>,
 }
 
+/// The constants that turn the read-visible conductances of a cross-point's
+/// two devices (`G⁺, G⁻`, or the device and its reference) into its read
+/// weight, read-noise term and physical conductance — the arithmetic of
+/// [`Crossbar::weight_at`], [`Crossbar::squared_at`] and
+/// [`Crossbar::crosspoint_conductance_s`] — and what a write updates.
+#[derive(Clone, Copy, Debug)]
+struct EntryTerms {
+    /// `w = weight · (g₀ − g₁)`: `w_scale`, or `2 w_scale` for the reference mapping.
+    weight: f32,
+    /// `c² w_scale²` of the read-noise term `c² w_scale² ((g₀+o)² + (g₁+o)²)`.
+    squared: f32,
+    /// `o = G_min/(G_max − G_min)`.
+    offset: f32,
+    /// Read noise on (the squared terms are cached).
+    noisy: bool,
+    /// `G_min` and `G_max − G_min` (µS).
+    g_min_us: f64,
+    span_us: f64,
+    /// Update the read caches after a write.
+    refresh: bool,
+    /// Update the line conductances after a write.
+    track_lines: bool,
+}
+
+impl EntryTerms {
+    fn of(xb: &Crossbar) -> Self {
+        let ws = xb.config.w_scale;
+        let c = xb.map_factor() * ws;
+        Self {
+            weight: if xb.paired { ws } else { 2.0 * ws },
+            squared: c * c,
+            offset: xb.model.conductance_offset(),
+            noisy: xb.model.read_noise > 0.0,
+            g_min_us: xb.model.g_min_us,
+            span_us: xb.model.g_max_us - xb.model.g_min_us,
+            refresh: true,
+            track_lines: xb.line_conductance_valid,
+        }
+    }
+
+    /// Physical conductance (S) of a cross-point whose two devices read `g`.
+    #[inline(always)]
+    fn crosspoint_s(&self, g: [f32; 2]) -> f64 {
+        let to_s = |g: f32| (self.g_min_us + g as f64 * self.span_us) * 1e-6;
+        to_s(g[0]) + to_s(g[1])
+    }
+}
+
 /// A crossbar layer: devices, periphery and controller.
 pub struct Crossbar {
     config: CrossbarConfig,
@@ -327,11 +374,13 @@ pub struct Crossbar {
     sq_bias: Vector,
     cache_valid: bool,
     /// Physical conductance (S) on each input line (bias line last) and each
-    /// output line, for the read-energy count; rebuilt lazily after writes.
+    /// output line, for the read-energy count: rebuilt lazily after a cache
+    /// rebuild, kept up to date incrementally by writes in between.
     line_conductance_in: Vec<f64>,
     line_conductance_out: Vec<f64>,
     line_conductance_valid: bool,
-    read_rng: ChaCha8Rng,
+    /// Read- and output-noise stream.
+    read_rng: NoiseRng,
     x_scaled: Mat,
     x_squared: Mat,
     variance: Mat,
@@ -399,7 +448,7 @@ impl Crossbar {
             line_conductance_in: Vec::new(),
             line_conductance_out: Vec::new(),
             line_conductance_valid: false,
-            read_rng: ChaCha8Rng::seed_from_u64(mix(4)),
+            read_rng: NoiseRng::seed_from_u64(mix(4)),
             x_scaled: Mat::zeros(0, 0),
             x_squared: Mat::zeros(0, 0),
             variance: Mat::zeros(0, 0),
@@ -545,12 +594,20 @@ impl Crossbar {
     /// Physical conductance (S) of the cross-point `idx`: G⁺ + G⁻ of a pair,
     /// or the device plus its line's reference device.
     fn crosspoint_conductance_s(&self, idx: usize) -> f64 {
-        let span = self.model.g_max_us - self.model.g_min_us;
-        let to_s = |g: f32| (self.model.g_min_us + g as f64 * span) * 1e-6;
+        EntryTerms::of(self).crosspoint_s(self.crosspoint_reads(idx))
+    }
+
+    /// Read-visible normalised conductances of the two devices of
+    /// cross-point `idx` (`G⁺, G⁻`, or the device and its reference).
+    #[inline]
+    fn crosspoint_reads(&self, idx: usize) -> [f32; 2] {
         if self.paired {
-            to_s(self.devices.visible(2 * idx)) + to_s(self.devices.visible(2 * idx + 1))
+            [
+                self.devices.visible(2 * idx),
+                self.devices.visible(2 * idx + 1),
+            ]
         } else {
-            to_s(self.devices.visible(idx)) + to_s(self.reference[idx / self.n_out])
+            [self.devices.visible(idx), self.reference[idx / self.n_out]]
         }
     }
 
@@ -559,11 +616,12 @@ impl Crossbar {
             return;
         }
         let (n_out, n_in) = (self.n_out, self.n_in);
+        let terms = EntryTerms::of(self);
         let mut line_in = vec![0.0f64; n_in + 1];
         let mut line_out = vec![0.0f64; n_out];
         for (j, line) in line_in.iter_mut().enumerate() {
             for (i, out) in line_out.iter_mut().enumerate() {
-                let g = self.crosspoint_conductance_s(i + j * n_out);
+                let g = terms.crosspoint_s(self.crosspoint_reads(i + j * n_out));
                 *line += g;
                 if j < n_in {
                     *out += g;
@@ -608,24 +666,41 @@ impl Crossbar {
         self.stats.dac_conversions += (x.len() + if forward { x.ncols() } else { 0 }) as u64;
     }
 
-    /// Updates the cache entry of one device (pair) after a write.
+    /// Updates the cache entry of one device (pair) after a write (the
+    /// caller keeps the line conductances up to date).
     #[inline]
     fn refresh_entry(&mut self, idx: usize) {
-        let (i, j) = (idx % self.n_out, idx / self.n_out);
-        self.line_conductance_valid = false;
         let w = self.weight_at(idx);
         let noisy = self.model.read_noise > 0.0;
         let s = if noisy { self.squared_at(idx) } else { 0.0 };
-        if j < self.n_in {
-            self.w_read[(i, j)] = w;
-            if noisy {
-                self.sq_read[(i, j)] = s;
+        self.store_entry(idx, w, noisy.then_some(s));
+    }
+
+    /// Writes the read weight `w` and (with read noise) squared term `s` of
+    /// cross-point `idx` into the read caches.
+    #[inline(always)]
+    fn store_entry(&mut self, idx: usize, w: f32, s: Option<f32>) {
+        let weights = self.n_out * self.n_in;
+        if idx < weights {
+            self.w_read.as_mut_slice()[idx] = w;
+            if let Some(s) = s {
+                self.sq_read.as_mut_slice()[idx] = s;
             }
         } else {
-            self.b_read[i] = w;
-            if noisy {
-                self.sq_bias[i] = s;
+            self.b_read[idx - weights] = w;
+            if let Some(s) = s {
+                self.sq_bias[idx - weights] = s;
             }
+        }
+    }
+
+    /// Adds `delta` (S) to the line conductances of cross-point `idx`.
+    #[inline(always)]
+    fn add_line_conductance(&mut self, idx: usize, delta: f64) {
+        let (i, j) = (idx % self.n_out, idx / self.n_out);
+        self.line_conductance_in[j] += delta;
+        if j < self.n_in {
+            self.line_conductance_out[i] += delta;
         }
     }
 
@@ -635,19 +710,37 @@ impl Crossbar {
         }
     }
 
-    /// Delivers `n` pulse events to the device (pair) `idx` according to the mapping.
-    fn apply_event(&mut self, idx: usize, n: i32) {
-        if !self.paired {
-            self.devices.pulse(idx, n);
-        } else if self.model.one_sided {
-            if n > 0 {
-                self.devices.pulse(2 * idx, n);
-            } else {
-                self.devices.pulse(2 * idx + 1, -n);
-            }
+    /// Delivers `n` pulse events to the device (pair) `idx` according to the
+    /// mapping; then, as `terms` asks, updates the read caches and the line
+    /// conductances from the device reads the write returns (the same values
+    /// as [`Crossbar::weight_at`], [`Crossbar::squared_at`] and
+    /// [`Crossbar::crosspoint_conductance_s`], without reading the devices again).
+    #[inline(always)]
+    fn apply_event(&mut self, idx: usize, n: i32, terms: &EntryTerms) {
+        let (before, after) = if !self.paired {
+            let r = self.devices.pulse_read(idx, n);
+            let g_ref = self.reference[idx / self.n_out];
+            ([r.before, g_ref], [r.after, g_ref])
         } else {
-            self.devices.pulse(2 * idx, n);
-            self.devices.pulse(2 * idx + 1, -n);
+            let (n_plus, n_minus) = match (self.model.one_sided, n > 0) {
+                (false, _) => (n, -n),
+                (true, true) => (n, 0),
+                (true, false) => (0, -n),
+            };
+            let r = self.devices.pulse_pair(idx, n_plus, n_minus);
+            (r.before, r.after)
+        };
+        if terms.refresh {
+            let w = terms.weight * (after[0] - after[1]);
+            let s = terms.noisy.then(|| {
+                let (gp, gm) = (after[0] + terms.offset, after[1] + terms.offset);
+                terms.squared * (gp * gp + gm * gm)
+            });
+            self.store_entry(idx, w, s);
+        }
+        if terms.track_lines {
+            let delta = terms.crosspoint_s(after) - terms.crosspoint_s(before);
+            self.add_line_conductance(idx, delta);
         }
     }
 
@@ -685,7 +778,7 @@ impl Crossbar {
                 (im, lm - target)
             };
             for _ in 0..budget {
-                if d.conductances()[dev] >= goal - 0.5 * step {
+                if d.conductance(dev) >= goal - 0.5 * step {
                     break;
                 }
                 d.pulse(dev, 1);
@@ -934,10 +1027,21 @@ impl WeightArray for Crossbar {
         match self.controller.plan(grad) {
             WritePlan::Analog(delta) => {
                 let half = 0.5 / self.config.w_scale;
+                let drifting = self.devices.drifts();
+                if drifting {
+                    // Drift invalidates the caches below; rebuilt on the next read.
+                    self.line_conductance_valid = false;
+                }
+                let track_lines = self.line_conductance_valid;
                 for (idx, &dw) in delta.iter().enumerate() {
                     if dw == 0.0 {
                         continue;
                     }
+                    let old = if track_lines {
+                        self.crosspoint_conductance_s(idx)
+                    } else {
+                        0.0
+                    };
                     let dg = dw * half;
                     if self.paired {
                         self.devices.nudge(2 * idx, dg);
@@ -946,29 +1050,36 @@ impl WeightArray for Crossbar {
                         self.devices.nudge(idx, dg);
                     }
                     self.refresh_entry(idx);
+                    if track_lines {
+                        let new = self.crosspoint_conductance_s(idx);
+                        self.add_line_conductance(idx, new - old);
+                    }
                 }
             }
             WritePlan::Pulses(events) => {
+                let drifting = self.devices.drifts();
+                let terms = EntryTerms {
+                    refresh: !drifting,
+                    track_lines: !drifting && self.line_conductance_valid,
+                    ..EntryTerms::of(self)
+                };
                 // Prefetch a few events ahead: the pulse path is memory bound.
                 const AHEAD: usize = 8;
                 for (k, e) in events.iter().enumerate() {
                     if let Some(next) = events.get(k + AHEAD) {
-                        let idx = self.plus_index(next.index as usize);
-                        self.devices.prefetch(idx);
-                    }
-                    self.apply_event(e.index as usize, e.pulses);
-                }
-                if self.devices.drifts() {
-                    self.cache_valid = false;
-                } else {
-                    // Write-back of the read caches, likewise prefetched.
-                    for (k, e) in events.iter().enumerate() {
-                        if let Some(next) = events.get(k + AHEAD) {
-                            prefetch(self.w_read.as_slice(), next.index as usize);
-                            prefetch(self.sq_read.as_slice(), next.index as usize);
+                        let idx = next.index as usize;
+                        self.devices.prefetch(self.plus_index(idx));
+                        if terms.refresh {
+                            prefetch(self.w_read.as_slice(), idx);
+                            prefetch(self.sq_read.as_slice(), idx);
                         }
-                        self.refresh_entry(e.index as usize);
                     }
+                    self.apply_event(e.index as usize, e.pulses, &terms);
+                }
+                if drifting {
+                    // Reads depend on the clock: rebuild everything on the next read.
+                    self.cache_valid = false;
+                    self.line_conductance_valid = false;
                 }
                 self.controller.recycle(events);
             }
@@ -1066,7 +1177,7 @@ impl WeightArray for Crossbar {
             let (mn, mx) = a.conductance_range();
             gmin = gmin.min(mn);
             gmax = gmax.max(mx);
-            max_pulses = max_pulses.max(a.pulse_counts().iter().copied().max().unwrap_or(0));
+            max_pulses = max_pulses.max(a.max_pulse_count());
         }
         let devices = self.devices.len();
         let span_us = self.model.g_max_us - self.model.g_min_us;
