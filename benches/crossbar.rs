@@ -10,8 +10,11 @@
 //! this machine (one thread, batch 64). Also: the pulsed update alone, and
 //! the cost of read noise (one extra SGEMM).
 //!
-//! Run with `RAYON_NUM_THREADS=1 cargo bench --bench crossbar` for the
-//! per-core figure.
+//! Run with `RAYON_NUM_THREADS=1 MATMUL_NUM_THREADS=1 cargo bench --bench
+//! crossbar` for the per-core figure (both pools on one thread: wall time is
+//! then CPU time). Each training configuration first prints the device
+//! pulses per training sample it asks for, the load that sets the cost of
+//! the pulse path.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dyadsim::controller::{Controller, UpdateGranularity, WritePlan, WriteScheme};
