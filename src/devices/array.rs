@@ -2,7 +2,7 @@
 //!
 //! The hot per-device state — programmed conductance, bounds, steps,
 //! write-noise offset, pulse count, endurance and fault state — is one
-//! 32-byte record per device ([`Device`]), stored two to a 64-byte cache
+//! 32-byte record per device (`Device`), stored two to a 64-byte cache
 //! line. The crossbar interleaves the devices of a differential pair at
 //! `2p` and `2p + 1`, so a pulse event on a pair touches exactly one cache
 //! line. Drift data (ν and the time of the last write), used only by
@@ -42,7 +42,7 @@ pub fn prefetch<T>(data: &[T], i: usize) {
 /// `v.round()` (half away from zero) without the out-of-line libm call
 /// (baseline x86-64 has no rounding instruction). Exact for every `f32`.
 #[inline(always)]
-pub fn round_ties_away(v: f32) -> f32 {
+pub(crate) fn round_ties_away(v: f32) -> f32 {
     // Below 2^23 in magnitude a float can have a fraction; above it (and
     // for ±∞ and NaN) `round` is the identity.
     if v.abs() < 8_388_608.0 {

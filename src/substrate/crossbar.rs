@@ -357,9 +357,9 @@ pub struct Crossbar {
     n_out: usize,
     n_in: usize,
     /// All devices. Differential pairs are interleaved — `G⁺` of pair `p`
-    /// at `2p`, `G⁻` at `2p + 1` — so a pulse event touches the same cache
-    /// lines of every per-device array for both devices; the reference
-    /// mapping has one device per cross-point at `p`.
+    /// at `2p`, `G⁻` at `2p + 1` — so the two records of a pair share one
+    /// 64-byte cache line and a pulse event touches only that line; the
+    /// reference mapping has one device per cross-point at `p`.
     devices: DeviceArray,
     /// Whether devices come in pairs (differential mapping).
     paired: bool,
