@@ -6,7 +6,10 @@
 //! `n_out × (n_in + 1)` cross-points; column `n_in` is the bias column,
 //! driven at the constant input `bias_input` in every forward read (it
 //! takes no part in the transposed read). Device state is stored
-//! column-major in flat per-device arrays ([`DeviceArray`]).
+//! column-major in a [`DeviceArray`]: one 32-byte record per device, the
+//! two devices of a differential pair in one 64-byte cache line, so a pulse
+//! event touches one line of device state (the pulse path is what training
+//! on crossbars spends most of its time on).
 //!
 //! **Mappings** (normalised conductances `g = (G − G_min)/(G_max − G_min)`):
 //! - `differential`: `w = w_scale (g⁺ − g⁻)`, i.e. `w_scale (G⁺ − G⁻)/(G_max − G_min)`.
@@ -30,7 +33,9 @@
 //!    `σ² Σ_j ((G⁺_ij)² + (G⁻_ij)²) x_j²` (weight units: `w_scale²` and
 //!    the mapping factor applied) — one extra SGEMM with the cached squared
 //!    conductance matrix instead of a random number per device (DESIGN.md §2).
-//! 4. Additive output noise `σ_out ξ` (units of `w_scale` at full-scale input).
+//! 4. Additive output noise `σ_out ξ` (units of `w_scale` at full-scale input);
+//!    read and output noise are independent Gaussians, drawn as one with the
+//!    summed variance.
 //! 5. ADC: clip to `±adc_range` (saturation, counted) and round to
 //!    `2^{bits−1} − 1` levels per polarity; rescale by `α_b`.
 //!
@@ -40,7 +45,7 @@
 
 use super::{OuterProductGradient, WeightArray};
 use crate::controller::{Controller, ControllerStats, UpdateGranularity, WritePlan, WriteScheme};
-use crate::devices::array::{prefetch, DeviceArrayState, NoiseRng};
+use crate::devices::array::{prefetch, round_ties_away, DeviceArrayState, NoiseRng};
 use crate::devices::{DeviceArray, DeviceModel, Histogram};
 use crate::linalg::{ensure_shape, gemm, Mat, Op, Vector};
 use anyhow::{bail, Context, Result};
@@ -833,7 +838,7 @@ impl Crossbar {
                     u = u.clamp(-1.0, 1.0);
                 }
                 if levels > 0.0 {
-                    round_half_away(u * levels) * inv_levels
+                    round_ties_away(u * levels) * inv_levels
                 } else {
                     u
                 }
@@ -925,7 +930,7 @@ impl Crossbar {
                         u = u.clamp(-range, range);
                     }
                     if levels > 0.0 {
-                        u = round_half_away(u * to_grid) * from_grid;
+                        u = round_ties_away(u * to_grid) * from_grid;
                     }
                 }
                 *yv = u * gain;
@@ -1286,20 +1291,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// `x.round()` (half away from zero) for the DAC/ADC grids, where
-/// `|x| ≤ 2^23` (≤ 24 bits): inline truncation instead of the libm call
-/// (the build targets baseline x86-64, without SSE4.1 `roundss`).
-#[inline(always)]
-fn round_half_away(x: f32) -> f32 {
-    // The fraction x − trunc(x) is exact in floating point.
-    let t = x as i32 as f32;
-    if (x - t).abs() >= 0.5 {
-        t + 1f32.copysign(x)
-    } else {
-        t
-    }
-}
-
 /// `out ← op(W) x` through the periphery path: SGEMM for a batch, a
 /// direct matrix–vector product for one sample (SGEMM's packing of the whole
 /// array dominates at batch 1; zero inputs — most MNIST pixels — are skipped).
@@ -1387,24 +1378,6 @@ mod tests {
             let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
             let serial: f64 = a.iter().zip(&b).map(|(x, y)| (x * y) as f64).sum();
             assert!((dot(&a, &b) as f64 - serial).abs() < 1e-5, "length {n}");
-        }
-    }
-
-    #[test]
-    fn round_half_away_matches_f32_round() {
-        let mut x = -40000.0f32;
-        while x <= 40000.0 {
-            for v in [
-                x,
-                x + 0.5,
-                x - 0.5,
-                x + 0.499_999_97,
-                x - 0.499_999_97,
-                x + 0.25,
-            ] {
-                assert_eq!(round_half_away(v), v.round(), "{v}");
-            }
-            x += 0.75;
         }
     }
 }
