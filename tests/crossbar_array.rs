@@ -610,3 +610,88 @@ fn single_sample_reads_match_batched_reads() {
         assert!((z - zb.column(b)).amax() < 1e-5);
     }
 }
+
+/// Repeated forward reads of the same inputs (DP/DP⊤ re-read the first
+/// layer with the same `x` in every sweep) draw fresh read noise with the
+/// same law as a first read, and see every write in between.
+#[test]
+fn repeated_reads_redraw_the_noise_and_see_writes() {
+    let sigma = 0.05f32;
+    let ov = overrides(&[("read_noise", (sigma as f64).into())]);
+    let cfg = ideal_periphery("reram_es");
+    let (n_out, n_in, batch) = (4, 30, 3);
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let mut xbar = Crossbar::new(&cfg, &ov, n_out, n_in, 3).unwrap();
+    xbar.set_parameters(
+        &random_mat(&mut rng, n_out, n_in, 0.5),
+        &Vector::zeros(n_out),
+    );
+    let x = random_mat(&mut rng, n_in, batch, 1.0);
+    // Reference: the variance of one batched read of many copies of column 0.
+    let reps = 6000;
+    let copies = Mat::from_fn(n_in, reps, |j, _| x[(j, 0)]);
+    let mut y = Mat::zeros(0, 0);
+    xbar.forward(&copies, &mut y);
+    let first_read_var = |i: usize| {
+        let row: Vec<f64> = y.row(i).iter().map(|v| *v as f64).collect();
+        let m = row.iter().sum::<f64>() / reps as f64;
+        row.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (reps - 1) as f64
+    };
+    let reference: Vec<f64> = (0..n_out).map(first_read_var).collect();
+    // The same small batch read `reps` times in a row.
+    let mut samples = vec![Vec::with_capacity(reps); n_out];
+    let mut out = Mat::zeros(0, 0);
+    let mut previous = Mat::zeros(0, 0);
+    for r in 0..reps {
+        xbar.forward(&x, &mut out);
+        if r > 0 {
+            assert_ne!(out, previous, "read noise must be redrawn on a repeat");
+        }
+        previous.clone_from(&out);
+        for (i, s) in samples.iter_mut().enumerate() {
+            s.push(out[(i, 0)] as f64);
+        }
+    }
+    for (i, s) in samples.iter().enumerate() {
+        let m = s.iter().sum::<f64>() / reps as f64;
+        let var = s.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (reps - 1) as f64;
+        assert!(
+            (var / reference[i] - 1.0).abs() < 0.1,
+            "out {i}: repeated-read variance {var} vs first-read {}",
+            reference[i]
+        );
+    }
+    // A write between two reads of the same inputs shows in the second.
+    let before = {
+        let mut acc = Mat::zeros(n_out, batch);
+        for _ in 0..400 {
+            xbar.forward(&x, &mut out);
+            acc += &out;
+        }
+        acc / 400.0
+    };
+    let grad = OuterProductGradient {
+        left: Mat::from_element(n_out, 1, 1.0),
+        right: Mat::from_element(n_in, 1, 1.0),
+        scale: 1.0,
+    };
+    xbar.apply_gradient(&grad);
+    let w = xbar.weights();
+    let b = xbar.bias();
+    let expected = &w * &x + Mat::from_fn(n_out, batch, |i, _| b[i]);
+    let mut after = Mat::zeros(n_out, batch);
+    for _ in 0..400 {
+        xbar.forward(&x, &mut out);
+        after += &out;
+    }
+    after /= 400.0;
+    let noise_se = (reference.iter().cloned().fold(0.0f64, f64::max) / 400.0).sqrt() as f32;
+    assert!(
+        (&after - &before).abs().max() > 10.0 * noise_se,
+        "the write must change the read"
+    );
+    assert!(
+        (&after - &expected).abs().max() < 5.0 * noise_se,
+        "repeated reads after a write must use the written weights"
+    );
+}

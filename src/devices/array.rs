@@ -49,15 +49,12 @@ pub(crate) fn round_ties_away(v: f32) -> f32 {
         // Truncation toward zero is exact, and so is the fraction `v − t`.
         let t = v as i32 as f32;
         let frac = v - t;
-        let r = if frac >= 0.5 {
-            t + 1.0
-        } else if frac <= -0.5 {
-            t - 1.0
-        } else {
-            t
-        };
+        // Step away from zero when the fraction is at least a half; a
+        // select rather than branches (the DAC/ADC grids round every
+        // element, and the fractions there are unpredictable).
+        let step = if frac.abs() >= 0.5 { 1.0f32 } else { 0.0 };
         // `round` keeps the sign of a zero result (round(−0.3) = −0).
-        r.copysign(v)
+        (t + step.copysign(v)).copysign(v)
     } else {
         v
     }
