@@ -226,6 +226,17 @@ fn resume_continues_from_the_saved_weights_and_device_state() {
             .unwrap()
     };
     assert!(max_pulses(&b) > max_pulses(&a));
+    // The mean wear is lifetime too (it equals the first run's pulses plus
+    // this run's), while `pulses_applied` counts this run only.
+    let layer =
+        |v: &serde_json::Value, key: &str| v["hardware"]["layers"][0][key].as_f64().unwrap();
+    let devices = layer(&a, "devices");
+    let lifetime = layer(&a, "pulses_applied") + layer(&b, "pulses_applied");
+    assert!(
+        (layer(&b, "pulses_per_device_mean") * devices - lifetime).abs() < 0.5,
+        "mean wear × devices {} vs pulses of both runs {lifetime}",
+        layer(&b, "pulses_per_device_mean") * devices
+    );
     // A directory without saved parameters is a clear error.
     let empty = tempfile::tempdir().unwrap();
     std::fs::copy(first.join("config.toml"), empty.path().join("config.toml")).unwrap();

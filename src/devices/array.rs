@@ -475,6 +475,12 @@ impl DeviceArray {
         self.devices().iter().map(|d| d.pulses).max().unwrap_or(0)
     }
 
+    /// Pulses delivered to all devices over their lifetime (the per-device
+    /// wear counters, which a restored state carries over).
+    pub fn total_pulse_count(&self) -> u64 {
+        self.devices().iter().map(|d| d.pulses as u64).sum()
+    }
+
     /// Lower and upper bound of device `i`.
     pub fn bounds(&self, i: usize) -> (f32, f32) {
         let d = &self.devices()[i];

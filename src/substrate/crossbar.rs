@@ -1275,7 +1275,9 @@ impl WeightArray for Crossbar {
             "pulses_applied": up + down,
             "pulses_up": up,
             "pulses_down": down,
-            "pulses_per_device_mean": (up + down) as f64 / devices.max(1) as f64,
+            // Wear: lifetime per-device counters (carried over by `--resume`),
+            // while `pulses_applied`/`_up`/`_down` count this run's pulses.
+            "pulses_per_device_mean": self.devices.total_pulse_count() as f64 / devices.max(1) as f64,
             "pulses_per_device_max": max_pulses,
             "pulse_energy_j": if self.model.pulse_energy_pj > 0.0 { Some((up + down) as f64 * self.model.pulse_energy_pj * 1e-12) } else { None },
             "devices_stuck": low + high + worn,
