@@ -695,3 +695,41 @@ fn repeated_reads_redraw_the_noise_and_see_writes() {
         "repeated reads after a write must use the written weights"
     );
 }
+
+/// Per-sample stochastic writes plan the next samples' pulses while the
+/// devices take the current ones (on a second core when there is one): the
+/// result must not depend on the number of threads, bit for bit.
+#[test]
+fn pipelined_stochastic_writes_do_not_depend_on_threads() {
+    let cfg = CrossbarConfig { lr: 0.5, ..base() };
+    let (n_out, n_in, batch) = (24, 60, 13);
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let w0 = random_mat(&mut rng, n_out, n_in, 0.3);
+    let grad = OuterProductGradient {
+        left: random_mat(&mut rng, n_out, batch, 0.2),
+        right: random_mat(&mut rng, n_in, batch, 1.0),
+        scale: -1.0 / batch as f32,
+    };
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut xbar = Crossbar::new(&cfg, &overrides(&[]), n_out, n_in, 21).unwrap();
+            xbar.set_parameters(&w0, &Vector::zeros(n_out));
+            for _ in 0..5 {
+                xbar.apply_gradient(&grad);
+            }
+            let pulses = xbar.hardware_summary().unwrap()["pulses_applied"].clone();
+            (xbar.weights(), xbar.bias(), pulses)
+        })
+    };
+    let (w1, b1, p1) = run(1);
+    let (w2, b2, p2) = run(2);
+    assert!(p1.as_u64().unwrap() > 0, "the update must pulse");
+    assert_eq!(p1, p2);
+    assert_eq!(w1, w2);
+    assert_eq!(b1, b2);
+    assert_ne!(w1, w0, "the update must change the weights");
+}

@@ -171,6 +171,23 @@ impl Controller {
         }
     }
 
+    /// An empty controller of no array, to stand in while the real one is
+    /// borrowed elsewhere (see the crossbar's write pipeline).
+    pub fn placeholder() -> Self {
+        Self::new(
+            WriteScheme::Exact,
+            UpdateGranularity::PerBatch,
+            1,
+            false,
+            0.0,
+            0.0,
+            0.0,
+            0,
+            0,
+            0,
+        )
+    }
+
     /// The write scheme.
     pub fn scheme(&self) -> WriteScheme {
         self.scheme
@@ -210,8 +227,41 @@ impl Controller {
         self.event_buffer = events;
     }
 
-    /// Plans the writes for the SGD step `ΔW = −η ∇W` of `grad`.
-    pub fn plan(&mut self, grad: &OuterProductGradient) -> WritePlan {
+    /// Whether updates are per-sample stochastic pulse phases, whose events
+    /// can be planned sample by sample ([`Controller::plan_samples`]) while
+    /// earlier samples' events are being applied: open-loop pulse trains do
+    /// not depend on the devices' state, so planning ahead changes nothing.
+    pub fn plans_per_sample(&self) -> bool {
+        self.dw > 0.0
+            && self.scheme == WriteScheme::Stochastic
+            && self.granularity == UpdateGranularity::PerSample
+    }
+
+    /// Starts an update whose events are planned in parts with
+    /// [`Controller::plan_samples`] (counts the update).
+    pub fn begin_update(&mut self, grad: &OuterProductGradient) {
+        self.check_shapes(grad);
+        self.stats.updates += 1;
+    }
+
+    /// Appends the pulse events of samples `samples` of `grad` to `events`,
+    /// one pulse phase per sample, exactly as [`Controller::plan`] would
+    /// (the same random stream, in the same order). Only for
+    /// [`Controller::plans_per_sample`] controllers.
+    pub fn plan_samples(
+        &mut self,
+        grad: &OuterProductGradient,
+        samples: std::ops::Range<usize>,
+        events: &mut Vec<PulseEvent>,
+    ) {
+        debug_assert!(self.plans_per_sample());
+        for b in samples {
+            self.stochastic_sample(grad, b, events);
+            self.stats.pulse_phases += 1;
+        }
+    }
+
+    fn check_shapes(&self, grad: &OuterProductGradient) {
         assert_eq!(grad.left.nrows(), self.n_out, "controller: gradient rows");
         assert_eq!(
             grad.right.nrows(),
@@ -219,6 +269,11 @@ impl Controller {
             "controller: gradient columns"
         );
         assert_eq!(grad.left.ncols(), grad.right.ncols(), "controller: batch");
+    }
+
+    /// Plans the writes for the SGD step `ΔW = −η ∇W` of `grad`.
+    pub fn plan(&mut self, grad: &OuterProductGradient) -> WritePlan {
+        self.check_shapes(grad);
         self.stats.updates += 1;
         if self.dw <= 0.0 {
             // Continuous device: only exact writes are meaningful (checked in config).

@@ -44,7 +44,9 @@
 //! bit for bit (tested).
 
 use super::{OuterProductGradient, WeightArray};
-use crate::controller::{Controller, ControllerStats, UpdateGranularity, WritePlan, WriteScheme};
+use crate::controller::{
+    Controller, ControllerStats, PulseEvent, UpdateGranularity, WritePlan, WriteScheme,
+};
 use crate::devices::array::{prefetch, round_ties_away, DeviceArrayState, NoiseRng};
 use crate::devices::{DeviceArray, DeviceModel, Histogram};
 use crate::linalg::{ensure_shape, gemm, Mat, Op, Vector};
@@ -392,6 +394,8 @@ pub struct Crossbar {
     repeat: RepeatRead,
     /// Bumped whenever the read caches change (writes, refreshes).
     generation: u64,
+    /// Event lists of the write pipeline (reused between updates).
+    event_buffers: [Vec<PulseEvent>; 2],
     x_squared: Mat,
     variance: Mat,
     scales: Vec<f32>,
@@ -495,6 +499,7 @@ impl Crossbar {
             x_scaled: Mat::zeros(0, 0),
             repeat: RepeatRead::default(),
             generation: 0,
+            event_buffers: [Vec::new(), Vec::new()],
             x_squared: Mat::zeros(0, 0),
             variance: Mat::zeros(0, 0),
             scales: Vec::new(),
@@ -754,6 +759,82 @@ impl Crossbar {
         if !self.cache_valid {
             self.refresh_cache();
         }
+    }
+
+    /// What a pulse write updates besides the devices (read caches and line
+    /// conductances, unless drift makes reads depend on the clock).
+    fn write_terms(&self) -> EntryTerms {
+        let drifting = self.devices.drifts();
+        EntryTerms {
+            refresh: !drifting,
+            track_lines: !drifting && self.line_conductance_valid,
+            ..EntryTerms::of(self)
+        }
+    }
+
+    /// Applies pulse events in order.
+    fn apply_events(&mut self, events: &[PulseEvent], terms: &EntryTerms) {
+        // Prefetch a few events ahead: the pulse path is memory bound.
+        const AHEAD: usize = 8;
+        for (k, e) in events.iter().enumerate() {
+            if let Some(next) = events.get(k + AHEAD) {
+                let idx = next.index as usize;
+                self.devices.prefetch(self.plus_index(idx));
+                if terms.refresh {
+                    prefetch(self.w_read.as_slice(), idx);
+                    prefetch(self.sq_read.as_slice(), idx);
+                }
+            }
+            self.apply_event(e.index as usize, e.pulses, terms);
+        }
+    }
+
+    /// Per-sample stochastic writes as a two-stage pipeline: while the
+    /// devices take the pulses of one group of samples, the controller
+    /// samples the coincidences of the next group (on another core when
+    /// rayon has one). Pulse trains are open-loop, so the events and their
+    /// order — and hence the result, bit for bit — are those of planning the
+    /// whole batch first.
+    fn apply_pipelined(&mut self, grad: &OuterProductGradient) {
+        const GROUP: usize = 4;
+        let batch = grad.left.ncols();
+        let mut controller = std::mem::replace(&mut self.controller, Controller::placeholder());
+        controller.begin_update(grad);
+        let terms = self.write_terms();
+        let mut current = std::mem::take(&mut self.event_buffers[0]);
+        let mut next = std::mem::take(&mut self.event_buffers[1]);
+        current.clear();
+        controller.plan_samples(grad, 0..GROUP.min(batch), &mut current);
+        let mut start = GROUP.min(batch);
+        loop {
+            let end = (start + GROUP).min(batch);
+            next.clear();
+            rayon::join(
+                || controller.plan_samples(grad, start..end, &mut next),
+                || self.apply_events(&current, &terms),
+            );
+            if start >= batch {
+                break;
+            }
+            std::mem::swap(&mut current, &mut next);
+            start = end;
+        }
+        self.event_buffers = [current, next];
+        self.controller = controller;
+    }
+
+    /// Bookkeeping after a write: drift invalidation, PCM refresh, clock.
+    fn after_write(&mut self) {
+        if self.devices.drifts() {
+            // Reads depend on the clock: rebuild everything on the next read.
+            self.cache_valid = false;
+            self.line_conductance_valid = false;
+        }
+        if self.model.one_sided && self.model.refresh_threshold > 0.0 {
+            self.refresh_one_sided();
+            self.cache_valid = false;
+        }
+        self.advance_clock(self.config.time_per_batch);
     }
 
     /// Delivers `n` pulse events to the device (pair) `idx` according to the
@@ -1099,6 +1180,11 @@ impl WeightArray for Crossbar {
     fn apply_gradient(&mut self, grad: &OuterProductGradient) {
         self.generation += 1;
         self.ensure_cache();
+        if self.controller.plans_per_sample() {
+            self.apply_pipelined(grad);
+            self.after_write();
+            return;
+        }
         match self.controller.plan(grad) {
             WritePlan::Analog(delta) => {
                 let half = 0.5 / self.config.w_scale;
@@ -1132,38 +1218,12 @@ impl WeightArray for Crossbar {
                 }
             }
             WritePlan::Pulses(events) => {
-                let drifting = self.devices.drifts();
-                let terms = EntryTerms {
-                    refresh: !drifting,
-                    track_lines: !drifting && self.line_conductance_valid,
-                    ..EntryTerms::of(self)
-                };
-                // Prefetch a few events ahead: the pulse path is memory bound.
-                const AHEAD: usize = 8;
-                for (k, e) in events.iter().enumerate() {
-                    if let Some(next) = events.get(k + AHEAD) {
-                        let idx = next.index as usize;
-                        self.devices.prefetch(self.plus_index(idx));
-                        if terms.refresh {
-                            prefetch(self.w_read.as_slice(), idx);
-                            prefetch(self.sq_read.as_slice(), idx);
-                        }
-                    }
-                    self.apply_event(e.index as usize, e.pulses, &terms);
-                }
-                if drifting {
-                    // Reads depend on the clock: rebuild everything on the next read.
-                    self.cache_valid = false;
-                    self.line_conductance_valid = false;
-                }
+                let terms = self.write_terms();
+                self.apply_events(&events, &terms);
                 self.controller.recycle(events);
             }
         }
-        if self.model.one_sided && self.model.refresh_threshold > 0.0 {
-            self.refresh_one_sided();
-            self.cache_valid = false;
-        }
-        self.advance_clock(self.config.time_per_batch);
+        self.after_write();
     }
 
     fn weights(&self) -> Mat {
