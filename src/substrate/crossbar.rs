@@ -394,8 +394,8 @@ pub struct Crossbar {
     repeat: RepeatRead,
     /// Bumped whenever the read caches change (writes, refreshes).
     generation: u64,
-    /// Event lists of the write pipeline (reused between updates).
-    event_buffers: [Vec<PulseEvent>; 2],
+    /// Event list of per-sample stochastic writes (reused between updates).
+    event_buffer: Vec<PulseEvent>,
     x_squared: Mat,
     variance: Mat,
     scales: Vec<f32>,
@@ -499,7 +499,7 @@ impl Crossbar {
             x_scaled: Mat::zeros(0, 0),
             repeat: RepeatRead::default(),
             generation: 0,
-            event_buffers: [Vec::new(), Vec::new()],
+            event_buffer: Vec::new(),
             x_squared: Mat::zeros(0, 0),
             variance: Mat::zeros(0, 0),
             scales: Vec::new(),
@@ -789,37 +789,53 @@ impl Crossbar {
         }
     }
 
-    /// Per-sample stochastic writes as a two-stage pipeline: while the
-    /// devices take the pulses of one group of samples, the controller
-    /// samples the coincidences of the next group (on another core when
-    /// rayon has one). Pulse trains are open-loop, so the events and their
-    /// order — and hence the result, bit for bit — are those of planning the
-    /// whole batch first.
+    /// Per-sample stochastic writes. With more than one rayon thread and more
+    /// than one group of samples, a two-stage pipeline: the controller
+    /// samples the coincidences group by group and hands each group's events
+    /// over a channel to the devices, which take them while the next group
+    /// is sampled. Pulse trains are open-loop, so the events and their order
+    /// — and hence the result, bit for bit — are those of planning the whole
+    /// batch first (tested for 1 and 2 threads).
     fn apply_pipelined(&mut self, grad: &OuterProductGradient) {
         const GROUP: usize = 4;
         let batch = grad.left.ncols();
         let mut controller = std::mem::replace(&mut self.controller, Controller::placeholder());
         controller.begin_update(grad);
         let terms = self.write_terms();
-        let mut current = std::mem::take(&mut self.event_buffers[0]);
-        let mut next = std::mem::take(&mut self.event_buffers[1]);
-        current.clear();
-        controller.plan_samples(grad, 0..GROUP.min(batch), &mut current);
-        let mut start = GROUP.min(batch);
-        loop {
-            let end = (start + GROUP).min(batch);
-            next.clear();
+        if batch <= GROUP || rayon::current_num_threads() < 2 {
+            // Nothing to overlap (or no core to overlap on): no hand-over cost.
+            let mut events = std::mem::take(&mut self.event_buffer);
+            events.clear();
+            controller.plan_samples(grad, 0..batch, &mut events);
+            self.apply_events(&events, &terms);
+            self.event_buffer = events;
+        } else {
+            let (sender, receiver) = std::sync::mpsc::channel::<Vec<PulseEvent>>();
+            let controller = &mut controller;
             rayon::join(
-                || controller.plan_samples(grad, start..end, &mut next),
-                || self.apply_events(&current, &terms),
+                move || {
+                    for start in (0..batch).step_by(GROUP) {
+                        let mut events = Vec::new();
+                        controller.plan_samples(
+                            grad,
+                            start..(start + GROUP).min(batch),
+                            &mut events,
+                        );
+                        if sender.send(events).is_err() {
+                            break;
+                        }
+                    }
+                    // Dropping the sender ends the applying loop.
+                },
+                || {
+                    // Unbounded channel: if no other thread takes this half,
+                    // it runs after the sampling half and drains the queue.
+                    for events in receiver {
+                        self.apply_events(&events, &terms);
+                    }
+                },
             );
-            if start >= batch {
-                break;
-            }
-            std::mem::swap(&mut current, &mut next);
-            start = end;
         }
-        self.event_buffers = [current, next];
         self.controller = controller;
     }
 
