@@ -650,6 +650,18 @@ impl DeviceArray {
         if self.kernel.drift {
             self.materialise_drift(i);
         }
+        let (_, effective, _) = self.pulse_record(i, up, count);
+        PulseOutcome {
+            delivered: count,
+            effective,
+        }
+    }
+
+    /// Delivers `count` counted pulses to device `i`'s record (drift already
+    /// materialised): its visible conductance before, the effective pulses,
+    /// and its visible conductance after.
+    #[inline(always)]
+    fn pulse_record(&mut self, i: usize, up: bool, count: u32) -> (f32, u32, f32) {
         let Self {
             lines,
             n: len,
@@ -659,11 +671,9 @@ impl DeviceArray {
             ..
         } = self;
         let d = &mut records_mut(lines, *len)[i];
+        let before = kernel.visible(d);
         let effective = pulse_device(d, up, count, kernel, model, rng);
-        PulseOutcome {
-            delivered: count,
-            effective,
-        }
+        (before, effective, kernel.visible(d))
     }
 
     /// [`DeviceArray::pulse`] of device `i`, returning its read-visible
@@ -679,21 +689,8 @@ impl DeviceArray {
             };
         }
         let (count, up) = self.tally(n);
-        let Self {
-            lines,
-            n: len,
-            kernel,
-            model,
-            rng,
-            ..
-        } = self;
-        let d = &mut records_mut(lines, *len)[i];
-        let before = kernel.visible(d);
-        pulse_device(d, up, count, kernel, model, rng);
-        WriteReads {
-            before,
-            after: kernel.visible(d),
-        }
+        let (before, _, after) = self.pulse_record(i, up, count);
+        WriteReads { before, after }
     }
 
     /// Pulses the pair `p` — `n_plus` pulses to device `2p`, then `n_minus`
