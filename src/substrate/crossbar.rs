@@ -1453,11 +1453,34 @@ fn mvm(w: &Mat, op: Op, x: &Mat, out: &mut Mat) {
     match op {
         Op::N => {
             o.iter_mut().for_each(|v| *v = 0.0);
-            for (col, &xj) in w.as_slice().chunks_exact(n_rows.max(1)).zip(xs) {
-                if xj != 0.0 {
-                    for (oi, wij) in o.iter_mut().zip(col) {
-                        *oi += wij * xj;
+            let column = |j: usize| &w.as_slice()[j * n_rows..(j + 1) * n_rows];
+            // Non-zero inputs four at a time: one pass over `out` per four
+            // columns instead of one per column.
+            let mut pending = [(0usize, 0.0f32); 4];
+            let mut k = 0;
+            for (j, &xj) in xs.iter().enumerate() {
+                if xj == 0.0 {
+                    continue;
+                }
+                pending[k] = (j, xj);
+                k += 1;
+                if k == 4 {
+                    let [(j0, x0), (j1, x1), (j2, x2), (j3, x3)] = pending;
+                    let cols = o
+                        .iter_mut()
+                        .zip(column(j0))
+                        .zip(column(j1))
+                        .zip(column(j2))
+                        .zip(column(j3));
+                    for ((((oi, a), b), c), d) in cols {
+                        *oi += a * x0 + b * x1 + c * x2 + d * x3;
                     }
+                    k = 0;
+                }
+            }
+            for &(j, xj) in &pending[..k] {
+                for (oi, wij) in o.iter_mut().zip(column(j)) {
+                    *oi += wij * xj;
                 }
             }
         }
@@ -1518,6 +1541,33 @@ pub fn total_hardware_summary(layers: &[serde_json::Value]) -> serde_json::Value
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn single_sample_mvm_matches_sgemm_with_zero_inputs() {
+        let (rows, cols) = (7, 23);
+        let w = Mat::from_fn(rows, cols, |i, j| ((i * 31 + j * 7) as f32 * 0.13).sin());
+        for zeros_every in [2usize, 3, 5, 100] {
+            let x = Mat::from_fn(cols, 1, |j, _| {
+                if j % zeros_every == 0 {
+                    0.0
+                } else {
+                    (j as f32 * 0.7).cos()
+                }
+            });
+            let (mut direct, mut reference) = (Mat::zeros(rows, 1), Mat::zeros(rows, 1));
+            mvm(&w, Op::N, &x, &mut direct);
+            gemm(1.0, &w, Op::N, &x, Op::N, 0.0, &mut reference);
+            assert!(
+                (&direct - &reference).abs().max() < 1e-5,
+                "zeros every {zeros_every}"
+            );
+            let d = Mat::from_fn(rows, 1, |i, _| i as f32 - 3.0);
+            let (mut direct_t, mut reference_t) = (Mat::zeros(cols, 1), Mat::zeros(cols, 1));
+            mvm(&w, Op::T, &d, &mut direct_t);
+            gemm(1.0, &w, Op::T, &d, Op::N, 0.0, &mut reference_t);
+            assert!((&direct_t - &reference_t).abs().max() < 1e-5);
+        }
+    }
 
     #[test]
     fn dot_matches_the_serial_sum_for_every_length() {
