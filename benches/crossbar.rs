@@ -139,11 +139,13 @@ fn training(c: &mut Criterion) {
             });
             // The pulse load the figure was measured at, so that a reader can
             // compare with other simulators' loads.
-            eprintln!(
-                "{rule}/batch{batch}: {:.0} device pulses per training sample over {} samples",
-                trainer.pulses() as f64 / trainer.samples_trained as f64,
-                trainer.samples_trained
-            );
+            if trainer.samples_trained > 0 {
+                eprintln!(
+                    "{rule}/batch{batch}: {:.0} device pulses per training sample over {} samples",
+                    trainer.pulses() as f64 / trainer.samples_trained as f64,
+                    trainer.samples_trained
+                );
+            }
         }
     }
     group.finish();
