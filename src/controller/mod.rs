@@ -33,7 +33,7 @@
 //! separate pulse phase (the device sees the intermediate states); with
 //! [`UpdateGranularity::PerBatch`] the batch's update is applied once.
 
-use crate::linalg::{gemm, Mat, Op};
+use crate::linalg::Mat;
 use crate::substrate::OuterProductGradient;
 use rand::{Rng, SeedableRng};
 use rand_distr::Exp1;
@@ -329,18 +329,9 @@ impl Controller {
 
     /// `delta ← −η · c · L Rᵀ` (`n_out × n_in`), one SGEMM.
     fn dense_delta(&mut self, grad: &OuterProductGradient) {
-        crate::linalg::ensure_shape(&mut self.delta, self.n_out, self.n_in);
         // Same operation order as the digital SGD step (g = c·L Rᵀ, then η·g),
         // so that exact writes on ideal devices match it bit for bit.
-        gemm(
-            grad.scale,
-            &grad.left,
-            Op::N,
-            &grad.right,
-            Op::T,
-            0.0,
-            &mut self.delta,
-        );
+        grad.weight_gradient_into(&mut self.delta);
         for v in self.delta.iter_mut() {
             *v = -(self.lr * *v);
         }

@@ -46,15 +46,7 @@ impl WeightArray for DigitalWeights {
         gemm(1.0, &self.weights, Op::T, d, Op::N, 0.0, out);
     }
     fn apply_gradient(&mut self, grad: &OuterProductGradient) {
-        gemm(
-            grad.scale,
-            &grad.left,
-            Op::N,
-            &grad.right,
-            Op::T,
-            0.0,
-            &mut self.gradient_buffer,
-        );
+        grad.weight_gradient_into(&mut self.gradient_buffer);
         self.weight_optimizer
             .step(self.weights.as_mut_slice(), self.gradient_buffer.as_slice());
         let gb = grad.bias_gradient();

@@ -41,7 +41,17 @@ pub struct OuterProductGradient {
 impl OuterProductGradient {
     /// The dense weight gradient `scale · left · rightᵀ` (`n_out × n_in`).
     pub fn weight_gradient(&self) -> Mat {
-        let mut g = Mat::zeros(self.left.nrows(), self.right.nrows());
+        let mut g = Mat::zeros(0, 0);
+        self.weight_gradient_into(&mut g);
+        g
+    }
+
+    /// [`OuterProductGradient::weight_gradient`] into `out` (reshaped if
+    /// needed), one SGEMM. The digital step and the crossbar controller's
+    /// exact writes both form it here, in the same operation order, which
+    /// is what lets ideal devices reproduce digital SGD bit for bit.
+    pub fn weight_gradient_into(&self, out: &mut Mat) {
+        crate::linalg::ensure_shape(out, self.left.nrows(), self.right.nrows());
         crate::linalg::gemm(
             self.scale,
             &self.left,
@@ -49,9 +59,8 @@ impl OuterProductGradient {
             &self.right,
             crate::linalg::Op::T,
             0.0,
-            &mut g,
+            out,
         );
-        g
     }
 
     /// The bias gradient `scale · left · 1`.
