@@ -675,7 +675,9 @@ impl Estimate {
     /// on any seed). Provenance is the weakest of the runs'.
     pub fn pooled(runs: &[Estimate]) -> Option<Estimate> {
         runs.first()?;
-        let mean = |f: &dyn Fn(&Estimate) -> Term| -> Term {
+        // One term over the runs, reduced by `combine` (missing if any run
+        // lacks it), with the weakest provenance.
+        let pool = |f: &dyn Fn(&Estimate) -> Term, combine: fn(&[f64]) -> f64| -> Term {
             let prov = runs
                 .iter()
                 .fold(Provenance::Measured, |p, e| p.worst(f(e).provenance));
@@ -683,17 +685,12 @@ impl Estimate {
             if xs.len() < runs.len() {
                 return Term::missing();
             }
-            Term::new(xs.iter().sum::<f64>() / xs.len() as f64, prov)
+            Term::new(combine(&xs), prov)
         };
-        let min = |f: &dyn Fn(&Estimate) -> Term| -> Term {
-            let prov = runs
-                .iter()
-                .fold(Provenance::Measured, |p, e| p.worst(f(e).provenance));
-            let xs: Vec<f64> = runs.iter().filter_map(|e| f(e).value).collect();
-            if xs.len() < runs.len() {
-                return Term::missing();
-            }
-            Term::new(xs.iter().cloned().fold(f64::INFINITY, f64::min), prov)
+        let mean =
+            |f: &dyn Fn(&Estimate) -> Term| pool(f, |xs| xs.iter().sum::<f64>() / xs.len() as f64);
+        let min = |f: &dyn Fn(&Estimate) -> Term| {
+            pool(f, |xs| xs.iter().cloned().fold(f64::INFINITY, f64::min))
         };
         Some(Estimate {
             read_energy_j: mean(&|e| e.read_energy_j),
