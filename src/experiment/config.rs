@@ -258,6 +258,14 @@ fn check_range(field: &str, value: f64, lo: f64, hi: f64, what: &str) -> Result<
     Ok(())
 }
 
+/// Error naming `field` unless `value` is finite and strictly positive.
+pub(crate) fn check_positive(field: &str, value: f32) -> Result<()> {
+    if !(value.is_finite() && value > 0.0) {
+        bail!("{field} = {value} is out of range: must be > 0");
+    }
+    Ok(())
+}
+
 impl Config {
     /// Reads a TOML file (unknown fields are errors that name the field).
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -317,9 +325,7 @@ impl Config {
                 "allowed range is [0, 1]",
             )?;
         }
-        if !(l.beta.is_finite() && l.beta > 0.0) {
-            bail!("learning.beta = {} is out of range: must be > 0", l.beta);
-        }
+        check_positive("learning.beta", l.beta)?;
         check_range(
             "learning.adv_epsilon",
             l.adv_epsilon as f64,
@@ -341,9 +347,7 @@ impl Config {
             bail!("learning.power_iterations must be ≥ 1");
         }
         let o = &self.optimizer;
-        if !(o.lr.is_finite() && o.lr > 0.0) {
-            bail!("optimizer.lr = {} is out of range: must be > 0", o.lr);
-        }
+        check_positive("optimizer.lr", o.lr)?;
         check_range(
             "optimizer.momentum",
             o.momentum as f64,

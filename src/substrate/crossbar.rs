@@ -49,6 +49,7 @@ use crate::controller::{
 };
 use crate::devices::array::{prefetch, round_ties_away, DeviceArrayState, NoiseRng};
 use crate::devices::{DeviceArray, DeviceModel, Histogram};
+use crate::experiment::config::check_positive;
 use crate::linalg::{ensure_shape, gemm, Mat, Op, Vector};
 use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
@@ -163,21 +164,14 @@ impl CrossbarConfig {
         if self.bl == 0 || self.bl > 10_000 {
             bail!("crossbar.bl = {} is out of range: 1..=10000", self.bl);
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            bail!("crossbar.lr = {} is out of range: must be > 0", self.lr);
-        }
+        check_positive("crossbar.lr", self.lr)?;
         if !(self.w_scale.is_finite() && self.w_scale >= 0.0) {
             bail!(
                 "crossbar.w_scale = {} is out of range: must be > 0 (or 0 = automatic)",
                 self.w_scale
             );
         }
-        if !(self.w_scale_headroom.is_finite() && self.w_scale_headroom > 0.0) {
-            bail!(
-                "crossbar.w_scale_headroom = {} is out of range: must be > 0",
-                self.w_scale_headroom
-            );
-        }
+        check_positive("crossbar.w_scale_headroom", self.w_scale_headroom)?;
         for (field, bits) in [
             ("crossbar.dac_bits", self.dac_bits),
             ("crossbar.adc_bits", self.adc_bits),
@@ -186,12 +180,7 @@ impl CrossbarConfig {
                 bail!("{field} = {bits} is out of range: 0 (off) or 2..=24");
             }
         }
-        if !(self.dac_range.is_finite() && self.dac_range > 0.0) {
-            bail!(
-                "crossbar.dac_range = {} is out of range: must be > 0",
-                self.dac_range
-            );
-        }
+        check_positive("crossbar.dac_range", self.dac_range)?;
         if !(self.adc_range.is_finite() && self.adc_range >= 0.0) {
             bail!(
                 "crossbar.adc_range = {} is out of range: must be ≥ 0 (0 = no saturation)",
