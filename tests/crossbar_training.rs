@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{config, mnist_subset, without_timing};
+use common::{config, mnist_subset, train_on_mnist, without_timing};
 use dyadsim::experiment::train::run;
 use dyadsim::experiment::RunResult;
 
@@ -46,22 +46,21 @@ fn ideal_devices_with_exact_writes_reproduce_digital_sgd_runs() {
 }
 
 fn on_chip(seed: u64) -> RunResult {
-    let cfg = config(&[
-        "network.arch=\"784-128-10\"",
-        "learning.rule=\"dpt\"",
-        "learning.alpha=0.5",
-        "training.epochs=1",
-        "training.substrate=\"crossbar\"",
-        "crossbar.device=\"constant_step\"",
-        "crossbar.write=\"stochastic\"",
-        "crossbar.lr=0.2",
-        &format!("seed={seed}"),
-    ])
-    .check()
-    .unwrap();
-    run(&cfg, &mnist_subset(10_000, 10_000), &mut [])
-        .unwrap()
-        .result
+    train_on_mnist(
+        &[
+            "network.arch=\"784-128-10\"",
+            "learning.rule=\"dpt\"",
+            "learning.alpha=0.5",
+            "training.epochs=1",
+            "training.substrate=\"crossbar\"",
+            "crossbar.device=\"constant_step\"",
+            "crossbar.write=\"stochastic\"",
+            "crossbar.lr=0.2",
+            &format!("seed={seed}"),
+        ],
+        10_000,
+        10_000,
+    )
 }
 
 #[test]

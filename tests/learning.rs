@@ -3,23 +3,21 @@
 
 mod common;
 
-use common::{config, mnist_subset, without_timing};
-use dyadsim::experiment::train::run;
+use common::{train_on_mnist, without_timing};
 use dyadsim::experiment::RunResult;
 
 fn train(rule: &str, seed: u64) -> RunResult {
-    let cfg = config(&[
-        "network.arch=\"784-128-10\"",
-        &format!("learning.rule=\"{rule}\""),
-        "learning.alpha=0.5",
-        "training.epochs=1",
-        &format!("seed={seed}"),
-    ])
-    .check()
-    .unwrap();
-    run(&cfg, &mnist_subset(10_000, 10_000), &mut [])
-        .unwrap()
-        .result
+    train_on_mnist(
+        &[
+            "network.arch=\"784-128-10\"",
+            &format!("learning.rule=\"{rule}\""),
+            "learning.alpha=0.5",
+            "training.epochs=1",
+            &format!("seed={seed}"),
+        ],
+        10_000,
+        10_000,
+    )
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 use dyadsim::data::{load_raw, Dataset, Split};
 use dyadsim::experiment::config::{Config, DatasetName};
+use dyadsim::experiment::train::run;
 use dyadsim::experiment::RunResult;
 use dyadsim::linalg::Mat;
 use std::sync::OnceLock;
@@ -40,6 +41,17 @@ pub fn config(sets: &[&str]) -> Config {
         c.set(s).unwrap_or_else(|e| panic!("{s}: {e:#}"));
     }
     c
+}
+
+/// Trains a fresh network configured by `sets` on the first `train` MNIST
+/// training images and evaluates it on the first `test` test images.
+pub fn train_on_mnist(sets: &[&str], train: usize, test: usize) -> RunResult {
+    let cfg = config(sets)
+        .check()
+        .unwrap_or_else(|e| panic!("{sets:?}: {e:#}"));
+    run(&cfg, &mnist_subset(train, test), &mut [])
+        .expect("training runs")
+        .result
 }
 
 /// Runs the `dyadsim` binary: (exit code, stdout, stderr).
