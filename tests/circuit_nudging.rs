@@ -42,6 +42,27 @@ fn network(rule: &str, alpha: f32, scale: f32) -> (Network, DualParams) {
     (net, DualParams::from_config(&cfg).unwrap())
 }
 
+/// Runs `f` on the dual inference of that network, started from the
+/// forward pass of `x` with the output nudged towards `y`.
+fn with_initial_state<R>(
+    rule: &str,
+    alpha: f32,
+    scale: f32,
+    x: &Mat,
+    y: &Mat,
+    f: impl FnOnce(&mut DualInference) -> R,
+) -> R {
+    let (mut net, params) = network(rule, alpha, scale);
+    let mut state = DualState::default();
+    let mut inf = DualInference {
+        params: &params,
+        net: &mut net,
+        state: &mut state,
+    };
+    inf.forward_init(x, y);
+    f(&mut inf)
+}
+
 fn settle(rule: &str, alpha: f32, scale: f32, x: &Mat, y: &Mat) -> SettleReport {
     settle_with(&CircuitConfig::default(), rule, alpha, scale, x, y)
 }
@@ -54,16 +75,10 @@ fn settle_with(
     x: &Mat,
     y: &Mat,
 ) -> SettleReport {
-    let (mut net, params) = network(rule, alpha, scale);
-    let mut state = DualState::default();
-    let mut inf = DualInference {
-        params: &params,
-        net: &mut net,
-        state: &mut state,
-    };
-    inf.forward_init(x, y);
-    let mut settler = CircuitSettler::new(circuit).unwrap();
-    let (report, _) = settler.settle_observed(&mut inf, y, |_, _, _| {});
+    let report = with_initial_state(rule, alpha, scale, x, y, |inf| {
+        let mut settler = CircuitSettler::new(circuit).unwrap();
+        settler.settle_observed(inf, y, |_, _, _| {}).0
+    });
     println!("{rule} α={alpha} ×{scale}: {report:?}");
     report
 }
@@ -77,16 +92,10 @@ fn jacobi_max_state(
     y: &Mat,
     iterations: usize,
 ) -> f32 {
-    let (mut net, params) = network(rule, alpha, scale);
-    let mut state = DualState::default();
-    let mut inf = DualInference {
-        params: &params,
-        net: &mut net,
-        state: &mut state,
-    };
-    inf.forward_init(x, y);
-    let change = inf.run_schedule(Schedule::Jacobi { iterations }, y);
-    let m = inf.report(change).max_state();
+    let (m, change) = with_initial_state(rule, alpha, scale, x, y, |inf| {
+        let change = inf.run_schedule(Schedule::Jacobi { iterations }, y);
+        (inf.report(change).max_state(), change)
+    });
     println!("jacobi:{iterations} {rule} α={alpha} ×{scale}: max|s| {m}, last change {change}");
     m
 }
