@@ -13,14 +13,19 @@
 //!   stochastic pulse trains. Row `i` fires each of `BL` slots with
 //!   probability `p_i = k_L |L_i|`, column `j` with `q_j = k_R |R_j|`,
 //!   `k_L k_R BL = η|c|/Δw`, so the expected number of coincidences
-//!   `BL p_i q_j = |ΔW_ij|/Δw` (unbiased). The count per device is drawn
-//!   directly as `Binomial(BL, p_i q_j)` (no bit simulation; the row-sharing
-//!   correlation between devices of one row is not modelled), with the
-//!   sign of `−c L_i R_j`. *Update management* (aihwkit's default) balances
+//!   `BL p_i q_j = |ΔW_ij|/Δw` (unbiased), with the sign of `−c L_i R_j`.
+//!   *Update management* (aihwkit's default) balances
 //!   `k_L/k_R = √(max|R|/max|L|)`; probabilities above 1 are clipped (and
-//!   counted). Rows and columns are bucketed by probability and each
-//!   bucket pair is sampled by geometric skipping with thinning, so the
-//!   cost is O(rows + columns + pulses), not O(devices), per sample.
+//!   counted). Two samplers ([`PulseTrains`]), both `Binomial(BL, p_i q_j)`
+//!   per device:
+//!   - `shared` (default, the chip): every line draws one bit-packed train
+//!     per pulse phase and a device counts the slots where both its lines
+//!     fire, so devices on a line are correlated as in hardware (and in
+//!     aihwkit); see [`trains`]. Cost O(lines · log BL + coincidences).
+//!   - `independent`: each device's count is drawn on its own (no
+//!     correlation). Rows and columns are bucketed by probability and each
+//!     bucket pair is sampled by geometric skipping with thinning, so the
+//!     cost is O(rows + columns + pulses), not O(devices), per sample.
 //! - [`WriteScheme::MixedPrecision`]: Nandakumar et al. (2018): a digital
 //!   accumulator `χ_ij += ΔW_ij` per weight; whole pulses
 //!   `n = trunc(χ/Δw)` fire and `χ −= n Δw` (the device's actual,
@@ -32,6 +37,11 @@
 //! With [`UpdateGranularity::PerSample`] every sample's rank-1 update is a
 //! separate pulse phase (the device sees the intermediate states); with
 //! [`UpdateGranularity::PerBatch`] the batch's update is applied once.
+
+pub mod trains;
+
+pub use trains::PulseTrains;
+use trains::{LineTrains, SlotIndex};
 
 use crate::linalg::Mat;
 use crate::substrate::OuterProductGradient;
@@ -122,6 +132,12 @@ pub struct Controller {
     /// Row and column probability buckets of the current sample (scratch).
     row_buckets: ProbabilityBuckets,
     column_buckets: ProbabilityBuckets,
+    /// Whether devices share their lines' trains (stochastic).
+    trains: PulseTrains,
+    /// Row and column pulse trains of the current sample (shared trains).
+    row_trains: LineTrains,
+    column_trains: LineTrains,
+    slot_index: SlotIndex,
     event_buffer: Vec<PulseEvent>,
     rng: Xoshiro256PlusPlus,
     stats: ControllerStats,
@@ -165,6 +181,10 @@ impl Controller {
             counts: Vec::new(),
             row_buckets: ProbabilityBuckets::default(),
             column_buckets: ProbabilityBuckets::default(),
+            trains: PulseTrains::default(),
+            row_trains: LineTrains::default(),
+            column_trains: LineTrains::default(),
+            slot_index: SlotIndex::default(),
             event_buffer: Vec::new(),
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             stats: ControllerStats::default(),
@@ -186,6 +206,13 @@ impl Controller {
             0,
             0,
         )
+    }
+
+    /// The same controller with stochastic pulse trains shared along lines
+    /// (the default) or independent per device.
+    pub fn with_pulse_trains(mut self, trains: PulseTrains) -> Self {
+        self.trains = trains;
+        self
     }
 
     /// The write scheme.
@@ -428,6 +455,31 @@ impl Controller {
         } else {
             (base, base)
         };
+        // Sign of ΔW_ij = −c·L_i·R_j, folded into the line signs.
+        let flip = if grad.scale > 0.0 { -1i32 } else { 1 };
+        if self.trains == PulseTrains::Shared {
+            let bias = std::iter::once(self.bias_input);
+            let mut clipped = self
+                .row_trains
+                .draw(left.iter().copied(), k_l, bl, &mut self.rng);
+            clipped +=
+                self.column_trains
+                    .draw(right.iter().copied().chain(bias), k_r, bl, &mut self.rng);
+            trains::coincidences(
+                &self.row_trains,
+                &self.column_trains,
+                bl,
+                n_out,
+                flip,
+                &mut self.slot_index,
+                events,
+            );
+            self.stats.clipped_probabilities += clipped;
+            // c Σ|L| Σ|R| = (k_L Σ|L|)(k_R Σ|R|) BL, as k_L k_R = c/BL.
+            self.stats.requested_pulse_events +=
+                self.row_trains.magnitude_sum * self.column_trains.magnitude_sum * bl as f64;
+            return;
+        }
         let mut clipped = 0u64;
         let mut rows = std::mem::take(&mut self.row_buckets);
         let mut cols = std::mem::take(&mut self.column_buckets);
@@ -440,8 +492,6 @@ impl Controller {
             k_r,
             &mut clipped,
         );
-        // Sign of ΔW_ij = −c·L_i·R_j, folded into the line signs.
-        let flip = if grad.scale > 0.0 { -1i32 } else { 1 };
         let sum_left: f64 = left.iter().map(|v| v.abs() as f64).sum();
         let sum_right: f64 = cols.magnitude_sum / k_r;
         let rng = &mut self.rng;
@@ -736,7 +786,10 @@ mod tests {
         let left_values = [1.0f32, -0.6, 0.3, -0.11, 0.04, 0.013, -0.002, 0.5];
         let right_values = [0.9f32, -0.45, 0.2, 0.07, -0.02, 0.006, 0.0];
         let (n_out, n_in, bl) = (left_values.len(), right_values.len(), 31u32);
-        for &lr in &[0.02f32, 2.0] {
+        for (&lr, trains) in [0.02f32, 2.0]
+            .iter()
+            .flat_map(|lr| [(lr, PulseTrains::Independent), (lr, PulseTrains::Shared)])
+        {
             let grad = OuterProductGradient {
                 left: Mat::from_column_slice(n_out, 1, &left_values),
                 right: Mat::from_column_slice(n_in, 1, &right_values),
@@ -754,7 +807,8 @@ mod tests {
                 n_out,
                 n_in,
                 5,
-            );
+            )
+            .with_pulse_trains(trains);
             let n = n_out * (n_in + 1);
             let (mut hits, mut sum, mut sum_sq) = (vec![0f64; n], vec![0f64; n], vec![0f64; n]);
             let mut sum_4 = vec![0f64; n];
@@ -788,7 +842,7 @@ mod tests {
                     let se = (fired * (1.0 - fired) / reps as f64).sqrt();
                     assert!(
                         (got_fired - fired).abs() < 5.0 * se + 1e-4,
-                        "lr {lr} ({i},{j}): P(n ≥ 1) {got_fired} vs {fired}"
+                        "{trains:?} lr {lr} ({i},{j}): P(n ≥ 1) {got_fired} vs {fired}"
                     );
                     let mean = sum[k] / reps as f64;
                     let sign = (l as f64 * r).signum();
@@ -798,24 +852,109 @@ mod tests {
                     assert!(
                         (mean - expected_mean).abs()
                             < 5.0 * (expected_var / reps as f64).sqrt() + 1e-4,
-                        "lr {lr} ({i},{j}): mean {mean} vs {expected_mean}"
+                        "{trains:?} lr {lr} ({i},{j}): mean {mean} vs {expected_mean}"
                     );
                     // Standard error of a sample variance ≤ √(E[X⁴]/reps).
                     let var_se = (sum_4[k] / reps as f64 / reps as f64).sqrt();
                     assert!(
                         (var - expected_var).abs() < 5.0 * var_se + 1e-4,
-                        "lr {lr} ({i},{j}): variance {var} vs {expected_var}"
+                        "{trains:?} lr {lr} ({i},{j}): variance {var} vs {expected_var}"
                     );
                 }
             }
         }
     }
 
+    /// Devices on one row share the row's pulse train: with shared trains
+    /// their counts covary as `Cov(n_ij, n_ik) = BL p_i (1 − p_i) q_j q_k`
+    /// (slots independent; within a slot `E[R C_j R C_k] = p q_j q_k`), and
+    /// devices on different rows and columns do not covary; with
+    /// independent draws no two devices covary. The requested pulse budget
+    /// is the same either way.
+    #[test]
+    fn shared_trains_correlate_devices_on_a_line_as_the_chip_does() {
+        let (left, right) = ([0.8f32, -0.5], [0.6f32, 0.9]);
+        let grad = OuterProductGradient {
+            left: Mat::from_column_slice(2, 1, &left),
+            right: Mat::from_column_slice(2, 1, &right),
+            scale: -1.0,
+        };
+        let (bl, lr, dw) = (31u32, 0.3f32, 0.01f32);
+        // Update management off: p_i = k|L_i|, q_j = k|R_j|, k = √(c/BL).
+        let k = ((lr / dw) as f64 / bl as f64).sqrt();
+        let p0 = k * left[0] as f64;
+        let q = [k * right[0] as f64, k * right[1] as f64];
+        let expected_row_cov = bl as f64 * p0 * (1.0 - p0) * q[0] * q[1];
+        let reps = 200_000;
+        // Standard error of a covariance ≈ σ_a σ_b / √reps (σ² ≤ the mean BL p q).
+        let se = (bl as f64 * p0 * q[0] * bl as f64 * p0 * q[1]).sqrt() / (reps as f64).sqrt();
+        // The two hypotheses are far apart at this precision.
+        assert!(expected_row_cov > 20.0 * se);
+        let mut budgets = Vec::new();
+        for trains in [PulseTrains::Shared, PulseTrains::Independent] {
+            let mut ctl = Controller::new(
+                WriteScheme::Stochastic,
+                UpdateGranularity::PerSample,
+                bl,
+                false,
+                lr,
+                dw,
+                0.0,
+                2,
+                2,
+                21,
+            )
+            .with_pulse_trains(trains);
+            // Devices (0,0), (0,1) share row 0; (0,0), (1,1) share nothing.
+            let (a, b, c) = (0usize, 2usize, 3usize);
+            let mut sums = [0f64; 3];
+            let (mut ab, mut ac) = (0f64, 0f64);
+            for _ in 0..reps {
+                let mut n = [0f64; 4];
+                if let WritePlan::Pulses(events) = ctl.plan(&grad) {
+                    for e in &events {
+                        n[e.index as usize] = e.pulses.abs() as f64;
+                    }
+                    ctl.recycle(events);
+                }
+                for (s, v) in sums.iter_mut().zip([n[a], n[b], n[c]]) {
+                    *s += v;
+                }
+                ab += n[a] * n[b];
+                ac += n[a] * n[c];
+            }
+            let m = sums.map(|s| s / reps as f64);
+            let cov_ab = ab / reps as f64 - m[0] * m[1];
+            let cov_ac = ac / reps as f64 - m[0] * m[2];
+            let want_ab = if trains == PulseTrains::Shared {
+                expected_row_cov
+            } else {
+                0.0
+            };
+            assert!(
+                (cov_ab - want_ab).abs() < 5.0 * se,
+                "{trains:?}: same-row covariance {cov_ab} vs {want_ab} (se {se})"
+            );
+            assert!(
+                cov_ac.abs() < 5.0 * se,
+                "{trains:?}: unrelated covariance {cov_ac}"
+            );
+            budgets.push(ctl.stats().requested_pulse_events);
+        }
+        assert!(
+            (budgets[0] / budgets[1] - 1.0).abs() < 1e-9,
+            "budgets {budgets:?}"
+        );
+    }
+
     /// The sparse (thinning) and dense column samplers must realise the
     /// same expected counts: E[n_ij] = BL p_i q_j = |ΔW_ij|/Δw.
     #[test]
     fn stochastic_counts_are_unbiased_in_both_sampling_regimes() {
-        for &lr in &[0.0005f32, 0.05] {
+        for (&lr, trains) in [0.0005f32, 0.05]
+            .iter()
+            .flat_map(|lr| [(lr, PulseTrains::Independent), (lr, PulseTrains::Shared)])
+        {
             let (n_out, n_in) = (6, 5);
             let left = Mat::from_column_slice(n_out, 1, &[0.5, -1.0, 0.25, 0.0, 2.0, -0.125]);
             let right = Mat::from_column_slice(n_in, 1, &[1.0, 0.0, -0.5, 0.3, 0.9]);
@@ -836,7 +975,8 @@ mod tests {
                 n_out,
                 n_in,
                 11,
-            );
+            )
+            .with_pulse_trains(trains);
             let mut sums = vec![0f64; n_out * (n_in + 1)];
             let reps = 40_000;
             for _ in 0..reps {
@@ -854,7 +994,7 @@ mod tests {
                     let tol = 0.03 * expected.abs() as f64 + 0.002;
                     assert!(
                         (got - expected as f64).abs() < tol,
-                        "lr {lr} ({i},{j}): mean {got} vs {expected}"
+                        "{trains:?} lr {lr} ({i},{j}): mean {got} vs {expected}"
                     );
                 }
             }

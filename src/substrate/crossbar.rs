@@ -45,7 +45,7 @@
 
 use super::{OuterProductGradient, WeightArray};
 use crate::controller::{
-    Controller, ControllerStats, PulseEvent, UpdateGranularity, WritePlan, WriteScheme,
+    Controller, ControllerStats, PulseEvent, PulseTrains, UpdateGranularity, WritePlan, WriteScheme,
 };
 use crate::devices::array::{prefetch, round_ties_away, DeviceArrayState, NoiseRng};
 use crate::devices::{DeviceArray, DeviceModel, Histogram};
@@ -97,6 +97,10 @@ pub struct CrossbarConfig {
     pub bl: u32,
     /// Balance row and column probabilities (aihwkit update management).
     pub update_management: bool,
+    /// Stochastic writes: `shared` (each row and column line fires one
+    /// pulse train per phase, shared by its devices, as on the chip) or
+    /// `independent` (a Binomial count per device, no correlation).
+    pub pulse_trains: PulseTrains,
     /// Learning rate η in weight units (on chip it is SGD through pulses; the digital optimiser is ignored).
     pub lr: f32,
     /// `per_sample` or `per_batch` pulse phases.
@@ -137,6 +141,7 @@ impl Default for CrossbarConfig {
             write: WriteScheme::Stochastic,
             bl: 31,
             update_management: true,
+            pulse_trains: PulseTrains::Shared,
             lr: 0.01,
             update: UpdateGranularity::PerSample,
             mapping: Mapping::Differential,
@@ -462,7 +467,8 @@ impl Crossbar {
             n_out,
             n_in,
             mix(3),
-        );
+        )
+        .with_pulse_trains(config.pulse_trains);
         let reference = match config.mapping {
             Mapping::Reference => vec![model.g_center; n_in + 1],
             Mapping::Differential => Vec::new(),

@@ -1,0 +1,327 @@
+//! Shared stochastic pulse trains, bit-packed (Gokmen & Vlasov 2016, as the
+//! chip does it).
+//!
+//! In one pulse phase every row line `i` fires a train of `BL` slots, each
+//! slot independently with probability `p_i`, and every column line `j` one
+//! with probability `q_j`. Device `(i, j)` sees a pulse in each slot where
+//! both of its lines fire, so its count is `popcount(train_i ∧ train_j)`:
+//! `Binomial(BL, p_i q_j)` for each device, as in the independent sampler,
+//! but devices on one line share that line's train, so their counts are
+//! correlated (`Cov(n_ij, n_ik) = BL p_i (1 − p_i) q_j q_k`), as on the chip
+//! and in aihwkit's pulsed update.
+//!
+//! The trains are packed 64 slots to a word. The rows firing in each slot
+//! are indexed once per phase, and each column walks the rows of its own
+//! firing slots, so the work is the number of coincidences, not firing rows
+//! × firing columns. A train word is drawn
+//! by comparing every slot's uniform with `p` bit by bit, all 64 slots at
+//! once ([`bernoulli_word`]): exact, and about `log₂ BL + 2` random words per
+//! line instead of one uniform per slot. The cost per pulse phase is
+//! O(lines · log BL + BL + coincidences).
+
+use super::PulseEvent;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+/// Whether the devices on one line share its pulse train.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PulseTrains {
+    /// One train per row and column line per pulse phase, shared by the
+    /// line's devices (the chip; counts correlated along lines).
+    #[default]
+    Shared,
+    /// Each device draws its own `Binomial(BL, p_i q_j)` count (the
+    /// expectation model: no correlation between devices).
+    Independent,
+}
+
+/// The non-empty pulse trains of one side (rows or columns) of an array in
+/// one pulse phase.
+#[derive(Clone, Debug, Default)]
+pub(super) struct LineTrains {
+    /// Lines whose train fires at least once, ascending.
+    pub lines: Vec<u32>,
+    /// Sign (±1) of each listed line's signal.
+    pub signs: Vec<i32>,
+    /// Their trains, `words` per line: slot `t` is bit `t % 64` of word `t / 64`.
+    pub trains: Vec<u64>,
+    /// Words per train, `⌈BL/64⌉`.
+    pub words: usize,
+    /// Σ of the unclipped firing probabilities `k |v|` of all lines.
+    pub magnitude_sum: f64,
+}
+
+impl LineTrains {
+    /// Draws the trains of `BL` slots for lines with signals `values`,
+    /// firing probability `min(k |v|, 1)`; returns how many probabilities
+    /// were clipped at 1.
+    pub fn draw(
+        &mut self,
+        values: impl Iterator<Item = f32>,
+        k: f64,
+        bl: u32,
+        rng: &mut impl RngCore,
+    ) -> u64 {
+        self.lines.clear();
+        self.signs.clear();
+        self.trains.clear();
+        self.words = bl.div_ceil(64) as usize;
+        let mut clipped = 0;
+        let mut magnitude_sum = 0.0;
+        for (line, v) in values.enumerate() {
+            let p = k * v.abs() as f64;
+            if p <= 0.0 {
+                continue;
+            }
+            magnitude_sum += p;
+            clipped += (p > 1.0) as u64;
+            let start = self.trains.len();
+            let mut any = 0;
+            for w in 0..self.words {
+                let slots = (bl - 64 * w as u32).min(64);
+                let word = bernoulli_word(rng, p, slots);
+                any |= word;
+                self.trains.push(word);
+            }
+            if any == 0 {
+                self.trains.truncate(start);
+            } else {
+                self.lines.push(line as u32);
+                self.signs.push(if v < 0.0 { -1 } else { 1 });
+            }
+        }
+        self.magnitude_sum = magnitude_sum;
+        clipped
+    }
+}
+
+/// A word whose lowest `slots` bits (1..=64) are set independently with
+/// probability `p` each (`p ≥ 1`: all of them).
+///
+/// Slot `t` fires iff `U_t < p` for a uniform `U_t`; the bits of all `U_t`
+/// are drawn most significant first, one random word per bit position, and
+/// compared with the binary expansion of `p`: a slot is decided at the first
+/// bit where its `U_t` differs from `p` (fires if `U_t` has the 0). Each
+/// round decides half of the undecided slots on average, so about
+/// `log₂ slots + 2` words are drawn; the result is exact to `p`'s `f64`
+/// precision.
+#[inline]
+pub fn bernoulli_word(rng: &mut impl RngCore, p: f64, slots: u32) -> u64 {
+    let valid = if slots >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << slots) - 1
+    };
+    if p >= 1.0 {
+        return valid;
+    }
+    let mut undecided = valid;
+    let mut fire = 0u64;
+    let mut rest = p;
+    while undecided != 0 && rest > 0.0 {
+        // Next binary digit of p (exact: doubling and subtracting 1 are
+        // exact in floating point).
+        rest *= 2.0;
+        let digit = rest >= 1.0;
+        let u_bits = rng.next_u64();
+        if digit {
+            rest -= 1.0;
+            // U's digit 0 against p's 1: U < p.
+            fire |= undecided & !u_bits;
+            undecided &= u_bits;
+        } else {
+            // U's digit 1 against p's 0: U > p.
+            undecided &= !u_bits;
+        }
+    }
+    // Slots still undecided when p's expansion ends have U ≥ p: no pulse.
+    fire
+}
+
+/// Which rows fire in each slot: the rows (positions in a [`LineTrains`])
+/// firing in slot `t` are `members[start[t]..start[t + 1]]`, ascending.
+#[derive(Clone, Debug, Default)]
+pub(super) struct SlotIndex {
+    start: Vec<u32>,
+    members: Vec<u32>,
+    /// Per-row coincidence counter of the current column and the rows it
+    /// touched (scratch).
+    count: Vec<u32>,
+    touched: Vec<u32>,
+}
+
+/// Appends one event per device with at least one coincidence — device
+/// `(i, j)` at index `j · n_out + i`, as many pulses as slots where both of
+/// its lines fire, signed by its lines' signs and `flip` — column by
+/// column (columns ascending, so a column's devices are together).
+///
+/// Each column walks only the rows firing in its own slots, so the work is
+/// the number of coincidences, not firing rows × firing columns.
+pub(super) fn coincidences(
+    rows: &LineTrains,
+    cols: &LineTrains,
+    bl: u32,
+    n_out: u32,
+    flip: i32,
+    slots: &mut SlotIndex,
+    events: &mut Vec<PulseEvent>,
+) {
+    if rows.lines.is_empty() || cols.lines.is_empty() {
+        return;
+    }
+    let words = rows.words;
+    // Counting sort of the rows' set slots by slot.
+    let SlotIndex {
+        start,
+        members,
+        count,
+        touched,
+    } = slots;
+    start.clear();
+    start.resize(bl as usize + 2, 0);
+    for train in rows.trains.chunks_exact(words) {
+        for_each_slot(train, |t| start[t + 2] += 1);
+    }
+    for t in 2..start.len() {
+        start[t] += start[t - 1];
+    }
+    members.clear();
+    members.resize(start[bl as usize + 1] as usize, 0);
+    for (r, train) in rows.trains.chunks_exact(words).enumerate() {
+        for_each_slot(train, |t| {
+            members[start[t + 1] as usize] = r as u32;
+            start[t + 1] += 1;
+        });
+    }
+    // Now slot t's rows are members[start[t]..start[t + 1]].
+    count.clear();
+    count.resize(rows.lines.len(), 0);
+    for (c, col_train) in cols.trains.chunks_exact(words).enumerate() {
+        for_each_slot(col_train, |t| {
+            for &r in &members[start[t] as usize..start[t + 1] as usize] {
+                let k = &mut count[r as usize];
+                if *k == 0 {
+                    touched.push(r);
+                }
+                *k += 1;
+            }
+        });
+        let base = cols.lines[c] * n_out;
+        let sign = cols.signs[c] * flip;
+        for &r in touched.iter() {
+            let r = r as usize;
+            events.push(PulseEvent {
+                index: base + rows.lines[r],
+                pulses: count[r] as i32 * rows.signs[r] * sign,
+            });
+            count[r] = 0;
+        }
+        touched.clear();
+    }
+}
+
+/// Calls `f(t)` for every set slot `t` of a train, ascending.
+#[inline(always)]
+fn for_each_slot(train: &[u64], mut f: impl FnMut(usize)) {
+    for (w, &word) in train.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            f(64 * w + bits.trailing_zeros() as usize);
+            bits &= bits - 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_xoshiro::Xoshiro256PlusPlus;
+
+    /// Every slot of a drawn word fires with probability p, independently
+    /// of the other slots (pairwise), and no bit beyond `slots` is set.
+    #[test]
+    fn bernoulli_words_fire_each_slot_with_probability_p() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        let reps = 100_000;
+        for &(p, slots) in &[
+            (0.3f64, 31u32),
+            (0.9, 64),
+            (1e-3, 17),
+            (0.5, 1),
+            (0.0625, 40),
+        ] {
+            let mut ones = vec![0f64; 64];
+            let mut both = 0f64;
+            for _ in 0..reps {
+                let w = bernoulli_word(&mut rng, p, slots);
+                assert_eq!(w >> slots.min(63) >> (slots / 64), 0, "bits beyond {slots}");
+                for (t, count) in ones.iter_mut().enumerate() {
+                    *count += ((w >> t) & 1) as f64;
+                }
+                if slots >= 2 {
+                    both += (w & 3 == 3) as u8 as f64;
+                }
+            }
+            let se = (p * (1.0 - p) / reps as f64).sqrt();
+            for (t, &count) in ones.iter().enumerate().take(slots as usize) {
+                let got = count / reps as f64;
+                assert!((got - p).abs() < 5.0 * se + 1e-5, "p {p} slot {t}: {got}");
+            }
+            if slots >= 2 {
+                let got = both / reps as f64;
+                let se2 = (p * p * (1.0 - p * p) / reps as f64).sqrt();
+                assert!(
+                    (got - p * p).abs() < 5.0 * se2 + 1e-5,
+                    "p {p}: P(both) {got}"
+                );
+            }
+        }
+        assert_eq!(bernoulli_word(&mut rng, 1.0, 31), (1 << 31) - 1);
+        assert_eq!(bernoulli_word(&mut rng, 0.0, 64), 0);
+    }
+
+    /// Coincidences of multi-word trains (BL > 64) are the popcount of the
+    /// AND over all words, like the one-word path's.
+    #[test]
+    fn coincidences_count_every_word() {
+        let rows = LineTrains {
+            lines: vec![0, 2],
+            signs: vec![1, -1],
+            trains: vec![0b1011, 1 << 5, 0b0001, 0],
+            words: 2,
+            magnitude_sum: 0.0,
+        };
+        let cols = LineTrains {
+            lines: vec![1],
+            signs: vec![-1],
+            trains: vec![0b0011, 1 << 5],
+            words: 2,
+            magnitude_sum: 0.0,
+        };
+        let mut events = Vec::new();
+        coincidences(
+            &rows,
+            &cols,
+            128,
+            3,
+            1,
+            &mut SlotIndex::default(),
+            &mut events,
+        );
+        assert_eq!(
+            events,
+            vec![
+                PulseEvent {
+                    index: 3,
+                    pulses: -3
+                },
+                PulseEvent {
+                    index: 5,
+                    pulses: 1
+                }
+            ]
+        );
+    }
+}
