@@ -46,18 +46,25 @@ pub(crate) fn round_ties_away(v: f32) -> f32 {
     // Below 2^23 in magnitude a float can have a fraction; above it (and
     // for ±∞ and NaN) `round` is the identity.
     if v.abs() < 8_388_608.0 {
-        // Truncation toward zero is exact, and so is the fraction `v − t`.
-        let t = v as i32 as f32;
-        let frac = v - t;
-        // Step away from zero when the fraction is at least a half; a
-        // select rather than branches (the DAC/ADC grids round every
-        // element, and the fractions there are unpredictable).
-        let step = if frac.abs() >= 0.5 { 1.0f32 } else { 0.0 };
-        // `round` keeps the sign of a zero result (round(−0.3) = −0).
-        (t + step.copysign(v)).copysign(v)
+        round_ties_away_small(v)
     } else {
         v
     }
+}
+
+/// [`round_ties_away`] for `|v| < 2^23` (the DAC/ADC grids, whose codes are
+/// below 2^23 by their bit-width check): no branch, so loops over a grid
+/// vectorise.
+#[inline(always)]
+pub(crate) fn round_ties_away_small(v: f32) -> f32 {
+    // Truncation toward zero is exact, and so is the fraction `v − t`.
+    let t = v as i32 as f32;
+    let frac = v - t;
+    // Step away from zero when the fraction is at least a half; a select
+    // rather than branches (the fractions on a grid are unpredictable).
+    let step = if frac.abs() >= 0.5 { 1.0f32 } else { 0.0 };
+    // `round` keeps the sign of a zero result (round(−0.3) = −0).
+    (t + step.copysign(v)).copysign(v)
 }
 
 /// What a call to [`DeviceArray::pulse`] did.

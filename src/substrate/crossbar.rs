@@ -47,7 +47,7 @@ use super::{OuterProductGradient, WeightArray};
 use crate::controller::{
     Controller, ControllerStats, PulseEvent, PulseTrains, UpdateGranularity, WritePlan, WriteScheme,
 };
-use crate::devices::array::{prefetch, round_ties_away, DeviceArrayState, NoiseRng};
+use crate::devices::array::{prefetch, round_ties_away_small, DeviceArrayState, NoiseRng};
 use crate::devices::{DeviceArray, DeviceModel, Histogram};
 use crate::experiment::config::check_positive;
 use crate::linalg::{ensure_shape, gemm, Mat, Op, Vector};
@@ -392,6 +392,8 @@ pub struct Crossbar {
     event_buffer: Vec<PulseEvent>,
     x_squared: Mat,
     variance: Mat,
+    /// Standard normal draws of one read's noise (scratch).
+    normals: Vec<f32>,
     scales: Vec<f32>,
     bias_drive: Vec<f32>,
     stats: ReadStats,
@@ -497,6 +499,7 @@ impl Crossbar {
             event_buffer: Vec::new(),
             x_squared: Mat::zeros(0, 0),
             variance: Mat::zeros(0, 0),
+            normals: Vec::new(),
             scales: Vec::new(),
             bias_drive: Vec::new(),
             stats: ReadStats::default(),
@@ -964,23 +967,26 @@ impl Crossbar {
             self.scales.push(alpha);
             let inv_alpha = 1.0 / alpha;
             let inv_levels = if levels > 0.0 { 1.0 / levels } else { 0.0 };
+            // Branch-free (clip counted by a compare, codes |u·levels| <
+            // 2^23 by the bit-width check), so the loops vectorise.
             let quant = |v: f32, clipped: &mut u64| {
-                let mut u = v * inv_alpha;
-                if u.abs() > 1.0 {
-                    *clipped += 1;
-                    u = u.clamp(-1.0, 1.0);
-                }
-                if levels > 0.0 {
-                    round_ties_away(u * levels) * inv_levels
-                } else {
-                    u
-                }
+                let u = v * inv_alpha;
+                *clipped += (u.abs() > 1.0) as u64;
+                u.clamp(-1.0, 1.0)
             };
             for (dst, &v) in scaled.iter_mut().zip(col) {
                 *dst = quant(v, &mut clipped);
             }
+            if levels > 0.0 {
+                for u in scaled.iter_mut() {
+                    *u = round_ties_away_small(*u * levels) * inv_levels;
+                }
+            }
             if with_bias {
-                let d = quant(bias, &mut clipped);
+                let mut d = quant(bias, &mut clipped);
+                if levels > 0.0 {
+                    d = round_ties_away_small(d * levels) * inv_levels;
+                }
                 self.bias_drive.push(d);
             }
         }
@@ -1039,9 +1045,18 @@ impl Crossbar {
         if sigma > 0.0 {
             // Read noise and output noise are independent Gaussians: one draw
             // with the summed variance σ² Var + σ_out² has the same law.
+            // The draws come first, so the arithmetic loop vectorises.
             let (sigma2, out2) = (sigma * sigma, out_noise * out_noise);
-            for (yv, var) in y.as_mut_slice().iter_mut().zip(self.variance.as_slice()) {
-                let xi: f32 = StandardNormal.sample(&mut self.read_rng);
+            let rng = &mut self.read_rng;
+            self.normals.clear();
+            self.normals
+                .extend((0..rows * batch).map(|_| -> f32 { StandardNormal.sample(&mut *rng) }));
+            for ((yv, var), xi) in y
+                .as_mut_slice()
+                .iter_mut()
+                .zip(self.variance.as_slice())
+                .zip(&self.normals)
+            {
                 *yv += (sigma2 * var.max(0.0) + out2).sqrt() * xi;
             }
         } else if out_noise > 0.0 {
@@ -1070,18 +1085,26 @@ impl Crossbar {
             .zip(&self.scales)
         {
             let gain = ws * scale;
-            for yv in column.iter_mut() {
-                let mut u = *yv * inv_ws;
-                if range > 0.0 {
-                    if u.abs() >= range {
-                        saturated += 1;
-                        u = u.clamp(-range, range);
-                    }
-                    if levels > 0.0 {
-                        u = round_ties_away(u * to_grid) * from_grid;
+            // Branch-free per element (saturation counted by a compare;
+            // codes |u·levels/range| ≤ levels < 2^23), so the loops vectorise.
+            if range > 0.0 {
+                for yv in column.iter_mut() {
+                    let u = *yv * inv_ws;
+                    saturated += (u.abs() >= range) as u64;
+                    *yv = u.clamp(-range, range);
+                }
+                if levels > 0.0 {
+                    for yv in column.iter_mut() {
+                        *yv = round_ties_away_small(*yv * to_grid) * from_grid;
                     }
                 }
-                *yv = u * gain;
+                for yv in column.iter_mut() {
+                    *yv *= gain;
+                }
+            } else {
+                for yv in column.iter_mut() {
+                    *yv = *yv * inv_ws * gain;
+                }
             }
         }
         self.stats.adc_conversions += (rows * batch) as u64;
