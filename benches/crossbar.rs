@@ -3,7 +3,10 @@
 //! Training samples per second for a 784-256-128-10 network on `reram_es`
 //! crossbars with stochastic pulse trains (BL 31, update management, aihwkit
 //! preset periphery), batch 1 and batch 50, for BP (the rule aihwkit's
-//! anchor figure trains with) and DP⊤ (fwbw:6, ≈6× the reads). Timed:
+//! anchor figure trains with) and DP⊤ (fwbw:6, ≈6× the reads); with the
+//! differential pair (both devices pulsed per coincidence, the default) and,
+//! at batch 50, one device per weight against a reference (the layout of
+//! aihwkit's single-device presets). Timed:
 //! inference, local gradients and pulse writes over fixed mini-batches
 //! (the per-epoch evaluation of `train` is not training and is left out). The anchor:
 //! IBM aihwkit 1.1's CPU simulator, ≈4,100–4,400 samples per CPU-second on
@@ -43,9 +46,12 @@ fn dataset(train: usize) -> Dataset {
 /// `crossbar.lr` is per batch (the gradient carries 1/B); 0.1 at batch 50
 /// and 0.002 at batch 1 give the same step per sample, i.e. the same
 /// pulse load per sample.
-fn config(rule: &str, batch: usize) -> dyadsim::experiment::ValidConfig {
+/// `mapping` is `differential` (a pair per weight, both devices pulsed) or
+/// `reference` (one device per weight, like aihwkit's single-device presets).
+fn config(rule: &str, batch: usize, mapping: &str) -> dyadsim::experiment::ValidConfig {
     let mut c = Config::default();
     for s in [
+        format!("crossbar.mapping=\"{mapping}\""),
         "network.arch=\"784-256-128-10\"".to_string(),
         format!("learning.rule=\"{rule}\""),
         format!("training.batch={batch}"),
@@ -75,8 +81,8 @@ struct Trainer {
 }
 
 impl Trainer {
-    fn new(rule: &str, batch: usize, train: &Split, stream: usize) -> Self {
-        let cfg = config(rule, batch);
+    fn new(rule: &str, batch: usize, mapping: &str, train: &Split, stream: usize) -> Self {
+        let cfg = config(rule, batch, mapping);
         let net = build_network(&cfg).expect("crossbar network");
         let learner = Learner::from_config(&cfg);
         let batches = (0..stream / batch)
@@ -129,19 +135,31 @@ fn training(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(8))
         .warm_up_time(Duration::from_secs(1));
+    // Both mappings at batch 1 and 50 for the differential pair (the
+    // default), batch 50 for one device per weight (aihwkit's layout).
+    let cases = [
+        ("differential", 1usize),
+        ("differential", 50),
+        ("reference", 50),
+    ];
     for rule in ["bp", "dpt"] {
-        for batch in [1usize, 50] {
+        for (mapping, batch) in cases {
             let chunk = if batch == 1 { 200 } else { 1000 };
-            let mut trainer = Trainer::new(rule, batch, &train, 10_000);
+            let mut trainer = Trainer::new(rule, batch, mapping, &train, 10_000);
+            let id = if mapping == "differential" {
+                format!("batch{batch}")
+            } else {
+                format!("batch{batch}_{mapping}")
+            };
             group.throughput(Throughput::Elements(chunk as u64));
-            group.bench_function(BenchmarkId::new(rule, format!("batch{batch}")), |b| {
+            group.bench_function(BenchmarkId::new(rule, &id), |b| {
                 b.iter(|| trainer.train(chunk))
             });
             // The pulse load the figure was measured at, so that a reader can
             // compare with other simulators' loads.
             if trainer.samples_trained > 0 {
                 eprintln!(
-                    "{rule}/batch{batch}: {:.0} device pulses per training sample over {} samples",
+                    "{rule}/{id}: {:.0} device pulses per training sample over {} samples",
                     trainer.pulses() as f64 / trainer.samples_trained as f64,
                     trainer.samples_trained
                 );
