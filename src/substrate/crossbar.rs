@@ -1438,7 +1438,7 @@ impl WeightArray for Crossbar {
 /// `Σ a_i b_i` with eight independent partial sums, so that the compiler
 /// can keep them in one SIMD register (a single running sum is a serial
 /// chain of additions that cannot be vectorised).
-#[inline]
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     const LANES: usize = 8;
     let mut acc = [0.0f32; LANES];
@@ -1465,13 +1465,36 @@ fn mvm(w: &Mat, op: Op, x: &Mat, out: &mut Mat) {
         gemm(1.0, w, op, x, Op::N, 0.0, out);
         return;
     }
-    let n_rows = w.nrows();
-    let xs = x.as_slice();
-    let o = out.as_mut_slice();
+    let (n_rows, ws, xs, o) = (w.nrows(), w.as_slice(), x.as_slice(), out.as_mut_slice());
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        unsafe { mvm_single_avx2(ws, n_rows, op, xs, o) };
+        return;
+    }
+    mvm_single(ws, n_rows, op, xs, o);
+}
+
+/// [`mvm_single`] compiled for AVX2 (8 lanes instead of baseline x86-64's
+/// 4; the SGEMM path dispatches the same way inside `matrixmultiply`). The
+/// results are bit-identical: the forward product is elementwise and the
+/// dot product keeps its own eight partial sums whatever the vector width.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn mvm_single_avx2(ws: &[f32], n_rows: usize, op: Op, xs: &[f32], o: &mut [f32]) {
+    mvm_single(ws, n_rows, op, xs, o)
+}
+
+/// `o ← op(W) x` for one sample, `W` column-major with `n_rows` rows in `ws`.
+#[inline(always)]
+fn mvm_single(ws: &[f32], n_rows: usize, op: Op, xs: &[f32], o: &mut [f32]) {
     match op {
         Op::N => {
             o.iter_mut().for_each(|v| *v = 0.0);
-            let column = |j: usize| &w.as_slice()[j * n_rows..(j + 1) * n_rows];
+            let column = |j: usize| &ws[j * n_rows..(j + 1) * n_rows];
             // Non-zero inputs four at a time: one pass over `out` per four
             // columns instead of one per column.
             let mut pending = [(0usize, 0.0f32); 4];
@@ -1503,7 +1526,7 @@ fn mvm(w: &Mat, op: Op, x: &Mat, out: &mut Mat) {
             }
         }
         Op::T => {
-            for (oj, col) in o.iter_mut().zip(w.as_slice().chunks_exact(n_rows.max(1))) {
+            for (oj, col) in o.iter_mut().zip(ws.chunks_exact(n_rows.max(1))) {
                 *oj = dot(col, xs);
             }
         }
@@ -1584,6 +1607,36 @@ mod tests {
             mvm(&w, Op::T, &d, &mut direct_t);
             gemm(1.0, &w, Op::T, &d, Op::N, 0.0, &mut reference_t);
             assert!((&direct_t - &reference_t).abs().max() < 1e-5);
+        }
+    }
+
+    /// The AVX2 build of the single-sample product gives the same bits as
+    /// the baseline build (where the CPU has AVX2 to compare).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn single_sample_mvm_is_bit_identical_with_avx2() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let (rows, cols) = (37, 301);
+        let w: Vec<f32> = (0..rows * cols).map(|k| (k as f32 * 0.013).sin()).collect();
+        let x: Vec<f32> = (0..cols)
+            .map(|j| {
+                if j % 3 == 0 {
+                    0.0
+                } else {
+                    (j as f32 * 0.7).cos()
+                }
+            })
+            .collect();
+        let d: Vec<f32> = (0..rows).map(|i| (i as f32 * 0.3).sin()).collect();
+        for (op, input, out_len) in [(Op::N, &x, rows), (Op::T, &d, cols)] {
+            let (mut baseline, mut wide) = (vec![0.0; out_len], vec![0.0; out_len]);
+            mvm_single(&w, rows, op, input, &mut baseline);
+            // SAFETY: AVX2 was detected above.
+            unsafe { mvm_single_avx2(&w, rows, op, input, &mut wide) };
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&baseline), bits(&wide));
         }
     }
 
