@@ -15,7 +15,7 @@ pub struct ReportArgs {
     /// Output directory of the report.
     #[arg(long, short)]
     pub out: PathBuf,
-    /// Technology description (default: the sweep's [report] technology,
+    /// Technology description (default: the sweep's `report.technology`,
     /// else device_models/technology/reram_taox_32nm.toml built in).
     #[arg(long)]
     pub technology: Option<PathBuf>,

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 /// `dyadsim merge`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SweepArgs {
-    /// Sweep spec (TOML: base, [axes], optional [zip], [output], [report], [requirements]).
+    /// Sweep spec (TOML tables: `base`, `axes`, optional `zip`, `output`, `report`, `requirements`).
     pub spec: PathBuf,
     /// Output directory (results file and report settings).
     #[arg(long, short)]

@@ -44,20 +44,20 @@
 //!
 //! `hardware.layers` is an array, W_1 first. Every key is optional; what
 //! is present is used and marked *measured*, the rest is estimated. Keys in
-//! brackets are the crossbar substrate's own names (read as aliases):
+//! parentheses are the crossbar substrate's own names (read as aliases):
 //!
 //! | key | meaning |
 //! |---|---|
 //! | `devices` | devices of the layer |
-//! | `forward_reads` [`reads.forward_samples`] | sample-vectors read forward |
-//! | `transposed_reads` [`reads.transposed_samples`] | sample-vectors read transposed |
+//! | `forward_reads` (alias `reads.forward_samples`) | sample-vectors read forward |
+//! | `transposed_reads` (alias `reads.transposed_samples`) | sample-vectors read transposed |
 //! | `read_drive_conductance_s` | Σ_reads Σ_ij G_ij·u_j² (S), u = drive/V_read — exact read energy |
-//! | `conductance_sum_s` [from `conductance_histogram` + `conductance_range_used`] | Σ_ij G_ij (S) |
-//! | `adc_conversions` [`reads.adc_conversions`], `dac_conversions` | converter operations |
-//! | `pulses_total` [`pulses_applied`] | write pulses over the run |
-//! | `write_energy_j` [`pulse_energy_j`] | write energy from the device model (J) |
-//! | `pulses_per_device.{median,p99,mean,max}` [`pulses_per_device_mean`, `pulses_per_device_max`] | wear distribution |
-//! | `update_pulse_slots`, `updates` [`controller.updates`] | pulse time slots over all updates |
+//! | `conductance_sum_s` (from `conductance_histogram` + `conductance_range_used`) | Σ_ij G_ij (S) |
+//! | `adc_conversions` (alias `reads.adc_conversions`), `dac_conversions` | converter operations |
+//! | `pulses_total` (alias `pulses_applied`) | write pulses over the run |
+//! | `write_energy_j` (alias `pulse_energy_j`) | write energy from the device model (J) |
+//! | `pulses_per_device.{median,p99,mean,max}` (alias `pulses_per_device_mean`, `pulses_per_device_max`) | wear distribution |
+//! | `update_pulse_slots`, `updates` (alias `controller.updates`) | pulse time slots over all updates |
 //! | `endurance_pulses` | the device model's endurance rating |
 //! | `conductance_histogram`, `pulse_histogram` | `{edges, counts, unit?}` for the figures |
 //!

@@ -2,7 +2,7 @@
 //! sweep's results or a single run, with a hardware-feasibility section
 //! (DESIGN.md §5).
 //!
-//! [`generate`] reads the input ([`load`]), turns it into figures
+//! [`generate`] reads the input ([`load()`]), turns it into figures
 //! ([`figures::Figure`], drawn as PNG and SVG) and a list of document
 //! [`Block`]s, and renders the blocks twice: `report.md` (figures linked
 //! from `figures/`) and `report.html` (figures embedded as base64 PNG, so
@@ -327,7 +327,7 @@ fn accuracy(r: &Run) -> Option<f64> {
     r.metric("test_accuracy")
 }
 
-/// Writes the report for the input at `input` (see [`load`]).
+/// Writes the report for the input at `input` (see [`load()`]).
 pub fn generate(input: &Path, options: &ReportOptions) -> Result<ReportSummary> {
     let data = load(input)?;
     generate_from(&data, options)

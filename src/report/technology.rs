@@ -18,7 +18,7 @@ use std::path::Path;
 pub struct Quantity {
     /// The number, in `unit`.
     pub value: f64,
-    /// Unit (see [`UNITS`]).
+    /// Unit (one of the `UNITS` table in this module).
     pub unit: String,
     /// Paper, manual or `ASSUMPTION: …`.
     pub source: String,
