@@ -101,7 +101,11 @@ pub struct CrossbarConfig {
     /// pulse train per phase, shared by its devices, as on the chip) or
     /// `independent` (a Binomial count per device, no correlation).
     pub pulse_trains: PulseTrains,
-    /// Learning rate η in weight units (on chip it is SGD through pulses; the digital optimiser is ignored).
+    /// Learning rate η in weight units per mini-batch (the gradient carries
+    /// 1/B; on chip it is SGD through pulses, the digital optimiser is
+    /// ignored). The default 0.1 is aihwkit's usual analog-SGD rate and the
+    /// best or near-best of 0.01/0.1/0.2 for every shipped model but `pcm`
+    /// (one-sided, which wants ≈ 0.01).
     pub lr: f32,
     /// `per_sample` or `per_batch` pulse phases.
     pub update: UpdateGranularity,
@@ -142,7 +146,7 @@ impl Default for CrossbarConfig {
             bl: 31,
             update_management: true,
             pulse_trains: PulseTrains::Shared,
-            lr: 0.01,
+            lr: 0.1,
             update: UpdateGranularity::PerSample,
             mapping: Mapping::Differential,
             w_scale: 0.0,
