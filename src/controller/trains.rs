@@ -15,12 +15,15 @@
 //! firing slots, so the work is the number of coincidences, not firing rows
 //! × firing columns. A train word is drawn by comparing every slot's
 //! uniform with `p` bit by bit, all 64 slots at once ([`bernoulli_word`]):
-//! exact, and about `log₂ BL + 2` random words per line instead of one
-//! uniform per slot. The cost per pulse phase is
-//! O(lines · log BL + BL + coincidences).
+//! exact, and about `log₂ 64 + 2` random words per word of train instead of
+//! one uniform per slot; long sparse trains (BL > 64, under ~2 pulses per
+//! word) place their pulses by geometric skipping instead
+//! ([`sparse_train`]). The cost per pulse phase is
+//! O(lines · ⌈BL/64⌉ + BL + coincidences).
 
 use super::PulseEvent;
-use rand::RngCore;
+use rand::{Rng, RngCore};
+use rand_distr::Exp1;
 use serde::{Deserialize, Serialize};
 
 /// Whether the devices on one line share its pulse train.
@@ -78,11 +81,20 @@ impl LineTrains {
             clipped += (p > 1.0) as u64;
             let start = self.trains.len();
             let mut any = 0;
-            for w in 0..self.words {
-                let slots = (bl - 64 * w as u32).min(64);
-                let word = bernoulli_word(rng, p, slots);
-                any |= word;
-                self.trains.push(word);
+            if self.words > 1 && p < 1.0 && (bl as f64) * p < 2.0 * self.words as f64 {
+                // Long, sparse train (fewer than ~2 pulses per word): place
+                // the pulses by geometric skipping instead of drawing every
+                // word bit by bit.
+                self.trains.resize(start + self.words, 0);
+                sparse_train(rng, p, bl, &mut self.trains[start..]);
+                any = self.trains[start..].iter().fold(0, |a, &w| a | w);
+            } else {
+                for w in 0..self.words {
+                    let slots = (bl - 64 * w as u32).min(64);
+                    let word = bernoulli_word(rng, p, slots);
+                    any |= word;
+                    self.trains.push(word);
+                }
             }
             if any == 0 {
                 self.trains.truncate(start);
@@ -93,6 +105,26 @@ impl LineTrains {
         }
         self.magnitude_sum = magnitude_sum;
         clipped
+    }
+}
+
+/// Sets each of the `bl` slots of `train` (zeroed, `⌈bl/64⌉` words)
+/// independently with probability `p < 1`: the gaps between pulses are
+/// Geometric(p), drawn as `⌊E/λ⌋` with `E ~ Exp(1)` and `λ = −ln(1 − p)`
+/// (`P(⌊E/λ⌋ ≥ k) = (1 − p)^k`). Costs one draw per pulse plus one.
+pub fn sparse_train(rng: &mut impl RngCore, p: f64, bl: u32, train: &mut [u64]) {
+    let inv_rate = -1.0 / (-p).ln_1p();
+    let bl = bl as u64;
+    let mut t = 0u64;
+    while t < bl {
+        let e: f64 = rng.sample(Exp1);
+        let skip = (e * inv_rate).floor();
+        if skip >= (bl - t) as f64 {
+            break;
+        }
+        t += skip as u64;
+        train[(t / 64) as usize] |= 1 << (t % 64);
+        t += 1;
     }
 }
 
@@ -282,6 +314,41 @@ mod tests {
         }
         assert_eq!(bernoulli_word(&mut rng, 1.0, 31), (1 << 31) - 1);
         assert_eq!(bernoulli_word(&mut rng, 0.0, 64), 0);
+    }
+
+    /// Long sparse trains (geometric skipping) fire every slot with
+    /// probability p, independently (pairwise, across word boundaries).
+    #[test]
+    fn sparse_trains_fire_each_slot_with_probability_p() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(9);
+        let (bl, p, reps) = (200u32, 0.05f64, 200_000);
+        let mut ones = vec![0f64; bl as usize];
+        let mut pairs = 0f64;
+        for _ in 0..reps {
+            let mut train = vec![0u64; 4];
+            sparse_train(&mut rng, p, bl, &mut train);
+            assert_eq!(train[3] >> (bl - 192), 0, "slots beyond BL");
+            for (t, count) in ones.iter_mut().enumerate() {
+                *count += ((train[t / 64] >> (t % 64)) & 1) as f64;
+            }
+            // Slots 63 and 64 straddle a word boundary.
+            pairs += ((train[0] >> 63) & train[1] & 1) as f64;
+        }
+        let se = (p * (1.0 - p) / reps as f64).sqrt();
+        let mean = ones.iter().sum::<f64>() / (bl as f64 * reps as f64);
+        assert!(
+            (mean - p).abs() < 5.0 * se / (bl as f64).sqrt(),
+            "mean rate {mean}"
+        );
+        for (t, &count) in ones.iter().enumerate() {
+            let got = count / reps as f64;
+            assert!((got - p).abs() < 5.0 * se, "slot {t}: {got}");
+        }
+        let got = pairs / reps as f64;
+        assert!(
+            (got - p * p).abs() < 5.0 * (p * p / reps as f64).sqrt() + 1e-6,
+            "pair {got}"
+        );
     }
 
     /// Coincidences of multi-word trains (BL > 64) are the popcount of the
