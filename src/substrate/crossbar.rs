@@ -973,25 +973,24 @@ impl Crossbar {
             let inv_levels = if levels > 0.0 { 1.0 / levels } else { 0.0 };
             // Branch-free (clip counted by a compare, codes |u·levels| <
             // 2^23 by the bit-width check), so the loops vectorise.
-            let quant = |v: f32, clipped: &mut u64| {
+            let clip = |v: f32, clipped: &mut u64| {
                 let u = v * inv_alpha;
                 *clipped += (u.abs() > 1.0) as u64;
                 u.clamp(-1.0, 1.0)
             };
+            let to_grid = |u: f32| round_ties_away_small(u * levels) * inv_levels;
             for (dst, &v) in scaled.iter_mut().zip(col) {
-                *dst = quant(v, &mut clipped);
+                *dst = clip(v, &mut clipped);
             }
             if levels > 0.0 {
                 for u in scaled.iter_mut() {
-                    *u = round_ties_away_small(*u * levels) * inv_levels;
+                    *u = to_grid(*u);
                 }
             }
             if with_bias {
-                let mut d = quant(bias, &mut clipped);
-                if levels > 0.0 {
-                    d = round_ties_away_small(d * levels) * inv_levels;
-                }
-                self.bias_drive.push(d);
+                let d = clip(bias, &mut clipped);
+                self.bias_drive
+                    .push(if levels > 0.0 { to_grid(d) } else { d });
             }
         }
         self.stats.dac_clipped += clipped;
