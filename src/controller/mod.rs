@@ -756,6 +756,32 @@ mod tests {
     use super::*;
     use rand_chacha::ChaCha8Rng;
 
+    /// A per-sample stochastic controller with update management and bias
+    /// input 1 (the crossbar's defaults), for the sampler-law tests.
+    fn managed_stochastic(
+        bl: u32,
+        lr: f32,
+        dw: f32,
+        n_out: usize,
+        n_in: usize,
+        seed: u64,
+        trains: PulseTrains,
+    ) -> Controller {
+        Controller::new(
+            WriteScheme::Stochastic,
+            UpdateGranularity::PerSample,
+            bl,
+            true,
+            lr,
+            dw,
+            1.0,
+            n_out,
+            n_in,
+            seed,
+        )
+        .with_pulse_trains(trains)
+    }
+
     #[test]
     fn binomial_inverse_has_the_binomial_mean_and_variance() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
@@ -796,19 +822,7 @@ mod tests {
                 scale: -1.0,
             };
             let dw = 0.01;
-            let mut ctl = Controller::new(
-                WriteScheme::Stochastic,
-                UpdateGranularity::PerSample,
-                bl,
-                true,
-                lr,
-                dw,
-                1.0,
-                n_out,
-                n_in,
-                5,
-            )
-            .with_pulse_trains(trains);
+            let mut ctl = managed_stochastic(bl, lr, dw, n_out, n_in, 5, trains);
             let n = n_out * (n_in + 1);
             let (mut hits, mut sum, mut sum_sq) = (vec![0f64; n], vec![0f64; n], vec![0f64; n]);
             let mut sum_4 = vec![0f64; n];
@@ -964,19 +978,7 @@ mod tests {
                 scale: -1.0,
             };
             let dw = 0.01;
-            let mut ctl = Controller::new(
-                WriteScheme::Stochastic,
-                UpdateGranularity::PerSample,
-                31,
-                true,
-                lr,
-                dw,
-                1.0,
-                n_out,
-                n_in,
-                11,
-            )
-            .with_pulse_trains(trains);
+            let mut ctl = managed_stochastic(31, lr, dw, n_out, n_in, 11, trains);
             let mut sums = vec![0f64; n_out * (n_in + 1)];
             let reps = 40_000;
             for _ in 0..reps {
