@@ -109,6 +109,11 @@ pub struct ControllerStats {
     pub clipped_probabilities: u64,
     /// Sum of requested |ΔW|/Δw over all devices (ideal pulse budget).
     pub requested_pulse_events: f64,
+    /// Pulse time slots of all stochastic pulse phases: BL per phase, or the
+    /// managed bit length with BL management (the write time of the updates
+    /// is this times the pulse width).
+    #[serde(default)]
+    pub pulse_slots: u64,
 }
 
 /// The controller of one crossbar.
@@ -118,6 +123,9 @@ pub struct Controller {
     granularity: UpdateGranularity,
     bl: u32,
     update_management: bool,
+    /// Shorten each sample's trains to the bits its largest update needs
+    /// (aihwkit's `update_bl_management`); `bl` is then the maximum.
+    bl_management: bool,
     lr: f32,
     /// Weight change per pulse event (0 = continuous device).
     dw: f32,
@@ -167,6 +175,7 @@ impl Controller {
             granularity,
             bl: bl.max(1),
             update_management,
+            bl_management: false,
             lr,
             dw,
             bias_input,
@@ -212,6 +221,19 @@ impl Controller {
     /// (the default) or independent per device.
     pub fn with_pulse_trains(mut self, trains: PulseTrains) -> Self {
         self.trains = trains;
+        self
+    }
+
+    /// The same controller with (or without) bit-length management: each
+    /// stochastic pulse phase uses `BL_s = min(⌈c · max|L| · max|R|⌉, BL)`
+    /// slots, the fewest for which the largest requested update `c |L_i||R_j|`
+    /// needs no firing probability above 1 (aihwkit's
+    /// `update_bl_management`, in `PulsedUpdateMetaParameter::
+    /// performUpdateManagement`; Gokmen & Vlasov 2016 choose BL per update
+    /// likewise). The expected counts are unchanged; small updates take
+    /// fewer slots (shorter write phases) and have a smaller count variance.
+    pub fn with_bl_management(mut self, on: bool) -> Self {
+        self.bl_management = on;
         self
     }
 
@@ -438,7 +460,6 @@ impl Controller {
         let left = &grad.left.as_slice()[b * self.n_out..(b + 1) * self.n_out];
         let right = &grad.right.as_slice()[b * self.n_in..(b + 1) * self.n_in];
         let n_out = self.n_out as u32;
-        let bl = self.bl;
         let l_max = left.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let r_max = right
             .iter()
@@ -448,6 +469,14 @@ impl Controller {
         }
         // Expected coincidences BL·p_i·q_j must equal |ΔW_ij|/Δw = c·|L_i||R_j|.
         let c = (self.lr * grad.scale.abs() / self.dw) as f64;
+        let bl = if self.bl_management {
+            // The largest update's expected count; `as` saturates.
+            let largest = c * l_max as f64 * r_max as f64;
+            (largest.ceil() as u32).clamp(1, self.bl)
+        } else {
+            self.bl
+        };
+        self.stats.pulse_slots += bl as u64;
         let base = (c / bl as f64).sqrt();
         let (k_l, k_r) = if self.update_management {
             let m = ((r_max / l_max) as f64).sqrt();
@@ -965,10 +994,14 @@ mod tests {
     /// same expected counts: E[n_ij] = BL p_i q_j = |ΔW_ij|/Δw.
     #[test]
     fn stochastic_counts_are_unbiased_in_both_sampling_regimes() {
-        for (&lr, trains) in [0.0005f32, 0.05]
-            .iter()
-            .flat_map(|lr| [(lr, PulseTrains::Independent), (lr, PulseTrains::Shared)])
-        {
+        // Largest expected count c·max|L|·max|R| = 0.1 and 10: BL management
+        // shortens the trains to 1 and 10 slots.
+        let cases = [0.0005f32, 0.05].into_iter().flat_map(|lr| {
+            [PulseTrains::Independent, PulseTrains::Shared]
+                .into_iter()
+                .flat_map(move |t| [(lr, t, false), (lr, t, true)])
+        });
+        for (lr, trains, bl_management) in cases {
             let (n_out, n_in) = (6, 5);
             let left = Mat::from_column_slice(n_out, 1, &[0.5, -1.0, 0.25, 0.0, 2.0, -0.125]);
             let right = Mat::from_column_slice(n_in, 1, &[1.0, 0.0, -0.5, 0.3, 0.9]);
@@ -978,7 +1011,8 @@ mod tests {
                 scale: -1.0,
             };
             let dw = 0.01;
-            let mut ctl = managed_stochastic(31, lr, dw, n_out, n_in, 11, trains);
+            let mut ctl = managed_stochastic(31, lr, dw, n_out, n_in, 11, trains)
+                .with_bl_management(bl_management);
             let mut sums = vec![0f64; n_out * (n_in + 1)];
             let reps = 40_000;
             for _ in 0..reps {
@@ -996,10 +1030,58 @@ mod tests {
                     let tol = 0.03 * expected.abs() as f64 + 0.002;
                     assert!(
                         (got - expected as f64).abs() < tol,
-                        "{trains:?} lr {lr} ({i},{j}): mean {got} vs {expected}"
+                        "{trains:?}, BL management {bl_management}, lr {lr} ({i},{j}): \
+                         mean {got} vs {expected}"
                     );
                 }
             }
         }
+    }
+
+    #[test]
+    fn bl_management_uses_the_fewest_slots_that_need_no_clipping() {
+        let (n_out, n_in) = (4, 3);
+        let left = Mat::from_column_slice(n_out, 1, &[0.5, -2.0, 0.25, 1.0]);
+        let right = Mat::from_column_slice(n_in, 1, &[0.4, -0.8, 0.1]);
+        let grad = OuterProductGradient {
+            left,
+            right,
+            scale: -1.0,
+        };
+        let dw = 0.01;
+        // Largest product: max|L| = 2, max|R| = 1 (the bias drive), so the
+        // largest expected count is c·2 with c = lr/Δw.
+        for (lr, slots) in [(0.0005f32, 1u64), (0.0215, 5), (0.048, 10), (1.0, 31)] {
+            for trains in [PulseTrains::Shared, PulseTrains::Independent] {
+                let mut ctl =
+                    managed_stochastic(31, lr, dw, n_out, n_in, 5, trains).with_bl_management(true);
+                let reps = 2_000u64;
+                for _ in 0..reps {
+                    if let WritePlan::Pulses(ev) = ctl.plan(&grad) {
+                        for e in &ev {
+                            assert!(
+                                e.pulses.unsigned_abs() as u64 <= slots,
+                                "{trains:?} lr {lr}: {} pulses in {slots} slots",
+                                e.pulses
+                            );
+                        }
+                        ctl.recycle(ev);
+                    }
+                }
+                let stats = ctl.stats();
+                assert_eq!(stats.pulse_slots, slots * reps, "{trains:?} lr {lr}");
+                // Below the BL cap no probability needs clipping; at lr 1 the
+                // largest count (200) exceeds BL 31 and clipping is expected.
+                if slots < 31 {
+                    assert_eq!(stats.clipped_probabilities, 0, "{trains:?} lr {lr}");
+                } else {
+                    assert!(stats.clipped_probabilities > 0, "{trains:?} lr {lr}");
+                }
+            }
+        }
+        // Without BL management every phase has BL slots.
+        let mut ctl = managed_stochastic(31, 0.0005, dw, n_out, n_in, 5, PulseTrains::Shared);
+        ctl.plan(&grad);
+        assert_eq!(ctl.stats().pulse_slots, 31);
     }
 }

@@ -84,7 +84,7 @@ pub enum InputScaling {
 /// Periphery defaults are aihwkit's `PresetIOParameters` (7-bit DAC,
 /// 9-bit ADC, output bound 20, output noise 0.1, ABS_MAX input scaling) and
 /// `PresetUpdateParameters` (stochastic pulse trains, BL 31, update
-/// management on). Set `dac_bits = adc_bits = 0`, `adc_range = 0` and
+/// management and BL management on). Set `dac_bits = adc_bits = 0`, `adc_range = 0` and
 /// `output_noise = 0` for ideal periphery.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -97,6 +97,11 @@ pub struct CrossbarConfig {
     pub bl: u32,
     /// Balance row and column probabilities (aihwkit update management).
     pub update_management: bool,
+    /// Stochastic writes: shorten each sample's trains to the slots its
+    /// largest update needs, `min(⌈η·max|δ|·max|x|/Δw⌉, bl)` (aihwkit's
+    /// `update_bl_management`, on in its presets): same expected counts,
+    /// shorter write phases, less count noise on small updates.
+    pub bl_management: bool,
     /// Stochastic writes: `shared` (each row and column line fires one
     /// pulse train per phase, shared by its devices, as on the chip) or
     /// `independent` (a Binomial count per device, no correlation).
@@ -145,6 +150,7 @@ impl Default for CrossbarConfig {
             write: WriteScheme::Stochastic,
             bl: 31,
             update_management: true,
+            bl_management: true,
             pulse_trains: PulseTrains::Shared,
             lr: 0.1,
             update: UpdateGranularity::PerSample,
@@ -474,7 +480,8 @@ impl Crossbar {
             n_in,
             mix(3),
         )
-        .with_pulse_trains(config.pulse_trains);
+        .with_pulse_trains(config.pulse_trains)
+        .with_bl_management(config.bl_management);
         let reference = match config.mapping {
             Mapping::Reference => vec![model.g_center; n_in + 1],
             Mapping::Differential => Vec::new(),
@@ -1394,6 +1401,10 @@ impl WeightArray for Crossbar {
             "reads": self.stats,
             "adc_saturation_fraction": if self.stats.adc_conversions > 0 { Some(self.stats.adc_saturated as f64 / self.stats.adc_conversions as f64) } else { None },
             "controller": cs,
+            // Write time for the feasibility report (stochastic phases only;
+            // the dense schemes' slots depend on the write circuit).
+            "update_pulse_slots": (self.config.write == WriteScheme::Stochastic).then_some(cs.pulse_slots),
+            "mean_bit_length": (cs.pulse_slots > 0 && cs.pulse_phases > 0).then(|| cs.pulse_slots as f64 / cs.pulse_phases as f64),
             "one_sided_refreshes": self.refreshes,
             "device_time_s": self.devices.time(),
             "conductance_histogram": self.conductance_histogram(bins),
