@@ -128,6 +128,9 @@ pub fn sparse_train(rng: &mut impl RngCore, p: f64, bl: u32, train: &mut [u64]) 
     }
 }
 
+/// Trains of at most this many slots are drawn with one uniform per slot.
+const SHORT_TRAIN: u32 = 4;
+
 /// A word whose lowest `slots` bits (1..=64) are set independently with
 /// probability `p` each (`p ≥ 1`: all of them).
 ///
@@ -137,7 +140,8 @@ pub fn sparse_train(rng: &mut impl RngCore, p: f64, bl: u32, train: &mut [u64]) 
 /// bit where its `U_t` differs from `p` (fires if `U_t` has the 0). Each
 /// round decides half of the undecided slots on average, so about
 /// `log₂ slots + 2` words are drawn; the result is exact to `p`'s `f64`
-/// precision.
+/// precision. Trains of up to [`SHORT_TRAIN`] slots draw one uniform per
+/// slot instead (fewer words there).
 #[inline]
 pub fn bernoulli_word(rng: &mut impl RngCore, p: f64, slots: u32) -> u64 {
     let valid = if slots >= 64 {
@@ -147,6 +151,18 @@ pub fn bernoulli_word(rng: &mut impl RngCore, p: f64, slots: u32) -> u64 {
     };
     if p >= 1.0 {
         return valid;
+    }
+    if slots <= SHORT_TRAIN {
+        // Short trains (bit-length management makes most of them 1–3 slots):
+        // one 53-bit uniform per slot is fewer random words than the
+        // bit-serial comparison (≈ log₂ slots + 2), and as exact: a slot
+        // fires with probability ⌈p·2⁵³⌉/2⁵³.
+        let mut fire = 0u64;
+        for t in 0..slots {
+            let u = (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+            fire |= ((u < p) as u64) << t;
+        }
+        return fire;
     }
     let mut undecided = valid;
     let mut fire = 0u64;
@@ -283,6 +299,9 @@ mod tests {
             (1e-3, 17),
             (0.5, 1),
             (0.0625, 40),
+            (0.2, 2),
+            (0.7, 4),
+            (0.01, 3),
         ] {
             let mut ones = vec![0f64; 64];
             let mut both = 0f64;
