@@ -70,6 +70,16 @@ impl Activation {
         }
     }
 
+    /// f′(v) given the output `s = f(v)` as well: tanh′ = 1 − s² without a
+    /// second tanh (the same value as [`Activation::derivative`]).
+    #[inline]
+    pub fn derivative_at(self, v: f32, s: f32) -> f32 {
+        match self {
+            Activation::Tanh => 1.0 - s * s,
+            _ => self.derivative(v),
+        }
+    }
+
     /// Applies f element-wise: `out[i] = f(v[i])`.
     #[inline]
     pub fn apply_slice(self, v: &[f32], out: &mut [f32]) {

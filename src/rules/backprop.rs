@@ -59,22 +59,28 @@ fn backprop_impl(net: &mut Network, x: &Mat, y: &Mat, input_gradient: bool) -> B
     let mut gradients = Vec::with_capacity(depth);
     let mut back = Mat::zeros(0, 0);
     for k in (0..depth).rev() {
-        let right = if k == 0 {
-            x.clone()
-        } else {
-            states[k - 1].clone()
-        };
         if k > 0 || input_gradient {
             net.layers[k].transposed(&error, &mut back);
         }
-        gradients.push(OuterProductGradient {
-            left: error.clone(),
-            right,
-            scale,
-        });
-        if k > 0 {
-            error = back.zip_map(&drives[k - 1], |g, a| g * f.derivative(a));
-        }
+        // Each layer's error and input state are used once more, by its
+        // gradient: moved into it rather than copied.
+        let (left, right) = if k == 0 {
+            (std::mem::take(&mut error), x.clone())
+        } else {
+            let mut below = std::mem::take(&mut back);
+            for ((g, &a), &s) in below
+                .iter_mut()
+                .zip(drives[k - 1].iter())
+                .zip(states[k - 1].iter())
+            {
+                *g *= f.derivative_at(a, s);
+            }
+            (
+                std::mem::replace(&mut error, below),
+                std::mem::take(&mut states[k - 1]),
+            )
+        };
+        gradients.push(OuterProductGradient { left, right, scale });
     }
     gradients.reverse();
     BackpropPass {
