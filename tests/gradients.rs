@@ -52,11 +52,13 @@ fn dual_gradients_approach_backprop_as_beta_vanishes() {
 
 #[test]
 fn backprop_gradient_matches_central_finite_differences() {
-    for loss in ["mse", "ce"] {
+    let cases = [("mse", "tanh"), ("ce", "tanh"), ("ce", "sigmoid")];
+    for (loss, activation) in cases {
         let loss_set = format!("network.loss=\"{loss}\"");
+        let activation_set = format!("network.activation=\"{activation}\"");
         let cfg = config(&[
             "network.arch=\"784-12-9-10\"",
-            "network.activation=\"tanh\"",
+            &activation_set,
             &loss_set,
             "seed=5",
         ])
@@ -88,7 +90,7 @@ fn backprop_gradient_matches_central_finite_differences() {
                 let a = gw[(i, j)] as f64;
                 assert!(
                     (a - numeric).abs() <= 2e-3 * numeric.abs().max(1e-2),
-                    "{loss} layer {} w[{i},{j}]: analytic {a} vs numeric {numeric}",
+                    "{loss}/{activation} layer {} w[{i},{j}]: analytic {a} vs numeric {numeric}",
                     k + 1
                 );
             }
@@ -105,7 +107,7 @@ fn backprop_gradient_matches_central_finite_differences() {
             numeric /= 2.0 * h as f64;
             assert!(
                 (gb[i] as f64 - numeric).abs() <= 2e-3 * numeric.abs().max(1e-2),
-                "{loss} layer {} b[{i}]: analytic {} vs numeric {numeric}",
+                "{loss}/{activation} layer {} b[{i}]: analytic {} vs numeric {numeric}",
                 k + 1,
                 gb[i]
             );

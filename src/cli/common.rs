@@ -22,7 +22,7 @@ pub struct RunArgs {
     /// Layer widths, e.g. 784-512-512-10 or 784-1000x4-10.
     #[arg(long)]
     pub arch: Option<String>,
-    /// Hidden activation: relu, leaky_relu, hard_sigmoid, tanh.
+    /// Hidden activation: relu, leaky_relu, hard_sigmoid, tanh, sigmoid.
     #[arg(long)]
     pub activation: Option<String>,
     /// Loss: mse (½‖s_L − y‖²) or ce (softmax cross-entropy).

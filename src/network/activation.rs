@@ -15,6 +15,9 @@ pub enum Activation {
     HardSigmoid,
     /// f(v) = tanh(v).
     Tanh,
+    /// f(v) = 1/(1 + e^−v) (the logistic function; the hidden activation of
+    /// aihwkit's MNIST example network).
+    Sigmoid,
 }
 
 /// Slope of leaky ReLU for negative inputs.
@@ -35,6 +38,7 @@ impl Activation {
             }
             Activation::HardSigmoid => v.clamp(0.0, 1.0),
             Activation::Tanh => v.tanh(),
+            Activation::Sigmoid => 1.0 / (1.0 + (-v).exp()),
         }
     }
 
@@ -67,15 +71,21 @@ impl Activation {
                 let t = v.tanh();
                 1.0 - t * t
             }
+            Activation::Sigmoid => {
+                let s = Activation::Sigmoid.apply(v);
+                s * (1.0 - s)
+            }
         }
     }
 
-    /// f′(v) given the output `s = f(v)` as well: tanh′ = 1 − s² without a
-    /// second tanh (the same value as [`Activation::derivative`]).
+    /// f′(v) given the output `s = f(v)` as well: tanh′ = 1 − s² and
+    /// σ′ = s(1 − s) without evaluating f again (the same value as
+    /// [`Activation::derivative`]).
     #[inline]
     pub fn derivative_at(self, v: f32, s: f32) -> f32 {
         match self {
             Activation::Tanh => 1.0 - s * s,
+            Activation::Sigmoid => s * (1.0 - s),
             _ => self.derivative(v),
         }
     }
