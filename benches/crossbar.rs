@@ -8,10 +8,12 @@
 //! at batch 50, one device per weight against a reference (the layout of
 //! aihwkit's single-device presets). Timed:
 //! inference, local gradients and pulse writes over fixed mini-batches
-//! (the per-epoch evaluation of `train` is not training and is left out). The anchor:
-//! IBM aihwkit 1.1's CPU simulator, ≈4,100–4,400 samples per CPU-second on
-//! this machine (one thread, batch 64). Also: the pulsed update alone, and
-//! the cost of read noise (one extra SGEMM).
+//! (the per-epoch evaluation of `train` is not training and is left out).
+//! `aihwkit_parity` trains aihwkit 1.1's MNIST example network with its
+//! settings, to set against `benches/aihwkit_parity.py` (aihwkit measured on
+//! this machine: ≈ 7,800–12,500 samples per CPU-second, one thread, batch
+//! 64; docs/speed.md). Also: the pulsed update alone, and the cost of read
+//! noise (one extra SGEMM).
 //!
 //! Run with `RAYON_NUM_THREADS=1 MATMUL_NUM_THREADS=1 cargo bench --bench
 //! crossbar` for the per-core figure (both pools on one thread: wall time is
@@ -49,8 +51,7 @@ fn dataset(train: usize) -> Dataset {
 /// `mapping` is `differential` (a pair per weight, both devices pulsed) or
 /// `reference` (one device per weight, like aihwkit's single-device presets).
 fn config(rule: &str, batch: usize, mapping: &str) -> dyadsim::experiment::ValidConfig {
-    let mut c = Config::default();
-    for s in [
+    let settings = [
         format!("crossbar.mapping=\"{mapping}\""),
         "network.arch=\"784-256-128-10\"".to_string(),
         format!("learning.rule=\"{rule}\""),
@@ -59,10 +60,55 @@ fn config(rule: &str, batch: usize, mapping: &str) -> dyadsim::experiment::Valid
         "crossbar.device=\"reram_es\"".into(),
         "crossbar.write=\"stochastic\"".into(),
         format!("crossbar.lr={}", 0.1 * batch as f64 / 50.0),
-    ] {
-        c.set(&s).expect("valid setting");
+    ];
+    config_of(&settings)
+}
+
+fn config_of(settings: &[String]) -> dyadsim::experiment::ValidConfig {
+    let mut c = Config::default();
+    for s in settings {
+        c.set(s).expect("valid setting");
     }
     c.check().expect("valid configuration")
+}
+
+/// The network and settings of the aihwkit measurement in `docs/speed.md`
+/// (aihwkit 1.1's MNIST example network: 784-256-128-10, sigmoid hidden
+/// layers, softmax cross-entropy, analog SGD at lr 0.1, batch 64, one device
+/// per weight, stochastic pulse trains of at most 31 slots with update and
+/// BL management) on `constant_step` (aihwkit's `ConstantStepDevice`: weights
+/// in ±0.6, 7-bit DAC, 9-bit ADC, output bound 12, output noise 0.06) or
+/// `reram_es` (its `ReRamESPreset`: weights in ±1, the preset periphery,
+/// which is our default, and no weight read noise).
+fn aihwkit_parity_config(device: &str) -> dyadsim::experiment::ValidConfig {
+    let mut settings: Vec<String> = [
+        "network.arch=\"784-256-128-10\"",
+        "network.activation=\"sigmoid\"",
+        "network.loss=\"ce\"",
+        "learning.rule=\"bp\"",
+        "training.batch=64",
+        "training.substrate=\"crossbar\"",
+        "crossbar.write=\"stochastic\"",
+        "crossbar.mapping=\"reference\"",
+        "crossbar.bl=31",
+        "crossbar.lr=0.1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    settings.push(format!("crossbar.device=\"{device}\""));
+    match device {
+        "constant_step" => settings.extend(
+            [
+                "crossbar.w_scale=0.6",
+                "crossbar.adc_range=12",
+                "crossbar.output_noise=0.06",
+            ]
+            .map(String::from),
+        ),
+        _ => settings.extend(["crossbar.w_scale=1.0", "device.read_noise=0.0"].map(String::from)),
+    }
+    config_of(&settings)
 }
 
 /// A network on crossbars and its rule, training on a stream of MNIST
@@ -82,7 +128,11 @@ struct Trainer {
 
 impl Trainer {
     fn new(rule: &str, batch: usize, mapping: &str, train: &Split, stream: usize) -> Self {
-        let cfg = config(rule, batch, mapping);
+        Self::of(config(rule, batch, mapping), train, stream)
+    }
+
+    fn of(cfg: dyadsim::experiment::ValidConfig, train: &Split, stream: usize) -> Self {
+        let batch = cfg.raw.training.batch;
         let net = build_network(&cfg).expect("crossbar network");
         let learner = Learner::from_config(&cfg);
         let batches = (0..stream / batch)
@@ -256,5 +306,34 @@ fn update_and_reads(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, training, update_and_reads);
+/// Like-for-like with aihwkit 1.1 (see [`aihwkit_parity_config`] and
+/// `docs/speed.md`): the same network, batch, learning rate, devices and
+/// periphery; the pulses per sample printed next to the figure are the load
+/// to compare with aihwkit's.
+fn aihwkit_parity(c: &mut Criterion) {
+    let (train, _) = load_raw(DatasetName::Mnist, None).expect("embedded MNIST");
+    let mut group = c.benchmark_group("crossbar_train_aihwkit_parity_784-256-128-10_batch64");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8))
+        .warm_up_time(Duration::from_secs(1));
+    for device in ["constant_step", "reram_es"] {
+        let chunk = 1024;
+        let mut trainer = Trainer::of(aihwkit_parity_config(device), &train, 20_480);
+        group.throughput(Throughput::Elements(chunk as u64));
+        group.bench_function(BenchmarkId::new("bp", device), |b| {
+            b.iter(|| trainer.train(chunk))
+        });
+        if trainer.samples_trained > 0 {
+            eprintln!(
+                "aihwkit parity, {device}: {:.0} device pulses per training sample over {} samples",
+                trainer.pulses() as f64 / trainer.samples_trained as f64,
+                trainer.samples_trained
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, training, aihwkit_parity, update_and_reads);
 criterion_main!(benches);
