@@ -178,6 +178,29 @@ impl Trainer {
     }
 }
 
+/// Times `trainer` on `chunk` samples per iteration, then prints the pulse
+/// load the figure was measured at, so that a reader can compare with other
+/// simulators' loads.
+fn bench_training(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    (function, parameter): (&str, &str),
+    trainer: &mut Trainer,
+    chunk: usize,
+) {
+    let name = format!("{function}/{parameter}");
+    group.throughput(Throughput::Elements(chunk as u64));
+    group.bench_function(BenchmarkId::new(function, parameter), |b| {
+        b.iter(|| trainer.train(chunk))
+    });
+    if trainer.samples_trained > 0 {
+        eprintln!(
+            "{name}: {:.0} device pulses per training sample over {} samples",
+            trainer.pulses() as f64 / trainer.samples_trained as f64,
+            trainer.samples_trained
+        );
+    }
+}
+
 fn training(c: &mut Criterion) {
     let (train, _) = load_raw(DatasetName::Mnist, None).expect("embedded MNIST");
     let mut group = c.benchmark_group("crossbar_train_784-256-128-10_reram_es_stochastic");
@@ -201,19 +224,7 @@ fn training(c: &mut Criterion) {
             } else {
                 format!("batch{batch}_{mapping}")
             };
-            group.throughput(Throughput::Elements(chunk as u64));
-            group.bench_function(BenchmarkId::new(rule, &id), |b| {
-                b.iter(|| trainer.train(chunk))
-            });
-            // The pulse load the figure was measured at, so that a reader can
-            // compare with other simulators' loads.
-            if trainer.samples_trained > 0 {
-                eprintln!(
-                    "{rule}/{id}: {:.0} device pulses per training sample over {} samples",
-                    trainer.pulses() as f64 / trainer.samples_trained as f64,
-                    trainer.samples_trained
-                );
-            }
+            bench_training(&mut group, (rule, &id), &mut trainer, chunk);
         }
     }
     group.finish();
@@ -320,17 +331,7 @@ fn aihwkit_parity(c: &mut Criterion) {
     for device in ["constant_step", "reram_es"] {
         let chunk = 1024;
         let mut trainer = Trainer::of(aihwkit_parity_config(device), &train, 20_480);
-        group.throughput(Throughput::Elements(chunk as u64));
-        group.bench_function(BenchmarkId::new("bp", device), |b| {
-            b.iter(|| trainer.train(chunk))
-        });
-        if trainer.samples_trained > 0 {
-            eprintln!(
-                "aihwkit parity, {device}: {:.0} device pulses per training sample over {} samples",
-                trainer.pulses() as f64 / trainer.samples_trained as f64,
-                trainer.samples_trained
-            );
-        }
+        bench_training(&mut group, ("bp", device), &mut trainer, chunk);
     }
     group.finish();
 }
