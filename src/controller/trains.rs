@@ -140,7 +140,7 @@ const SHORT_TRAIN: u32 = 4;
 /// bit where its `U_t` differs from `p` (fires if `U_t` has the 0). Each
 /// round decides half of the undecided slots on average, so about
 /// `log₂ slots + 2` words are drawn; the result is exact to `p`'s `f64`
-/// precision. Trains of up to [`SHORT_TRAIN`] slots draw one uniform per
+/// precision. Trains of up to 4 slots draw one uniform per
 /// slot instead (fewer words there).
 #[inline]
 pub fn bernoulli_word(rng: &mut impl RngCore, p: f64, slots: u32) -> u64 {
