@@ -70,6 +70,9 @@ impl LineTrains {
         self.signs.clear();
         self.trains.clear();
         self.words = bl.div_ceil(64) as usize;
+        if self.words == 1 {
+            return self.draw_one_word(values, k, bl, rng);
+        }
         let mut clipped = 0;
         let mut magnitude_sum = 0.0;
         for (line, v) in values.enumerate() {
@@ -103,6 +106,43 @@ impl LineTrains {
                 self.signs.push(if v < 0.0 { -1 } else { 1 });
             }
         }
+        self.magnitude_sum = magnitude_sum;
+        clipped
+    }
+
+    /// [`LineTrains::draw`] for trains of one word (BL ≤ 64), without a
+    /// branch on whether a line fired: every drawn line is written at the
+    /// end of the list, which only grows past it if the train is not empty
+    /// (whether a line fires is a coin flip, which a branch would mispredict
+    /// half the time).
+    fn draw_one_word(
+        &mut self,
+        values: impl Iterator<Item = f32>,
+        k: f64,
+        bl: u32,
+        rng: &mut impl RngCore,
+    ) -> u64 {
+        let capacity = values.size_hint().1.expect("lines of a known count");
+        self.lines.resize(capacity, 0);
+        self.signs.resize(capacity, 0);
+        self.trains.resize(capacity, 0);
+        let (mut clipped, mut magnitude_sum, mut n) = (0, 0.0, 0usize);
+        for (line, v) in values.enumerate() {
+            let p = k * v.abs() as f64;
+            if p <= 0.0 {
+                continue;
+            }
+            magnitude_sum += p;
+            clipped += (p > 1.0) as u64;
+            let word = bernoulli_word(rng, p, bl);
+            self.lines[n] = line as u32;
+            self.signs[n] = if v < 0.0 { -1 } else { 1 };
+            self.trains[n] = word;
+            n += (word != 0) as usize;
+        }
+        self.lines.truncate(n);
+        self.signs.truncate(n);
+        self.trains.truncate(n);
         self.magnitude_sum = magnitude_sum;
         clipped
     }
@@ -246,6 +286,22 @@ pub(super) fn coincidences(
     count.clear();
     count.resize(rows.lines.len(), 0);
     for (c, col_train) in cols.trains.chunks_exact(words).enumerate() {
+        let base = cols.lines[c] * n_out;
+        let sign = cols.signs[c] * flip;
+        if words == 1 && col_train[0].count_ones() == 1 {
+            // One slot (the common case with BL management): each row
+            // firing in it coincides exactly once, ascending already.
+            let t = col_train[0].trailing_zeros() as usize;
+            events.extend(
+                members[start[t] as usize..start[t + 1] as usize]
+                    .iter()
+                    .map(|&r| PulseEvent {
+                        index: base + rows.lines[r as usize],
+                        pulses: rows.signs[r as usize] * sign,
+                    }),
+            );
+            continue;
+        }
         for_each_slot(col_train, |t| {
             for &r in &members[start[t] as usize..start[t + 1] as usize] {
                 let k = &mut count[r as usize];
@@ -255,8 +311,6 @@ pub(super) fn coincidences(
                 *k += 1;
             }
         });
-        let base = cols.lines[c] * n_out;
-        let sign = cols.signs[c] * flip;
         for &r in touched.iter() {
             let r = r as usize;
             events.push(PulseEvent {
