@@ -170,6 +170,94 @@ fn angle_command_reports_total_and_per_layer() {
     assert_eq!(v["per_layer_deg"].as_array().unwrap().len(), 3);
 }
 
+/// Trains `epochs` epochs of a small run with `extra` flags into `out`,
+/// resuming from `resume` if given.
+fn small_run(
+    extra: &[&str],
+    epochs: &str,
+    out: &std::path::Path,
+    resume: Option<&std::path::Path>,
+) {
+    let mut args = vec![
+        "train",
+        "--arch",
+        "784-24-10",
+        "--train-size",
+        "600",
+        "--test-size",
+        "100",
+        "--epochs",
+        epochs,
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ];
+    if let Some(dir) = resume {
+        args.extend(["--resume", dir.to_str().unwrap()]);
+    }
+    args.extend(extra);
+    let (code, _, err) = dyadsim(&args);
+    assert_eq!(code, 0, "{args:?}: {err}");
+}
+
+#[test]
+fn a_resumed_run_ends_exactly_where_the_uninterrupted_run_does() {
+    // Digital weights with Adam (moments and step count), and a reram_es
+    // crossbar with stochastic pulse trains, cycle-to-cycle, write and read
+    // noise (three random streams), each with the shuffling stream.
+    let cases: [&[&str]; 2] = [
+        &["--rule", "dpt"],
+        &[
+            "--rule",
+            "dpt",
+            "--substrate",
+            "crossbar",
+            "--device",
+            "reram_es",
+            "--write",
+            "stochastic",
+        ],
+    ];
+    for extra in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (whole, part) = (dir.path().join("whole"), dir.path().join("part"));
+        small_run(extra, "2", &whole, None);
+        small_run(extra, "1", &part, None);
+        let stale = dir.path().join("stale");
+        copy_dir(&part, &stale);
+        small_run(extra, "1", &part, Some(&part));
+        let read = |d: &std::path::Path, f: &str| std::fs::read(d.join(f)).unwrap_or_default();
+        assert_eq!(
+            read(&whole, "parameters.json"),
+            read(&part, "parameters.json"),
+            "{extra:?}: resumed parameters differ from the uninterrupted run's"
+        );
+        assert_eq!(
+            read(&whole, "device_state.json"),
+            read(&part, "device_state.json"),
+            "{extra:?}: resumed device state differs"
+        );
+        // Without the continuation state (a run directory from before it
+        // existed) the run still resumes, but with fresh random streams and
+        // optimiser moments: not the same run.
+        std::fs::remove_file(stale.join("run_state.json")).unwrap();
+        small_run(extra, "1", &stale, Some(&stale));
+        assert_ne!(
+            read(&whole, "parameters.json"),
+            read(&stale, "parameters.json"),
+            "{extra:?}: the continuation state should matter"
+        );
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
 #[test]
 fn resume_continues_from_the_saved_weights_and_device_state() {
     let dir = tempfile::tempdir().unwrap();

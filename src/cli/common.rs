@@ -209,3 +209,21 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     })?;
     Ok(())
 }
+
+/// Reads the JSON file `path` (a `what` of a run directory) into `T`.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("invalid {what} file {}", path.display()))
+}
+
+/// Checks that a file of per-layer entries saved `saved` layers for a
+/// network of `depth` layers.
+pub fn check_layer_count(path: &Path, saved: usize, depth: usize) -> Result<()> {
+    anyhow::ensure!(
+        saved == depth,
+        "{}: {saved} layers saved, the network has {depth} (was the run on the same substrate and architecture?)",
+        path.display()
+    );
+    Ok(())
+}

@@ -132,17 +132,8 @@ pub fn save_parameters(dir: &Path, net: &Network) -> Result<()> {
 
 /// Loads `path` (a `parameters.json`) into `net`, checking every shape.
 pub fn load_parameters(path: &Path, net: &mut Network) -> Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let saved: SavedParameters = serde_json::from_str(&text)
-        .with_context(|| format!("invalid parameters file {}", path.display()))?;
-    ensure!(
-        saved.layers.len() == net.depth(),
-        "{}: {} layers saved, the network has {}",
-        path.display(),
-        saved.layers.len(),
-        net.depth()
-    );
+    let saved: SavedParameters = super::common::read_json(path, "parameters")?;
+    super::common::check_layer_count(path, saved.layers.len(), net.depth())?;
     for (k, (layer, s)) in net.layers.iter_mut().zip(&saved.layers).enumerate() {
         ensure!(
             s.rows == layer.n_out()

@@ -1,11 +1,11 @@
 //! `dyadsim train`: one run from a configuration.
 
-use super::common::{write_atomic, RunArgs};
+use super::common::{check_layer_count, read_json, write_atomic, RunArgs};
 use super::progress::TerminalProgress;
 use super::settle::{load_parameters, PARAMETERS_FILE};
-use crate::experiment::train::{build_network, make_settler, run, run_with, Observer};
+use crate::experiment::train::{build_network, make_settler, run, run_continued, Observer};
 use crate::network::Network;
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -28,8 +28,9 @@ pub struct TrainArgs {
     /// `config.toml` is the base configuration (flags still override), its
     /// `parameters.json` the starting weights and, on crossbars, its
     /// `device_state.json` the starting device state (conductances, pulse
-    /// counters, wear). Trains `--epochs` more epochs; the optimiser's
-    /// moments and the shuffling stream start afresh.
+    /// counters, wear), and its `run_state.json` where every random stream
+    /// and the optimiser's moments stood. Trains `--epochs` more epochs,
+    /// exactly as the uninterrupted run would have continued.
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
 }
@@ -37,33 +38,53 @@ pub struct TrainArgs {
 /// File name of the crossbar device state inside a run directory.
 pub const DEVICE_STATE_FILE: &str = "device_state.json";
 
-/// Restores the state of `dir` (see [`TrainArgs::resume`]) into `net`.
-pub fn restore_run(dir: &Path, net: &mut Network) -> Result<()> {
+/// File name of the continuation state (epochs done, random streams,
+/// optimiser moments) inside a run directory.
+pub const RUN_STATE_FILE: &str = "run_state.json";
+
+/// Restores the state of `dir` (see [`TrainArgs::resume`]) into `net`;
+/// returns the epochs the saved run had trained (0 for a run directory
+/// without `run_state.json`, written before it existed: such a run resumes
+/// with fresh random streams and optimiser moments).
+pub fn restore_run(dir: &Path, net: &mut Network) -> Result<usize> {
     load_parameters(&dir.join(PARAMETERS_FILE), net)?;
     let path = dir.join(DEVICE_STATE_FILE);
     if path.exists() {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let saved: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("invalid device state file {}", path.display()))?;
+        let saved: serde_json::Value = read_json(&path, "device state")?;
         let layers = saved
             .get("layers")
             .and_then(|l| l.as_array())
             .with_context(|| format!("{}: no `layers` array", path.display()))?;
-        ensure!(
-            layers.len() == net.depth(),
-            "{}: {} layers saved, the network has {} (was the run on the same substrate?)",
-            path.display(),
-            layers.len(),
-            net.depth()
-        );
+        check_layer_count(&path, layers.len(), net.depth())?;
         for (k, (layer, state)) in net.layers.iter_mut().zip(layers).enumerate() {
             layer
                 .restore_device_state(state)
                 .with_context(|| format!("{}: layer {}", path.display(), k + 1))?;
         }
     }
-    Ok(())
+    let path = dir.join(RUN_STATE_FILE);
+    if !path.exists() {
+        return Ok(0);
+    }
+    let saved: RunState = read_json(&path, "run state")?;
+    check_layer_count(&path, saved.layers.len(), net.depth())?;
+    for (k, (layer, state)) in net.layers.iter_mut().zip(&saved.layers).enumerate() {
+        if let Some(state) = state {
+            layer
+                .restore_continuation_state(state)
+                .with_context(|| format!("{}: layer {}", path.display(), k + 1))?;
+        }
+    }
+    Ok(saved.epochs_done)
+}
+
+/// `run_state.json`: what `--resume` needs besides parameters and devices.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RunState {
+    /// Epochs trained so far, over this run and the ones it resumed.
+    epochs_done: usize,
+    /// Each layer's continuation state (random streams, optimiser moments).
+    layers: Vec<Option<serde_json::Value>>,
 }
 
 /// Runs `dyadsim train`.
@@ -93,12 +114,16 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         );
     }
     let mut observers: Vec<&mut dyn Observer> = vec![&mut progress];
-    let output = match &args.resume {
-        None => run(&cfg, &data, &mut observers)?,
+    let (output, epochs_before) = match &args.resume {
+        None => (run(&cfg, &data, &mut observers)?, 0),
         Some(dir) => {
             let mut network = build_network(&cfg)?;
-            restore_run(dir, &mut network)?;
-            run_with(&cfg, &data, network, make_settler(&cfg)?, &mut observers)?
+            let epochs_done = restore_run(dir, &mut network)?;
+            let settler = make_settler(&cfg)?;
+            (
+                run_continued(&cfg, &data, network, settler, &mut observers, epochs_done)?,
+                epochs_done,
+            )
         }
     };
     let result = &output.result;
@@ -122,6 +147,19 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         }
         // The trained weights, so `dyadsim settle --from DIR` can load them.
         super::settle::save_parameters(dir, &output.network)?;
+        // Where the random streams and optimiser stood, so `--resume`
+        // continues exactly.
+        let state = RunState {
+            epochs_done: epochs_before + result.epochs.len(),
+            layers: output
+                .network
+                .layers
+                .iter()
+                .map(|l| l.continuation_state())
+                .collect(),
+        };
+        let json = serde_json::to_string(&state).context("serialising run state")?;
+        write_atomic(&dir.join(RUN_STATE_FILE), json.as_bytes())?;
     }
     let acc = result
         .test_accuracy

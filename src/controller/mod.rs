@@ -237,6 +237,16 @@ impl Controller {
         self
     }
 
+    /// The pulse-train stream (for `--resume`).
+    pub fn rng(&self) -> &Xoshiro256PlusPlus {
+        &self.rng
+    }
+
+    /// Continues the pulse-train stream from a saved position.
+    pub fn set_rng(&mut self, rng: Xoshiro256PlusPlus) {
+        self.rng = rng;
+    }
+
     /// The write scheme.
     pub fn scheme(&self) -> WriteScheme {
         self.scheme

@@ -748,6 +748,16 @@ impl DeviceArray {
         }
     }
 
+    /// The cycle-to-cycle and write-noise stream (for `--resume`).
+    pub fn noise_rng(&self) -> &NoiseRng {
+        &self.rng
+    }
+
+    /// Continues the noise stream from a saved position.
+    pub fn set_noise_rng(&mut self, rng: NoiseRng) {
+        self.rng = rng;
+    }
+
     /// Smallest and largest read-visible conductance (normalised).
     pub fn conductance_range(&self) -> (f32, f32) {
         (0..self.len()).fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), i| {

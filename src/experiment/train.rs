@@ -138,9 +138,25 @@ pub fn run(
 pub fn run_with(
     cfg: &ValidConfig,
     data: &Dataset,
+    network: Network,
+    settler: Option<Box<dyn EpochSettler>>,
+    observers: &mut [&mut dyn Observer],
+) -> Result<RunOutput> {
+    run_continued(cfg, data, network, settler, observers, 0)
+}
+
+/// [`run_with`] for a run that continues one which already trained
+/// `epochs_done` epochs (`train --resume`): the shuffling stream skips the
+/// orders those epochs used, so that — with the network's parameters,
+/// device state and continuation state restored — the result is the one
+/// the uninterrupted run would have had.
+pub fn run_continued(
+    cfg: &ValidConfig,
+    data: &Dataset,
     mut network: Network,
     mut settler: Option<Box<dyn EpochSettler>>,
     observers: &mut [&mut dyn Observer],
+    epochs_done: usize,
 ) -> Result<RunOutput> {
     let raw = &cfg.raw;
     if data.train.input_width() != cfg.arch.inputs() {
@@ -158,6 +174,9 @@ pub fn run_with(
     let classes = cfg.arch.outputs();
     let mut learner = Learner::from_config(cfg);
     let mut shuffle_rng = ChaCha8Rng::seed_from_u64(raw.seed ^ 0x5EED_0F5A_u64);
+    for _ in 0..epochs_done {
+        epoch_batches(data.train.len(), raw.training.batch, &mut shuffle_rng);
+    }
     let (mut x, mut y) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
     let angle_batch: Vec<usize> = (0..raw.training.batch.min(data.train.len())).collect();
     let batches_per_epoch = data.train.len().div_ceil(raw.training.batch);

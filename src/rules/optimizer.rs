@@ -63,7 +63,47 @@ pub struct OptimizerState {
     steps: u32,
 }
 
+/// The moments and step count of an [`OptimizerState`] (for `--resume`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct OptimizerSnapshot {
+    /// First moment (SGD momentum buffer or Adam's m), column-major.
+    pub first_moment: Vec<f32>,
+    /// Adam's second moment (empty for SGD), column-major.
+    pub second_moment: Vec<f32>,
+    /// Steps taken (Adam's bias correction depends on it).
+    pub steps: u32,
+}
+
 impl OptimizerState {
+    /// The moments and step count, to continue exactly later.
+    pub fn snapshot(&self) -> OptimizerSnapshot {
+        OptimizerSnapshot {
+            first_moment: self.first_moment.as_slice().to_vec(),
+            second_moment: self.second_moment.as_slice().to_vec(),
+            steps: self.steps,
+        }
+    }
+
+    /// Restores a [`OptimizerState::snapshot`] of a state of the same shape.
+    pub fn restore(&mut self, snapshot: &OptimizerSnapshot) -> anyhow::Result<()> {
+        let (m, v) = (self.first_moment.len(), self.second_moment.len());
+        if snapshot.first_moment.len() != m || snapshot.second_moment.len() != v {
+            anyhow::bail!(
+                "optimiser state has moments of {} and {} entries, this tensor needs {m} and {v}",
+                snapshot.first_moment.len(),
+                snapshot.second_moment.len()
+            );
+        }
+        self.first_moment
+            .as_mut_slice()
+            .copy_from_slice(&snapshot.first_moment);
+        self.second_moment
+            .as_mut_slice()
+            .copy_from_slice(&snapshot.second_moment);
+        self.steps = snapshot.steps;
+        Ok(())
+    }
+
     /// Fresh state for a `rows × cols` tensor.
     pub fn new(config: &OptimizerConfig, rows: usize, cols: usize) -> Self {
         let needs_second = config.kind == OptimizerKind::Adam;

@@ -313,6 +313,16 @@ pub struct CrossbarState {
     pub accumulator: Vec<f32>,
 }
 
+/// The positions of a crossbar's random streams (its continuation state):
+/// cycle-to-cycle and write noise, the controller's pulse trains, read and
+/// output noise.
+#[derive(Serialize, Deserialize)]
+struct CrossbarContinuation {
+    device_noise: NoiseRng,
+    controller: rand_xoshiro::Xoshiro256PlusPlus,
+    read_noise: NoiseRng,
+}
+
 /// The constants that turn the read-visible conductances of a cross-point's
 /// two devices (`G⁺, G⁻`, or the device and its reference) into its read
 /// weight, read-noise term and physical conductance — the arithmetic of
@@ -1425,6 +1435,24 @@ impl WeightArray for Crossbar {
             accumulator: self.controller.accumulator().to_vec(),
         };
         serde_json::to_value(state).ok()
+    }
+
+    fn continuation_state(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(CrossbarContinuation {
+            device_noise: self.devices.noise_rng().clone(),
+            controller: self.controller.rng().clone(),
+            read_noise: self.read_rng.clone(),
+        })
+        .ok()
+    }
+
+    fn restore_continuation_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        let s: CrossbarContinuation = serde_json::from_value(state.clone())
+            .context("crossbar continuation state: wrong format")?;
+        self.devices.set_noise_rng(s.device_noise);
+        self.controller.set_rng(s.controller);
+        self.read_rng = s.read_noise;
+        Ok(())
     }
 
     fn restore_device_state(&mut self, state: &serde_json::Value) -> Result<()> {

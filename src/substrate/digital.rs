@@ -3,7 +3,7 @@
 
 use super::{OuterProductGradient, WeightArray};
 use crate::linalg::{add_to_columns, ensure_shape, gemm, Mat, Op, Vector};
-use crate::rules::optimizer::{OptimizerConfig, OptimizerState};
+use crate::rules::optimizer::{OptimizerConfig, OptimizerSnapshot, OptimizerState};
 
 /// Floating-point weights and bias with their optimiser state.
 #[derive(Clone, Debug)]
@@ -63,4 +63,29 @@ impl WeightArray for DigitalWeights {
         self.weights.copy_from(weights);
         self.bias.copy_from(bias);
     }
+    fn continuation_state(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(DigitalContinuation {
+            weight_optimizer: self.weight_optimizer.snapshot(),
+            bias_optimizer: self.bias_optimizer.snapshot(),
+        })
+        .ok()
+    }
+    fn restore_continuation_state(&mut self, state: &serde_json::Value) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let s: DigitalContinuation = serde_json::from_value(state.clone())
+            .context("digital layer continuation state: wrong format")?;
+        self.weight_optimizer
+            .restore(&s.weight_optimizer)
+            .context("weights")?;
+        self.bias_optimizer
+            .restore(&s.bias_optimizer)
+            .context("bias")
+    }
+}
+
+/// The optimiser moments of a digital layer (its continuation state).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DigitalContinuation {
+    weight_optimizer: OptimizerSnapshot,
+    bias_optimizer: OptimizerSnapshot,
 }

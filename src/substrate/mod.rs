@@ -129,6 +129,16 @@ pub trait WeightArray: Send {
     fn restore_device_state(&mut self, _state: &serde_json::Value) -> anyhow::Result<()> {
         anyhow::bail!("this weight array has no device state to restore")
     }
+    /// What else a run needs to continue exactly where it stopped (the
+    /// positions of the array's random streams, the optimiser's moments),
+    /// as JSON for `--out`; `None` if there is nothing.
+    fn continuation_state(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// Restores a state produced by [`WeightArray::continuation_state`].
+    fn restore_continuation_state(&mut self, _state: &serde_json::Value) -> anyhow::Result<()> {
+        anyhow::bail!("this weight array has no continuation state to restore")
+    }
 }
 
 /// Builds one weight layer on the configured substrate with the given
