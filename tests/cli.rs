@@ -28,6 +28,14 @@ fn bad_hyper_parameters_are_rejected_with_the_field_and_range() {
     assert_clean_error(&["train", "--schedule", "fwbw:0"], "schedule");
     assert_clean_error(&["train", "--rule", "magic"], "unknown variant");
     assert_clean_error(
+        &["train", "--rule", "dpt", "--robust-input"],
+        "learning.robust_input",
+    );
+    assert_clean_error(
+        &["train", "--rule", "dp", "--alpha", "0.5", "--robust-input"],
+        "α = 0.5",
+    );
+    assert_clean_error(
         &["train", "--set", "learning.gamma=3"],
         "unknown field `gamma`",
     );

@@ -343,6 +343,25 @@ impl Config {
                 l.alpha
             );
         }
+        if l.robust_input {
+            // The input's mean moves by (α c⁺ − (1−α) c⁻) W_1ᵀ δ_1: zero for
+            // DP⊤ (gains (1−α, α)) and for DP at hidden α = ½, so the flag
+            // would only add reads.
+            let hidden_alpha = l.hidden_alpha.unwrap_or(l.alpha);
+            match l.rule {
+                RuleKind::Dpt => bail!(
+                    "learning.robust_input = true has no effect with learning.rule = \"dpt\": DP⊤'s nudging gains keep the input's mean at x (paper §6.1); use rule dp or dp-damped with α ≠ 0.5"
+                ),
+                RuleKind::Dp | RuleKind::DpDamped if hidden_alpha == 0.5 => bail!(
+                    "learning.robust_input = true has no effect at hidden α = 0.5 (the input's mean moves by (2α − 1)·W_1ᵀδ_1); choose learning.alpha (or learning.hidden_alpha) ≠ 0.5"
+                ),
+                RuleKind::Bp | RuleKind::BpAdv => bail!(
+                    "learning.robust_input = true needs a dual-propagation rule (dp or dp-damped), not {:?}",
+                    l.rule
+                ),
+                _ => {}
+            }
+        }
         if l.power_iterations == 0 {
             bail!("learning.power_iterations must be ≥ 1");
         }
