@@ -81,7 +81,7 @@ impl LineTrains {
                 continue;
             }
             magnitude_sum += p;
-            clipped += (p > 1.0) as u64;
+            clipped += (p > super::CLIP_LIMIT) as u64;
             let start = self.trains.len();
             let mut any = 0;
             if self.words > 1 && p < 1.0 && (bl as f64) * p < 2.0 * self.words as f64 {
@@ -133,7 +133,7 @@ impl LineTrains {
                 continue;
             }
             magnitude_sum += p;
-            clipped += (p > 1.0) as u64;
+            clipped += (p > super::CLIP_LIMIT) as u64;
             let word = bernoulli_word(rng, p, bl);
             self.lines[n] = line as u32;
             self.signs[n] = if v < 0.0 { -1 } else { 1 };
