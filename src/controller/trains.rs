@@ -73,15 +73,11 @@ impl LineTrains {
         if self.words == 1 {
             return self.draw_one_word(values, k, bl, rng);
         }
-        let mut clipped = 0;
-        let mut magnitude_sum = 0.0;
+        let mut totals = (0.0, 0);
         for (line, v) in values.enumerate() {
-            let p = k * v.abs() as f64;
-            if p <= 0.0 {
+            let Some(p) = firing_probability(k, v, &mut totals) else {
                 continue;
-            }
-            magnitude_sum += p;
-            clipped += (p > super::CLIP_LIMIT) as u64;
+            };
             let start = self.trains.len();
             let mut any = 0;
             if self.words > 1 && p < 1.0 && (bl as f64) * p < 2.0 * self.words as f64 {
@@ -106,8 +102,8 @@ impl LineTrains {
                 self.signs.push(if v < 0.0 { -1 } else { 1 });
             }
         }
-        self.magnitude_sum = magnitude_sum;
-        clipped
+        self.magnitude_sum = totals.0;
+        totals.1
     }
 
     /// [`LineTrains::draw`] for trains of one word (BL ≤ 64), without a
@@ -126,14 +122,11 @@ impl LineTrains {
         self.lines.resize(capacity, 0);
         self.signs.resize(capacity, 0);
         self.trains.resize(capacity, 0);
-        let (mut clipped, mut magnitude_sum, mut n) = (0, 0.0, 0usize);
+        let (mut totals, mut n) = ((0.0, 0), 0usize);
         for (line, v) in values.enumerate() {
-            let p = k * v.abs() as f64;
-            if p <= 0.0 {
+            let Some(p) = firing_probability(k, v, &mut totals) else {
                 continue;
-            }
-            magnitude_sum += p;
-            clipped += (p > super::CLIP_LIMIT) as u64;
+            };
             let word = bernoulli_word(rng, p, bl);
             self.lines[n] = line as u32;
             self.signs[n] = if v < 0.0 { -1 } else { 1 };
@@ -143,9 +136,23 @@ impl LineTrains {
         self.lines.truncate(n);
         self.signs.truncate(n);
         self.trains.truncate(n);
-        self.magnitude_sum = magnitude_sum;
-        clipped
+        self.magnitude_sum = totals.0;
+        totals.1
     }
+}
+
+/// The firing probability `k |v|` of a line with signal `v` (`None` if it
+/// never fires), added to `totals` = (Σ of the probabilities, how many
+/// exceed 1 and will be clipped).
+#[inline(always)]
+fn firing_probability(k: f64, v: f32, totals: &mut (f64, u64)) -> Option<f64> {
+    let p = k * v.abs() as f64;
+    if p <= 0.0 {
+        return None;
+    }
+    totals.0 += p;
+    totals.1 += (p > super::CLIP_LIMIT) as u64;
+    Some(p)
 }
 
 /// Sets each of the `bl` slots of `train` (zeroed, `⌈bl/64⌉` words)
