@@ -1,7 +1,7 @@
 //! Crossbar training throughput (issue 3, "Speed").
 //!
 //! Training samples per second for a 784-256-128-10 network on `reram_es`
-//! crossbars with stochastic pulse trains (BL 31, update management, aihwkit
+//! crossbars with stochastic pulse trains (BL ≤ 31, update and BL management, aihwkit
 //! preset periphery), batch 1 and batch 50, for BP (the rule aihwkit's
 //! anchor figure trains with) and DP⊤ (fwbw:6, ≈6× the reads); with the
 //! differential pair (both devices pulsed per coincidence, the default) and,

@@ -617,6 +617,20 @@ impl Controller {
 /// a few ulps above it, which is not a clipped update.
 pub(crate) const CLIP_LIMIT: f64 = 1.0 + 1e-12;
 
+/// The firing probability `k |v|` of a line with signal `v` (`None` if it
+/// never fires), added to `totals` = (Σ of the probabilities, how many
+/// exceed 1 and will be clipped); for both samplers.
+#[inline(always)]
+fn firing_probability(k: f64, v: f32, totals: &mut (f64, u64)) -> Option<f64> {
+    let p = k * v.abs() as f64;
+    if p <= 0.0 {
+        return None;
+    }
+    totals.0 += p;
+    totals.1 += (p > CLIP_LIMIT) as u64;
+    Some(p)
+}
+
 /// Block top rates above this are sampled with one uniform per device
 /// instead of geometric skipping (where most candidates would be accepted
 /// anyway, and one uniform is cheaper than a logarithm and two uniforms).
@@ -649,20 +663,19 @@ impl ProbabilityBuckets {
         self.prob.clear();
         self.sign.clear();
         self.bucket.clear();
-        let mut magnitude_sum = 0.0;
-        let mut clipped_here = 0u64;
+        let mut totals = (0.0, 0u64);
         let mut p_max = 0.0f64;
         for v in values {
-            let p = k * v.abs() as f64;
-            magnitude_sum += p;
-            clipped_here += (p > CLIP_LIMIT) as u64;
-            let p = p.min(1.0);
+            // Lines that never fire keep probability 0 (they get no bucket).
+            let p = firing_probability(k, v, &mut totals)
+                .unwrap_or(0.0)
+                .min(1.0);
             p_max = p_max.max(p);
             self.prob.push(p);
             self.sign.push(if v < 0.0 { -1 } else { 1 });
         }
-        *clipped += clipped_here;
-        self.magnitude_sum = magnitude_sum;
+        *clipped += totals.1;
+        self.magnitude_sum = totals.0;
         // Bucket b holds p ∈ (p_max 2^{−b−1}, p_max 2^{−b}]: b = ⌊log2(p_max/p)⌋
         // from the exponent bits of the ratio (≥ 1, normal).
         let mut counts = [0usize; BUCKETS];

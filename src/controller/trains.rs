@@ -21,7 +21,7 @@
 //! ([`sparse_train`]). The cost per pulse phase is
 //! O(lines · ⌈BL/64⌉ + BL + coincidences).
 
-use super::PulseEvent;
+use super::{firing_probability, PulseEvent};
 use rand::{Rng, RngCore};
 use rand_distr::Exp1;
 use serde::{Deserialize, Serialize};
@@ -80,7 +80,7 @@ impl LineTrains {
             };
             let start = self.trains.len();
             let mut any = 0;
-            if self.words > 1 && p < 1.0 && (bl as f64) * p < 2.0 * self.words as f64 {
+            if p < 1.0 && (bl as f64) * p < 2.0 * self.words as f64 {
                 // Long, sparse train (fewer than ~2 pulses per word): place
                 // the pulses by geometric skipping instead of drawing every
                 // word bit by bit.
@@ -139,20 +139,6 @@ impl LineTrains {
         self.magnitude_sum = totals.0;
         totals.1
     }
-}
-
-/// The firing probability `k |v|` of a line with signal `v` (`None` if it
-/// never fires), added to `totals` = (Σ of the probabilities, how many
-/// exceed 1 and will be clipped).
-#[inline(always)]
-fn firing_probability(k: f64, v: f32, totals: &mut (f64, u64)) -> Option<f64> {
-    let p = k * v.abs() as f64;
-    if p <= 0.0 {
-        return None;
-    }
-    totals.0 += p;
-    totals.1 += (p > super::CLIP_LIMIT) as u64;
-    Some(p)
 }
 
 /// Sets each of the `bl` slots of `train` (zeroed, `⌈bl/64⌉` words)
