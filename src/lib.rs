@@ -13,6 +13,7 @@ pub mod experiment;
 pub mod linalg;
 pub mod metrics;
 pub mod network;
+pub mod random;
 pub mod report;
 pub mod rules;
 pub mod substrate;

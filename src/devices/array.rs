@@ -11,6 +11,7 @@
 //! pulse.
 
 use super::{DeviceModel, StepResponse};
+use crate::random::NormalPool;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -277,8 +278,8 @@ pub struct DeviceArray {
     nu: Vec<f32>,
     /// Time of the last write (s; empty without drift).
     t_programmed: Vec<f64>,
-    /// Cycle-to-cycle and write-noise stream.
-    rng: NoiseRng,
+    /// Cycle-to-cycle and write-noise draws.
+    noise: NormalPool<NoiseRng>,
     /// Elapsed time (s) since the array was made.
     time: f64,
     /// Total up and down pulses delivered.
@@ -286,6 +287,8 @@ pub struct DeviceArray {
     pulses_down: u64,
 }
 
+/// One standard normal straight from the stream (device-to-device draws
+/// at construction; the per-pulse draws come from a [`NormalPool`]).
 #[inline(always)]
 fn normal(rng: &mut NoiseRng) -> f32 {
     rng.sample::<f32, _>(StandardNormal)
@@ -301,7 +304,7 @@ fn pulse_device(
     count: u32,
     k: &Kernel,
     m: &DeviceModel,
-    rng: &mut NoiseRng,
+    noise: &mut NormalPool<NoiseRng>,
 ) -> u32 {
     let before = d.pulses;
     d.pulses = before.saturating_add(count);
@@ -321,7 +324,7 @@ fn pulse_device(
             step * m.response_factor(x, up)
         };
         if k.sigma > 0.0 {
-            let xi = normal(rng);
+            let xi = noise.normal();
             if k.c2c_multiplicative {
                 dg *= 1.0 + k.sigma * xi;
             } else {
@@ -333,7 +336,7 @@ fn pulse_device(
     }
     d.g = g;
     if k.write_noise {
-        d.write_offset = k.write_sigma * normal(rng);
+        d.write_offset = k.write_sigma * noise.normal();
     }
     effective
 }
@@ -431,7 +434,7 @@ impl DeviceArray {
             n,
             t_programmed: if drift { vec![0.0; n] } else { Vec::new() },
             nu,
-            rng,
+            noise: NormalPool::new(rng),
             time: 0.0,
             pulses_up: 0,
             pulses_down: 0,
@@ -674,12 +677,12 @@ impl DeviceArray {
             n: len,
             kernel,
             model,
-            rng,
+            noise,
             ..
         } = self;
         let d = &mut records_mut(lines, *len)[i];
         let before = kernel.visible(d);
-        let effective = pulse_device(d, up, count, kernel, model, rng);
+        let effective = pulse_device(d, up, count, kernel, model, noise);
         (before, effective, kernel.visible(d))
     }
 
@@ -731,16 +734,16 @@ impl DeviceArray {
             lines,
             kernel,
             model,
-            rng,
+            noise,
             ..
         } = self;
         let [dp, dm] = &mut lines[p].0;
         let before = [kernel.visible(dp), kernel.visible(dm)];
         if count_p > 0 {
-            pulse_device(dp, up_p, count_p, kernel, model, rng);
+            pulse_device(dp, up_p, count_p, kernel, model, noise);
         }
         if count_m > 0 {
-            pulse_device(dm, up_m, count_m, kernel, model, rng);
+            pulse_device(dm, up_m, count_m, kernel, model, noise);
         }
         WriteReads {
             before,
@@ -748,14 +751,21 @@ impl DeviceArray {
         }
     }
 
-    /// The cycle-to-cycle and write-noise stream (for `--resume`).
+    /// Ends a write (a crossbar update): drops the pooled noise draws not
+    /// used, so that [`DeviceArray::noise_rng`] alone is the noise state.
+    pub fn end_write(&mut self) {
+        self.noise.discard();
+    }
+
+    /// The cycle-to-cycle and write-noise stream (for `--resume`); the whole
+    /// noise state after [`DeviceArray::end_write`].
     pub fn noise_rng(&self) -> &NoiseRng {
-        &self.rng
+        self.noise.rng()
     }
 
     /// Continues the noise stream from a saved position.
     pub fn set_noise_rng(&mut self, rng: NoiseRng) {
-        self.rng = rng;
+        self.noise.set_rng(rng);
     }
 
     /// Smallest and largest read-visible conductance (normalised).

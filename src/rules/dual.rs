@@ -184,6 +184,108 @@ impl InferenceReport {
     }
 }
 
+/// The hidden nudging step s±_k = f(a_k ± c± W_{k+1}ᵀ δ_{k+1}) of DP and
+/// DP⊤ (DESIGN.md §1), optionally damped toward the previous state.
+struct HiddenRule {
+    cp: f32,
+    cm: f32,
+    damping: f32,
+}
+
+impl HiddenRule {
+    /// Updates `plus`/`minus` in place from the drive `a` and feedback `fb`
+    /// and returns the largest change of any state, or +∞ if a state became
+    /// NaN (so that a settle loop does not take a NaN for convergence:
+    /// `f32::max` would drop it).
+    #[inline(always)]
+    fn run(
+        &self,
+        f: impl Fn(f32) -> f32 + Copy,
+        plus: &mut [f32],
+        minus: &mut [f32],
+        a: &[f32],
+        fb: &[f32],
+    ) -> f32 {
+        let Self { cp, cm, damping } = *self;
+        if damping == 0.0 {
+            largest_change(plus, minus, a, fb, |_, _, ai, g| {
+                (f(ai + cp * g), f(ai - cm * g))
+            })
+        } else {
+            let inv = 1.0 / (1.0 + damping);
+            largest_change(plus, minus, a, fb, |p, m, ai, g| {
+                (
+                    f((ai + damping * p + cp * g) * inv),
+                    f((ai + damping * m - cm * g) * inv),
+                )
+            })
+        }
+    }
+}
+
+/// Sets `(plus[i], minus[i]) = step(plus[i], minus[i], a[i], fb[i])` and
+/// returns the largest change of any entry (+∞ if one became NaN). Eight
+/// lanes of running maxima, so that the loop vectorises (a single `max`
+/// chain does not).
+#[inline(always)]
+fn largest_change(
+    plus: &mut [f32],
+    minus: &mut [f32],
+    a: &[f32],
+    fb: &[f32],
+    step: impl Fn(f32, f32, f32, f32) -> (f32, f32),
+) -> f32 {
+    const LANES: usize = 8;
+    let mut lane_max = [0.0f32; LANES];
+    // A NaN change makes its lane's sum NaN (the changes are ≥ 0, so no
+    // ∞ − ∞ can make one).
+    let mut lane_sum = [0.0f32; LANES];
+    let one = |p: &mut f32, m: &mut f32, ai: f32, g: f32, max: &mut f32, sum: &mut f32| {
+        let (np, nm) = step(*p, *m, ai, g);
+        let (dp, dm) = ((np - *p).abs(), (nm - *m).abs());
+        *sum += dp + dm;
+        // `>` selects, ignoring NaN (caught by the sum) like maxps.
+        let d = if dp > dm { dp } else { dm };
+        *max = if d > *max { d } else { *max };
+        *p = np;
+        *m = nm;
+    };
+    let mut plus_chunks = plus.chunks_exact_mut(LANES);
+    let mut minus_chunks = minus.chunks_exact_mut(LANES);
+    let mut a_chunks = a.chunks_exact(LANES);
+    let mut fb_chunks = fb.chunks_exact(LANES);
+    for (((p, m), ai), g) in (&mut plus_chunks)
+        .zip(&mut minus_chunks)
+        .zip(&mut a_chunks)
+        .zip(&mut fb_chunks)
+    {
+        for k in 0..LANES {
+            one(
+                &mut p[k],
+                &mut m[k],
+                ai[k],
+                g[k],
+                &mut lane_max[k],
+                &mut lane_sum[k],
+            );
+        }
+    }
+    for (((p, m), &ai), &g) in plus_chunks
+        .into_remainder()
+        .iter_mut()
+        .zip(minus_chunks.into_remainder().iter_mut())
+        .zip(a_chunks.remainder())
+        .zip(fb_chunks.remainder())
+    {
+        one(p, m, ai, g, &mut lane_max[0], &mut lane_sum[0]);
+    }
+    if lane_sum.iter().any(|s| s.is_nan()) {
+        f32::INFINITY
+    } else {
+        lane_max.iter().fold(0.0f32, |x, &y| x.max(y))
+    }
+}
+
 fn combine_mean(alpha: f32, plus: &Mat, minus: &Mat, mean: &mut Mat, diff: &mut Mat) {
     ensure_shape(mean, plus.nrows(), plus.ncols());
     ensure_shape(diff, plus.nrows(), plus.ncols());
@@ -349,35 +451,30 @@ impl DualInference<'_> {
     /// The hidden rule given the feedback current `fb` = W_{k+1}ᵀ δ_{k+1}.
     pub fn apply_hidden_rule(&mut self, k: usize, fb: &Mat) -> f32 {
         let (cp, cm) = self.params.hidden_gains();
-        let f: Activation = self.net.activation;
         let st = &mut *self.state;
-        let a = &st.drive[k];
-        let mut change = 0.0f32;
         let damping = if self.params.variant == DualVariant::DpDamped {
             st.damping[k]
         } else {
             0.0
         };
-        let inv = 1.0 / (1.0 + damping);
-        for (((p, m), &ai), &g) in st.plus[k]
-            .as_mut_slice()
-            .iter_mut()
-            .zip(st.minus[k].as_mut_slice().iter_mut())
-            .zip(a.as_slice().iter())
-            .zip(fb.as_slice().iter())
-        {
-            let (np, nm) = if damping == 0.0 {
-                (f.apply(ai + cp * g), f.apply(ai - cm * g))
-            } else {
-                (
-                    f.apply((ai + damping * *p + cp * g) * inv),
-                    f.apply((ai + damping * *m - cm * g) * inv),
-                )
-            };
-            change = change.max((np - *p).abs()).max((nm - *m).abs());
-            *p = np;
-            *m = nm;
-        }
+        let rule = HiddenRule { cp, cm, damping };
+        let (plus, minus) = (st.plus[k].as_mut_slice(), st.minus[k].as_mut_slice());
+        let (drive, fb) = (st.drive[k].as_slice(), fb.as_slice());
+        // One dispatch on f per layer rather than one per neuron, so that
+        // the loop inlines f and vectorises.
+        let change = match self.net.activation {
+            Activation::Relu => rule.run(|v| Activation::Relu.apply(v), plus, minus, drive, fb),
+            Activation::LeakyRelu => {
+                rule.run(|v| Activation::LeakyRelu.apply(v), plus, minus, drive, fb)
+            }
+            Activation::HardSigmoid => {
+                rule.run(|v| Activation::HardSigmoid.apply(v), plus, minus, drive, fb)
+            }
+            Activation::Tanh => rule.run(|v| Activation::Tanh.apply(v), plus, minus, drive, fb),
+            Activation::Sigmoid => {
+                rule.run(|v| Activation::Sigmoid.apply(v), plus, minus, drive, fb)
+            }
+        };
         combine_mean(
             self.params.mean_alpha(),
             &st.plus[k],
@@ -385,11 +482,7 @@ impl DualInference<'_> {
             &mut st.mean[k],
             &mut st.diff[k],
         );
-        if change.is_nan() {
-            f32::INFINITY
-        } else {
-            change
-        }
+        change
     }
 
     /// Input-robust variant: s±_0 = x ± c± W_1ᵀ δ_1, so

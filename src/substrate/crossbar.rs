@@ -51,9 +51,9 @@ use crate::devices::array::{prefetch, round_ties_away_small, DeviceArrayState, N
 use crate::devices::{DeviceArray, DeviceModel, Histogram};
 use crate::experiment::config::check_positive;
 use crate::linalg::{ensure_shape, gemm, Mat, Op, Vector};
+use crate::random::fill_standard_normal;
 use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
-use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -369,6 +369,29 @@ impl EntryTerms {
         let to_s = |g: f32| (self.g_min_us + g as f64 * self.span_us) * 1e-6;
         to_s(g[0]) + to_s(g[1])
     }
+}
+
+/// Σ_j G_j u_j² with u_j = clamp(x_j / scale, −1, 1): the conductance a
+/// read drives, in units of full-scale drive (the read-energy count of
+/// [`Crossbar::read_stats`]). Eight partial sums rather than one running
+/// sum, so that the loop is not one long chain of dependent f64 adds.
+fn drive_conductance(lines: &[f64], x: &[f32], scale: f32) -> f64 {
+    const LANES: usize = 8;
+    let mut partial = [0.0f64; LANES];
+    let mut lines_chunks = lines.chunks_exact(LANES);
+    let mut x_chunks = x.chunks_exact(LANES);
+    for (g, v) in (&mut lines_chunks).zip(&mut x_chunks) {
+        for k in 0..LANES {
+            let u = (v[k] / scale).clamp(-1.0, 1.0) as f64;
+            partial[k] += g[k] * u * u;
+        }
+    }
+    let mut total: f64 = partial.iter().sum();
+    for (g, &v) in lines_chunks.remainder().iter().zip(x_chunks.remainder()) {
+        let u = (v / scale).clamp(-1.0, 1.0) as f64;
+        total += g * u * u;
+    }
+    total
 }
 
 /// A crossbar layer: devices, periphery and controller.
@@ -722,10 +745,7 @@ impl Crossbar {
                 col.iter().fold(0.0f32, |m, v| m.max(v.abs()))
             };
             if scale > 0.0 {
-                for (g, &v) in lines.iter().zip(col) {
-                    let u = (v / scale).clamp(-1.0, 1.0) as f64;
-                    total += g * u * u;
-                }
+                total += drive_conductance(&lines[..col.len()], col, scale);
             }
             if forward {
                 // The bias line is driven at full scale.
@@ -872,6 +892,9 @@ impl Crossbar {
             self.cache_valid = false;
         }
         self.advance_clock(self.config.time_per_batch);
+        // The update is over: its unused pooled noise draws go, so that the
+        // saved stream position is the whole noise state (`--resume`).
+        self.devices.end_write();
     }
 
     /// Delivers `n` pulse events to the device (pair) `idx` according to the
@@ -1069,10 +1092,8 @@ impl Crossbar {
             // with the summed variance σ² Var + σ_out² has the same law.
             // The draws come first, so the arithmetic loop vectorises.
             let (sigma2, out2) = (sigma * sigma, out_noise * out_noise);
-            let rng = &mut self.read_rng;
-            self.normals.clear();
-            self.normals
-                .extend((0..rows * batch).map(|_| -> f32 { StandardNormal.sample(&mut *rng) }));
+            self.normals.resize(rows * batch, 0.0);
+            fill_standard_normal(&mut self.read_rng, &mut self.normals);
             for ((yv, var), xi) in y
                 .as_mut_slice()
                 .iter_mut()
@@ -1082,8 +1103,9 @@ impl Crossbar {
                 *yv += (sigma2 * var.max(0.0) + out2).sqrt() * xi;
             }
         } else if out_noise > 0.0 {
-            for yv in y.as_mut_slice().iter_mut() {
-                let xi: f32 = StandardNormal.sample(&mut self.read_rng);
+            self.normals.resize(rows * batch, 0.0);
+            fill_standard_normal(&mut self.read_rng, &mut self.normals);
+            for (yv, xi) in y.as_mut_slice().iter_mut().zip(&self.normals) {
                 *yv += out_noise * xi;
             }
         }
