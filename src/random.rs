@@ -347,6 +347,28 @@ mod tests {
     }
 
     #[test]
+    fn every_instruction_set_gives_the_same_bits() {
+        let draw = |fill: &dyn Fn(&mut Xoshiro256PlusPlus, &mut [f32])| {
+            let mut out = vec![0.0f32; 999];
+            fill(&mut Xoshiro256PlusPlus::seed_from_u64(13), &mut out);
+            out.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+        };
+        let portable = draw(&|r, o| fill_portable(r, o));
+        assert_eq!(draw(&|r, o| fill_standard_normal(r, o)), portable);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 is present.
+                assert_eq!(draw(&|r, o| unsafe { fill_avx2(r, o) }), portable);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: AVX-512F is present.
+                assert_eq!(draw(&|r, o| unsafe { fill_avx512(r, o) }), portable);
+            }
+        }
+    }
+
+    #[test]
     fn a_pool_hands_out_the_bulk_draws_in_order_and_discards_cleanly() {
         let mut bulk = vec![0.0f32; 3 * POOL];
         fill_standard_normal(&mut Xoshiro256PlusPlus::seed_from_u64(5), &mut bulk);
