@@ -110,13 +110,43 @@ pub fn row_sums(x: &Mat) -> Vector {
 
 /// Largest absolute entry (0 for an empty matrix; NaN propagates as infinity).
 pub fn max_abs(x: &Mat) -> f32 {
-    x.iter().fold(0.0f32, |m, &v| {
-        if v.is_nan() {
-            f32::INFINITY
-        } else {
-            m.max(v.abs())
+    let (top, nan) = max_magnitude(x.as_slice());
+    if nan {
+        f32::INFINITY
+    } else {
+        top
+    }
+}
+
+/// Largest |x_i| of `x`, skipping NaNs as `f32::max` does (0 if empty):
+/// the same value as `x.iter().fold(0.0, |m, v| m.max(v.abs()))`.
+pub fn max_abs_slice(x: &[f32]) -> f32 {
+    max_magnitude(x).0
+}
+
+/// Largest |x_i| skipping NaNs, and whether there was a NaN. Eight lanes
+/// of running maxima (one `max` chain does not vectorise); a NaN makes its
+/// lane's sum of magnitudes NaN (sums of magnitudes cannot make one).
+#[inline]
+fn max_magnitude(x: &[f32]) -> (f32, bool) {
+    const LANES: usize = 8;
+    let (mut top, mut sum) = ([0.0f32; LANES], [0.0f32; LANES]);
+    let mut chunks = x.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for k in 0..LANES {
+            let a = chunk[k].abs();
+            sum[k] += a;
+            // `>` is false for NaN: the lane keeps its maximum.
+            top[k] = if a > top[k] { a } else { top[k] };
         }
-    })
+    }
+    for &v in chunks.remainder() {
+        let a = v.abs();
+        sum[0] += a;
+        top[0] = if a > top[0] { a } else { top[0] };
+    }
+    let nan = sum.iter().any(|s| s.is_nan());
+    (top.iter().fold(0.0f32, |m, &t| m.max(t)), nan)
 }
 
 /// Resizes `x` to `rows × cols` if needed (reusing the allocation when the shape matches).
@@ -129,6 +159,22 @@ pub fn ensure_shape(x: &mut Mat, rows: usize, cols: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_abs_is_the_largest_magnitude_and_nan_becomes_infinity() {
+        // 27 entries: three full lanes of eight and a remainder of three.
+        let base = Mat::from_fn(3, 9, |i, j| ((i * 9 + j) as f32 - 13.0) * 0.5);
+        assert_eq!(max_abs(&base), 6.5);
+        assert_eq!(max_abs(&Mat::zeros(0, 0)), 0.0);
+        for at in [0, 7, 8, 23, 24, 26] {
+            let mut x = base.clone();
+            x.as_mut_slice()[at] = f32::NAN;
+            assert_eq!(max_abs(&x), f32::INFINITY, "NaN at {at}");
+            assert_eq!(max_abs_slice(x.as_slice()), 6.5, "NaN skipped at {at}");
+            x.as_mut_slice()[at] = -100.0;
+            assert_eq!(max_abs(&x), 100.0, "-100 at {at}");
+        }
+    }
 
     #[test]
     fn gemm_matches_nalgebra_for_all_transpose_combinations() {

@@ -43,7 +43,7 @@ pub mod trains;
 pub use trains::PulseTrains;
 use trains::{LineTrains, SlotIndex};
 
-use crate::linalg::Mat;
+use crate::linalg::{max_abs_slice, Mat};
 use crate::substrate::OuterProductGradient;
 use rand::{Rng, SeedableRng};
 use rand_distr::Exp1;
@@ -470,10 +470,8 @@ impl Controller {
         let left = &grad.left.as_slice()[b * self.n_out..(b + 1) * self.n_out];
         let right = &grad.right.as_slice()[b * self.n_in..(b + 1) * self.n_in];
         let n_out = self.n_out as u32;
-        let l_max = left.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let r_max = right
-            .iter()
-            .fold(self.bias_input.abs(), |m, v| m.max(v.abs()));
+        let l_max = max_abs_slice(left);
+        let r_max = max_abs_slice(right).max(self.bias_input.abs());
         if l_max == 0.0 || r_max == 0.0 || !l_max.is_finite() || !r_max.is_finite() {
             return;
         }

@@ -90,11 +90,41 @@ impl Activation {
         }
     }
 
-    /// Applies f element-wise: `out[i] = f(v[i])`.
+    /// Applies f element-wise: `out[i] = f(v[i])` (one dispatch on f per
+    /// call, so the loop inlines f and vectorises where f allows).
     #[inline]
     pub fn apply_slice(self, v: &[f32], out: &mut [f32]) {
-        for (o, &x) in out.iter_mut().zip(v) {
-            *o = self.apply(x);
+        fn each(out: &mut [f32], v: &[f32], f: impl Fn(f32) -> f32) {
+            for (o, &x) in out.iter_mut().zip(v) {
+                *o = f(x);
+            }
+        }
+        match self {
+            Activation::Relu => each(out, v, |x| Activation::Relu.apply(x)),
+            Activation::LeakyRelu => each(out, v, |x| Activation::LeakyRelu.apply(x)),
+            Activation::HardSigmoid => each(out, v, |x| Activation::HardSigmoid.apply(x)),
+            Activation::Tanh => each(out, v, |x| Activation::Tanh.apply(x)),
+            Activation::Sigmoid => each(out, v, |x| Activation::Sigmoid.apply(x)),
+        }
+    }
+
+    /// Back-propagation through f: `g[i] *= f′(v[i])`, given the outputs
+    /// `s[i] = f(v[i])` too ([`Activation::derivative_at`]), with one
+    /// dispatch on f per call.
+    #[inline]
+    pub fn scale_by_derivative(self, g: &mut [f32], v: &[f32], s: &[f32]) {
+        fn each(g: &mut [f32], v: &[f32], s: &[f32], d: impl Fn(f32, f32) -> f32) {
+            for ((g, &v), &s) in g.iter_mut().zip(v).zip(s) {
+                *g *= d(v, s);
+            }
+        }
+        use Activation::*;
+        match self {
+            Relu => each(g, v, s, |v, s| Relu.derivative_at(v, s)),
+            LeakyRelu => each(g, v, s, |v, s| LeakyRelu.derivative_at(v, s)),
+            HardSigmoid => each(g, v, s, |v, s| HardSigmoid.derivative_at(v, s)),
+            Tanh => each(g, v, s, |v, s| Tanh.derivative_at(v, s)),
+            Sigmoid => each(g, v, s, |v, s| Sigmoid.derivative_at(v, s)),
         }
     }
 }

@@ -44,7 +44,9 @@ fn backprop_impl(net: &mut Network, x: &Mat, y: &Mat, input_gradient: bool) -> B
         let mut a = Mat::zeros(0, 0);
         net.layers[k].forward(input, &mut a);
         let s = if k + 1 < depth {
-            a.map(|v| f.apply(v))
+            let mut s = Mat::zeros(a.nrows(), a.ncols());
+            f.apply_slice(a.as_slice(), s.as_mut_slice());
+            s
         } else {
             a.clone()
         };
@@ -68,13 +70,11 @@ fn backprop_impl(net: &mut Network, x: &Mat, y: &Mat, input_gradient: bool) -> B
             (std::mem::take(&mut error), x.clone())
         } else {
             let mut below = std::mem::take(&mut back);
-            for ((g, &a), &s) in below
-                .iter_mut()
-                .zip(drives[k - 1].iter())
-                .zip(states[k - 1].iter())
-            {
-                *g *= f.derivative_at(a, s);
-            }
+            f.scale_by_derivative(
+                below.as_mut_slice(),
+                drives[k - 1].as_slice(),
+                states[k - 1].as_slice(),
+            );
             (
                 std::mem::replace(&mut error, below),
                 std::mem::take(&mut states[k - 1]),

@@ -50,7 +50,7 @@ use crate::controller::{
 use crate::devices::array::{prefetch, round_ties_away_small, DeviceArrayState, NoiseRng};
 use crate::devices::{DeviceArray, DeviceModel, Histogram};
 use crate::experiment::config::check_positive;
-use crate::linalg::{ensure_shape, gemm, Mat, Op, Vector};
+use crate::linalg::{ensure_shape, gemm, max_abs_slice, Mat, Op, Vector};
 use crate::random::fill_standard_normal;
 use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
@@ -742,7 +742,7 @@ impl Crossbar {
             let scale = if fixed {
                 range
             } else {
-                col.iter().fold(0.0f32, |m, v| m.max(v.abs()))
+                max_abs_slice(col)
             };
             if scale > 0.0 {
                 total += drive_conductance(&lines[..col.len()], col, scale);
@@ -1000,7 +1000,7 @@ impl Crossbar {
         {
             let alpha = match self.config.input_scaling {
                 InputScaling::AbsMax => {
-                    let m = col.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    let m = max_abs_slice(col);
                     let m = if with_bias { m.max(bias.abs()) } else { m };
                     if m > 0.0 && m.is_finite() {
                         m
