@@ -10,6 +10,7 @@ pub mod controller;
 pub mod data;
 pub mod devices;
 pub mod experiment;
+pub mod fastmath;
 pub mod linalg;
 pub mod metrics;
 pub mod network;

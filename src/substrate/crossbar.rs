@@ -739,11 +739,7 @@ impl Crossbar {
         let range = self.config.dac_range;
         let mut total = 0.0f64;
         for col in x.as_slice().chunks_exact(x.nrows().max(1)) {
-            let scale = if fixed {
-                range
-            } else {
-                max_abs_slice(col)
-            };
+            let scale = if fixed { range } else { max_abs_slice(col) };
             if scale > 0.0 {
                 total += drive_conductance(&lines[..col.len()], col, scale);
             }
