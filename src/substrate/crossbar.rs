@@ -809,12 +809,10 @@ impl Crossbar {
 
     /// Applies pulse events in order.
     fn apply_events(&mut self, events: &[PulseEvent], terms: &EntryTerms) {
-        // Prefetch events ahead: the records are scattered over megabytes,
-        // and without prefetching the pulse path waits on memory (≈ 190 vs
-        // ≈ 50 ns per reram_es pair event, measured). 32 events ahead rather
-        // than 8 gave the aihwkit-parity bench ≈ 10–15 % more samples/s
-        // (16 and 32 were within noise of each other).
-        const AHEAD: usize = 32;
+        // Prefetch a few events ahead: the records are scattered over
+        // megabytes, and without prefetching the pulse path waits on memory
+        // (≈ 190 vs ≈ 50 ns per reram_es pair event, measured).
+        const AHEAD: usize = 8;
         for (k, e) in events.iter().enumerate() {
             if let Some(next) = events.get(k + AHEAD) {
                 let idx = next.index as usize;
