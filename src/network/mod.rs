@@ -103,6 +103,16 @@ pub struct Network {
     pub loss: Loss,
 }
 
+impl Clone for Network {
+    fn clone(&self) -> Self {
+        Self {
+            layers: self.layers.iter().map(|l| l.clone_box()).collect(),
+            activation: self.activation,
+            loss: self.loss,
+        }
+    }
+}
+
 impl Network {
     /// Number of weight layers L.
     pub fn depth(&self) -> usize {

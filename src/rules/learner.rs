@@ -32,6 +32,7 @@ pub trait Settler {
 }
 
 /// A configured learning rule with its reusable buffers.
+#[derive(Clone)]
 pub struct Learner {
     /// Which rule.
     pub rule: RuleKind,

@@ -395,6 +395,7 @@ fn drive_conductance(lines: &[f64], x: &[f32], scale: f32) -> f64 {
 }
 
 /// A crossbar layer: devices, periphery and controller.
+#[derive(Clone)]
 pub struct Crossbar {
     config: CrossbarConfig,
     model: DeviceModel,
@@ -1186,6 +1187,10 @@ impl Crossbar {
 }
 
 impl WeightArray for Crossbar {
+    fn clone_box(&self) -> Box<dyn WeightArray> {
+        Box::new(self.clone())
+    }
+
     fn n_out(&self) -> usize {
         self.n_out
     }

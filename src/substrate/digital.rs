@@ -30,6 +30,10 @@ impl DigitalWeights {
 }
 
 impl WeightArray for DigitalWeights {
+    fn clone_box(&self) -> Box<dyn WeightArray> {
+        Box::new(self.clone())
+    }
+
     fn n_out(&self) -> usize {
         self.weights.nrows()
     }

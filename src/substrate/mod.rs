@@ -139,6 +139,10 @@ pub trait WeightArray: Send {
     fn restore_continuation_state(&mut self, _state: &serde_json::Value) -> anyhow::Result<()> {
         anyhow::bail!("this weight array has no continuation state to restore")
     }
+    /// A copy of the array in its current state — devices, random streams
+    /// and caches — that continues exactly as the original would (for
+    /// benchmarks that repeat the same work from one trained state).
+    fn clone_box(&self) -> Box<dyn WeightArray>;
 }
 
 /// Builds one weight layer on the configured substrate with the given
