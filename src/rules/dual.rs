@@ -654,3 +654,43 @@ impl DualInference<'_> {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lane-wise hidden step against a plain scalar loop, for lengths
+    /// around the lane width, and a NaN state in any position (full lanes
+    /// and remainder) reported as an infinite change.
+    #[test]
+    fn the_hidden_step_matches_a_scalar_loop_and_reports_nan_as_infinite_change() {
+        let relu = |v: f32| v.max(0.0);
+        let rule = HiddenRule {
+            cp: 0.5,
+            cm: 0.5,
+            damping: 0.0,
+        };
+        for n in [0usize, 1, 7, 8, 9, 17, 40] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let fb: Vec<f32> = (0..n).map(|i| (i as f32 * 0.91).cos()).collect();
+            let old: Vec<f32> = (0..n).map(|i| 0.1 * i as f32).collect();
+            let (mut plus, mut minus) = (old.clone(), old.clone());
+            let change = rule.run(relu, &mut plus, &mut minus, &a, &fb);
+            let mut expected = 0.0f32;
+            for i in 0..n {
+                let (p, m) = (relu(a[i] + 0.5 * fb[i]), relu(a[i] - 0.5 * fb[i]));
+                assert_eq!((plus[i], minus[i]), (p, m), "n {n}, entry {i}");
+                expected = expected.max((p - old[i]).abs()).max((m - old[i]).abs());
+            }
+            assert_eq!(change, expected, "n {n}");
+            for at in 0..n {
+                let mut a_nan = a.clone();
+                a_nan[at] = f32::NAN;
+                let (mut plus, mut minus) = (old.clone(), old.clone());
+                // Identity f: relu would turn the NaN drive into 0.
+                let change = rule.run(|v| v, &mut plus, &mut minus, &a_nan, &fb);
+                assert_eq!(change, f32::INFINITY, "n {n}, NaN at {at}");
+            }
+        }
+    }
+}
