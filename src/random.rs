@@ -82,7 +82,7 @@ fn fill_portable<R: RngCore + ?Sized>(rng: &mut R, out: &mut [f32]) {
     }
 }
 
-/// One pair of normals per word (see [`box_muller`]).
+/// One pair of normals per word (see [`box_muller_halves`]).
 #[inline(always)]
 fn box_muller_block(words: &[u64; BLOCK], pairs: &mut [[f32; 2]; BLOCK]) {
     // The words split into 32-bit halves first, so that the transform runs
@@ -159,13 +159,6 @@ impl<R: RngCore> NormalPool<R> {
         self.rng = rng;
         self.next = POOL;
     }
-}
-
-/// The pair of normals of one 64-bit word (its low and high halves; see
-/// [`box_muller_halves`]).
-#[inline(always)]
-pub fn box_muller(word: u64) -> [f32; 2] {
-    box_muller_halves(word as u32, (word >> 32) as u32)
 }
 
 /// The pair of normals of the 32-bit halves `lo`, `hi` of a random word.
