@@ -439,6 +439,9 @@ pub struct Crossbar {
     /// Standard normal draws of one read's noise (scratch).
     normals: Vec<f32>,
     scales: Vec<f32>,
+    /// Max |x| of each sample of the read in progress (abs-max input
+    /// scaling), measured once by `count_read` for itself and the DAC.
+    input_peaks: Vec<f32>,
     bias_drive: Vec<f32>,
     stats: ReadStats,
     refreshes: u64,
@@ -546,6 +549,7 @@ impl Crossbar {
             variance: Mat::zeros(0, 0),
             normals: Vec::new(),
             scales: Vec::new(),
+            input_peaks: Vec::new(),
             bias_drive: Vec::new(),
             stats: ReadStats::default(),
             refreshes: 0,
@@ -729,18 +733,28 @@ impl Crossbar {
 
     /// Counts the DAC conversions and the drive-weighted line conductance
     /// of one read of `x` (lines × batch); `forward` reads also drive the bias line.
+    /// Every read starts here: with abs-max input scaling it also measures
+    /// each sample's max |x| into `input_peaks`, which the DAC then uses.
     fn count_read(&mut self, x: &Mat, forward: bool) {
         self.ensure_line_conductances();
+        let fixed = self.config.input_scaling == InputScaling::Fixed;
+        self.input_peaks.clear();
+        if !fixed {
+            self.input_peaks.extend(
+                x.as_slice()
+                    .chunks_exact(x.nrows().max(1))
+                    .map(max_abs_slice),
+            );
+        }
         let lines = if forward {
             &self.line_conductance_in
         } else {
             &self.line_conductance_out
         };
-        let fixed = self.config.input_scaling == InputScaling::Fixed;
         let range = self.config.dac_range;
         let mut total = 0.0f64;
-        for col in x.as_slice().chunks_exact(x.nrows().max(1)) {
-            let scale = if fixed { range } else { max_abs_slice(col) };
+        for (b, col) in x.as_slice().chunks_exact(x.nrows().max(1)).enumerate() {
+            let scale = if fixed { range } else { self.input_peaks[b] };
             if scale > 0.0 {
                 total += drive_conductance(&lines[..col.len()], col, scale);
             }
@@ -976,7 +990,8 @@ impl Crossbar {
 
     /// Scales, clips and quantises the inputs of a read (DAC), filling
     /// `x_scaled` and the per-sample scales `α_b`. For forward reads the bias
-    /// drive (`bias_input / α_b`, quantised) goes to `bias_drive`.
+    /// drive (`bias_input / α_b`, quantised) goes to `bias_drive`. Runs
+    /// after [`Crossbar::count_read`] of the same `x` (its `input_peaks`).
     fn dac(&mut self, x: &Mat, with_bias: bool) {
         let (n, batch) = x.shape();
         ensure_shape(&mut self.x_scaled, n, batch);
@@ -990,14 +1005,16 @@ impl Crossbar {
         let bias = self.config.bias_input;
         let mut clipped = 0u64;
         let rows = n.max(1);
-        for (col, scaled) in x
+        for (b, (col, scaled)) in x
             .as_slice()
             .chunks_exact(rows)
             .zip(self.x_scaled.as_mut_slice().chunks_exact_mut(rows))
+            .enumerate()
         {
             let alpha = match self.config.input_scaling {
                 InputScaling::AbsMax => {
-                    let m = max_abs_slice(col);
+                    // Measured by `count_read` for this same read.
+                    let m = self.input_peaks[b];
                     let m = if with_bias { m.max(bias.abs()) } else { m };
                     if m > 0.0 && m.is_finite() {
                         m
