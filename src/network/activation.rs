@@ -90,22 +90,34 @@ impl Activation {
         }
     }
 
-    /// Applies f element-wise: `out[i] = f(v[i])` (one dispatch on f per
-    /// call, so the loop inlines f and vectorises where f allows).
+    /// Runs `job` with f as a concrete function, so that a loop over f
+    /// inside it inlines f and vectorises where f allows: one dispatch on
+    /// the activation per call instead of one per element.
+    #[inline]
+    pub fn dispatch<J: WithActivation>(self, job: J) -> J::Output {
+        use Activation::*;
+        match self {
+            Relu => job.run(|v| Relu.apply(v)),
+            LeakyRelu => job.run(|v| LeakyRelu.apply(v)),
+            HardSigmoid => job.run(|v| HardSigmoid.apply(v)),
+            Tanh => job.run(|v| Tanh.apply(v)),
+            Sigmoid => job.run(|v| Sigmoid.apply(v)),
+        }
+    }
+
+    /// Applies f element-wise: `out[i] = f(v[i])` (one dispatch on f per call).
     #[inline]
     pub fn apply_slice(self, v: &[f32], out: &mut [f32]) {
-        fn each(out: &mut [f32], v: &[f32], f: impl Fn(f32) -> f32) {
-            for (o, &x) in out.iter_mut().zip(v) {
-                *o = f(x);
+        struct Apply<'a>(&'a [f32], &'a mut [f32]);
+        impl WithActivation for Apply<'_> {
+            type Output = ();
+            fn run(self, f: impl Fn(f32) -> f32 + Copy) {
+                for (o, &x) in self.1.iter_mut().zip(self.0) {
+                    *o = f(x);
+                }
             }
         }
-        match self {
-            Activation::Relu => each(out, v, |x| Activation::Relu.apply(x)),
-            Activation::LeakyRelu => each(out, v, |x| Activation::LeakyRelu.apply(x)),
-            Activation::HardSigmoid => each(out, v, |x| Activation::HardSigmoid.apply(x)),
-            Activation::Tanh => each(out, v, |x| Activation::Tanh.apply(x)),
-            Activation::Sigmoid => each(out, v, |x| Activation::Sigmoid.apply(x)),
-        }
+        self.dispatch(Apply(v, out));
     }
 
     /// Back-propagation through f: `g[i] *= f′(v[i])`, given the outputs
@@ -127,4 +139,13 @@ impl Activation {
             Sigmoid => each(g, v, s, |v, s| Sigmoid.derivative_at(v, s)),
         }
     }
+}
+
+/// A computation over slices that needs the activation f (see
+/// [`Activation::dispatch`]).
+pub trait WithActivation {
+    /// What the computation returns.
+    type Output;
+    /// Runs the computation with f.
+    fn run(self, f: impl Fn(f32) -> f32 + Copy) -> Self::Output;
 }

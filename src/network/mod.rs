@@ -4,7 +4,7 @@
 pub mod activation;
 pub mod loss;
 
-pub use activation::Activation;
+pub use activation::{Activation, WithActivation};
 pub use loss::Loss;
 
 use crate::linalg::{Mat, Vector};

@@ -19,7 +19,7 @@
 
 use crate::experiment::ValidConfig;
 use crate::linalg::{ensure_shape, max_abs, Mat};
-use crate::network::{Activation, Loss, Network};
+use crate::network::{Loss, Network, WithActivation};
 use crate::rules::{RuleKind, Schedule};
 use crate::substrate::OuterProductGradient;
 
@@ -220,6 +220,23 @@ impl HiddenRule {
                 )
             })
         }
+    }
+}
+
+/// [`HiddenRule::run`] on one layer's states, for
+/// [`Activation::dispatch`](crate::network::Activation::dispatch).
+struct HiddenStep<'a> {
+    rule: HiddenRule,
+    plus: &'a mut [f32],
+    minus: &'a mut [f32],
+    drive: &'a [f32],
+    fb: &'a [f32],
+}
+
+impl WithActivation for HiddenStep<'_> {
+    type Output = f32;
+    fn run(self, f: impl Fn(f32) -> f32 + Copy) -> f32 {
+        self.rule.run(f, self.plus, self.minus, self.drive, self.fb)
     }
 }
 
@@ -457,24 +474,15 @@ impl DualInference<'_> {
         } else {
             0.0
         };
-        let rule = HiddenRule { cp, cm, damping };
-        let (plus, minus) = (st.plus[k].as_mut_slice(), st.minus[k].as_mut_slice());
-        let (drive, fb) = (st.drive[k].as_slice(), fb.as_slice());
         // One dispatch on f per layer rather than one per neuron, so that
         // the loop inlines f and vectorises.
-        let change = match self.net.activation {
-            Activation::Relu => rule.run(|v| Activation::Relu.apply(v), plus, minus, drive, fb),
-            Activation::LeakyRelu => {
-                rule.run(|v| Activation::LeakyRelu.apply(v), plus, minus, drive, fb)
-            }
-            Activation::HardSigmoid => {
-                rule.run(|v| Activation::HardSigmoid.apply(v), plus, minus, drive, fb)
-            }
-            Activation::Tanh => rule.run(|v| Activation::Tanh.apply(v), plus, minus, drive, fb),
-            Activation::Sigmoid => {
-                rule.run(|v| Activation::Sigmoid.apply(v), plus, minus, drive, fb)
-            }
-        };
+        let change = self.net.activation.dispatch(HiddenStep {
+            rule: HiddenRule { cp, cm, damping },
+            plus: st.plus[k].as_mut_slice(),
+            minus: st.minus[k].as_mut_slice(),
+            drive: st.drive[k].as_slice(),
+            fb: fb.as_slice(),
+        });
         combine_mean(
             self.params.mean_alpha(),
             &st.plus[k],
