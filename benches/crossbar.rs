@@ -225,13 +225,23 @@ fn bench_training(
     }
 }
 
-fn training(c: &mut Criterion) {
-    let (train, _) = load_raw(DatasetName::Mnist, None).expect("embedded MNIST");
-    let mut group = c.benchmark_group("crossbar_train_784-256-128-10_reram_es_stochastic");
+/// A benchmark group for training runs: few, long samples (one sample is
+/// many training steps).
+fn training_group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(8))
         .warm_up_time(Duration::from_secs(1));
+    group
+}
+
+fn training(c: &mut Criterion) {
+    let (train, _) = load_raw(DatasetName::Mnist, None).expect("embedded MNIST");
+    let mut group = training_group(c, "crossbar_train_784-256-128-10_reram_es_stochastic");
     // Both mappings at batch 1 and 50 for the differential pair (the
     // default), batch 50 for one device per weight (aihwkit's layout).
     let cases = [
@@ -348,11 +358,7 @@ fn update_and_reads(c: &mut Criterion) {
 /// to compare with aihwkit's.
 fn aihwkit_parity(c: &mut Criterion) {
     let (train, _) = load_raw(DatasetName::Mnist, None).expect("embedded MNIST");
-    let mut group = c.benchmark_group("crossbar_train_aihwkit_parity_784-256-128-10_batch64");
-    group
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(8))
-        .warm_up_time(Duration::from_secs(1));
+    let mut group = training_group(c, "crossbar_train_aihwkit_parity_784-256-128-10_batch64");
     for device in ["constant_step", "reram_es"] {
         let mut trainer = Trainer::of(aihwkit_parity_config(device), &train, 20_480);
         // Timed: samples 19,968–20,992 of training, the window in which
