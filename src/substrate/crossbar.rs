@@ -369,6 +369,52 @@ impl EntryTerms {
         let to_s = |g: f32| (self.g_min_us + g as f64 * self.span_us) * 1e-6;
         to_s(g[0]) + to_s(g[1])
     }
+
+    /// `crosspoint_s(after) − crosspoint_s(before)`: the `G_min` terms
+    /// cancel, so only the normalised changes are scaled (the differences of
+    /// two `f32` are exact in `f64`), which is what a write costs per event.
+    #[inline(always)]
+    fn crosspoint_change_s(&self, before: [f32; 2], after: [f32; 2]) -> f64 {
+        let change = |k: usize| after[k] as f64 - before[k] as f64;
+        (change(0) + change(1)) * self.span_us * 1e-6
+    }
+}
+
+/// Splits a cross-point index `idx = j·n_out + i` into `(i, j)` by a
+/// multiplication instead of a hardware division (a few cycles instead of
+/// ten or more, and a pulse event needs the split once or twice):
+/// `j = ⌊M·idx / 2⁶⁴⌋` with `M = ⌈2⁶⁴ / n_out⌉`, exact for every 32-bit
+/// index and divisor (Lemire, Kaser & Kurz 2019, "Faster remainder by
+/// direct computation", with F = 64 fraction bits for N = 32-bit operands).
+#[derive(Clone, Copy, Debug)]
+struct CrossPointSplit {
+    n_out: u64,
+    /// `⌈2⁶⁴ / n_out⌉`, or 0 for `n_out = 1` (where it is 2⁶⁴).
+    multiplier: u64,
+}
+
+impl CrossPointSplit {
+    fn new(n_out: usize) -> Self {
+        let n_out = n_out.max(1) as u64;
+        Self {
+            n_out,
+            multiplier: if n_out == 1 { 0 } else { u64::MAX / n_out + 1 },
+        }
+    }
+
+    /// `(idx mod n_out, idx div n_out)` for `idx < 2³²` (pulse events carry
+    /// 32-bit indices).
+    #[inline(always)]
+    fn split(&self, idx: usize) -> (usize, usize) {
+        debug_assert!(idx <= u32::MAX as usize);
+        let n = idx as u64;
+        let j = if self.n_out == 1 {
+            n
+        } else {
+            ((self.multiplier as u128 * n as u128) >> 64) as u64
+        };
+        ((n - j * self.n_out) as usize, j as usize)
+    }
 }
 
 /// Σ_j G_j u_j² with u_j = clamp(x_j / scale, −1, 1): the conductance a
@@ -401,6 +447,8 @@ pub struct Crossbar {
     model: DeviceModel,
     n_out: usize,
     n_in: usize,
+    /// `idx ↦ (i, j)` for the pulse path.
+    split: CrossPointSplit,
     /// All devices. Differential pairs are interleaved — `G⁺` of pair `p`
     /// at `2p`, `G⁻` at `2p + 1` — so the two records of a pair share one
     /// 64-byte cache line and a pulse event touches only that line; the
@@ -528,6 +576,7 @@ impl Crossbar {
             model,
             n_out,
             n_in,
+            split: CrossPointSplit::new(n_out),
             devices,
             paired,
             reference,
@@ -798,7 +847,7 @@ impl Crossbar {
     /// Adds `delta` (S) to the line conductances of cross-point `idx`.
     #[inline(always)]
     fn add_line_conductance(&mut self, idx: usize, delta: f64) {
-        let (i, j) = (idx % self.n_out, idx / self.n_out);
+        let (i, j) = self.split.split(idx);
         self.line_conductance_in[j] += delta;
         if j < self.n_in {
             self.line_conductance_out[i] += delta;
@@ -917,7 +966,7 @@ impl Crossbar {
     fn apply_event(&mut self, idx: usize, n: i32, terms: &EntryTerms) {
         let (before, after) = if !self.paired {
             let r = self.devices.pulse_read(idx, n);
-            let g_ref = self.reference[idx / self.n_out];
+            let g_ref = self.reference[self.split.split(idx).1];
             ([r.before, g_ref], [r.after, g_ref])
         } else {
             let (n_plus, n_minus) = match (self.model.one_sided, n > 0) {
@@ -937,7 +986,7 @@ impl Crossbar {
             self.store_entry(idx, w, s);
         }
         if terms.track_lines {
-            let delta = terms.crosspoint_s(after) - terms.crosspoint_s(before);
+            let delta = terms.crosspoint_change_s(before, after);
             self.add_line_conductance(idx, delta);
         }
     }
@@ -1731,6 +1780,33 @@ pub fn total_hardware_summary(layers: &[serde_json::Value]) -> serde_json::Value
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The multiply-shift split equals `%` and `/` for every divisor shape
+    /// (1, powers of two, their neighbours, layer sizes, the 32-bit
+    /// extremes) and numerators at both ends of the range and in between.
+    #[test]
+    fn cross_point_split_equals_division() {
+        let mut divisors: Vec<usize> = (1..=300).collect();
+        for k in 1..32 {
+            let p = 1usize << k;
+            divisors.extend([p - 1, p, p + 1]);
+        }
+        divisors.extend([784, 1000, 10_007, u32::MAX as usize]);
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for &d in &divisors {
+            let split = CrossPointSplit::new(d);
+            let mut numerators = vec![0usize, 1, d - 1, d, d + 1, u32::MAX as usize];
+            numerators.extend((0..200).map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                (state >> 32) as usize
+            }));
+            for n in numerators.into_iter().filter(|&n| n <= u32::MAX as usize) {
+                assert_eq!(split.split(n), (n % d, n / d), "{n} / {d}");
+            }
+        }
+    }
 
     #[test]
     fn single_sample_mvm_matches_sgemm_with_zero_inputs() {
