@@ -78,9 +78,10 @@ fn config_of(settings: &[String]) -> dyadsim::experiment::ValidConfig {
 /// The network and settings of the aihwkit measurement in `docs/speed.md`
 /// (aihwkit 1.1's MNIST example network: 784-256-128-10, sigmoid hidden
 /// layers, softmax cross-entropy, analog SGD at lr 0.1, batch 64, one device
-/// per weight, stochastic pulse trains of at most 31 slots with update and
-/// BL management) on `constant_step` (aihwkit's `ConstantStepDevice`: weights
-/// in ±0.6, 7-bit DAC, 9-bit ADC, output bound 12, output noise 0.06) or
+/// per weight, initial weights with PyTorch's spread, stochastic pulse
+/// trains of at most 31 slots with update and BL management) on
+/// `constant_step` (aihwkit's `ConstantStepDevice`: weights in ±0.6, 7-bit
+/// DAC, 9-bit ADC, output bound 12, output noise 0.06) or
 /// `reram_es` (its `ReRamESPreset`: weights in ±1, the preset periphery,
 /// which is our default, and no weight read noise).
 fn aihwkit_parity_config(device: &str) -> dyadsim::experiment::ValidConfig {
@@ -95,6 +96,10 @@ fn aihwkit_parity_config(device: &str) -> dyadsim::experiment::ValidConfig {
         "crossbar.mapping=\"reference\"",
         "crossbar.bl=31",
         "crossbar.lr=0.1",
+        // aihwkit's layers start from PyTorch's U(±1/√n) (`nn.Linear`'s
+        // default, which `AnalogLinear` keeps): standard deviation
+        // 1/√(3n), i.e. our N(0, gain²/n) with gain 1/√3.
+        "network.init_gain=0.57735026",
     ]
     .iter()
     .map(|s| s.to_string())
