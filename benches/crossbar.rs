@@ -83,7 +83,8 @@ fn config_of(settings: &[String]) -> dyadsim::experiment::ValidConfig {
 /// `constant_step` (aihwkit's `ConstantStepDevice`: weights in ±0.6, 7-bit
 /// DAC, 9-bit ADC, output bound 12, output noise 0.06) or
 /// `reram_es` (its `ReRamESPreset`: weights in ±1, the preset periphery,
-/// which is our default, and no weight read noise).
+/// which is our default, no weight read noise, and the up/down split and
+/// pulse conversion of aihwkit 1.1's code; see `docs/speed.md`).
 fn aihwkit_parity_config(device: &str) -> dyadsim::experiment::ValidConfig {
     let mut settings: Vec<String> = [
         "network.arch=\"784-256-128-10\"",
@@ -114,7 +115,31 @@ fn aihwkit_parity_config(device: &str) -> dyadsim::experiment::ValidConfig {
             ]
             .map(String::from),
         ),
-        _ => settings.extend(["crossbar.w_scale=1.0", "device.read_noise=0.0"].map(String::from)),
+        _ => settings.extend(
+            [
+                "crossbar.w_scale=1.0",
+                "device.read_noise=0.0",
+                // aihwkit 1.1's code applies `up_down` = u > 0 as up step
+                // dw·(1 + r), down step dw·(1 − u − r) (`rpu_pulsed_device.cpp`,
+                // `populate`), where its documentation and `reram_es` split it
+                // as dw·(1 ± u): the same steps in our form have mean step
+                // dw·(1 − u/2) and bias (u/2)/(1 − u/2), with the spreads and
+                // the write noise (units of the mean step) rescaled to keep
+                // their absolute size.
+                "device.dw_min=0.000587466",
+                "device.up_down=0.149002",
+                "device.up_down_dtod=0.05745",
+                "device.dw_min_dtod=0.2298",
+                "device.write_noise=86.1757",
+                // aihwkit turns an update into pulses through its "weight
+                // granularity", for ExpStep the down step at w = 0 with its
+                // response factor: 1.47514 × 0.00135 in weight units, where
+                // dyadsim uses the mean step 2 × 0.000587466. The same pulses
+                // per gradient need lr 0.1 × 0.00117493 / 0.00199144.
+                "crossbar.lr=0.058999",
+            ]
+            .map(String::from),
+        ),
     }
     config_of(&settings)
 }
