@@ -21,7 +21,7 @@
 //! ([`sparse_train`]). The cost per pulse phase is
 //! O(lines · ⌈BL/64⌉ + BL + coincidences).
 
-use super::{firing_probability, PulseEvent};
+use super::{firing_probability, PulseEvent, CLIP_LIMIT};
 use rand::{Rng, RngCore};
 use rand_distr::Exp1;
 use serde::{Deserialize, Serialize};
@@ -53,6 +53,9 @@ pub(super) struct LineTrains {
     pub words: usize,
     /// Σ of the unclipped firing probabilities `k |v|` of all lines.
     pub magnitude_sum: f64,
+    /// Scratch for one-word trains: the signals and their probabilities.
+    signal: Vec<f32>,
+    probability: Vec<f64>,
 }
 
 impl LineTrains {
@@ -106,8 +109,13 @@ impl LineTrains {
         totals.1
     }
 
-    /// [`LineTrains::draw`] for trains of one word (BL ≤ 64), without a
-    /// branch on whether a line fired: every drawn line is written at the
+    /// [`LineTrains::draw`] for trains of one word (BL ≤ 64), in two
+    /// passes: first every line's firing probability and their sum, in
+    /// lanes (one running sum is a serial chain of additions that held the
+    /// per-line loop up), then the trains. The lines draw in the same order
+    /// from the same stream as one pass would, so the trains are the same;
+    /// only the rounding of the summed probabilities (a statistic) differs.
+    /// No branch on whether a line fired: every drawn line is written at the
     /// end of the list, which only grows past it if the train is not empty
     /// (whether a line fires is a coin flip, which a branch would mispredict
     /// half the time).
@@ -118,27 +126,59 @@ impl LineTrains {
         bl: u32,
         rng: &mut impl RngCore,
     ) -> u64 {
-        let capacity = values.size_hint().1.expect("lines of a known count");
-        self.lines.resize(capacity, 0);
-        self.signs.resize(capacity, 0);
-        self.trains.resize(capacity, 0);
-        let (mut totals, mut n) = ((0.0, 0), 0usize);
-        for (line, v) in values.enumerate() {
-            let Some(p) = firing_probability(k, v, &mut totals) else {
+        self.signal.clear();
+        self.signal.extend(values);
+        let n = self.signal.len();
+        self.probability.resize(n, 0.0);
+        let (sum, clipped) = firing_probabilities(k, &self.signal, &mut self.probability);
+        self.lines.resize(n, 0);
+        self.signs.resize(n, 0);
+        self.trains.resize(n, 0);
+        let mut fired = 0usize;
+        for (line, (&p, &v)) in self.probability.iter().zip(&self.signal).enumerate() {
+            // As `firing_probability`: a line with p ≤ 0 never fires.
+            if p <= 0.0 {
                 continue;
-            };
+            }
             let word = bernoulli_word(rng, p, bl);
-            self.lines[n] = line as u32;
-            self.signs[n] = if v < 0.0 { -1 } else { 1 };
-            self.trains[n] = word;
-            n += (word != 0) as usize;
+            self.lines[fired] = line as u32;
+            self.signs[fired] = if v < 0.0 { -1 } else { 1 };
+            self.trains[fired] = word;
+            fired += (word != 0) as usize;
         }
-        self.lines.truncate(n);
-        self.signs.truncate(n);
-        self.trains.truncate(n);
-        self.magnitude_sum = totals.0;
-        totals.1
+        self.lines.truncate(fired);
+        self.signs.truncate(fired);
+        self.trains.truncate(fired);
+        self.magnitude_sum = sum;
+        clipped
     }
+}
+
+/// `probability[i] = k |signal[i]|` for every line, with the sum of the
+/// positive ones and how many exceed [`CLIP_LIMIT`] (the totals of
+/// [`firing_probability`], summed in four lanes).
+fn firing_probabilities(k: f64, signal: &[f32], probability: &mut [f64]) -> (f64, u64) {
+    const LANES: usize = 4;
+    let mut sums = [0.0f64; LANES];
+    let mut clipped = [0u64; LANES];
+    let mut add = |lane: usize, v: f32, p: &mut f64| {
+        *p = k * v.abs() as f64;
+        sums[lane] += if *p > 0.0 { *p } else { 0.0 };
+        clipped[lane] += (*p > CLIP_LIMIT) as u64;
+    };
+    let body = signal.len() - signal.len() % LANES;
+    for (ps, vs) in probability[..body]
+        .chunks_exact_mut(LANES)
+        .zip(signal[..body].chunks_exact(LANES))
+    {
+        for lane in 0..LANES {
+            add(lane, vs[lane], &mut ps[lane]);
+        }
+    }
+    for (p, &v) in probability[body..].iter_mut().zip(&signal[body..]) {
+        add(0, v, p);
+    }
+    (sums.iter().sum(), clipped.iter().sum())
 }
 
 /// Sets each of the `bl` slots of `train` (zeroed, `⌈bl/64⌉` words)
@@ -331,6 +371,38 @@ fn for_each_slot(train: &[u64], mut f: impl FnMut(usize)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The two-pass probabilities equal the one-line ones: the same values,
+    /// the same clip count, the same sum up to rounding (over lengths that
+    /// leave every remainder of the four lanes, with zeros, negatives and
+    /// clipped lines).
+    #[test]
+    fn lane_probabilities_equal_the_per_line_ones() {
+        for n in 0..23usize {
+            let signal: Vec<f32> = (0..n)
+                .map(|i| match i % 5 {
+                    0 => 0.0,
+                    1 => -(i as f32) * 0.3,
+                    _ => (i as f32 * 0.7).sin(),
+                })
+                .collect();
+            let k = 0.9;
+            let mut lanes = vec![0.0; n];
+            let (sum, clipped) = firing_probabilities(k, &signal, &mut lanes);
+            let mut totals = (0.0, 0);
+            for (&v, &p) in signal.iter().zip(&lanes) {
+                match firing_probability(k, v, &mut totals) {
+                    Some(q) => assert_eq!(p, q),
+                    None => assert!(p <= 0.0),
+                }
+            }
+            assert_eq!(clipped, totals.1, "length {n}");
+            assert!(
+                (sum - totals.0).abs() <= 1e-12 * totals.0.max(1.0),
+                "length {n}"
+            );
+        }
+    }
     use rand::SeedableRng;
     use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -427,6 +499,7 @@ mod tests {
             trains: vec![0b1011, 1 << 5, 0b0001, 0],
             words: 2,
             magnitude_sum: 0.0,
+            ..LineTrains::default()
         };
         let cols = LineTrains {
             lines: vec![1],
@@ -434,6 +507,7 @@ mod tests {
             trains: vec![0b0011, 1 << 5],
             words: 2,
             magnitude_sum: 0.0,
+            ..LineTrains::default()
         };
         let mut events = Vec::new();
         coincidences(
