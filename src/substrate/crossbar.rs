@@ -1084,7 +1084,12 @@ impl Crossbar {
                 u.clamp(-1.0, 1.0)
             };
             let to_grid = |u: f32| round_ties_away_small(u * levels) * inv_levels;
-            let mut column_clipped = dac_column(col, scaled, inv_alpha, levels, inv_levels);
+            let scale = DacScale {
+                inv_alpha,
+                levels,
+                inv_levels,
+            };
+            let mut column_clipped = dac_column(col, scaled, scale);
             if with_bias {
                 let d = clip(bias, &mut column_clipped);
                 self.bias_drive
@@ -1633,65 +1638,54 @@ fn finish_dot(acc: [f32; DOT_LANES], a_tail: &[f32], b_tail: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// The DAC of one sample's inputs `col` into `scaled`: scaled by
-/// `inv_alpha`, clipped to [−1, 1] and, for `levels > 0`, rounded to the
-/// grid of `levels` steps per unit (see [`Crossbar::dac`]); returns how many
-/// were clipped. Elementwise IEEE single precision and truncating
-/// conversions only, so the AVX2 and AVX-512 builds give the same bits as
-/// the baseline one, on 8 or 16 lanes instead of 4.
-fn dac_column(
-    col: &[f32],
-    scaled: &mut [f32],
+/// The DAC's conversion of one sample: inputs × `inv_alpha`, clipped to
+/// [−1, 1], then, for `levels > 0`, rounded to `levels` steps per unit.
+#[derive(Clone, Copy, Debug)]
+struct DacScale {
     inv_alpha: f32,
     levels: f32,
     inv_levels: f32,
-) -> u32 {
+}
+
+/// The DAC of one sample's inputs `col` into `scaled` (see [`DacScale`] and
+/// [`Crossbar::dac`]); returns how many were clipped. Elementwise IEEE
+/// single precision and truncating conversions only, so the AVX2 and
+/// AVX-512 builds give the same bits as the baseline one, on 8 or 16 lanes
+/// instead of 4.
+fn dac_column(col: &[f32], scaled: &mut [f32], scale: DacScale) -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { dac_column_avx512(col, scaled, inv_alpha, levels, inv_levels) };
+            return unsafe { dac_column_avx512(col, scaled, scale) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { dac_column_avx2(col, scaled, inv_alpha, levels, inv_levels) };
+            return unsafe { dac_column_avx2(col, scaled, scale) };
         }
     }
-    dac_column_portable(col, scaled, inv_alpha, levels, inv_levels)
+    dac_column_portable(col, scaled, scale)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn dac_column_avx512(
-    col: &[f32],
-    scaled: &mut [f32],
-    inv_alpha: f32,
-    levels: f32,
-    inv_levels: f32,
-) -> u32 {
-    dac_column_portable(col, scaled, inv_alpha, levels, inv_levels)
+unsafe fn dac_column_avx512(col: &[f32], scaled: &mut [f32], scale: DacScale) -> u32 {
+    dac_column_portable(col, scaled, scale)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn dac_column_avx2(
-    col: &[f32],
-    scaled: &mut [f32],
-    inv_alpha: f32,
-    levels: f32,
-    inv_levels: f32,
-) -> u32 {
-    dac_column_portable(col, scaled, inv_alpha, levels, inv_levels)
+unsafe fn dac_column_avx2(col: &[f32], scaled: &mut [f32], scale: DacScale) -> u32 {
+    dac_column_portable(col, scaled, scale)
 }
 
 #[inline(always)]
-fn dac_column_portable(
-    col: &[f32],
-    scaled: &mut [f32],
-    inv_alpha: f32,
-    levels: f32,
-    inv_levels: f32,
-) -> u32 {
+fn dac_column_portable(col: &[f32], scaled: &mut [f32], scale: DacScale) -> u32 {
+    let DacScale {
+        inv_alpha,
+        levels,
+        inv_levels,
+    } = scale;
     // Branch-free (clip counted by a compare, codes |u·levels| < 2^23 by
     // the bit-width check), so the loops vectorise; a 32-bit count (64-bit
     // lanes next to 32-bit floats kept the loop from vectorising).
@@ -1861,8 +1855,13 @@ mod tests {
             for levels in [0.0f32, 63.0, 127.0] {
                 let inv_levels = if levels > 0.0 { 1.0 / levels } else { 0.0 };
                 let (mut base, mut fast) = (vec![0.0; n], vec![0.0; n]);
-                let c0 = dac_column_portable(&col, &mut base, 1.0 / 1.1, levels, inv_levels);
-                let c1 = dac_column(&col, &mut fast, 1.0 / 1.1, levels, inv_levels);
+                let scale = DacScale {
+                    inv_alpha: 1.0 / 1.1,
+                    levels,
+                    inv_levels,
+                };
+                let c0 = dac_column_portable(&col, &mut base, scale);
+                let c1 = dac_column(&col, &mut fast, scale);
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&base), bits(&fast), "n {n}, levels {levels}");
                 assert_eq!(c0, c1);
