@@ -21,7 +21,7 @@
 //! ([`sparse_train`]). The cost per pulse phase is
 //! O(lines · ⌈BL/64⌉ + BL + coincidences).
 
-use super::{firing_probability, PulseEvent, CLIP_LIMIT};
+use super::{firing_probability, PulseEvent};
 use rand::{Rng, RngCore};
 use rand_distr::Exp1;
 use serde::{Deserialize, Serialize};
@@ -154,31 +154,27 @@ impl LineTrains {
     }
 }
 
-/// `probability[i] = k |signal[i]|` for every line, with the sum of the
-/// positive ones and how many exceed [`CLIP_LIMIT`] (the totals of
-/// [`firing_probability`], summed in four lanes).
+/// [`firing_probability`] of every line, into `probability` (0 for a line
+/// that never fires), with its totals (Σ of the probabilities, how many
+/// will be clipped) kept in four lanes rather than one serial chain.
 fn firing_probabilities(k: f64, signal: &[f32], probability: &mut [f64]) -> (f64, u64) {
     const LANES: usize = 4;
-    let mut sums = [0.0f64; LANES];
-    let mut clipped = [0u64; LANES];
-    let mut add = |lane: usize, v: f32, p: &mut f64| {
-        *p = k * v.abs() as f64;
-        sums[lane] += if *p > 0.0 { *p } else { 0.0 };
-        clipped[lane] += (*p > CLIP_LIMIT) as u64;
-    };
+    let mut totals = [(0.0f64, 0u64); LANES];
     let body = signal.len() - signal.len() % LANES;
     for (ps, vs) in probability[..body]
         .chunks_exact_mut(LANES)
         .zip(signal[..body].chunks_exact(LANES))
     {
         for lane in 0..LANES {
-            add(lane, vs[lane], &mut ps[lane]);
+            ps[lane] = firing_probability(k, vs[lane], &mut totals[lane]).unwrap_or(0.0);
         }
     }
     for (p, &v) in probability[body..].iter_mut().zip(&signal[body..]) {
-        add(0, v, p);
+        *p = firing_probability(k, v, &mut totals[0]).unwrap_or(0.0);
     }
-    (sums.iter().sum(), clipped.iter().sum())
+    totals
+        .iter()
+        .fold((0.0, 0), |(sum, clipped), t| (sum + t.0, clipped + t.1))
 }
 
 /// Sets each of the `bl` slots of `train` (zeroed, `⌈bl/64⌉` words)
@@ -371,6 +367,8 @@ fn for_each_slot(train: &[u64], mut f: impl FnMut(usize)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
+    use rand_xoshiro::Xoshiro256PlusPlus;
 
     /// The two-pass probabilities equal the one-line ones: the same values,
     /// the same clip count, the same sum up to rounding (over lengths that
@@ -393,7 +391,7 @@ mod tests {
             for (&v, &p) in signal.iter().zip(&lanes) {
                 match firing_probability(k, v, &mut totals) {
                     Some(q) => assert_eq!(p, q),
-                    None => assert!(p <= 0.0),
+                    None => assert_eq!(p, 0.0),
                 }
             }
             assert_eq!(clipped, totals.1, "length {n}");
@@ -403,8 +401,6 @@ mod tests {
             );
         }
     }
-    use rand::SeedableRng;
-    use rand_xoshiro::Xoshiro256PlusPlus;
 
     /// Every slot of a drawn word fires with probability p, independently
     /// of the other slots (pairwise), and no bit beyond `slots` is set.
