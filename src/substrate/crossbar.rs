@@ -1051,6 +1051,7 @@ impl Crossbar {
         } else {
             0.0
         };
+        let inv_levels = if levels > 0.0 { 1.0 / levels } else { 0.0 };
         let bias = self.config.bias_input;
         let mut clipped = 0u64;
         let rows = n.max(1);
@@ -1074,26 +1075,18 @@ impl Crossbar {
                 InputScaling::Fixed => self.config.dac_range,
             };
             self.scales.push(alpha);
-            let inv_alpha = 1.0 / alpha;
-            let inv_levels = if levels > 0.0 { 1.0 / levels } else { 0.0 };
-            // Branch-free (clip counted by a compare, codes |u·levels| <
-            // 2^23 by the bit-width check), so the loops vectorise.
-            let clip = |v: f32, clipped: &mut u32| {
-                let u = v * inv_alpha;
-                *clipped += (u.abs() > 1.0) as u32;
-                u.clamp(-1.0, 1.0)
-            };
-            let to_grid = |u: f32| round_ties_away_small(u * levels) * inv_levels;
             let scale = DacScale {
-                inv_alpha,
+                inv_alpha: 1.0 / alpha,
                 levels,
                 inv_levels,
             };
             let mut column_clipped = dac_column(col, scaled, scale);
             if with_bias {
-                let d = clip(bias, &mut column_clipped);
-                self.bias_drive
-                    .push(if levels > 0.0 { to_grid(d) } else { d });
+                // The bias line goes through the same conversion.
+                let mut drive = 0.0;
+                column_clipped +=
+                    dac_column_portable(&[bias], std::slice::from_mut(&mut drive), scale);
+                self.bias_drive.push(drive);
             }
             clipped += column_clipped as u64;
         }
