@@ -26,6 +26,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use dyadsim::controller::{Controller, UpdateGranularity, WritePlan, WriteScheme};
 use dyadsim::data::{load_raw, Dataset, Split};
+use dyadsim::devices::DeviceModel;
 use dyadsim::experiment::config::{Config, DatasetName};
 use dyadsim::experiment::train::build_network;
 use dyadsim::linalg::{Mat, Vector};
@@ -96,7 +97,6 @@ fn aihwkit_parity_config(device: &str) -> dyadsim::experiment::ValidConfig {
         "crossbar.write=\"stochastic\"",
         "crossbar.mapping=\"reference\"",
         "crossbar.bl=31",
-        "crossbar.lr=0.1",
         // aihwkit's layers start from PyTorch's U(±1/√n) (`nn.Linear`'s
         // default, which `AnalogLinear` keeps): standard deviation
         // 1/√(3n), i.e. our N(0, gain²/n) with gain 1/√3.
@@ -109,39 +109,54 @@ fn aihwkit_parity_config(device: &str) -> dyadsim::experiment::ValidConfig {
     match device {
         "constant_step" => settings.extend(
             [
+                &format!("crossbar.lr={AIHWKIT_LR}"),
                 "crossbar.w_scale=0.6",
                 "crossbar.adc_range=12",
                 "crossbar.output_noise=0.06",
             ]
             .map(String::from),
         ),
-        _ => settings.extend(
-            [
-                "crossbar.w_scale=1.0",
-                "device.read_noise=0.0",
-                // aihwkit 1.1's code applies `up_down` = u > 0 as up step
-                // dw·(1 + r), down step dw·(1 − u − r) (`rpu_pulsed_device.cpp`,
-                // `populate`), where its documentation and `reram_es` split it
-                // as dw·(1 ± u): the same steps in our form have mean step
-                // dw·(1 − u/2) and bias (u/2)/(1 − u/2), with the spreads and
-                // the write noise (units of the mean step) rescaled to keep
-                // their absolute size.
-                "device.dw_min=0.000587466",
-                "device.up_down=0.149002",
-                "device.up_down_dtod=0.05745",
-                "device.dw_min_dtod=0.2298",
-                "device.write_noise=86.1757",
-                // aihwkit turns an update into pulses through its "weight
-                // granularity", for ExpStep the down step at w = 0 with its
-                // response factor: 1.47514 × 0.00135 in weight units, where
-                // dyadsim uses the mean step 2 × 0.000587466. The same pulses
-                // per gradient need lr 0.1 × 0.00117493 / 0.00199144.
-                "crossbar.lr=0.058999",
-            ]
-            .map(String::from),
-        ),
+        _ => {
+            settings.extend(["crossbar.w_scale=1.0", "device.read_noise=0.0"].map(String::from));
+            settings.extend(aihwkit_exp_step_code(device, AIHWKIT_LR));
+        }
     }
     config_of(&settings)
+}
+
+/// aihwkit's analog-SGD learning rate in the parity runs.
+const AIHWKIT_LR: f32 = 0.1;
+
+/// Settings that make the exponential-step `device` behave as aihwkit 1.1's
+/// code does with the same preset values, where that differs from its
+/// documentation (which the model files follow; see docs/speed.md):
+///
+/// - aihwkit applies `up_down` = β > 0 as an up step dw·(1 + r) and a down
+///   step dw·(1 − β − r) (`rpu_pulsed_device.cpp`, `populate`), where the
+///   model splits it as dw·(1 ± β). The same steps in the model's form have
+///   mean step dw·(1 − β/2) and bias (β/2)/(1 − β/2); the spreads and the
+///   write noise (in units of the mean step) are rescaled to keep their
+///   absolute size.
+/// - aihwkit turns an update into pulses through its "weight granularity",
+///   for ExpStep the down step at w = 0 with its response factor
+///   (`calcWeightGranularity`, `rpu_expstep_device.h`), where dyadsim uses
+///   the mean step; the learning rate is scaled so that an update asks for
+///   aihwkit's number of pulses.
+fn aihwkit_exp_step_code(device: &str, lr: f32) -> Vec<String> {
+    let m = DeviceModel::load(device, &toml::Table::new()).expect("shipped device model");
+    let beta = m.up_down;
+    let shrink = 1.0 - beta / 2.0;
+    let mean_step = m.dw_min * shrink;
+    // w = 0 is the centre of the conductance range.
+    let granularity = m.dw_min * (1.0 - beta) * m.response_factor(m.g_center, false);
+    vec![
+        format!("device.dw_min={mean_step}"),
+        format!("device.up_down={}", (beta / 2.0) / shrink),
+        format!("device.up_down_dtod={}", m.up_down_dtod / shrink),
+        format!("device.dw_min_dtod={}", m.dw_min_dtod / shrink),
+        format!("device.write_noise={}", m.write_noise / shrink),
+        format!("crossbar.lr={}", lr * mean_step / granularity),
+    ]
 }
 
 /// A network on crossbars and its rule, training on a stream of MNIST
