@@ -1759,22 +1759,77 @@ fn adc_column_portable(column: &mut [f32], scale: AdcScale) -> u32 {
     saturated
 }
 
-/// `out ← op(W) x` through the periphery path: SGEMM for a batch, a
-/// direct matrix–vector product for one sample (SGEMM's packing of the whole
-/// array dominates at batch 1; zero inputs — most MNIST pixels — are skipped).
+/// `out ← op(W) x` through the periphery path: SGEMM for a dense batch, a
+/// direct matrix–vector product per sample for one sample or a sparse batch
+/// of forward inputs (SGEMM's packing of the whole array dominates at batch
+/// 1, and SGEMM multiplies every zero; zero inputs — most MNIST pixels — are
+/// skipped by the direct product).
 fn mvm(w: &Mat, op: Op, x: &Mat, out: &mut Mat) {
-    if x.ncols() != 1 {
+    if x.ncols() != 1 && !(op == Op::N && is_sparse(x.as_slice())) {
         gemm(1.0, w, op, x, Op::N, 0.0, out);
         return;
     }
-    let (n_rows, ws, xs, o) = (w.nrows(), w.as_slice(), x.as_slice(), out.as_mut_slice());
+    let (n_rows, ws) = (w.nrows(), w.as_slice());
+    let (n_in, n_out) = (x.nrows(), out.nrows());
+    let columns = x
+        .as_slice()
+        .chunks_exact(n_in.max(1))
+        .zip(out.as_mut_slice().chunks_exact_mut(n_out.max(1)));
+    let mut nonzero = Vec::with_capacity(if op == Op::N { n_in } else { 0 });
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked just above).
-        unsafe { mvm_single_avx2(ws, n_rows, op, xs, o) };
-        return;
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            for (xs, o) in columns {
+                // SAFETY: the CPU has AVX-512F (checked just above).
+                unsafe { mvm_single_avx512(ws, n_rows, op, xs, o, &mut nonzero) };
+            }
+            return;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            for (xs, o) in columns {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                unsafe { mvm_single_avx2(ws, n_rows, op, xs, o, &mut nonzero) };
+            }
+            return;
+        }
     }
-    mvm_single(ws, n_rows, op, xs, o, false);
+    for (xs, o) in columns {
+        mvm_single(ws, n_rows, op, xs, o, false, &mut nonzero);
+    }
+}
+
+/// Largest fraction of non-zero inputs at which a batch's forward read takes
+/// the per-sample direct product instead of SGEMM: the direct product costs
+/// about twice as much per non-zero input as SGEMM per input (it streams the
+/// array's columns once per sample instead of reusing them across the
+/// batch), so it wins below about half; measured with the
+/// `forward_read_*` benches on MNIST inputs (≈ 19 % non-zero).
+const SPARSE_READ_DENSITY: f32 = 0.4;
+
+/// Whether few enough of `x` are non-zero for the direct product.
+fn is_sparse(x: &[f32]) -> bool {
+    let nonzero = x.iter().filter(|&&v| v != 0.0).count();
+    (nonzero as f32) < SPARSE_READ_DENSITY * x.len() as f32
+}
+
+/// [`mvm_single`] compiled for AVX-512 (the forward product's row blocks
+/// are four registers). The bits are those of every other build: the
+/// forward sums run in the same order whatever the vector width, and the
+/// transposed product takes the AVX2 path.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn mvm_single_avx512(
+    ws: &[f32],
+    n_rows: usize,
+    op: Op,
+    xs: &[f32],
+    o: &mut [f32],
+    nonzero: &mut Vec<(u32, f32)>,
+) {
+    mvm_single(ws, n_rows, op, xs, o, true, nonzero)
 }
 
 /// [`mvm_single`] compiled for AVX2 (8 lanes instead of baseline x86-64's
@@ -1786,48 +1841,96 @@ fn mvm(w: &Mat, op: Op, x: &Mat, out: &mut Mat) {
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn mvm_single_avx2(ws: &[f32], n_rows: usize, op: Op, xs: &[f32], o: &mut [f32]) {
-    mvm_single(ws, n_rows, op, xs, o, true)
+unsafe fn mvm_single_avx2(
+    ws: &[f32],
+    n_rows: usize,
+    op: Op,
+    xs: &[f32],
+    o: &mut [f32],
+    nonzero: &mut Vec<(u32, f32)>,
+) {
+    mvm_single(ws, n_rows, op, xs, o, true, nonzero)
 }
 
-/// `o ← op(W) x` for one sample, `W` column-major with `n_rows` rows in `ws`.
-/// With `avx2` (only from [`mvm_single_avx2`]) the transposed product takes
+/// Rows per block of the forward product: 64 sums are four AVX-512 or
+/// eight AVX2 registers, so a block's sums stay in registers while the
+/// sample's non-zero inputs stream past, instead of being loaded and stored
+/// once per input.
+const ROW_BLOCK: usize = 64;
+
+/// Rows `from..from + sums.len()` of the forward product `W x` into `sums`,
+/// from the non-zero inputs `(j, x_j)`: four at a time,
+/// `((a x₀ + b x₁) + c x₂) + d x₃`, then one at a time — four independent
+/// products per addition to a running sum instead of one long chain of
+/// additions. A function, not a closure, so that it is compiled with the
+/// caller's target features.
+#[inline(always)]
+fn forward_rows(ws: &[f32], n_rows: usize, nonzero: &[(u32, f32)], from: usize, sums: &mut [f32]) {
+    let len = sums.len();
+    let column = |j: u32| {
+        let start = j as usize * n_rows + from;
+        &ws[start..start + len]
+    };
+    sums.iter_mut().for_each(|v| *v = 0.0);
+    let mut fours = nonzero.chunks_exact(4);
+    for four in fours.by_ref() {
+        let [(j0, x0), (j1, x1), (j2, x2), (j3, x3)] = [four[0], four[1], four[2], four[3]];
+        let columns = sums
+            .iter_mut()
+            .zip(column(j0))
+            .zip(column(j1))
+            .zip(column(j2))
+            .zip(column(j3));
+        for ((((s, a), b), c), d) in columns {
+            *s += a * x0 + b * x1 + c * x2 + d * x3;
+        }
+    }
+    for &(j, xj) in fours.remainder() {
+        for (s, w) in sums.iter_mut().zip(column(j)) {
+            *s += w * xj;
+        }
+    }
+}
+
+/// `o ← op(W) x` for one sample, `W` column-major with `n_rows` rows in `ws`;
+/// `nonzero` is scratch for the forward product's non-zero inputs. With
+/// `avx2` (only from the AVX builds above) the transposed product takes
 /// four outputs at a time with [`dot4_avx2`]; the bits are the same.
 #[inline(always)]
-fn mvm_single(ws: &[f32], n_rows: usize, op: Op, xs: &[f32], o: &mut [f32], avx2: bool) {
+fn mvm_single(
+    ws: &[f32],
+    n_rows: usize,
+    op: Op,
+    xs: &[f32],
+    o: &mut [f32],
+    avx2: bool,
+    nonzero: &mut Vec<(u32, f32)>,
+) {
     match op {
         Op::N => {
-            o.iter_mut().for_each(|v| *v = 0.0);
-            let column = |j: usize| &ws[j * n_rows..(j + 1) * n_rows];
-            // Non-zero inputs four at a time: one pass over `out` per four
-            // columns instead of one per column.
-            let mut pending = [(0usize, 0.0f32); 4];
-            let mut k = 0;
-            for (j, &xj) in xs.iter().enumerate() {
-                if xj == 0.0 {
-                    continue;
-                }
-                pending[k] = (j, xj);
-                k += 1;
-                if k == 4 {
-                    let [(j0, x0), (j1, x1), (j2, x2), (j3, x3)] = pending;
-                    let cols = o
-                        .iter_mut()
-                        .zip(column(j0))
-                        .zip(column(j1))
-                        .zip(column(j2))
-                        .zip(column(j3));
-                    for ((((oi, a), b), c), d) in cols {
-                        *oi += a * x0 + b * x1 + c * x2 + d * x3;
-                    }
-                    k = 0;
-                }
+            // Zero inputs add nothing: only the non-zero ones are read
+            // (gathered without a branch per input: most MNIST pixels are
+            // zero, but which ones is unpredictable).
+            if nonzero.len() < xs.len() {
+                nonzero.resize(xs.len(), (0, 0.0));
             }
-            for &(j, xj) in &pending[..k] {
-                for (oi, wij) in o.iter_mut().zip(column(j)) {
-                    *oi += wij * xj;
-                }
+            let mut count = 0;
+            for (j, &v) in (0u32..).zip(xs) {
+                nonzero[count] = (j, v);
+                count += (v != 0.0) as usize;
             }
+            let nonzero = &nonzero[..count];
+            let full = n_rows - n_rows % ROW_BLOCK;
+            for (out, from) in o[..full]
+                .chunks_exact_mut(ROW_BLOCK)
+                .zip((0..full).step_by(ROW_BLOCK))
+            {
+                // A fixed-size block, so that its sums live in registers.
+                let mut sums = [0.0f32; ROW_BLOCK];
+                forward_rows(ws, n_rows, nonzero, from, &mut sums);
+                out.copy_from_slice(&sums);
+            }
+            forward_rows(ws, n_rows, nonzero, full, &mut o[full..]);
         }
         Op::T => {
             let mut done = 0;
@@ -1993,45 +2096,67 @@ mod tests {
         }
     }
 
+    /// The direct product (one sample, or a batch of sparse forward inputs)
+    /// agrees with SGEMM, for output counts below, at and past a row block
+    /// and batches on both sides of the sparsity threshold.
     #[test]
-    fn single_sample_mvm_matches_sgemm_with_zero_inputs() {
-        let (rows, cols) = (7, 23);
-        let w = Mat::from_fn(rows, cols, |i, j| ((i * 31 + j * 7) as f32 * 0.13).sin());
-        for zeros_every in [2usize, 3, 5, 100] {
-            let x = Mat::from_fn(cols, 1, |j, _| {
-                if j % zeros_every == 0 {
-                    0.0
-                } else {
-                    (j as f32 * 0.7).cos()
+    fn direct_mvm_matches_sgemm_with_zero_inputs() {
+        for (rows, cols) in [(7, 23), (64, 40), (150, 97)] {
+            let w = Mat::from_fn(rows, cols, |i, j| ((i * 31 + j * 7) as f32 * 0.13).sin());
+            for batch in [1usize, 5] {
+                // Every `n`-th input non-zero (sparse: the direct product
+                // takes batches) or every `n`-th zero (dense: SGEMM does).
+                for (n, sparse) in [(3usize, true), (100, true), (2, false), (5, false)] {
+                    let x = Mat::from_fn(cols, batch, |j, b| {
+                        if ((j + b) % n == 0) != sparse {
+                            0.0
+                        } else {
+                            ((j + 3 * b) as f32 * 0.7).cos()
+                        }
+                    });
+                    assert_eq!(is_sparse(x.as_slice()), sparse);
+                    let mut direct = Mat::zeros(rows, batch);
+                    let mut reference = Mat::zeros(rows, batch);
+                    mvm(&w, Op::N, &x, &mut direct);
+                    gemm(1.0, &w, Op::N, &x, Op::N, 0.0, &mut reference);
+                    assert!(
+                        (&direct - &reference).abs().max() < 1e-5,
+                        "{rows}×{cols}, batch {batch}, every {n}-th, sparse {sparse}"
+                    );
+                    let d = Mat::from_fn(rows, batch, |i, b| i as f32 - 3.0 + b as f32);
+                    let mut direct_t = Mat::zeros(cols, batch);
+                    let mut reference_t = Mat::zeros(cols, batch);
+                    mvm(&w, Op::T, &d, &mut direct_t);
+                    gemm(1.0, &w, Op::T, &d, Op::N, 0.0, &mut reference_t);
+                    let scale = reference_t.abs().max().max(1.0);
+                    assert!((&direct_t - &reference_t).abs().max() < 1e-5 * scale);
                 }
-            });
-            let (mut direct, mut reference) = (Mat::zeros(rows, 1), Mat::zeros(rows, 1));
-            mvm(&w, Op::N, &x, &mut direct);
-            gemm(1.0, &w, Op::N, &x, Op::N, 0.0, &mut reference);
-            assert!(
-                (&direct - &reference).abs().max() < 1e-5,
-                "zeros every {zeros_every}"
-            );
-            let d = Mat::from_fn(rows, 1, |i, _| i as f32 - 3.0);
-            let (mut direct_t, mut reference_t) = (Mat::zeros(cols, 1), Mat::zeros(cols, 1));
-            mvm(&w, Op::T, &d, &mut direct_t);
-            gemm(1.0, &w, Op::T, &d, Op::N, 0.0, &mut reference_t);
-            assert!((&direct_t - &reference_t).abs().max() < 1e-5);
+            }
         }
     }
 
-    /// The AVX2 build of the single-sample product gives the same bits as
-    /// the baseline build (where the CPU has AVX2 to compare), including the
-    /// transposed product's four-at-a-time dot products (`dot4_avx2`), for
-    /// column lengths below, at and past the eight lanes and output counts
-    /// that leave a remainder after the groups of four.
+    #[test]
+    fn only_sparse_batches_take_the_direct_product() {
+        let mut x = vec![0.0f32; 100];
+        x[..39].iter_mut().for_each(|v| *v = 1.0);
+        assert!(is_sparse(&x));
+        x[39] = -2.0;
+        assert!(!is_sparse(&x));
+    }
+
+    /// The AVX2 and AVX-512 builds of the single-sample product give the
+    /// same bits as the baseline build (where the CPU has them to compare),
+    /// including the forward product's row blocks and their remainder and
+    /// the transposed product's four-at-a-time dot products (`dot4_avx2`),
+    /// for column lengths below, at and past the eight lanes and output
+    /// counts that leave a remainder after the groups of four.
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn single_sample_mvm_is_bit_identical_with_avx2() {
-        if !std::arch::is_x86_feature_detected!("avx2") {
-            return;
-        }
-        for (rows, cols) in [(1, 5), (8, 8), (10, 129), (37, 301), (128, 257)] {
+    fn single_sample_mvm_is_bit_identical_with_avx() {
+        let avx2 = std::arch::is_x86_feature_detected!("avx2");
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+        let shapes = [(1, 5), (8, 8), (10, 129), (37, 301), (128, 257), (150, 64)];
+        for (rows, cols) in shapes {
             let w: Vec<f32> = (0..rows * cols).map(|k| (k as f32 * 0.013).sin()).collect();
             let x: Vec<f32> = (0..cols)
                 .map(|j| {
@@ -2044,12 +2169,22 @@ mod tests {
                 .collect();
             let d: Vec<f32> = (0..rows).map(|i| (i as f32 * 0.3).sin()).collect();
             for (op, input, out_len) in [(Op::N, &x, rows), (Op::T, &d, cols)] {
-                let (mut baseline, mut wide) = (vec![0.0; out_len], vec![0.0; out_len]);
-                mvm_single(&w, rows, op, input, &mut baseline, false);
-                // SAFETY: AVX2 was detected above.
-                unsafe { mvm_single_avx2(&w, rows, op, input, &mut wide) };
+                let mut scratch = Vec::new();
+                let mut baseline = vec![0.0; out_len];
+                mvm_single(&w, rows, op, input, &mut baseline, false, &mut scratch);
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&baseline), bits(&wide), "{rows}×{cols} {op:?}");
+                if avx2 {
+                    let mut wide = vec![0.0; out_len];
+                    // SAFETY: AVX2 was detected above.
+                    unsafe { mvm_single_avx2(&w, rows, op, input, &mut wide, &mut scratch) };
+                    assert_eq!(bits(&baseline), bits(&wide), "AVX2 {rows}×{cols} {op:?}");
+                }
+                if avx512 {
+                    let mut wide = vec![0.0; out_len];
+                    // SAFETY: AVX-512F was detected above.
+                    unsafe { mvm_single_avx512(&w, rows, op, input, &mut wide, &mut scratch) };
+                    assert_eq!(bits(&baseline), bits(&wide), "AVX-512 {rows}×{cols} {op:?}");
+                }
             }
         }
     }
