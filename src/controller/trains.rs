@@ -18,8 +18,10 @@
 //! exact, and about `log₂ 64 + 2` random words per word of train instead of
 //! one uniform per slot; long sparse trains (BL > 64, under ~2 pulses per
 //! word) place their pulses by geometric skipping instead
-//! ([`sparse_train`]). The cost per pulse phase is
-//! O(lines · ⌈BL/64⌉ + BL + coincidences).
+//! ([`sparse_train`]); short trains (at most 4 slots, nearly all of them
+//! under bit-length management) take one 32-bit uniform per slot, drawn for
+//! all lines at once (`LineTrains::draw_short`). The cost per pulse phase
+//! is O(lines · ⌈BL/64⌉ + BL + coincidences).
 
 use super::{firing_probability, PulseEvent};
 use rand::{Rng, RngCore};
@@ -56,6 +58,10 @@ pub(super) struct LineTrains {
     /// Scratch for one-word trains: the signals and their probabilities.
     signal: Vec<f32>,
     probability: Vec<f64>,
+    /// Scratch for short trains: the lines that can fire and their
+    /// uniforms, `BL` per line.
+    candidates: Vec<u32>,
+    uniforms: Vec<u32>,
 }
 
 impl LineTrains {
@@ -112,9 +118,10 @@ impl LineTrains {
     /// [`LineTrains::draw`] for trains of one word (BL ≤ 64), in two
     /// passes: first every line's firing probability and their sum, in
     /// lanes (one running sum is a serial chain of additions that held the
-    /// per-line loop up), then the trains. The lines draw in the same order
-    /// from the same stream as one pass would, so the trains are the same;
-    /// only the rounding of the summed probabilities (a statistic) differs.
+    /// per-line loop up), then the trains ([`LineTrains::draw_short`] for
+    /// short ones). The lines draw in the same order from the same stream
+    /// as one pass would, so the trains are the same; only the rounding of
+    /// the summed probabilities (a statistic) differs.
     /// No branch on whether a line fired: every drawn line is written at the
     /// end of the list, which only grows past it if the train is not empty
     /// (whether a line fires is a coin flip, which a branch would mispredict
@@ -134,6 +141,11 @@ impl LineTrains {
         self.lines.resize(n, 0);
         self.signs.resize(n, 0);
         self.trains.resize(n, 0);
+        if bl <= SHORT_TRAIN {
+            self.draw_short(bl, rng);
+            self.magnitude_sum = sum;
+            return clipped;
+        }
         let mut fired = 0usize;
         for (line, (&p, &v)) in self.probability.iter().zip(&self.signal).enumerate() {
             // As `firing_probability`: a line with p ≤ 0 never fires.
@@ -151,6 +163,54 @@ impl LineTrains {
         self.trains.truncate(fired);
         self.magnitude_sum = sum;
         clipped
+    }
+}
+
+impl LineTrains {
+    /// The trains of [`LineTrains::draw_one_word`] when they have at most
+    /// [`SHORT_TRAIN`] slots (bit-length management makes nearly all of them
+    /// one slot long), in three branch-free passes instead of one loop that
+    /// waits on the generator line by line: the lines that can fire; all
+    /// their uniforms at once, 32 bits each, two to a random word; then the
+    /// trains, where slot `t` of a line fires iff its uniform `u < p·2³²`
+    /// (probability `⌈p·2³²⌉/2³²`, within 2.4·10⁻¹⁰ of `p`; `p ≥ 1` fires
+    /// every slot).
+    fn draw_short(&mut self, bl: u32, rng: &mut impl RngCore) {
+        let n = self.probability.len();
+        self.candidates.resize(n, 0);
+        let mut count = 0;
+        for (line, &p) in (0u32..).zip(&self.probability) {
+            self.candidates[count] = line;
+            count += (p > 0.0) as usize;
+        }
+        let slots = bl as usize;
+        self.uniforms.resize(count * slots, 0);
+        rng.fill(&mut self.uniforms[..]);
+        let valid = (1u64 << bl) - 1;
+        let mut fired = 0usize;
+        for (&line, uniforms) in self.candidates[..count]
+            .iter()
+            .zip(self.uniforms.chunks_exact(slots))
+        {
+            let p = self.probability[line as usize];
+            let scaled = p * 4_294_967_296.0;
+            let mut word = 0u64;
+            for (t, &u) in uniforms.iter().enumerate() {
+                word |= (((u as f64) < scaled) as u64) << t;
+            }
+            let word = if p >= 1.0 { valid } else { word };
+            self.lines[fired] = line;
+            self.signs[fired] = if self.signal[line as usize] < 0.0 {
+                -1
+            } else {
+                1
+            };
+            self.trains[fired] = word;
+            fired += (word != 0) as usize;
+        }
+        self.lines.truncate(fired);
+        self.signs.truncate(fired);
+        self.trains.truncate(fired);
     }
 }
 
@@ -398,6 +458,70 @@ mod tests {
             assert!(
                 (sum - totals.0).abs() <= 1e-12 * totals.0.max(1.0),
                 "length {n}"
+            );
+        }
+    }
+
+    /// Short trains (the branch-free path): for 1–4 slots, every listed line
+    /// is one with a non-empty train and the right sign, in ascending
+    /// order; each slot fires with probability `k |v|` (clipped lines in
+    /// every slot, zero signals never), independently of the line's other
+    /// slots and of the neighbouring line.
+    #[test]
+    fn short_trains_fire_each_slot_with_the_line_probability() {
+        let signal = [0.2f32, 0.0, -0.05, 3.0, -0.6, 0.0, 0.01];
+        let k = 1.0;
+        let reps = 60_000;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
+        for bl in 1..=SHORT_TRAIN {
+            let mut trains = LineTrains::default();
+            let mut ones = vec![vec![0f64; bl as usize]; signal.len()];
+            let (mut same_line, mut neighbours) = (0f64, 0f64);
+            for _ in 0..reps {
+                trains.draw(signal.iter().copied(), k, bl, &mut rng);
+                assert!(trains.lines.windows(2).all(|w| w[0] < w[1]));
+                let mut word_of = [0u64; 7];
+                for ((&line, &sign), &word) in
+                    trains.lines.iter().zip(&trains.signs).zip(&trains.trains)
+                {
+                    assert_ne!(word, 0);
+                    assert_eq!(word >> bl, 0, "bits beyond {bl}");
+                    let v = signal[line as usize];
+                    assert_eq!(sign, if v < 0.0 { -1 } else { 1 });
+                    word_of[line as usize] = word;
+                }
+                for (line, word) in word_of.iter().enumerate() {
+                    for (t, count) in ones[line].iter_mut().enumerate() {
+                        *count += ((word >> t) & 1) as f64;
+                    }
+                }
+                same_line += (word_of[0] & 3 == 3) as u8 as f64;
+                neighbours += (word_of[0] & word_of[2] & 1) as f64;
+            }
+            let n = reps as f64;
+            for (line, &v) in signal.iter().enumerate() {
+                let p = (k * v.abs() as f64).min(1.0);
+                let se = (p * (1.0 - p) / n).sqrt();
+                for (t, &count) in ones[line].iter().enumerate() {
+                    let got = count / n;
+                    assert!(
+                        (got - p).abs() <= 5.0 * se + 1e-9,
+                        "BL {bl}, line {line}, slot {t}: {got} for p {p}"
+                    );
+                }
+            }
+            let (p0, p2) = (0.2f64, 0.05f64);
+            if bl >= 2 {
+                let se = (p0 * p0 * (1.0 - p0 * p0) / n).sqrt();
+                assert!(
+                    (same_line / n - p0 * p0).abs() < 5.0 * se,
+                    "BL {bl}: same line"
+                );
+            }
+            let se = (p0 * p2 * (1.0 - p0 * p2) / n).sqrt();
+            assert!(
+                (neighbours / n - p0 * p2).abs() < 5.0 * se,
+                "BL {bl}: neighbours"
             );
         }
     }
