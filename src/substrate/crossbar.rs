@@ -1626,6 +1626,31 @@ struct DacScale {
     inv_levels: f32,
 }
 
+/// Defines `$avx512` and `$avx2`: the portable `#[inline(always)]` kernel
+/// `$kernel` (with the given parameters, then the `$extra` arguments)
+/// compiled for AVX-512F and for AVX2, so that LLVM vectorises it 16 or 8
+/// lanes wide. The kernels are plain IEEE single-precision operations in a
+/// fixed order, so every build gives the bits of the portable one (each
+/// kernel's test checks it).
+///
+/// The generated functions are `unsafe`: the caller must have checked that
+/// the CPU supports the feature (`is_x86_feature_detected!`).
+macro_rules! simd_builds {
+    ($avx512:ident, $avx2:ident = $kernel:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $(; $($extra:expr),*)?) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn $avx512($($arg: $ty),*) $(-> $ret)? {
+            $kernel($($arg),* $($(, $extra)*)?)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        unsafe fn $avx2($($arg: $ty),*) $(-> $ret)? {
+            $kernel($($arg),* $($(, $extra)*)?)
+        }
+    };
+}
+
 /// The DAC of one sample's inputs `col` into `scaled` (see [`DacScale`] and
 /// [`Crossbar::dac`]); returns how many were clipped. Elementwise IEEE
 /// single precision and truncating conversions only, so the AVX2 and
@@ -1646,17 +1671,11 @@ fn dac_column(col: &[f32], scaled: &mut [f32], scale: DacScale) -> u32 {
     dac_column_portable(col, scaled, scale)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn dac_column_avx512(col: &[f32], scaled: &mut [f32], scale: DacScale) -> u32 {
-    dac_column_portable(col, scaled, scale)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn dac_column_avx2(col: &[f32], scaled: &mut [f32], scale: DacScale) -> u32 {
-    dac_column_portable(col, scaled, scale)
-}
+simd_builds!(dac_column_avx512, dac_column_avx2 = dac_column_portable(
+    col: &[f32],
+    scaled: &mut [f32],
+    scale: DacScale,
+) -> u32);
 
 #[inline(always)]
 fn dac_column_portable(col: &[f32], scaled: &mut [f32], scale: DacScale) -> u32 {
@@ -1713,17 +1732,10 @@ fn adc_column(column: &mut [f32], scale: AdcScale) -> u32 {
     adc_column_portable(column, scale)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn adc_column_avx512(column: &mut [f32], scale: AdcScale) -> u32 {
-    adc_column_portable(column, scale)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn adc_column_avx2(column: &mut [f32], scale: AdcScale) -> u32 {
-    adc_column_portable(column, scale)
-}
+simd_builds!(adc_column_avx512, adc_column_avx2 = adc_column_portable(
+    column: &mut [f32],
+    scale: AdcScale,
+) -> u32);
 
 #[inline(always)]
 fn adc_column_portable(column: &mut [f32], scale: AdcScale) -> u32 {
@@ -1794,7 +1806,7 @@ fn mvm(w: &Mat, op: Op, x: &Mat, out: &mut Mat) {
         }
     }
     for (xs, o) in columns {
-        mvm_single(ws, n_rows, op, xs, o, false, &mut nonzero);
+        mvm_single(ws, n_rows, op, xs, o, &mut nonzero, false);
     }
 }
 
@@ -1812,45 +1824,19 @@ fn is_sparse(x: &[f32]) -> bool {
     (nonzero as f32) < SPARSE_READ_DENSITY * x.len() as f32
 }
 
-/// [`mvm_single`] compiled for AVX-512 (the forward product's row blocks
-/// are four registers). The bits are those of every other build: the
-/// forward sums run in the same order whatever the vector width, and the
-/// transposed product takes the AVX2 path.
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn mvm_single_avx512(
+// `mvm_single` compiled for AVX-512 (the forward product's row blocks are
+// four registers) and AVX2 (eight registers; the transposed product takes
+// four outputs at a time with `dot4_avx2`). The bits are those of the
+// baseline build: the forward sums run in the same order whatever the
+// vector width, and the dot products keep their own eight partial sums.
+simd_builds!(mvm_single_avx512, mvm_single_avx2 = mvm_single(
     ws: &[f32],
     n_rows: usize,
     op: Op,
     xs: &[f32],
     o: &mut [f32],
     nonzero: &mut Vec<(u32, f32)>,
-) {
-    mvm_single(ws, n_rows, op, xs, o, true, nonzero)
-}
-
-/// [`mvm_single`] compiled for AVX2 (8 lanes instead of baseline x86-64's
-/// 4; the SGEMM path dispatches the same way inside `matrixmultiply`). The
-/// results are bit-identical: the forward product is elementwise and the
-/// dot product keeps its own eight partial sums whatever the vector width.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn mvm_single_avx2(
-    ws: &[f32],
-    n_rows: usize,
-    op: Op,
-    xs: &[f32],
-    o: &mut [f32],
-    nonzero: &mut Vec<(u32, f32)>,
-) {
-    mvm_single(ws, n_rows, op, xs, o, true, nonzero)
-}
+); true);
 
 /// Rows per block of the forward product: 64 sums are four AVX-512 or
 /// eight AVX2 registers, so a block's sums stay in registers while the
@@ -1903,8 +1889,8 @@ fn mvm_single(
     op: Op,
     xs: &[f32],
     o: &mut [f32],
-    avx2: bool,
     nonzero: &mut Vec<(u32, f32)>,
+    avx2: bool,
 ) {
     match op {
         Op::N => {
@@ -2171,7 +2157,7 @@ mod tests {
             for (op, input, out_len) in [(Op::N, &x, rows), (Op::T, &d, cols)] {
                 let mut scratch = Vec::new();
                 let mut baseline = vec![0.0; out_len];
-                mvm_single(&w, rows, op, input, &mut baseline, false, &mut scratch);
+                mvm_single(&w, rows, op, input, &mut baseline, &mut scratch, false);
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 if avx2 {
                     let mut wide = vec![0.0; out_len];
