@@ -1635,7 +1635,30 @@ struct DacScale {
 ///
 /// The generated functions are `unsafe`: the caller must have checked that
 /// the CPU supports the feature (`is_x86_feature_detected!`).
+///
+/// With `fn $name` first, it also defines that safe function: the AVX-512
+/// build where the CPU has AVX-512F, else the AVX2 build where it has AVX2,
+/// else the portable kernel.
 macro_rules! simd_builds {
+    ($(#[$doc:meta])* fn $name:ident, $avx512:ident, $avx2:ident = $kernel:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty) => {
+        $(#[$doc])*
+        fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F (checked just above).
+                    return unsafe { $avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2 (checked just above).
+                    return unsafe { $avx2($($arg),*) };
+                }
+            }
+            $kernel($($arg),*)
+        }
+
+        simd_builds!($avx512, $avx2 = $kernel($($arg: $ty),*) -> $ret);
+    };
     ($avx512:ident, $avx2:ident = $kernel:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $(; $($extra:expr),*)?) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f")]
@@ -1651,31 +1674,18 @@ macro_rules! simd_builds {
     };
 }
 
-/// The DAC of one sample's inputs `col` into `scaled` (see [`DacScale`] and
-/// [`Crossbar::dac`]); returns how many were clipped. Elementwise IEEE
-/// single precision and truncating conversions only, so the AVX2 and
-/// AVX-512 builds give the same bits as the baseline one, on 8 or 16 lanes
-/// instead of 4.
-fn dac_column(col: &[f32], scaled: &mut [f32], scale: DacScale) -> u32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { dac_column_avx512(col, scaled, scale) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { dac_column_avx2(col, scaled, scale) };
-        }
-    }
-    dac_column_portable(col, scaled, scale)
-}
-
-simd_builds!(dac_column_avx512, dac_column_avx2 = dac_column_portable(
-    col: &[f32],
-    scaled: &mut [f32],
-    scale: DacScale,
-) -> u32);
+simd_builds!(
+    /// The DAC of one sample's inputs `col` into `scaled` (see [`DacScale`]
+    /// and [`Crossbar::dac`]); returns how many were clipped. Elementwise
+    /// IEEE single precision and truncating conversions only, so the AVX2
+    /// and AVX-512 builds give the same bits as the baseline one, on 8 or
+    /// 16 lanes instead of 4.
+    fn dac_column, dac_column_avx512, dac_column_avx2 = dac_column_portable(
+        col: &[f32],
+        scaled: &mut [f32],
+        scale: DacScale,
+    ) -> u32
+);
 
 #[inline(always)]
 fn dac_column_portable(col: &[f32], scaled: &mut [f32], scale: DacScale) -> u32 {
@@ -1713,29 +1723,17 @@ struct AdcScale {
     gain: f32,
 }
 
-/// The ADC of one sample's outputs in place (see [`AdcScale`] and
-/// [`Crossbar::noise_and_adc`]); returns how many saturated. Built for
-/// AVX-512/AVX2 where the CPU has them, with the same bits as the baseline
-/// build (elementwise single precision, truncating conversions).
-fn adc_column(column: &mut [f32], scale: AdcScale) -> u32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { adc_column_avx512(column, scale) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { adc_column_avx2(column, scale) };
-        }
-    }
-    adc_column_portable(column, scale)
-}
-
-simd_builds!(adc_column_avx512, adc_column_avx2 = adc_column_portable(
-    column: &mut [f32],
-    scale: AdcScale,
-) -> u32);
+simd_builds!(
+    /// The ADC of one sample's outputs in place (see [`AdcScale`] and
+    /// [`Crossbar::noise_and_adc`]); returns how many saturated. Built for
+    /// AVX-512/AVX2 where the CPU has them, with the same bits as the
+    /// baseline build (elementwise single precision, truncating
+    /// conversions).
+    fn adc_column, adc_column_avx512, adc_column_avx2 = adc_column_portable(
+        column: &mut [f32],
+        scale: AdcScale,
+    ) -> u32
+);
 
 #[inline(always)]
 fn adc_column_portable(column: &mut [f32], scale: AdcScale) -> u32 {
@@ -2010,6 +2008,15 @@ mod tests {
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&base), bits(&fast), "n {n}, levels {levels}");
                 assert_eq!(c0, c1);
+                // The AVX2 build too, where the dispatch above took AVX-512.
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    let mut avx2 = vec![0.0; n];
+                    // SAFETY: AVX2 was detected just above.
+                    let c2 = unsafe { dac_column_avx2(&col, &mut avx2, scale) };
+                    assert_eq!(bits(&base), bits(&avx2), "AVX2, n {n}, levels {levels}");
+                    assert_eq!(c0, c2);
+                }
                 let expected = col.iter().filter(|v| (*v / 1.1).abs() > 1.0).count();
                 assert!(
                     (c0 as i64 - expected as i64).abs() <= 1,
@@ -2048,6 +2055,15 @@ mod tests {
                     "n {n}, range {range}, levels {levels}"
                 );
                 assert_eq!(s0, s1);
+                // The AVX2 build too, where the dispatch above took AVX-512.
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    let mut avx2 = y.clone();
+                    // SAFETY: AVX2 was detected just above.
+                    let s2 = unsafe { adc_column_avx2(&mut avx2, scale) };
+                    assert_eq!(bits(&base), bits(&avx2), "AVX2, n {n}, range {range}");
+                    assert_eq!(s0, s2);
+                }
                 if range > 0.0 {
                     assert!(s0 > 0 || n < 3, "n {n}: some outputs exceed the range");
                 }
