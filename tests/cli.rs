@@ -22,7 +22,17 @@ fn bad_hyper_parameters_are_rejected_with_the_field_and_range() {
     assert_clean_error(&["train", "--alpha", "1.5"], "learning.alpha");
     assert_clean_error(&["train", "--alpha", "1.5"], "[0, 1]");
     assert_clean_error(&["train", "--beta", "0"], "learning.beta");
-    assert_clean_error(&["train", "--beta", "-1"], "must be > 0");
+    assert_clean_error(&["train", "--beta", "-1"], "must be a finite number > 0");
+    // Non-finite numbers reach the range check (TOML spells them `nan`,
+    // `inf`), instead of failing to parse as a string.
+    assert_clean_error(
+        &["train", "--lr", "NaN"],
+        "optimizer.lr = NaN is out of range",
+    );
+    assert_clean_error(
+        &["train", "--lr", "inf"],
+        "optimizer.lr = inf is out of range",
+    );
     assert_clean_error(&["train", "--arch", "784-abc-10"], "network.arch");
     assert_clean_error(&["train", "--arch", "784"], "network.arch");
     assert_clean_error(&["train", "--schedule", "fwbw:0"], "schedule");
@@ -39,6 +49,32 @@ fn bad_hyper_parameters_are_rejected_with_the_field_and_range() {
         &["train", "--set", "learning.gamma=3"],
         "unknown field `gamma`",
     );
+}
+
+/// A flag's number keeps its exponent on the way into the configuration: a
+/// learning rate of 1e30 (Display would write 31 digits, past TOML's
+/// integers) is accepted and the run ends as diverged, not as a type error.
+#[test]
+fn huge_flag_values_reach_the_run() {
+    let (code, out, err) = dyadsim(&[
+        "train",
+        "--arch",
+        "784-16-10",
+        "--train-size",
+        "200",
+        "--test-size",
+        "50",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--json",
+        "--lr",
+        "1e30",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let last = out.lines().last().unwrap_or_default();
+    let result: serde_json::Value = serde_json::from_str(last).expect("JSON result");
+    assert_eq!(result["status"], "diverged", "{last}");
 }
 
 #[test]

@@ -128,24 +128,21 @@ impl RunArgs {
         push("network.activation", quoted(&self.activation));
         push("network.loss", quoted(&self.loss));
         push("learning.rule", quoted(&self.rule));
-        push("learning.alpha", self.alpha.map(|v| v.to_string()));
-        push(
-            "learning.hidden_alpha",
-            self.hidden_alpha.map(|v| v.to_string()),
-        );
-        push("learning.beta", self.beta.map(|v| v.to_string()));
+        push("learning.alpha", self.alpha.map(toml_float));
+        push("learning.hidden_alpha", self.hidden_alpha.map(toml_float));
+        push("learning.beta", self.beta.map(toml_float));
         push("learning.schedule", quoted(&self.schedule));
         push(
             "learning.robust_input",
             self.robust_input.then(|| "true".to_string()),
         );
         push("learning.adv", quoted(&self.adv));
-        push("learning.adv_epsilon", self.adv_eps.map(|v| v.to_string()));
+        push("learning.adv_epsilon", self.adv_eps.map(toml_float));
         push("training.epochs", self.epochs.map(|v| v.to_string()));
         push("training.batch", self.batch.map(|v| v.to_string()));
-        push("optimizer.lr", self.lr.map(|v| v.to_string()));
+        push("optimizer.lr", self.lr.map(toml_float));
         push("optimizer.kind", quoted(&self.optimizer));
-        push("optimizer.momentum", self.momentum.map(|v| v.to_string()));
+        push("optimizer.momentum", self.momentum.map(toml_float));
         push("seed", self.seed.map(|v| v.to_string()));
         push(
             "data.dataset",
@@ -164,8 +161,8 @@ impl RunArgs {
         push("crossbar.write", quoted(&self.write));
         push("training.dynamics", quoted(&self.dynamics));
         push("circuit.integrator", quoted(&self.integrator));
-        push("circuit.tol", self.tol.map(|v| v.to_string()));
-        push("circuit.t_max", self.t_max.map(|v| v.to_string()));
+        push("circuit.tol", self.tol.map(toml_float));
+        push("circuit.t_max", self.t_max.map(toml_float));
         if self.device.is_some() || self.write.is_some() {
             // Naming a device or write scheme implies the crossbar substrate.
             if self.substrate.is_none() {
@@ -183,6 +180,22 @@ impl RunArgs {
             cfg.set(a)?;
         }
         Ok(cfg)
+    }
+}
+
+/// A TOML float literal of `v` for a `--set`-style assignment. `Display`
+/// would write 1e30 as a 31-digit integer, which TOML cannot hold, and NaN
+/// as `NaN`, which TOML reads as neither; `Debug` keeps the exponent
+/// (`1e30`) and TOML spells the non-finite values `nan` and `inf`, so the
+/// configuration check sees the number and names its allowed range.
+fn toml_float<T: Into<f64> + std::fmt::Debug + Copy>(v: T) -> String {
+    let wide: f64 = v.into();
+    if wide.is_nan() {
+        "nan".into()
+    } else if wide.is_infinite() {
+        if wide > 0.0 { "inf" } else { "-inf" }.into()
+    } else {
+        format!("{v:?}")
     }
 }
 

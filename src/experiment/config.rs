@@ -261,7 +261,7 @@ fn check_range(field: &str, value: f64, lo: f64, hi: f64, what: &str) -> Result<
 /// Error naming `field` unless `value` is finite and strictly positive.
 pub(crate) fn check_positive(field: &str, value: f32) -> Result<()> {
     if !(value.is_finite() && value > 0.0) {
-        bail!("{field} = {value} is out of range: must be > 0");
+        bail!("{field} = {value} is out of range: must be a finite number > 0");
     }
     Ok(())
 }
