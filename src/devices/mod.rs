@@ -421,7 +421,16 @@ impl DeviceModel {
     /// `f_down(x)`), without evaluating the other.
     #[inline]
     pub fn response_factor(&self, x: f32, up: bool) -> f32 {
-        match self.response {
+        self.response_factor_as(self.response, x, up)
+    }
+
+    /// [`DeviceModel::response_factor`] of the step response `response`
+    /// with this model's coefficients: with a constant `response` the
+    /// compiler drops the dispatch, which the pulse loop uses to compile
+    /// itself once per response.
+    #[inline(always)]
+    pub fn response_factor_as(&self, response: StepResponse, x: f32, up: bool) -> f32 {
+        match response {
             StepResponse::Ideal | StepResponse::Constant => 1.0,
             StepResponse::Linear => if up {
                 1.0 - self.slope_up * (x - self.g_center)

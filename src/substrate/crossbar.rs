@@ -47,7 +47,9 @@ use super::{OuterProductGradient, WeightArray};
 use crate::controller::{
     Controller, ControllerStats, PulseEvent, PulseTrains, UpdateGranularity, WritePlan, WriteScheme,
 };
-use crate::devices::array::{prefetch, round_ties_away_small, DeviceArrayState, NoiseRng};
+use crate::devices::array::{
+    prefetch, round_ties_away_small, DeviceArrayState, EventTargets, NoiseRng, WriteSink,
+};
 use crate::devices::{DeviceArray, DeviceModel, Histogram};
 use crate::experiment::config::check_positive;
 use crate::linalg::{ensure_shape, gemm, max_abs_slice, Mat, Op, Vector};
@@ -377,6 +379,74 @@ impl EntryTerms {
     fn crosspoint_change_s(&self, before: [f32; 2], after: [f32; 2]) -> f64 {
         let change = |k: usize| after[k] as f64 - before[k] as f64;
         (change(0) + change(1)) * self.span_us * 1e-6
+    }
+}
+
+/// What a pulse write updates besides the devices: as `terms` asks, the
+/// read caches and the line conductances, from the device reads the write
+/// returns (the same values as [`Crossbar::weight_at`],
+/// [`Crossbar::squared_at`] and [`Crossbar::crosspoint_conductance_s`],
+/// without reading the devices again).
+struct CacheUpdate<'a> {
+    terms: EntryTerms,
+    split: CrossPointSplit,
+    n_in: usize,
+    /// `n_out · n_in`: indices from here on are the bias row's.
+    weights: usize,
+    /// One device per cross-point, against the input line's reference.
+    single: bool,
+    reference: &'a [f32],
+    w_read: &'a mut [f32],
+    b_read: &'a mut [f32],
+    sq_read: &'a mut [f32],
+    sq_bias: &'a mut [f32],
+    line_in: &'a mut [f64],
+    line_out: &'a mut [f64],
+}
+
+impl WriteSink for CacheUpdate<'_> {
+    #[inline(always)]
+    fn ahead(&self, idx: usize) {
+        if self.terms.refresh {
+            prefetch(self.w_read, idx);
+            prefetch(self.sq_read, idx);
+        }
+    }
+
+    #[inline(always)]
+    fn written(&mut self, idx: usize, mut before: [f32; 2], mut after: [f32; 2]) {
+        let terms = &self.terms;
+        if self.single {
+            let g_ref = self.reference[self.split.split(idx).1];
+            (before[1], after[1]) = (g_ref, g_ref);
+        }
+        if terms.refresh {
+            // As `Crossbar::store_entry`.
+            let w = terms.weight * (after[0] - after[1]);
+            if idx < self.weights {
+                self.w_read[idx] = w;
+            } else {
+                self.b_read[idx - self.weights] = w;
+            }
+            if terms.noisy {
+                let (gp, gm) = (after[0] + terms.offset, after[1] + terms.offset);
+                let s = terms.squared * (gp * gp + gm * gm);
+                if idx < self.weights {
+                    self.sq_read[idx] = s;
+                } else {
+                    self.sq_bias[idx - self.weights] = s;
+                }
+            }
+        }
+        if terms.track_lines {
+            // As `Crossbar::add_line_conductance`.
+            let delta = terms.crosspoint_change_s(before, after);
+            let (i, j) = self.split.split(idx);
+            self.line_in[j] += delta;
+            if j < self.n_in {
+                self.line_out[i] += delta;
+            }
+        }
     }
 }
 
@@ -871,23 +941,31 @@ impl Crossbar {
         }
     }
 
-    /// Applies pulse events in order.
+    /// Applies pulse events in order ([`DeviceArray::apply_events`]), with
+    /// the caches updated as `terms` asks ([`CacheUpdate`]).
     fn apply_events(&mut self, events: &[PulseEvent], terms: &EntryTerms) {
-        // Prefetch a few events ahead: the records are scattered over
-        // megabytes, and without prefetching the pulse path waits on memory
-        // (≈ 190 vs ≈ 50 ns per reram_es pair event, measured).
-        const AHEAD: usize = 8;
-        for (k, e) in events.iter().enumerate() {
-            if let Some(next) = events.get(k + AHEAD) {
-                let idx = next.index as usize;
-                self.devices.prefetch(self.plus_index(idx));
-                if terms.refresh {
-                    prefetch(self.w_read.as_slice(), idx);
-                    prefetch(self.sq_read.as_slice(), idx);
-                }
+        let targets = if self.paired {
+            EventTargets::Pairs {
+                one_sided: self.model.one_sided,
             }
-            self.apply_event(e.index as usize, e.pulses, terms);
-        }
+        } else {
+            EventTargets::Devices
+        };
+        let mut update = CacheUpdate {
+            terms: *terms,
+            split: self.split,
+            n_in: self.n_in,
+            weights: self.n_out * self.n_in,
+            single: !self.paired,
+            reference: &self.reference,
+            w_read: self.w_read.as_mut_slice(),
+            b_read: self.b_read.as_mut_slice(),
+            sq_read: self.sq_read.as_mut_slice(),
+            sq_bias: self.sq_bias.as_mut_slice(),
+            line_in: &mut self.line_conductance_in,
+            line_out: &mut self.line_conductance_out,
+        };
+        self.devices.apply_events(events, targets, &mut update);
     }
 
     /// Per-sample stochastic writes. With more than one rayon thread and more
@@ -955,40 +1033,6 @@ impl Crossbar {
         // The update is over: its unused pooled noise draws go, so that the
         // saved stream position is the whole noise state (`--resume`).
         self.devices.end_write();
-    }
-
-    /// Delivers `n` pulse events to the device (pair) `idx` according to the
-    /// mapping; then, as `terms` asks, updates the read caches and the line
-    /// conductances from the device reads the write returns (the same values
-    /// as [`Crossbar::weight_at`], [`Crossbar::squared_at`] and
-    /// [`Crossbar::crosspoint_conductance_s`], without reading the devices again).
-    #[inline(always)]
-    fn apply_event(&mut self, idx: usize, n: i32, terms: &EntryTerms) {
-        let (before, after) = if !self.paired {
-            let r = self.devices.pulse_read(idx, n);
-            let g_ref = self.reference[self.split.split(idx).1];
-            ([r.before, g_ref], [r.after, g_ref])
-        } else {
-            let (n_plus, n_minus) = match (self.model.one_sided, n > 0) {
-                (false, _) => (n, -n),
-                (true, true) => (n, 0),
-                (true, false) => (0, -n),
-            };
-            let r = self.devices.pulse_pair(idx, n_plus, n_minus);
-            (r.before, r.after)
-        };
-        if terms.refresh {
-            let w = terms.weight * (after[0] - after[1]);
-            let s = terms.noisy.then(|| {
-                let (gp, gm) = (after[0] + terms.offset, after[1] + terms.offset);
-                terms.squared * (gp * gp + gm * gm)
-            });
-            self.store_entry(idx, w, s);
-        }
-        if terms.track_lines {
-            let delta = terms.crosspoint_change_s(before, after);
-            self.add_line_conductance(idx, delta);
-        }
     }
 
     /// One-sided pairs: RESET both devices of a pair whose device passed the
