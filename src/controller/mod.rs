@@ -78,15 +78,8 @@ pub enum UpdateGranularity {
     PerBatch,
 }
 
-/// `|n|` pulses on the device pair at `index` (column-major, bias column last),
-/// up (weight increases) for `n > 0`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PulseEvent {
-    /// Device index `i + j·n_out`.
-    pub index: u32,
-    /// Signed number of pulse events.
-    pub pulses: i32,
-}
+/// The controller's unit of work (defined with the devices it drives).
+pub use crate::devices::PulseEvent;
 
 /// What the controller asks the array to do for one update.
 #[derive(Clone, Debug, PartialEq)]

@@ -11,7 +11,6 @@
 //! pulse.
 
 use super::{DeviceModel, StepResponse};
-use crate::controller::PulseEvent;
 use crate::random::NormalPool;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
@@ -286,6 +285,18 @@ pub struct DeviceArray {
     /// Total up and down pulses delivered.
     pulses_up: u64,
     pulses_down: u64,
+}
+
+/// `|n|` pulses on the cross-point at `index` (column-major, bias column
+/// last: `i + j·n_out`), up (weight increases) for `n > 0`: what the
+/// controller plans and [`DeviceArray::apply_events`] applies (to a device
+/// or a pair, see [`EventTargets`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PulseEvent {
+    /// Cross-point index `i + j·n_out`.
+    pub index: u32,
+    /// Signed number of pulses.
+    pub pulses: i32,
 }
 
 /// How [`DeviceArray::apply_events`] maps an event's index and pulses onto

@@ -35,7 +35,7 @@
 
 pub mod array;
 
-pub use array::{DeviceArray, Histogram, PulseOutcome};
+pub use array::{DeviceArray, Histogram, PulseEvent, PulseOutcome};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
