@@ -345,8 +345,9 @@ pub trait WriteSink {
 /// device records (and calls [`WriteSink::ahead`]): the records are
 /// scattered over megabytes, and without prefetching the pulse path waits
 /// on memory (≈ 190 vs ≈ 50 ns per reram_es pair event, measured). 16
-/// rather than 8: the pulse path's share of the constant-step parity run
-/// was ≈ 21 % against ≈ 22.4 % (three alternating profiled runs each).
+/// rather than 8: the pulse path's share of a constant-step parity run
+/// through the CLI was ≈ 21 % against ≈ 22.4 % (three alternating
+/// profiled runs each).
 pub const PREFETCH_AHEAD: usize = 16;
 
 /// One standard normal straight from the stream (device-to-device draws
@@ -849,8 +850,8 @@ impl DeviceArray {
     /// and pulse totals in locals, so that a pulse neither dispatches on the
     /// response nor reloads the array's settings after every store. With
     /// the prefetch distance of 16, the pulse path's share of the
-    /// constant-step aihwkit-parity run fell from ≈ 23.5 % to ≈ 21 %
-    /// (profiles of three alternating runs each).
+    /// constant-step aihwkit-parity bench profile fell from ≈ 25.6 % to
+    /// ≈ 23.3 % (three alternating profiles each; docs/speed.md).
     pub fn apply_events(
         &mut self,
         events: &[PulseEvent],

@@ -415,37 +415,50 @@ impl WriteSink for CacheUpdate<'_> {
 
     #[inline(always)]
     fn written(&mut self, idx: usize, mut before: [f32; 2], mut after: [f32; 2]) {
-        let terms = &self.terms;
+        let terms = self.terms;
         if self.single {
             let g_ref = self.reference[self.split.split(idx).1];
             (before[1], after[1]) = (g_ref, g_ref);
         }
         if terms.refresh {
-            // As `Crossbar::store_entry`.
             let w = terms.weight * (after[0] - after[1]);
-            if idx < self.weights {
-                self.w_read[idx] = w;
-            } else {
-                self.b_read[idx - self.weights] = w;
-            }
-            if terms.noisy {
+            let s = terms.noisy.then(|| {
                 let (gp, gm) = (after[0] + terms.offset, after[1] + terms.offset);
-                let s = terms.squared * (gp * gp + gm * gm);
-                if idx < self.weights {
-                    self.sq_read[idx] = s;
-                } else {
-                    self.sq_bias[idx - self.weights] = s;
-                }
-            }
+                terms.squared * (gp * gp + gm * gm)
+            });
+            self.store(idx, w, s);
         }
         if terms.track_lines {
-            // As `Crossbar::add_line_conductance`.
-            let delta = terms.crosspoint_change_s(before, after);
-            let (i, j) = self.split.split(idx);
-            self.line_in[j] += delta;
-            if j < self.n_in {
-                self.line_out[i] += delta;
+            self.add_line_conductance(idx, terms.crosspoint_change_s(before, after));
+        }
+    }
+}
+
+impl CacheUpdate<'_> {
+    /// Writes the read weight `w` and (with read noise) squared term `s` of
+    /// cross-point `idx` into the read caches.
+    #[inline(always)]
+    fn store(&mut self, idx: usize, w: f32, s: Option<f32>) {
+        if idx < self.weights {
+            self.w_read[idx] = w;
+            if let Some(s) = s {
+                self.sq_read[idx] = s;
             }
+        } else {
+            self.b_read[idx - self.weights] = w;
+            if let Some(s) = s {
+                self.sq_bias[idx - self.weights] = s;
+            }
+        }
+    }
+
+    /// Adds `delta` (S) to the line conductances of cross-point `idx`.
+    #[inline(always)]
+    fn add_line_conductance(&mut self, idx: usize, delta: f64) {
+        let (i, j) = self.split.split(idx);
+        self.line_in[j] += delta;
+        if j < self.n_in {
+            self.line_out[i] += delta;
         }
     }
 }
@@ -898,30 +911,50 @@ impl Crossbar {
 
     /// Writes the read weight `w` and (with read noise) squared term `s` of
     /// cross-point `idx` into the read caches.
-    #[inline(always)]
     fn store_entry(&mut self, idx: usize, w: f32, s: Option<f32>) {
-        let weights = self.n_out * self.n_in;
-        if idx < weights {
-            self.w_read.as_mut_slice()[idx] = w;
-            if let Some(s) = s {
-                self.sq_read.as_mut_slice()[idx] = s;
-            }
-        } else {
-            self.b_read[idx - weights] = w;
-            if let Some(s) = s {
-                self.sq_bias[idx - weights] = s;
-            }
-        }
+        let terms = EntryTerms::of(self);
+        self.write_parts(terms).1.store(idx, w, s);
     }
 
     /// Adds `delta` (S) to the line conductances of cross-point `idx`.
-    #[inline(always)]
     fn add_line_conductance(&mut self, idx: usize, delta: f64) {
-        let (i, j) = self.split.split(idx);
-        self.line_conductance_in[j] += delta;
-        if j < self.n_in {
-            self.line_conductance_out[i] += delta;
-        }
+        let terms = EntryTerms::of(self);
+        self.write_parts(terms).1.add_line_conductance(idx, delta);
+    }
+
+    /// The devices, and the caches a write updates as `terms` asks
+    /// (borrowed apart, so that the devices can report into the caches).
+    fn write_parts(&mut self, terms: EntryTerms) -> (&mut DeviceArray, CacheUpdate<'_>) {
+        let Self {
+            devices,
+            paired,
+            reference,
+            w_read,
+            b_read,
+            sq_read,
+            sq_bias,
+            line_conductance_in,
+            line_conductance_out,
+            split,
+            n_in,
+            n_out,
+            ..
+        } = self;
+        let update = CacheUpdate {
+            terms,
+            split: *split,
+            n_in: *n_in,
+            weights: *n_out * *n_in,
+            single: !*paired,
+            reference,
+            w_read: w_read.as_mut_slice(),
+            b_read: b_read.as_mut_slice(),
+            sq_read: sq_read.as_mut_slice(),
+            sq_bias: sq_bias.as_mut_slice(),
+            line_in: line_conductance_in,
+            line_out: line_conductance_out,
+        };
+        (devices, update)
     }
 
     fn ensure_cache(&mut self) {
@@ -951,21 +984,8 @@ impl Crossbar {
         } else {
             EventTargets::Devices
         };
-        let mut update = CacheUpdate {
-            terms: *terms,
-            split: self.split,
-            n_in: self.n_in,
-            weights: self.n_out * self.n_in,
-            single: !self.paired,
-            reference: &self.reference,
-            w_read: self.w_read.as_mut_slice(),
-            b_read: self.b_read.as_mut_slice(),
-            sq_read: self.sq_read.as_mut_slice(),
-            sq_bias: self.sq_bias.as_mut_slice(),
-            line_in: &mut self.line_conductance_in,
-            line_out: &mut self.line_conductance_out,
-        };
-        self.devices.apply_events(events, targets, &mut update);
+        let (devices, mut update) = self.write_parts(*terms);
+        devices.apply_events(events, targets, &mut update);
     }
 
     /// Per-sample stochastic writes. With more than one rayon thread and more
