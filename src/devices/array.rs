@@ -53,9 +53,8 @@ pub(crate) fn round_ties_away(v: f32) -> f32 {
     }
 }
 
-/// [`round_ties_away`] for `|v| < 2^23` (the DAC/ADC grids, whose codes are
-/// below 2^23 by their bit-width check): no branch, so loops over a grid
-/// vectorise.
+/// [`round_ties_away`] for `|v| < 2^23`: no branch (a select; the
+/// fractions of device states on a grid are unpredictable).
 #[inline(always)]
 pub(crate) fn round_ties_away_small(v: f32) -> f32 {
     // Truncation toward zero is exact, and so is the fraction `v − t`.

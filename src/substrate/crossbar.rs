@@ -47,9 +47,7 @@ use super::{OuterProductGradient, WeightArray};
 use crate::controller::{
     Controller, ControllerStats, PulseEvent, PulseTrains, UpdateGranularity, WritePlan, WriteScheme,
 };
-use crate::devices::array::{
-    prefetch, round_ties_away_small, DeviceArrayState, EventTargets, NoiseRng, WriteSink,
-};
+use crate::devices::array::{prefetch, DeviceArrayState, EventTargets, NoiseRng, WriteSink};
 use crate::devices::{DeviceArray, DeviceModel, Histogram};
 use crate::experiment::config::check_positive;
 use crate::linalg::{ensure_shape, gemm, max_abs_slice, Mat, Op, Vector};
@@ -1769,7 +1767,7 @@ fn dac_column_portable(col: &[f32], scaled: &mut [f32], scale: DacScale) -> u32 
     }
     if levels > 0.0 {
         for u in scaled.iter_mut() {
-            *u = round_ties_away_small(*u * levels) * inv_levels;
+            *u = round_to_grid(*u * levels) * inv_levels;
         }
     }
     clipped
@@ -1799,6 +1797,24 @@ simd_builds!(
     ) -> u32
 );
 
+/// Rounds a DAC or ADC code `v` (|v| < 2²³ by the converters' bit-width
+/// check) half away from zero, as `f32::round` does, and keeps NaN.
+///
+/// Truncation by `f32::trunc` rather than an integer conversion: Rust's
+/// saturating `as i32` costs per-lane fix-ups that kept these loops scalar
+/// (the AVX-512 DAC converted one lane at a time), while `trunc` is one
+/// `vrndscaleps`/`vroundps` in the AVX builds (a libm call in the baseline
+/// build, which runs only on CPUs without AVX2). For every finite code the
+/// result is that of `round_ties_away_small`, bit for bit; a NaN stays NaN
+/// instead of becoming 0, so a NaN drive is not hidden.
+#[inline(always)]
+fn round_to_grid(v: f32) -> f32 {
+    let t = v.trunc();
+    let frac = v - t;
+    let step = if frac.abs() >= 0.5 { 1.0f32 } else { 0.0 };
+    (t + step.copysign(v)).copysign(v)
+}
+
 #[inline(always)]
 fn adc_column_portable(column: &mut [f32], scale: AdcScale) -> u32 {
     let AdcScale {
@@ -1824,7 +1840,7 @@ fn adc_column_portable(column: &mut [f32], scale: AdcScale) -> u32 {
     }
     if to_grid > 0.0 {
         for yv in column.iter_mut() {
-            *yv = round_ties_away_small(*yv * to_grid) * from_grid;
+            *yv = round_to_grid(*yv * to_grid) * from_grid;
         }
     }
     for yv in column.iter_mut() {
@@ -2051,6 +2067,33 @@ pub fn total_hardware_summary(layers: &[serde_json::Value]) -> serde_json::Value
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The converters' rounding is `f32::round` (half away from zero, the
+    /// sign of zero kept) for every code below 2²³, bit for bit, and keeps
+    /// NaN; the AVX builds (one rounding instruction per vector) agree.
+    #[test]
+    fn round_to_grid_is_f32_round_and_keeps_nan() {
+        let mut codes: Vec<f32> = vec![0.0, -0.0, 0.5, -0.5, 1.5, -2.5, 8_388_607.5, -8_388_607.0];
+        codes.extend([0.49999997f32, -0.49999997, 126.5, -127.49999]);
+        // Every grid position and the points between them on a 9-bit grid,
+        // and a sweep of fractions.
+        codes.extend((-1022..=1022).map(|k| k as f32 * 0.5));
+        codes.extend((0..20_000).map(|i| (i as f32 * 0.6173).sin() * 300.0));
+        for &v in &codes {
+            let (got, want) = (round_to_grid(v), v.round());
+            assert_eq!(got.to_bits(), want.to_bits(), "{v:e}: {got:e} vs {want:e}");
+        }
+        assert!(round_to_grid(f32::NAN).is_nan());
+        // A NaN input reaches the DAC's output instead of becoming 0.
+        let mut out = [0.0f32; 3];
+        let scale = DacScale {
+            inv_alpha: 1.0,
+            levels: 127.0,
+            inv_levels: 1.0 / 127.0,
+        };
+        dac_column(&[0.2, f32::NAN, -0.7], &mut out, scale);
+        assert!(out[1].is_nan() && out[0].is_finite() && out[2].is_finite());
+    }
 
     /// The dispatched DAC (AVX-512 or AVX2 where the CPU has them) gives
     /// the baseline build's bits and clip count, with and without a grid,
