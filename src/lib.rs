@@ -17,4 +17,5 @@ pub mod network;
 pub mod random;
 pub mod report;
 pub mod rules;
+mod simd;
 pub mod substrate;

@@ -6,6 +6,7 @@
 //! `matrixmultiply`'s blocked, multi-threaded SGEMM with strides, so the
 //! transposed read `Wᵀ δ` and the outer product `δ s̄ᵀ` cost no copies.
 
+use crate::simd::simd_builds;
 use nalgebra::{DMatrix, DVector};
 
 /// A dense `f32` matrix (column-major). Batches are `neurons × batch`.
@@ -124,29 +125,30 @@ pub fn max_abs_slice(x: &[f32]) -> f32 {
     max_magnitude(x).0
 }
 
-/// Largest |x_i| skipping NaNs, and whether there was a NaN. Eight lanes
-/// of running maxima (one `max` chain does not vectorise); a NaN makes its
-/// lane's sum of magnitudes NaN (sums of magnitudes cannot make one).
-#[inline]
-fn max_magnitude(x: &[f32]) -> (f32, bool) {
-    const LANES: usize = 8;
-    let (mut top, mut sum) = ([0.0f32; LANES], [0.0f32; LANES]);
-    let mut chunks = x.chunks_exact(LANES);
-    for chunk in &mut chunks {
-        for k in 0..LANES {
-            let a = chunk[k].abs();
-            sum[k] += a;
-            // `>` is false for NaN: the lane keeps its maximum.
-            top[k] = if a > top[k] { a } else { top[k] };
-        }
+simd_builds!(
+    /// Largest |x_i| skipping NaNs, and whether there was a NaN
+    /// ([`max_magnitude_portable`] built for AVX-512/AVX2 where the CPU has
+    /// them; the maximum and the NaN flag do not depend on the order).
+    fn max_magnitude, max_magnitude_avx512, max_magnitude_avx2 =
+        max_magnitude_portable(x: &[f32]) -> (f32, bool)
+);
+
+/// Largest |x_i| skipping NaNs, and whether there was a NaN, on the bit
+/// patterns: without the sign bit, a non-NaN float's magnitude orders as
+/// its bits do as an unsigned integer, and NaNs are exactly the patterns
+/// above infinity's. Integer maxima are associative, so the compiler
+/// vectorises the two running maxima by itself (float maxima with a NaN
+/// test per element stayed scalar).
+#[inline(always)]
+fn max_magnitude_portable(x: &[f32]) -> (f32, bool) {
+    const INFINITY_BITS: u32 = 0x7f80_0000;
+    let (mut top, mut raw) = (0u32, 0u32);
+    for &v in x {
+        let a = v.to_bits() & 0x7fff_ffff;
+        raw = raw.max(a);
+        top = top.max(if a <= INFINITY_BITS { a } else { 0 });
     }
-    for &v in chunks.remainder() {
-        let a = v.abs();
-        sum[0] += a;
-        top[0] = if a > top[0] { a } else { top[0] };
-    }
-    let nan = sum.iter().any(|s| s.is_nan());
-    (top.iter().fold(0.0f32, |m, &t| m.max(t)), nan)
+    (f32::from_bits(top), raw > INFINITY_BITS)
 }
 
 /// Resizes `x` to `rows × cols` if needed (reusing the allocation when the shape matches).
@@ -190,5 +192,26 @@ mod tests {
         gemm(2.0, &at, Op::T, &bt, Op::T, 1.0, &mut c2);
         let expected = reference * 2.0 + Mat::from_element(3, 5, 1.0);
         assert!((&c2 - &expected).amax() < 1e-5);
+    }
+
+    /// The vector builds of the max-magnitude scan agree with the portable
+    /// one, NaN flag included, over every remainder of the lane counts.
+    #[test]
+    fn max_magnitude_builds_agree() {
+        for n in [0usize, 1, 7, 8, 9, 16, 17, 33, 257] {
+            let mut x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.61).sin() * 3.0).collect();
+            for nan_at in [None, Some(0), Some(n / 2)] {
+                if let Some(k) = nan_at.filter(|&k| k < n) {
+                    x[k] = f32::NAN;
+                }
+                let base = max_magnitude_portable(&x);
+                assert_eq!(max_magnitude(&x), base, "n {n}");
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: AVX2 was detected just above.
+                    assert_eq!(unsafe { max_magnitude_avx2(&x) }, base, "AVX2, n {n}");
+                }
+            }
+        }
     }
 }

@@ -52,6 +52,7 @@ use crate::devices::{DeviceArray, DeviceModel, Histogram};
 use crate::experiment::config::check_positive;
 use crate::linalg::{ensure_shape, gemm, max_abs_slice, Mat, Op, Vector};
 use crate::random::fill_standard_normal;
+use crate::simd::simd_builds;
 use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
 use rayon::prelude::*;
@@ -502,7 +503,8 @@ impl CrossPointSplit {
 /// read drives, in units of full-scale drive (the read-energy count of
 /// [`Crossbar::read_stats`]). Eight partial sums rather than one running
 /// sum, so that the loop is not one long chain of dependent f64 adds.
-fn drive_conductance(lines: &[f64], x: &[f32], scale: f32) -> f64 {
+#[inline(always)]
+fn drive_conductance_portable(lines: &[f64], x: &[f32], scale: f32) -> f64 {
     const LANES: usize = 8;
     let mut partial = [0.0f64; LANES];
     let mut lines_chunks = lines.chunks_exact(LANES);
@@ -1334,9 +1336,15 @@ impl WeightArray for Crossbar {
         }
         self.dac(x, true);
         mvm(&self.w_read, Op::N, &self.x_scaled, out);
-        for b in 0..batch {
-            let d = self.bias_drive[b];
-            for (o, w) in out.column_mut(b).iter_mut().zip(self.b_read.iter()) {
+        // Contiguous column slices: nalgebra's column views iterate
+        // element by element, which kept this loop scalar.
+        let bias = self.b_read.as_slice();
+        for (column, &d) in out
+            .as_mut_slice()
+            .chunks_exact_mut(self.n_out.max(1))
+            .zip(&self.bias_drive)
+        {
+            for (o, w) in column.iter_mut().zip(bias) {
                 *o += w * d;
             }
         }
@@ -1688,53 +1696,13 @@ struct DacScale {
     inv_levels: f32,
 }
 
-/// Defines `$avx512` and `$avx2`: the portable `#[inline(always)]` kernel
-/// `$kernel` (with the given parameters, then the `$extra` arguments)
-/// compiled for AVX-512F and for AVX2, so that LLVM vectorises it 16 or 8
-/// lanes wide. The kernels are plain IEEE single-precision operations in a
-/// fixed order, so every build gives the bits of the portable one (each
-/// kernel's test checks it).
-///
-/// The generated functions are `unsafe`: the caller must have checked that
-/// the CPU supports the feature (`is_x86_feature_detected!`).
-///
-/// With `fn $name` first, it also defines that safe function: the AVX-512
-/// build where the CPU has AVX-512F, else the AVX2 build where it has AVX2,
-/// else the portable kernel.
-macro_rules! simd_builds {
-    ($(#[$doc:meta])* fn $name:ident, $avx512:ident, $avx2:ident = $kernel:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty) => {
-        $(#[$doc])*
-        fn $name($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F (checked just above).
-                    return unsafe { $avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2 (checked just above).
-                    return unsafe { $avx2($($arg),*) };
-                }
-            }
-            $kernel($($arg),*)
-        }
-
-        simd_builds!($avx512, $avx2 = $kernel($($arg: $ty),*) -> $ret);
-    };
-    ($avx512:ident, $avx2:ident = $kernel:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $(; $($extra:expr),*)?) => {
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn $avx512($($arg: $ty),*) $(-> $ret)? {
-            $kernel($($arg),* $($(, $extra)*)?)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2")]
-        unsafe fn $avx2($($arg: $ty),*) $(-> $ret)? {
-            $kernel($($arg),* $($(, $extra)*)?)
-        }
-    };
-}
+simd_builds!(
+    /// [`drive_conductance_portable`], built for AVX-512/AVX2 where the CPU
+    /// has them (the same eight partial sums in the same order: the same
+    /// bits).
+    fn drive_conductance, drive_conductance_avx512, drive_conductance_avx2 =
+        drive_conductance_portable(lines: &[f64], x: &[f32], scale: f32) -> f64
+);
 
 simd_builds!(
     /// The DAC of one sample's inputs `col` into `scaled` (see [`DacScale`]
@@ -2067,6 +2035,30 @@ pub fn total_hardware_summary(layers: &[serde_json::Value]) -> serde_json::Value
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The read-energy count's drive conductance gives the baseline
+    /// build's bits in the AVX-512 and AVX2 builds.
+    #[test]
+    fn drive_conductance_is_bit_identical_on_every_path() {
+        for n in [0usize, 1, 7, 8, 9, 17, 785] {
+            let lines: Vec<f64> = (0..n)
+                .map(|i| 1e-5 * (1.0 + (i as f64 * 0.3).cos()))
+                .collect();
+            let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 1.3).collect();
+            let base = drive_conductance_portable(&lines, &x, 1.1);
+            assert_eq!(
+                base.to_bits(),
+                drive_conductance(&lines, &x, 1.1).to_bits(),
+                "n {n}"
+            );
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 was detected just above.
+                let avx2 = unsafe { drive_conductance_avx2(&lines, &x, 1.1) };
+                assert_eq!(base.to_bits(), avx2.to_bits(), "AVX2, n {n}");
+            }
+        }
+    }
 
     /// The converters' rounding is `f32::round` (half away from zero, the
     /// sign of zero kept) for every code below 2²³, bit for bit, and keeps
