@@ -24,6 +24,7 @@
 //! is O(lines · ⌈BL/64⌉ + BL + coincidences).
 
 use super::{firing_probability, PulseEvent};
+use crate::simd::simd_builds;
 use rand::{Rng, RngCore};
 use rand_distr::Exp1;
 use serde::{Deserialize, Serialize};
@@ -214,10 +215,18 @@ impl LineTrains {
     }
 }
 
+simd_builds!(
+    /// [`firing_probabilities_portable`], built for AVX-512/AVX2 where the
+    /// CPU has them (the same four lanes of totals: the same bits).
+    fn firing_probabilities, firing_probabilities_avx512, firing_probabilities_avx2 =
+        firing_probabilities_portable(k: f64, signal: &[f32], probability: &mut [f64]) -> (f64, u64)
+);
+
 /// [`firing_probability`] of every line, into `probability` (0 for a line
 /// that never fires), with its totals (Σ of the probabilities, how many
 /// will be clipped) kept in four lanes rather than one serial chain.
-fn firing_probabilities(k: f64, signal: &[f32], probability: &mut [f64]) -> (f64, u64) {
+#[inline(always)]
+fn firing_probabilities_portable(k: f64, signal: &[f32], probability: &mut [f64]) -> (f64, u64) {
     const LANES: usize = 4;
     let mut totals = [(0.0f64, 0u64); LANES];
     let body = signal.len() - signal.len() % LANES;
@@ -652,5 +661,45 @@ mod tests {
                 }
             ]
         );
+    }
+
+    /// The vector builds of the firing probabilities give the portable
+    /// build's probabilities and totals, bit for bit.
+    #[test]
+    fn firing_probabilities_are_bit_identical_on_every_path() {
+        for n in [0usize, 1, 3, 4, 5, 9, 257, 785] {
+            let signal: Vec<f32> = (0..n)
+                .map(|i| {
+                    if i % 5 == 0 {
+                        0.0
+                    } else {
+                        (i as f32 * 0.37).sin() * 2.0
+                    }
+                })
+                .collect();
+            let mut base = vec![0.0; n];
+            let t0 = firing_probabilities_portable(0.9, &signal, &mut base);
+            let mut fast = vec![0.0; n];
+            let t1 = firing_probabilities(0.9, &signal, &mut fast);
+            let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&base), bits(&fast), "n {n}");
+            assert_eq!((t0.0.to_bits(), t0.1), (t1.0.to_bits(), t1.1), "n {n}");
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                let mut avx2 = vec![0.0; n];
+                // SAFETY: AVX2 was detected just above.
+                let t2 = unsafe { firing_probabilities_avx2(0.9, &signal, &mut avx2) };
+                assert_eq!(bits(&base), bits(&avx2), "AVX2, n {n}");
+                assert_eq!(
+                    (t0.0.to_bits(), t0.1),
+                    (t2.0.to_bits(), t2.1),
+                    "AVX2, n {n}"
+                );
+            }
+            assert!(
+                t0.1 > 0 || n < 5,
+                "some probabilities clip at k = 0.9, |v| ≤ 2"
+            );
+        }
     }
 }
