@@ -282,8 +282,28 @@ pub struct DeviceArray {
     /// Elapsed time (s) since the array was made.
     time: f64,
     /// Total up and down pulses delivered.
-    pulses_up: u64,
-    pulses_down: u64,
+    totals: PulseTotals,
+}
+
+/// Up and down pulses delivered.
+#[derive(Clone, Copy, Debug, Default)]
+struct PulseTotals {
+    up: u64,
+    down: u64,
+}
+
+impl PulseTotals {
+    /// Counts `n` pulses (up for `n > 0`); returns (count, up).
+    #[inline(always)]
+    fn count(&mut self, n: i32) -> (u32, bool) {
+        let count = n.unsigned_abs();
+        if n > 0 {
+            self.up += count as u64;
+        } else {
+            self.down += count as u64;
+        }
+        (count, n > 0)
+    }
 }
 
 /// `|n|` pulses on the cross-point at `index` (column-major, bias column
@@ -408,6 +428,50 @@ fn pulse_device(
     effective
 }
 
+/// Delivers `n` pulses (signed as in [`DeviceArray::pulse`]; 0 leaves the
+/// device alone) to a non-drifting device `d`, counted in `totals`, and
+/// returns its read-visible conductance before and after.
+#[inline(always)]
+fn write_device(
+    d: &mut Device,
+    n: i32,
+    k: &Kernel,
+    factor: impl Fn(f32, bool) -> f32,
+    noise: &mut NormalPool<NoiseRng>,
+    totals: &mut PulseTotals,
+) -> WriteReads<f32> {
+    let before = k.visible(d);
+    if n != 0 {
+        let (count, up) = totals.count(n);
+        pulse_device(d, up, count, k, factor, noise);
+    }
+    WriteReads {
+        before,
+        after: k.visible(d),
+    }
+}
+
+/// [`write_device`] of a pair's two devices: `n_plus` pulses to `G⁺`, then
+/// `n_minus` to `G⁻`.
+#[inline(always)]
+fn write_pair(
+    line: &mut Line,
+    n_plus: i32,
+    n_minus: i32,
+    k: &Kernel,
+    factor: impl Fn(f32, bool) -> f32 + Copy,
+    noise: &mut NormalPool<NoiseRng>,
+    totals: &mut PulseTotals,
+) -> WriteReads<[f32; 2]> {
+    let [dp, dm] = &mut line.0;
+    let plus = write_device(dp, n_plus, k, factor, noise, totals);
+    let minus = write_device(dm, n_minus, k, factor, noise, totals);
+    WriteReads {
+        before: [plus.before, minus.before],
+        after: [plus.after, minus.after],
+    }
+}
+
 impl DeviceArray {
     /// Draws `n` devices of `model` (device-to-device variation, stuck
     /// faults, endurance, drift exponents) from `seed`, all at `g_center`.
@@ -503,8 +567,7 @@ impl DeviceArray {
             nu,
             noise: NormalPool::new(rng),
             time: 0.0,
-            pulses_up: 0,
-            pulses_down: 0,
+            totals: PulseTotals::default(),
         }
     }
 
@@ -597,7 +660,7 @@ impl DeviceArray {
 
     /// Total up and down pulses delivered.
     pub fn pulse_totals(&self) -> (u64, u64) {
-        (self.pulses_up, self.pulses_down)
+        (self.totals.up, self.totals.down)
     }
 
     /// Numbers of devices stuck low, stuck high, and worn out.
@@ -686,18 +749,6 @@ impl DeviceArray {
         prefetch(&self.lines, i / 2);
     }
 
-    /// Counts `n` pulses in the up/down totals; returns (count, up).
-    #[inline(always)]
-    fn tally(&mut self, n: i32) -> (u32, bool) {
-        let count = n.unsigned_abs();
-        if n > 0 {
-            self.pulses_up += count as u64;
-        } else {
-            self.pulses_down += count as u64;
-        }
-        (count, n > 0)
-    }
-
     /// Drifting arrays: before a write to device `i`, turns the drift
     /// accumulated since its last write into programmed state and restarts
     /// its drift clock (nothing happens to a stuck or worn-out device).
@@ -723,22 +774,10 @@ impl DeviceArray {
         if n == 0 {
             return PulseOutcome::default();
         }
-        let (count, up) = self.tally(n);
+        let (count, up) = self.totals.count(n);
         if self.kernel.drift {
             self.materialise_drift(i);
         }
-        let (_, effective, _) = self.pulse_record(i, up, count);
-        PulseOutcome {
-            delivered: count,
-            effective,
-        }
-    }
-
-    /// Delivers `count` counted pulses to device `i`'s record (drift already
-    /// materialised): its visible conductance before, the effective pulses,
-    /// and its visible conductance after.
-    #[inline(always)]
-    fn pulse_record(&mut self, i: usize, up: bool, count: u32) -> (f32, u32, f32) {
         let Self {
             lines,
             n: len,
@@ -748,23 +787,19 @@ impl DeviceArray {
             ..
         } = self;
         let d = &mut records_mut(lines, *len)[i];
-        let before = kernel.visible(d);
-        let effective = pulse_device(
-            d,
-            up,
-            count,
-            kernel,
-            |x, up| model.response_factor(x, up),
-            noise,
-        );
-        (before, effective, kernel.visible(d))
+        let factor = |x, up| model.response_factor(x, up);
+        let effective = pulse_device(d, up, count, kernel, factor, noise);
+        PulseOutcome {
+            delivered: count,
+            effective,
+        }
     }
 
     /// [`DeviceArray::pulse`] of device `i`, returning its read-visible
     /// conductance before and after the write.
     #[inline]
     pub fn pulse_read(&mut self, i: usize, n: i32) -> WriteReads<f32> {
-        if self.kernel.drift || n == 0 {
+        if self.kernel.drift {
             let before = self.visible(i);
             self.pulse(i, n);
             return WriteReads {
@@ -772,9 +807,18 @@ impl DeviceArray {
                 after: self.visible(i),
             };
         }
-        let (count, up) = self.tally(n);
-        let (before, _, after) = self.pulse_record(i, up, count);
-        WriteReads { before, after }
+        let Self {
+            lines,
+            n: len,
+            kernel,
+            model,
+            noise,
+            totals,
+            ..
+        } = self;
+        let factor = |x, up| model.response_factor(x, up);
+        let d = &mut records_mut(lines, *len)[i];
+        write_device(d, n, kernel, factor, noise, totals)
     }
 
     /// Pulses the pair `p` — `n_plus` pulses to device `2p`, then `n_minus`
@@ -794,49 +838,24 @@ impl DeviceArray {
                 after: [self.visible(ip), self.visible(im)],
             };
         }
-        let (count_p, up_p) = if n_plus != 0 {
-            self.tally(n_plus)
-        } else {
-            (0, false)
-        };
-        let (count_m, up_m) = if n_minus != 0 {
-            self.tally(n_minus)
-        } else {
-            (0, false)
-        };
         let Self {
             lines,
             kernel,
             model,
             noise,
+            totals,
             ..
         } = self;
-        let [dp, dm] = &mut lines[p].0;
-        let before = [kernel.visible(dp), kernel.visible(dm)];
-        if count_p > 0 {
-            pulse_device(
-                dp,
-                up_p,
-                count_p,
-                kernel,
-                |x, up| model.response_factor(x, up),
-                noise,
-            );
-        }
-        if count_m > 0 {
-            pulse_device(
-                dm,
-                up_m,
-                count_m,
-                kernel,
-                |x, up| model.response_factor(x, up),
-                noise,
-            );
-        }
-        WriteReads {
-            before,
-            after: [kernel.visible(dp), kernel.visible(dm)],
-        }
+        let factor = |x, up| model.response_factor(x, up);
+        write_pair(
+            &mut lines[p],
+            n_plus,
+            n_minus,
+            kernel,
+            factor,
+            noise,
+            totals,
+        )
     }
 
     /// Applies pulse events in order, each to the device or pair its index
@@ -914,23 +933,13 @@ impl DeviceArray {
             kernel,
             model,
             noise,
-            pulses_up,
-            pulses_down,
+            totals: array_totals,
             ..
         } = self;
         let kernel = kernel.clone();
         let model: &DeviceModel = model;
         let factor = |x: f32, up: bool| factor(model, x, up);
-        let (mut up_total, mut down_total) = (0u64, 0u64);
-        let mut tally = |n: i32| {
-            let count = n.unsigned_abs();
-            if n > 0 {
-                up_total += count as u64;
-            } else {
-                down_total += count as u64;
-            }
-            (count, n > 0)
-        };
+        let mut totals = *array_totals;
         for (k, e) in events.iter().enumerate() {
             if let Some(next) = events.get(k + PREFETCH_AHEAD) {
                 let idx = next.index as usize;
@@ -945,33 +954,20 @@ impl DeviceArray {
             let (before, after) = match targets {
                 EventTargets::Devices => {
                     let d = &mut records_mut(lines, *n)[idx];
-                    let before = kernel.visible(d);
-                    if e.pulses != 0 {
-                        let (count, up) = tally(e.pulses);
-                        pulse_device(d, up, count, &kernel, factor, noise);
-                    }
-                    ([before, 0.0], [kernel.visible(d), 0.0])
+                    let r = write_device(d, e.pulses, &kernel, factor, noise, &mut totals);
+                    ([r.before, 0.0], [r.after, 0.0])
                 }
                 EventTargets::Pairs { one_sided } => {
                     let (n_plus, n_minus) = pair_pulses(e.pulses, one_sided);
                     assert!(2 * idx + 1 < *n, "pair {idx} out of range of {n} devices");
-                    let [dp, dm] = &mut lines[idx].0;
-                    let before = [kernel.visible(dp), kernel.visible(dm)];
-                    if n_plus != 0 {
-                        let (count, up) = tally(n_plus);
-                        pulse_device(dp, up, count, &kernel, factor, noise);
-                    }
-                    if n_minus != 0 {
-                        let (count, up) = tally(n_minus);
-                        pulse_device(dm, up, count, &kernel, factor, noise);
-                    }
-                    (before, [kernel.visible(dp), kernel.visible(dm)])
+                    let line = &mut lines[idx];
+                    let r = write_pair(line, n_plus, n_minus, &kernel, factor, noise, &mut totals);
+                    (r.before, r.after)
                 }
             };
             sink.written(idx, before, after);
         }
-        *pulses_up += up_total;
-        *pulses_down += down_total;
+        *array_totals = totals;
     }
 
     /// Ends a write (a crossbar update): drops the pooled noise draws not
