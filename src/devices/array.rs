@@ -57,8 +57,15 @@ pub(crate) fn round_ties_away(v: f32) -> f32 {
 /// fractions of device states on a grid are unpredictable).
 #[inline(always)]
 pub(crate) fn round_ties_away_small(v: f32) -> f32 {
+    round_ties_away_from(v, v as i32 as f32)
+}
+
+/// `v` rounded half away from zero, given its truncation toward zero `t`
+/// (integer truncation in the baseline-built pulse path, `f32::trunc`, one
+/// instruction, in the converters' AVX builds).
+#[inline(always)]
+pub(crate) fn round_ties_away_from(v: f32, t: f32) -> f32 {
     // Truncation toward zero is exact, and so is the fraction `v − t`.
-    let t = v as i32 as f32;
     let frac = v - t;
     // Step away from zero when the fraction is at least a half; a select
     // rather than branches (the fractions on a grid are unpredictable).

@@ -47,7 +47,9 @@ use super::{OuterProductGradient, WeightArray};
 use crate::controller::{
     Controller, ControllerStats, PulseEvent, PulseTrains, UpdateGranularity, WritePlan, WriteScheme,
 };
-use crate::devices::array::{prefetch, DeviceArrayState, EventTargets, NoiseRng, WriteSink};
+use crate::devices::array::{
+    prefetch, round_ties_away_from, DeviceArrayState, EventTargets, NoiseRng, WriteSink,
+};
 use crate::devices::{DeviceArray, DeviceModel, Histogram};
 use crate::experiment::config::check_positive;
 use crate::linalg::{ensure_shape, gemm, max_abs_slice, Mat, Op, Vector};
@@ -1777,10 +1779,7 @@ simd_builds!(
 /// instead of becoming 0, so a NaN drive is not hidden.
 #[inline(always)]
 fn round_to_grid(v: f32) -> f32 {
-    let t = v.trunc();
-    let frac = v - t;
-    let step = if frac.abs() >= 0.5 { 1.0f32 } else { 0.0 };
-    (t + step.copysign(v)).copysign(v)
+    round_ties_away_from(v, v.trunc())
 }
 
 #[inline(always)]
