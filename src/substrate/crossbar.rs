@@ -383,20 +383,13 @@ impl EntryTerms {
     }
 }
 
-/// What a pulse write updates besides the devices: as `terms` asks, the
-/// read caches and the line conductances, from the device reads the write
-/// returns (the same values as [`Crossbar::weight_at`],
-/// [`Crossbar::squared_at`] and [`Crossbar::crosspoint_conductance_s`],
-/// without reading the devices again).
-struct CacheUpdate<'a> {
-    terms: EntryTerms,
+/// The read caches and line conductances a write updates, borrowed apart
+/// from the devices ([`Crossbar::write_parts`]).
+struct Caches<'a> {
     split: CrossPointSplit,
     n_in: usize,
     /// `n_out · n_in`: indices from here on are the bias row's.
     weights: usize,
-    /// One device per cross-point, against the input line's reference.
-    single: bool,
-    reference: &'a [f32],
     w_read: &'a mut [f32],
     b_read: &'a mut [f32],
     sq_read: &'a mut [f32],
@@ -405,37 +398,7 @@ struct CacheUpdate<'a> {
     line_out: &'a mut [f64],
 }
 
-impl WriteSink for CacheUpdate<'_> {
-    #[inline(always)]
-    fn ahead(&self, idx: usize) {
-        if self.terms.refresh {
-            prefetch(self.w_read, idx);
-            prefetch(self.sq_read, idx);
-        }
-    }
-
-    #[inline(always)]
-    fn written(&mut self, idx: usize, mut before: [f32; 2], mut after: [f32; 2]) {
-        let terms = self.terms;
-        if self.single {
-            let g_ref = self.reference[self.split.split(idx).1];
-            (before[1], after[1]) = (g_ref, g_ref);
-        }
-        if terms.refresh {
-            let w = terms.weight * (after[0] - after[1]);
-            let s = terms.noisy.then(|| {
-                let (gp, gm) = (after[0] + terms.offset, after[1] + terms.offset);
-                terms.squared * (gp * gp + gm * gm)
-            });
-            self.store(idx, w, s);
-        }
-        if terms.track_lines {
-            self.add_line_conductance(idx, terms.crosspoint_change_s(before, after));
-        }
-    }
-}
-
-impl CacheUpdate<'_> {
+impl Caches<'_> {
     /// Writes the read weight `w` and (with read noise) squared term `s` of
     /// cross-point `idx` into the read caches.
     #[inline(always)]
@@ -460,6 +423,50 @@ impl CacheUpdate<'_> {
         self.line_in[j] += delta;
         if j < self.n_in {
             self.line_out[i] += delta;
+        }
+    }
+}
+
+/// What a pulse write updates besides the devices: as `terms` asks, the
+/// read caches and the line conductances, from the device reads the write
+/// returns (the same values as [`Crossbar::weight_at`],
+/// [`Crossbar::squared_at`] and [`Crossbar::crosspoint_conductance_s`],
+/// without reading the devices again).
+struct CacheUpdate<'a> {
+    terms: EntryTerms,
+    /// The input lines' reference devices, with one device per cross-point
+    /// (`None`: differential pairs).
+    reference: Option<&'a [f32]>,
+    caches: Caches<'a>,
+}
+
+impl WriteSink for CacheUpdate<'_> {
+    #[inline(always)]
+    fn ahead(&self, idx: usize) {
+        if self.terms.refresh {
+            prefetch(self.caches.w_read, idx);
+            prefetch(self.caches.sq_read, idx);
+        }
+    }
+
+    #[inline(always)]
+    fn written(&mut self, idx: usize, mut before: [f32; 2], mut after: [f32; 2]) {
+        let terms = self.terms;
+        if let Some(reference) = self.reference {
+            let g_ref = reference[self.caches.split.split(idx).1];
+            (before[1], after[1]) = (g_ref, g_ref);
+        }
+        if terms.refresh {
+            let w = terms.weight * (after[0] - after[1]);
+            let s = terms.noisy.then(|| {
+                let (gp, gm) = (after[0] + terms.offset, after[1] + terms.offset);
+                terms.squared * (gp * gp + gm * gm)
+            });
+            self.caches.store(idx, w, s);
+        }
+        if terms.track_lines {
+            let delta = terms.crosspoint_change_s(before, after);
+            self.caches.add_line_conductance(idx, delta);
         }
     }
 }
@@ -914,19 +921,18 @@ impl Crossbar {
     /// Writes the read weight `w` and (with read noise) squared term `s` of
     /// cross-point `idx` into the read caches.
     fn store_entry(&mut self, idx: usize, w: f32, s: Option<f32>) {
-        let terms = EntryTerms::of(self);
-        self.write_parts(terms).1.store(idx, w, s);
+        self.write_parts().2.store(idx, w, s);
     }
 
     /// Adds `delta` (S) to the line conductances of cross-point `idx`.
     fn add_line_conductance(&mut self, idx: usize, delta: f64) {
-        let terms = EntryTerms::of(self);
-        self.write_parts(terms).1.add_line_conductance(idx, delta);
+        self.write_parts().2.add_line_conductance(idx, delta);
     }
 
-    /// The devices, and the caches a write updates as `terms` asks
-    /// (borrowed apart, so that the devices can report into the caches).
-    fn write_parts(&mut self, terms: EntryTerms) -> (&mut DeviceArray, CacheUpdate<'_>) {
+    /// The devices, the reference devices (one device per cross-point) and
+    /// the caches a write updates, borrowed apart so that the devices can
+    /// report into the caches.
+    fn write_parts(&mut self) -> (&mut DeviceArray, Option<&[f32]>, Caches<'_>) {
         let Self {
             devices,
             paired,
@@ -942,13 +948,10 @@ impl Crossbar {
             n_out,
             ..
         } = self;
-        let update = CacheUpdate {
-            terms,
+        let caches = Caches {
             split: *split,
             n_in: *n_in,
             weights: *n_out * *n_in,
-            single: !*paired,
-            reference,
             w_read: w_read.as_mut_slice(),
             b_read: b_read.as_mut_slice(),
             sq_read: sq_read.as_mut_slice(),
@@ -956,7 +959,8 @@ impl Crossbar {
             line_in: line_conductance_in,
             line_out: line_conductance_out,
         };
-        (devices, update)
+        let reference = (!*paired).then_some(reference.as_slice());
+        (devices, reference, caches)
     }
 
     fn ensure_cache(&mut self) {
@@ -986,7 +990,12 @@ impl Crossbar {
         } else {
             EventTargets::Devices
         };
-        let (devices, mut update) = self.write_parts(*terms);
+        let (devices, reference, caches) = self.write_parts();
+        let mut update = CacheUpdate {
+            terms: *terms,
+            reference,
+            caches,
+        };
         devices.apply_events(events, targets, &mut update);
     }
 
