@@ -747,15 +747,6 @@ impl DeviceArray {
         d.g = (d.g + delta).clamp(d.lo, d.hi);
     }
 
-    /// Hints the CPU to fetch device `i`'s record — the cache line holding
-    /// the pair `i / 2` (the pulse path is bound by cache misses on the
-    /// large device array, and the controller knows the next devices in
-    /// advance). No effect on results.
-    #[inline]
-    pub fn prefetch(&self, i: usize) {
-        prefetch(&self.lines, i / 2);
-    }
-
     /// Drifting arrays: before a write to device `i`, turns the drift
     /// accumulated since its last write into programmed state and restarts
     /// its drift clock (nothing happens to a stuck or worn-out device).
@@ -950,6 +941,7 @@ impl DeviceArray {
         for (k, e) in events.iter().enumerate() {
             if let Some(next) = events.get(k + PREFETCH_AHEAD) {
                 let idx = next.index as usize;
+                // The cache line of device `idx` (two to a line) or pair `idx`.
                 let line = match targets {
                     EventTargets::Devices => idx / 2,
                     EventTargets::Pairs { .. } => idx,
