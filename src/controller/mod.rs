@@ -608,6 +608,17 @@ impl Controller {
 /// a few ulps above it, which is not a clipped update.
 pub(crate) const CLIP_LIMIT: f64 = 1.0 + 1e-12;
 
+/// The sign (±1) a line's pulses carry for signal `v` (a zero signal never
+/// fires, so its sign does not matter).
+#[inline(always)]
+fn line_sign(v: f32) -> i32 {
+    if v < 0.0 {
+        -1
+    } else {
+        1
+    }
+}
+
 /// The firing probability `k |v|` of a line with signal `v` (`None` if it
 /// never fires), added to `totals` = (Σ of the probabilities, how many
 /// exceed 1 and will be clipped); for both samplers.
@@ -663,7 +674,7 @@ impl ProbabilityBuckets {
                 .min(1.0);
             p_max = p_max.max(p);
             self.prob.push(p);
-            self.sign.push(if v < 0.0 { -1 } else { 1 });
+            self.sign.push(line_sign(v));
         }
         *clipped += totals.1;
         self.magnitude_sum = totals.0;

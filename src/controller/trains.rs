@@ -23,7 +23,7 @@
 //! all lines at once (`LineTrains::draw_short`). The cost per pulse phase
 //! is O(lines · ⌈BL/64⌉ + BL + coincidences).
 
-use super::{firing_probability, PulseEvent};
+use super::{firing_probability, line_sign, PulseEvent};
 use crate::simd::simd_builds;
 use rand::{Rng, RngCore};
 use rand_distr::Exp1;
@@ -109,7 +109,7 @@ impl LineTrains {
                 self.trains.truncate(start);
             } else {
                 self.lines.push(line as u32);
-                self.signs.push(if v < 0.0 { -1 } else { 1 });
+                self.signs.push(line_sign(v));
             }
         }
         self.magnitude_sum = totals.0;
@@ -155,7 +155,7 @@ impl LineTrains {
             }
             let word = bernoulli_word(rng, p, bl);
             self.lines[fired] = line as u32;
-            self.signs[fired] = if v < 0.0 { -1 } else { 1 };
+            self.signs[fired] = line_sign(v);
             self.trains[fired] = word;
             fired += (word != 0) as usize;
         }
@@ -201,11 +201,7 @@ impl LineTrains {
             }
             let word = if p >= 1.0 { valid } else { word };
             self.lines[fired] = line;
-            self.signs[fired] = if self.signal[line as usize] < 0.0 {
-                -1
-            } else {
-                1
-            };
+            self.signs[fired] = line_sign(self.signal[line as usize]);
             self.trains[fired] = word;
             fired += (word != 0) as usize;
         }
