@@ -175,8 +175,20 @@ impl LineTrains {
     /// their uniforms at once, 32 bits each, two to a random word; then the
     /// trains, where slot `t` of a line fires iff its uniform `u < p·2³²`
     /// (probability `⌈p·2³²⌉/2³²`, within 2.4·10⁻¹⁰ of `p`; `p ≥ 1` fires
-    /// every slot).
+    /// every slot). One-slot trains take the AVX-512 path where the CPU has
+    /// it ([`LineTrains::draw_one_slot_avx512`]: the same trains).
     fn draw_short(&mut self, bl: u32, rng: &mut impl RngCore) {
+        #[cfg(target_arch = "x86_64")]
+        if bl == 1 && std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            unsafe { self.draw_one_slot_avx512(rng) };
+            return;
+        }
+        self.draw_short_portable(bl, rng);
+    }
+
+    /// [`LineTrains::draw_short`] in portable code, for every `bl`.
+    fn draw_short_portable(&mut self, bl: u32, rng: &mut impl RngCore) {
         let n = self.probability.len();
         self.candidates.resize(n, 0);
         let mut count = 0;
@@ -208,6 +220,113 @@ impl LineTrains {
         self.lines.truncate(fired);
         self.signs.truncate(fired);
         self.trains.truncate(fired);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl LineTrains {
+    /// [`LineTrains::draw_short`] for one-slot trains (nearly all of them
+    /// under bit-length management), sixteen lines at a time with AVX-512:
+    /// the same uniforms from the same stream, the same comparisons, the
+    /// same trains. Where the portable path first lists the lines that can
+    /// fire and then walks that list, here each block of lines spreads the
+    /// next uniforms over its lines that can fire (an expand), compares
+    /// them with those lines' `p·2³²`, and packs the lines that fired and
+    /// their signs to the front (a compress): no list, no branch, no
+    /// gather.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn draw_one_slot_avx512(&mut self, rng: &mut impl RngCore) {
+        use std::arch::x86_64::*;
+        const LANES: usize = 16;
+        let n = self.probability.len();
+        let body = n - n % LANES;
+        let zero = _mm512_setzero_pd();
+        let can_fire = |p: &[f64], i: usize| -> u16 {
+            // SAFETY: `i + 16 ≤ body ≤ p.len()`.
+            let (lo, hi) = unsafe {
+                (
+                    _mm512_loadu_pd(p.as_ptr().add(i)),
+                    _mm512_loadu_pd(p.as_ptr().add(i + 8)),
+                )
+            };
+            let lo = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(lo, zero);
+            let hi = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(hi, zero);
+            lo as u16 | (hi as u16) << 8
+        };
+        // The lines that can fire draw one uniform each, in line order, as
+        // in the portable path (so from the same stream).
+        let mut count = (0..body)
+            .step_by(LANES)
+            .map(|i| can_fire(&self.probability, i).count_ones() as usize)
+            .sum::<usize>();
+        count += self.probability[body..]
+            .iter()
+            .filter(|&&p| p > 0.0)
+            .count();
+        // A block reads and writes 16 lanes past its start: room for them.
+        self.uniforms.resize(count + LANES, 0);
+        rng.fill(&mut self.uniforms[..count]);
+        self.lines.resize(n + LANES, 0);
+        self.signs.resize(n + LANES, 0);
+        let scale = _mm512_set1_pd(4_294_967_296.0);
+        let (plus, minus) = (_mm512_set1_epi32(1), _mm512_set1_epi32(-1));
+        let mut index = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        let step = _mm512_set1_epi32(LANES as i32);
+        let (mut taken, mut fired) = (0usize, 0usize);
+        let (p, signal) = (self.probability.as_ptr(), self.signal.as_ptr());
+        for i in (0..body).step_by(LANES) {
+            let candidates = can_fire(&self.probability, i);
+            // The next uniforms, one to each line that can fire, in order.
+            let u = _mm512_maskz_expand_epi32(
+                candidates,
+                _mm512_loadu_si512(self.uniforms.as_ptr().add(taken).cast()),
+            );
+            let u_lo = _mm512_cvtepu32_pd(_mm512_castsi512_si256(u));
+            let u_hi = _mm512_cvtepu32_pd(_mm512_extracti64x4_epi64::<1>(u));
+            let p_lo = _mm512_mul_pd(_mm512_loadu_pd(p.add(i)), scale);
+            let p_hi = _mm512_mul_pd(_mm512_loadu_pd(p.add(i + 8)), scale);
+            let lo = _mm512_mask_cmp_pd_mask::<_CMP_LT_OQ>(candidates as u8, u_lo, p_lo);
+            let hi = _mm512_mask_cmp_pd_mask::<_CMP_LT_OQ>((candidates >> 8) as u8, u_hi, p_hi);
+            let fire = lo as u16 | (hi as u16) << 8;
+            let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(
+                _mm512_loadu_ps(signal.add(i)),
+                _mm512_setzero_ps(),
+            );
+            let signs = _mm512_mask_blend_epi32(negative, plus, minus);
+            // Compress in a register, then a full store (the compressing
+            // store to memory is slow on some CPUs); lanes past the fired
+            // ones are overwritten by the next block or truncated below.
+            _mm512_storeu_si512(
+                self.lines.as_mut_ptr().add(fired).cast(),
+                _mm512_maskz_compress_epi32(fire, index),
+            );
+            _mm512_storeu_si512(
+                self.signs.as_mut_ptr().add(fired).cast(),
+                _mm512_maskz_compress_epi32(fire, signs),
+            );
+            fired += fire.count_ones() as usize;
+            taken += candidates.count_ones() as usize;
+            index = _mm512_add_epi32(index, step);
+        }
+        for line in body..n {
+            let p = self.probability[line];
+            if p > 0.0 {
+                let u = self.uniforms[taken];
+                taken += 1;
+                self.lines[fired] = line as u32;
+                self.signs[fired] = line_sign(self.signal[line]);
+                fired += ((u as f64) < p * 4_294_967_296.0) as usize;
+            }
+        }
+        debug_assert_eq!(taken, count);
+        self.lines.truncate(fired);
+        self.signs.truncate(fired);
+        // A one-slot train that fires is the word 1.
+        self.trains.clear();
+        self.trains.resize(fired, 1);
     }
 }
 
@@ -528,6 +647,55 @@ mod tests {
                 (neighbours / n - p0 * p2).abs() < 5.0 * se,
                 "BL {bl}: neighbours"
             );
+        }
+    }
+
+    /// The AVX-512 one-slot path draws the trains of the portable path:
+    /// the same lines, signs and words from the same uniforms, leaving the
+    /// generator in the same state — over lengths that leave every
+    /// remainder of its sixteen lanes, with zero, negative, NaN, tiny and
+    /// clipped signals.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn one_slot_avx512_trains_equal_the_portable_ones() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let setup = |signal: &[f32]| {
+            let mut trains = LineTrains::default();
+            let n = signal.len();
+            trains.signal = signal.to_vec();
+            trains.probability = vec![0.0; n];
+            firing_probabilities(0.8, signal, &mut trains.probability);
+            trains.lines.resize(n, 0);
+            trains.signs.resize(n, 0);
+            trains.trains.resize(n, 0);
+            trains
+        };
+        for n in 0..70usize {
+            for seed in 0..4u64 {
+                let signal: Vec<f32> = (0..n)
+                    .map(|i| match (i as u64 * 7 + seed) % 9 {
+                        0 | 1 => 0.0,
+                        2 => -0.0,
+                        3 => f32::NAN,
+                        4 => 2.0,
+                        5 => -1e-9,
+                        _ => ((i as f32 + seed as f32) * 0.37).sin(),
+                    })
+                    .collect();
+                let mut rng_portable = Xoshiro256PlusPlus::seed_from_u64(seed);
+                let mut rng_avx = rng_portable.clone();
+                let mut portable = setup(&signal);
+                portable.draw_short_portable(1, &mut rng_portable);
+                let mut avx = setup(&signal);
+                // SAFETY: AVX-512F was detected above.
+                unsafe { avx.draw_one_slot_avx512(&mut rng_avx) };
+                assert_eq!(portable.lines, avx.lines, "n {n}, seed {seed}");
+                assert_eq!(portable.signs, avx.signs, "n {n}, seed {seed}");
+                assert_eq!(portable.trains, avx.trains, "n {n}, seed {seed}");
+                assert_eq!(rng_portable.next_u64(), rng_avx.next_u64(), "n {n}");
+            }
         }
     }
 
