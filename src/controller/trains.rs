@@ -450,6 +450,10 @@ pub(super) struct SlotIndex {
     /// touched (scratch).
     count: Vec<u32>,
     touched: Vec<u32>,
+    /// The line and sign of each row in `members` (so that a one-slot
+    /// column's events are read from two contiguous runs).
+    member_lines: Vec<u32>,
+    member_signs: Vec<i32>,
 }
 
 /// Appends one event per device with at least one coincidence — device
@@ -478,6 +482,8 @@ pub(super) fn coincidences(
         members,
         count,
         touched,
+        member_lines,
+        member_signs,
     } = slots;
     start.clear();
     start.resize(bl as usize + 2, 0);
@@ -496,6 +502,10 @@ pub(super) fn coincidences(
         });
     }
     // Now slot t's rows are members[start[t]..start[t + 1]].
+    member_lines.clear();
+    member_lines.extend(members.iter().map(|&r| rows.lines[r as usize]));
+    member_signs.clear();
+    member_signs.extend(members.iter().map(|&r| rows.signs[r as usize]));
     count.clear();
     count.resize(rows.lines.len(), 0);
     for (c, col_train) in cols.trains.chunks_exact(words).enumerate() {
@@ -505,12 +515,15 @@ pub(super) fn coincidences(
             // One slot (the common case with BL management): each row
             // firing in it coincides exactly once, ascending already.
             let t = col_train[0].trailing_zeros() as usize;
+            let slot = start[t] as usize..start[t + 1] as usize;
+            let (lines, signs) = (&member_lines[slot.clone()], &member_signs[slot]);
             events.extend(
-                members[start[t] as usize..start[t + 1] as usize]
+                lines
                     .iter()
-                    .map(|&r| PulseEvent {
-                        index: base + rows.lines[r as usize],
-                        pulses: rows.signs[r as usize] * sign,
+                    .zip(signs)
+                    .map(|(&line, &row_sign)| PulseEvent {
+                        index: base + line,
+                        pulses: row_sign * sign,
                     }),
             );
             continue;
