@@ -139,14 +139,14 @@ impl LineTrains {
         let n = self.signal.len();
         self.probability.resize(n, 0.0);
         let (sum, clipped) = firing_probabilities(k, &self.signal, &mut self.probability);
-        self.lines.resize(n, 0);
-        self.signs.resize(n, 0);
-        self.trains.resize(n, 0);
         if bl <= SHORT_TRAIN {
             self.draw_short(bl, rng);
             self.magnitude_sum = sum;
             return clipped;
         }
+        self.lines.resize(n, 0);
+        self.signs.resize(n, 0);
+        self.trains.resize(n, 0);
         let mut fired = 0usize;
         for (line, (&p, &v)) in self.probability.iter().zip(&self.signal).enumerate() {
             // As `firing_probability`: a line with p ≤ 0 never fires.
@@ -190,6 +190,9 @@ impl LineTrains {
     /// [`LineTrains::draw_short`] in portable code, for every `bl`.
     fn draw_short_portable(&mut self, bl: u32, rng: &mut impl RngCore) {
         let n = self.probability.len();
+        self.lines.resize(n, 0);
+        self.signs.resize(n, 0);
+        self.trains.resize(n, 0);
         self.candidates.resize(n, 0);
         let mut count = 0;
         for (line, &p) in (0u32..).zip(&self.probability) {
