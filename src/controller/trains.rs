@@ -175,14 +175,21 @@ impl LineTrains {
     /// their uniforms at once, 32 bits each, two to a random word; then the
     /// trains, where slot `t` of a line fires iff its uniform `u < p·2³²`
     /// (probability `⌈p·2³²⌉/2³²`, within 2.4·10⁻¹⁰ of `p`; `p ≥ 1` fires
-    /// every slot). One-slot trains take the AVX-512 path where the CPU has
-    /// it ([`LineTrains::draw_one_slot_avx512`]: the same trains).
+    /// every slot). One-slot trains take the AVX-512 or AVX2 path where the
+    /// CPU has it ([`LineTrains::draw_one_slot_avx512`]: the same trains).
     fn draw_short(&mut self, bl: u32, rng: &mut impl RngCore) {
         #[cfg(target_arch = "x86_64")]
-        if bl == 1 && std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            unsafe { self.draw_one_slot_avx512(rng) };
-            return;
+        if bl == 1 {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F (checked just above).
+                unsafe { self.draw_one_slot_avx512(rng) };
+                return;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                unsafe { self.draw_one_slot_avx2(rng) };
+                return;
+            }
         }
         self.draw_short_portable(bl, rng);
     }
@@ -314,7 +321,100 @@ impl LineTrains {
             taken += candidates.count_ones() as usize;
             index = _mm512_add_epi32(index, step);
         }
-        for line in body..n {
+        self.finish_one_slot(body, taken, fired, count);
+    }
+
+    /// [`LineTrains::draw_one_slot_avx512`] for CPUs with AVX2 but not
+    /// AVX-512, eight lines at a time: the expand and compress are
+    /// permutations from tables ([`EXPAND8`], [`COMPRESS8`]). The same
+    /// trains as the portable path.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    unsafe fn draw_one_slot_avx2(&mut self, rng: &mut impl RngCore) {
+        use std::arch::x86_64::*;
+        const LANES: usize = 8;
+        let n = self.probability.len();
+        let body = n - n % LANES;
+        let zero = _mm256_setzero_pd();
+        let can_fire = |p: &[f64], i: usize| -> usize {
+            // SAFETY: `i + 8 ≤ body ≤ p.len()`.
+            let (lo, hi) = unsafe {
+                (
+                    _mm256_loadu_pd(p.as_ptr().add(i)),
+                    _mm256_loadu_pd(p.as_ptr().add(i + 4)),
+                )
+            };
+            let lo = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(lo, zero));
+            let hi = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(hi, zero));
+            (lo | hi << 4) as usize
+        };
+        let mut count = (0..body)
+            .step_by(LANES)
+            .map(|i| can_fire(&self.probability, i).count_ones() as usize)
+            .sum::<usize>();
+        count += self.probability[body..]
+            .iter()
+            .filter(|&&p| p > 0.0)
+            .count();
+        self.uniforms.resize(count + LANES, 0);
+        rng.fill(&mut self.uniforms[..count]);
+        self.lines.resize(n + LANES, 0);
+        self.signs.resize(n + LANES, 0);
+        let scale = _mm256_set1_pd(4_294_967_296.0);
+        // u32 → f64 exactly: (u − 2³¹) as a signed integer, plus 2³¹.
+        let (flip, half) = (_mm_set1_epi32(i32::MIN), _mm256_set1_pd(2_147_483_648.0));
+        let to_f64 = |u: __m128i| _mm256_add_pd(_mm256_cvtepi32_pd(_mm_xor_si128(u, flip)), half);
+        let plus = _mm256_set1_epi32(1);
+        let mut index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let step = _mm256_set1_epi32(LANES as i32);
+        let table = |t: &[[u32; 8]; 256], mask: usize| {
+            // SAFETY: `mask < 256` and a row is eight `u32`s.
+            unsafe { _mm256_loadu_si256(t[mask].as_ptr().cast()) }
+        };
+        let (mut taken, mut fired) = (0usize, 0usize);
+        let (p, signal) = (self.probability.as_ptr(), self.signal.as_ptr());
+        for i in (0..body).step_by(LANES) {
+            let candidates = can_fire(&self.probability, i);
+            let u = _mm256_permutevar8x32_epi32(
+                _mm256_loadu_si256(self.uniforms.as_ptr().add(taken).cast()),
+                table(&EXPAND8, candidates),
+            );
+            let u_lo = to_f64(_mm256_castsi256_si128(u));
+            let u_hi = to_f64(_mm256_extracti128_si256::<1>(u));
+            let p_lo = _mm256_mul_pd(_mm256_loadu_pd(p.add(i)), scale);
+            let p_hi = _mm256_mul_pd(_mm256_loadu_pd(p.add(i + 4)), scale);
+            let lo = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LT_OQ>(u_lo, p_lo));
+            let hi = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LT_OQ>(u_hi, p_hi));
+            let fire = (lo | hi << 4) as usize & candidates;
+            // −1 (all bits) where the signal is negative, else 0: sign 1 + 2m.
+            let negative = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LT_OQ>(
+                _mm256_loadu_ps(signal.add(i)),
+                _mm256_setzero_ps(),
+            ));
+            let signs = _mm256_add_epi32(plus, _mm256_add_epi32(negative, negative));
+            let pack = table(&COMPRESS8, fire);
+            _mm256_storeu_si256(
+                self.lines.as_mut_ptr().add(fired).cast(),
+                _mm256_permutevar8x32_epi32(index, pack),
+            );
+            _mm256_storeu_si256(
+                self.signs.as_mut_ptr().add(fired).cast(),
+                _mm256_permutevar8x32_epi32(signs, pack),
+            );
+            fired += fire.count_ones() as usize;
+            taken += candidates.count_ones() as usize;
+            index = _mm256_add_epi32(index, step);
+        }
+        self.finish_one_slot(body, taken, fired, count);
+    }
+
+    /// The lines from `from` on of a one-slot draw, one at a time, after
+    /// `taken` uniforms and `fired` trains of the vector blocks; then the
+    /// lists cut to the fired lines.
+    fn finish_one_slot(&mut self, from: usize, mut taken: usize, mut fired: usize, count: usize) {
+        for line in from..self.probability.len() {
             let p = self.probability[line];
             if p > 0.0 {
                 let u = self.uniforms[taken];
@@ -332,6 +432,42 @@ impl LineTrains {
         self.trains.resize(fired, 1);
     }
 }
+
+/// For each 8-bit mask, the lanes of its set bits in ascending order (then
+/// zeros): the permutation that packs those lanes to the front.
+const COMPRESS8: [[u32; 8]; 256] = {
+    let mut table = [[0u32; 8]; 256];
+    let mut mask = 0;
+    while mask < 256 {
+        let (mut lane, mut packed) = (0, 0);
+        while lane < 8 {
+            if mask >> lane & 1 == 1 {
+                table[mask][packed] = lane as u32;
+                packed += 1;
+            }
+            lane += 1;
+        }
+        mask += 1;
+    }
+    table
+};
+
+/// For each 8-bit mask, the source of each lane: a set lane takes the next
+/// value in order (the number of set bits below it), so that consecutive
+/// values spread over the set lanes.
+const EXPAND8: [[u32; 8]; 256] = {
+    let mut table = [[0u32; 8]; 256];
+    let mut mask = 0;
+    while mask < 256 {
+        let mut lane = 0;
+        while lane < 8 {
+            table[mask][lane] = (mask & ((1 << lane) - 1)).count_ones();
+            lane += 1;
+        }
+        mask += 1;
+    }
+    table
+};
 
 simd_builds!(
     /// [`firing_probabilities_portable`], built for AVX-512/AVX2 where the
@@ -666,17 +802,16 @@ mod tests {
         }
     }
 
-    /// The AVX-512 one-slot path draws the trains of the portable path:
+    /// The AVX-512 and AVX2 one-slot paths draw the trains of the portable path:
     /// the same lines, signs and words from the same uniforms, leaving the
     /// generator in the same state — over lengths that leave every
     /// remainder of its sixteen lanes, with zero, negative, NaN, tiny and
     /// clipped signals.
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn one_slot_avx512_trains_equal_the_portable_ones() {
-        if !std::arch::is_x86_feature_detected!("avx512f") {
-            return;
-        }
+    fn one_slot_avx_trains_equal_the_portable_ones() {
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+        let avx2 = std::arch::is_x86_feature_detected!("avx2");
         let setup = |signal: &[f32]| {
             let mut trains = LineTrains::default();
             let n = signal.len();
@@ -701,16 +836,29 @@ mod tests {
                     })
                     .collect();
                 let mut rng_portable = Xoshiro256PlusPlus::seed_from_u64(seed);
-                let mut rng_avx = rng_portable.clone();
                 let mut portable = setup(&signal);
                 portable.draw_short_portable(1, &mut rng_portable);
-                let mut avx = setup(&signal);
-                // SAFETY: AVX-512F was detected above.
-                unsafe { avx.draw_one_slot_avx512(&mut rng_avx) };
-                assert_eq!(portable.lines, avx.lines, "n {n}, seed {seed}");
-                assert_eq!(portable.signs, avx.signs, "n {n}, seed {seed}");
-                assert_eq!(portable.trains, avx.trains, "n {n}, seed {seed}");
-                assert_eq!(rng_portable.next_u64(), rng_avx.next_u64(), "n {n}");
+                let after = rng_portable.next_u64();
+                type Draw = unsafe fn(&mut LineTrains, &mut Xoshiro256PlusPlus);
+                let builds: [(&str, bool, Draw); 2] = [
+                    ("AVX-512", avx512, |t, r| unsafe {
+                        t.draw_one_slot_avx512(r)
+                    }),
+                    ("AVX2", avx2, |t, r| unsafe { t.draw_one_slot_avx2(r) }),
+                ];
+                for (name, present, draw) in builds {
+                    if !present {
+                        continue;
+                    }
+                    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+                    let mut avx = setup(&signal);
+                    // SAFETY: the build's feature was detected above.
+                    unsafe { draw(&mut avx, &mut rng) };
+                    assert_eq!(portable.lines, avx.lines, "{name}, n {n}, seed {seed}");
+                    assert_eq!(portable.signs, avx.signs, "{name}, n {n}, seed {seed}");
+                    assert_eq!(portable.trains, avx.trains, "{name}, n {n}, seed {seed}");
+                    assert_eq!(after, rng.next_u64(), "{name}, n {n}");
+                }
             }
         }
     }
