@@ -216,7 +216,7 @@ impl LineTrains {
             .zip(self.uniforms.chunks_exact(slots))
         {
             let p = self.probability[line as usize];
-            let scaled = p * 4_294_967_296.0;
+            let scaled = p * UNIFORM_SCALE;
             let mut word = 0u64;
             for (t, &u) in uniforms.iter().enumerate() {
                 word |= (((u as f64) < scaled) as u64) << t;
@@ -266,22 +266,12 @@ impl LineTrains {
             let hi = _mm512_cmp_pd_mask::<_CMP_GT_OQ>(hi, zero);
             lo as u16 | (hi as u16) << 8
         };
-        // The lines that can fire draw one uniform each, in line order, as
-        // in the portable path (so from the same stream).
-        let mut count = (0..body)
+        let in_blocks = (0..body)
             .step_by(LANES)
             .map(|i| can_fire(&self.probability, i).count_ones() as usize)
             .sum::<usize>();
-        count += self.probability[body..]
-            .iter()
-            .filter(|&&p| p > 0.0)
-            .count();
-        // A block reads and writes 16 lanes past its start: room for them.
-        self.uniforms.resize(count + LANES, 0);
-        rng.fill(&mut self.uniforms[..count]);
-        self.lines.resize(n + LANES, 0);
-        self.signs.resize(n + LANES, 0);
-        let scale = _mm512_set1_pd(4_294_967_296.0);
+        let count = self.start_one_slot(body, in_blocks, LANES, rng);
+        let scale = _mm512_set1_pd(UNIFORM_SCALE);
         let (plus, minus) = (_mm512_set1_epi32(1), _mm512_set1_epi32(-1));
         let mut index = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         let step = _mm512_set1_epi32(LANES as i32);
@@ -350,19 +340,12 @@ impl LineTrains {
             let hi = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(hi, zero));
             (lo | hi << 4) as usize
         };
-        let mut count = (0..body)
+        let in_blocks = (0..body)
             .step_by(LANES)
             .map(|i| can_fire(&self.probability, i).count_ones() as usize)
             .sum::<usize>();
-        count += self.probability[body..]
-            .iter()
-            .filter(|&&p| p > 0.0)
-            .count();
-        self.uniforms.resize(count + LANES, 0);
-        rng.fill(&mut self.uniforms[..count]);
-        self.lines.resize(n + LANES, 0);
-        self.signs.resize(n + LANES, 0);
-        let scale = _mm256_set1_pd(4_294_967_296.0);
+        let count = self.start_one_slot(body, in_blocks, LANES, rng);
+        let scale = _mm256_set1_pd(UNIFORM_SCALE);
         // u32 → f64 exactly: (u − 2³¹) as a signed integer, plus 2³¹.
         let (flip, half) = (_mm_set1_epi32(i32::MIN), _mm256_set1_pd(2_147_483_648.0));
         let to_f64 = |u: __m128i| _mm256_add_pd(_mm256_cvtepi32_pd(_mm_xor_si128(u, flip)), half);
@@ -410,6 +393,31 @@ impl LineTrains {
         self.finish_one_slot(body, taken, fired, count);
     }
 
+    /// The start of a one-slot draw whose vector blocks cover lines
+    /// `..body`, `in_blocks` of which can fire: the uniforms of all lines
+    /// that can fire, one each in line order as in the portable path (so
+    /// from the same stream), and room for a block to read and write
+    /// `lanes` past its start. Returns how many lines can fire.
+    fn start_one_slot(
+        &mut self,
+        body: usize,
+        in_blocks: usize,
+        lanes: usize,
+        rng: &mut impl RngCore,
+    ) -> usize {
+        let count = in_blocks
+            + self.probability[body..]
+                .iter()
+                .filter(|&&p| p > 0.0)
+                .count();
+        self.uniforms.resize(count + lanes, 0);
+        rng.fill(&mut self.uniforms[..count]);
+        let n = self.probability.len();
+        self.lines.resize(n + lanes, 0);
+        self.signs.resize(n + lanes, 0);
+        count
+    }
+
     /// The lines from `from` on of a one-slot draw, one at a time, after
     /// `taken` uniforms and `fired` trains of the vector blocks; then the
     /// lists cut to the fired lines.
@@ -421,7 +429,7 @@ impl LineTrains {
                 taken += 1;
                 self.lines[fired] = line as u32;
                 self.signs[fired] = line_sign(self.signal[line]);
-                fired += ((u as f64) < p * 4_294_967_296.0) as usize;
+                fired += ((u as f64) < p * UNIFORM_SCALE) as usize;
             }
         }
         debug_assert_eq!(taken, count);
@@ -519,6 +527,10 @@ pub fn sparse_train(rng: &mut impl RngCore, p: f64, bl: u32, train: &mut [u64]) 
         t += 1;
     }
 }
+
+/// 2³²: a 32-bit uniform `u` fires a slot of probability `p` iff
+/// `u < p·2³²`.
+const UNIFORM_SCALE: f64 = 4_294_967_296.0;
 
 /// Trains of at most this many slots are drawn with one uniform per slot.
 const SHORT_TRAIN: u32 = 4;
@@ -818,9 +830,6 @@ mod tests {
             trains.signal = signal.to_vec();
             trains.probability = vec![0.0; n];
             firing_probabilities(0.8, signal, &mut trains.probability);
-            trains.lines.resize(n, 0);
-            trains.signs.resize(n, 0);
-            trains.trains.resize(n, 0);
             trains
         };
         for n in 0..70usize {
