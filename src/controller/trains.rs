@@ -653,10 +653,13 @@ pub(super) fn coincidences(
         });
     }
     // Now slot t's rows are members[start[t]..start[t + 1]].
-    member_lines.clear();
-    member_lines.extend(members.iter().map(|&r| rows.lines[r as usize]));
-    member_signs.clear();
-    member_signs.extend(members.iter().map(|&r| rows.signs[r as usize]));
+    // Only one-word trains can have one-slot columns, which read these.
+    if words == 1 {
+        member_lines.clear();
+        member_lines.extend(members.iter().map(|&r| rows.lines[r as usize]));
+        member_signs.clear();
+        member_signs.extend(members.iter().map(|&r| rows.signs[r as usize]));
+    }
     count.clear();
     count.resize(rows.lines.len(), 0);
     for (c, col_train) in cols.trains.chunks_exact(words).enumerate() {
