@@ -26,6 +26,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use dyadsim::controller::{Controller, UpdateGranularity, WritePlan, WriteScheme};
 use dyadsim::data::{load_raw, Dataset, Split};
+use dyadsim::devices::array::set_vector_pulse_path;
 use dyadsim::devices::DeviceModel;
 use dyadsim::experiment::config::{Config, DatasetName};
 use dyadsim::experiment::train::build_network;
@@ -37,7 +38,7 @@ use dyadsim::substrate::{OuterProductGradient, WeightArray};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn dataset(train: usize) -> Dataset {
     let (tr, te) = load_raw(DatasetName::Mnist, None).expect("embedded MNIST");
@@ -221,13 +222,17 @@ impl Trainer {
 
     /// Device pulses so far (both devices of a pair count).
     fn pulses(&self) -> u64 {
-        self.net
-            .layers
-            .iter()
-            .filter_map(|l| l.hardware_summary())
-            .map(|h| h["pulses_applied"].as_u64().unwrap_or(0))
-            .sum()
+        pulses_of(&self.net)
     }
+}
+
+/// Device pulses applied to `net` so far (both devices of a pair count).
+fn pulses_of(net: &Network) -> u64 {
+    net.layers
+        .iter()
+        .filter_map(|l| l.hardware_summary())
+        .map(|h| h["pulses_applied"].as_u64().unwrap_or(0))
+        .sum()
 }
 
 /// Trains `trainer` for `warm` samples, then times the next `chunk` samples
@@ -413,5 +418,118 @@ fn aihwkit_parity(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, training, aihwkit_parity, update_and_reads);
+/// The pulsed update alone in the aihwkit-parity run on `constant_step`:
+/// the gradients of one batch of 64 at the timed point of training, written
+/// into each layer again and again (the devices keep moving, the events per
+/// write stay those of that batch). The pulse path's own figure, without the
+/// noise of a whole training run around it.
+fn aihwkit_parity_update(c: &mut Criterion) {
+    let (train, _) = load_raw(DatasetName::Mnist, None).expect("embedded MNIST");
+    let mut group = c.benchmark_group("crossbar_aihwkit_parity_update_constant_step_batch64");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
+    let mut prepared = None;
+    group.throughput(Throughput::Elements(64));
+    group.bench_function("all_layers", |b| {
+        let (net, gradients) = prepared.get_or_insert_with(|| {
+            let mut trainer = Trainer::of(aihwkit_parity_config("constant_step"), &train, 20_480);
+            trainer.train(19_968);
+            let (x, y) = &trainer.batches[trainer.next];
+            let out = trainer.learner.step(&mut trainer.net, x, y, None);
+            let mut net = trainer.net.clone();
+            let before = pulses_of(&net);
+            for (layer, g) in net.layers.iter_mut().zip(out.gradients.iter()) {
+                layer.apply_gradient(g);
+            }
+            eprintln!(
+                "parity update: {} device pulses per write of a batch",
+                pulses_of(&net) - before
+            );
+            (net, out.gradients)
+        });
+        b.iter(|| {
+            for (layer, g) in net.layers.iter_mut().zip(gradients.iter()) {
+                layer.apply_gradient(g);
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    training,
+    aihwkit_parity,
+    aihwkit_parity_update,
+    pulse_paths_side_by_side,
+    update_and_reads
+);
 criterion_main!(benches);
+
+/// The vector pulse path against event-by-event writes, in the same
+/// minutes: on the aihwkit-parity `constant_step` run, alternately 50
+/// writes of one batch's gradients with one path, then with the other
+/// (40 rounds), and every fourth round 1,024 training samples with each.
+/// Both paths give the same bits, so this times them alone; alternating
+/// this finely keeps the machine's drift out of the ratio, which
+/// separately timed runs on this shared machine cannot (±15 %). Runs only
+/// with `DYADSIM_BENCH_PULSE_PATHS=1` (it is not a criterion benchmark).
+fn pulse_paths_side_by_side(_: &mut Criterion) {
+    if std::env::var_os("DYADSIM_BENCH_PULSE_PATHS").is_none() {
+        return;
+    }
+    let (train, _) = load_raw(DatasetName::Mnist, None).expect("embedded MNIST");
+    let mut trainer = Trainer::of(aihwkit_parity_config("constant_step"), &train, 20_480);
+    trainer.train(19_968);
+    let (x, y) = &trainer.batches[trainer.next];
+    let gradients = trainer.learner.step(&mut trainer.net, x, y, None).gradients;
+    let mut net = trainer.net.clone();
+    // [vector, event by event]
+    let mut update_us = [Vec::new(), Vec::new()];
+    let mut samples_per_s = [Vec::new(), Vec::new()];
+    for round in 0..40 {
+        for (path, vector) in [true, false].into_iter().enumerate() {
+            set_vector_pulse_path(vector);
+            let start = Instant::now();
+            for _ in 0..50 {
+                for (layer, g) in net.layers.iter_mut().zip(gradients.iter()) {
+                    layer.apply_gradient(g);
+                }
+            }
+            update_us[path].push(start.elapsed().as_secs_f64() / 50.0 * 1e6);
+            if round % 4 == 0 {
+                let mut probe = trainer.clone();
+                let start = Instant::now();
+                probe.train(1024);
+                samples_per_s[path].push(1024.0 / start.elapsed().as_secs_f64());
+            }
+        }
+    }
+    set_vector_pulse_path(true);
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let ratios: Vec<f64> = update_us[1]
+        .iter()
+        .zip(&update_us[0])
+        .map(|(slow, fast)| slow / fast)
+        .collect();
+    eprintln!(
+        "pulse paths, constant_step parity: one batch's update {:.0} µs vector / {:.0} µs event by \
+         event (median ratio {:.3} over {} rounds, range {:.3}–{:.3}); training {:.0} / {:.0} \
+         samples/s (medians of {})",
+        median(&update_us[0]),
+        median(&update_us[1]),
+        median(&ratios),
+        ratios.len(),
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(0.0, f64::max),
+        median(&samples_per_s[0]),
+        median(&samples_per_s[1]),
+        samples_per_s[0].len()
+    );
+}

@@ -134,13 +134,39 @@ impl<R: RngCore> NormalPool<R> {
     /// The next standard normal.
     #[inline(always)]
     pub fn normal(&mut self) -> f32 {
+        self.refill_if_empty();
+        let v = self.pool[self.next];
+        self.next += 1;
+        v
+    }
+
+    /// The draws not handed out yet, in the order [`NormalPool::normal`]
+    /// would hand them out (empty when the next call refills).
+    #[inline(always)]
+    pub fn pending(&self) -> &[f32] {
+        &self.pool[self.next..]
+    }
+
+    /// Hands out the next `k` pending draws at once (a caller that read
+    /// them from [`NormalPool::pending`]).
+    #[inline(always)]
+    pub fn take(&mut self, k: usize) {
+        assert!(
+            k <= POOL - self.next,
+            "took {k} of {} pending draws",
+            POOL - self.next
+        );
+        self.next += k;
+    }
+
+    /// Refills an empty pool now, as the next [`NormalPool::normal`] would:
+    /// the same draws in the same order.
+    #[inline(always)]
+    pub fn refill_if_empty(&mut self) {
         if self.next == POOL {
             fill_standard_normal(&mut self.rng, &mut self.pool);
             self.next = 0;
         }
-        let v = self.pool[self.next];
-        self.next += 1;
-        v
     }
 
     /// Drops the draws not handed out yet: the next draw comes from a fresh
