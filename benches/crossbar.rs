@@ -12,8 +12,11 @@
 //! `aihwkit_parity` trains aihwkit 1.1's MNIST example network with its
 //! settings, to set against `benches/aihwkit_parity.py` (aihwkit measured on
 //! this machine: ≈ 7,800–12,500 samples per CPU-second, one thread, batch
-//! 64; docs/speed.md). Also: the pulsed update alone, and the cost of read
-//! noise (one extra SGEMM).
+//! 64; docs/speed.md). Also: the pulsed update alone (of the default crossbar,
+//! and of the `constant_step` parity run), and the cost of read noise (one
+//! extra SGEMM). With `DYADSIM_BENCH_PULSE_PATHS=1`,
+//! `pulse_paths_side_by_side` times the vector pulse path against
+//! event-by-event writes, alternating in one process.
 //!
 //! Run with `RAYON_NUM_THREADS=1 MATMUL_NUM_THREADS=1 cargo bench --bench
 //! crossbar` for the per-core figure (both pools on one thread: wall time is
