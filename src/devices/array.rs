@@ -510,8 +510,9 @@ pub fn set_vector_pulse_path(on: bool) {
 const BLOCK_EVENTS: usize = 16;
 
 /// How many events ahead of a block its successors' records are
-/// prefetched: one block beyond the next, since a block of sixteen events
-/// takes about as long as a few events event by event.
+/// prefetched: the block after the next (one and four blocks ahead timed
+/// the same; the records of a block are then on their way while the block
+/// before it runs).
 const BLOCK_PREFETCH_AHEAD: usize = 2 * BLOCK_EVENTS;
 
 /// 32-bit words per device record (the vector path loads record `i` at
