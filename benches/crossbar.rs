@@ -437,39 +437,39 @@ fn aihwkit_parity_update(c: &mut Criterion) {
     group.throughput(Throughput::Elements(64));
     group.bench_function("all_layers", |b| {
         let (net, gradients) = prepared.get_or_insert_with(|| {
-            let mut trainer = Trainer::of(aihwkit_parity_config("constant_step"), &train, 20_480);
-            trainer.train(19_968);
-            let (x, y) = &trainer.batches[trainer.next];
-            let out = trainer.learner.step(&mut trainer.net, x, y, None);
-            let mut net = trainer.net.clone();
+            let (_, mut net, gradients) = parity_update_at_timed_point(&train);
             let before = pulses_of(&net);
-            for (layer, g) in net.layers.iter_mut().zip(out.gradients.iter()) {
-                layer.apply_gradient(g);
-            }
+            write_gradients(&mut net, &gradients);
             eprintln!(
                 "parity update: {} device pulses per write of a batch",
                 pulses_of(&net) - before
             );
-            (net, out.gradients)
+            (net, gradients)
         });
-        b.iter(|| {
-            for (layer, g) in net.layers.iter_mut().zip(gradients.iter()) {
-                layer.apply_gradient(g);
-            }
-        })
+        b.iter(|| write_gradients(net, gradients))
     });
     group.finish();
 }
 
-criterion_group!(
-    benches,
-    training,
-    aihwkit_parity,
-    aihwkit_parity_update,
-    pulse_paths_side_by_side,
-    update_and_reads
-);
-criterion_main!(benches);
+/// The `constant_step` parity run trained to the timed point (sample
+/// 19,968), a copy of its network, and the gradients of its next batch of
+/// 64: the pulsed update that `aihwkit_parity_update` and
+/// `pulse_paths_side_by_side` write again and again.
+fn parity_update_at_timed_point(train: &Split) -> (Trainer, Network, Vec<OuterProductGradient>) {
+    let mut trainer = Trainer::of(aihwkit_parity_config("constant_step"), train, 20_480);
+    trainer.train(19_968);
+    let (x, y) = &trainer.batches[trainer.next];
+    let gradients = trainer.learner.step(&mut trainer.net, x, y, None).gradients;
+    let net = trainer.net.clone();
+    (trainer, net, gradients)
+}
+
+/// Writes `gradients` into `net`'s layers, one each.
+fn write_gradients(net: &mut Network, gradients: &[OuterProductGradient]) {
+    for (layer, g) in net.layers.iter_mut().zip(gradients) {
+        layer.apply_gradient(g);
+    }
+}
 
 /// The vector pulse path against event-by-event writes, in the same
 /// minutes: on the aihwkit-parity `constant_step` run, alternately 50
@@ -484,11 +484,7 @@ fn pulse_paths_side_by_side(_: &mut Criterion) {
         return;
     }
     let (train, _) = load_raw(DatasetName::Mnist, None).expect("embedded MNIST");
-    let mut trainer = Trainer::of(aihwkit_parity_config("constant_step"), &train, 20_480);
-    trainer.train(19_968);
-    let (x, y) = &trainer.batches[trainer.next];
-    let gradients = trainer.learner.step(&mut trainer.net, x, y, None).gradients;
-    let mut net = trainer.net.clone();
+    let (trainer, mut net, gradients) = parity_update_at_timed_point(&train);
     // [vector, event by event]
     let mut update_us = [Vec::new(), Vec::new()];
     let mut samples_per_s = [Vec::new(), Vec::new()];
@@ -497,9 +493,7 @@ fn pulse_paths_side_by_side(_: &mut Criterion) {
             set_vector_pulse_path(vector);
             let start = Instant::now();
             for _ in 0..50 {
-                for (layer, g) in net.layers.iter_mut().zip(gradients.iter()) {
-                    layer.apply_gradient(g);
-                }
+                write_gradients(&mut net, &gradients);
             }
             update_us[path].push(start.elapsed().as_secs_f64() / 50.0 * 1e6);
             if round % 4 == 0 {
@@ -536,3 +530,13 @@ fn pulse_paths_side_by_side(_: &mut Criterion) {
         samples_per_s[0].len()
     );
 }
+
+criterion_group!(
+    benches,
+    training,
+    aihwkit_parity,
+    aihwkit_parity_update,
+    pulse_paths_side_by_side,
+    update_and_reads
+);
+criterion_main!(benches);

@@ -681,16 +681,20 @@ unsafe fn constant_block_avx512(
         let single = _mm512_cmpeq_epi32_mask(effective, one);
         let several = _mm512_cmpgt_epu32_mask(effective, one);
 
-        // Each event's first draw: the exclusive prefix sum of the
-        // effective pulses (shifts by 1, 2, 4 and 8 lanes).
-        let zero_lanes = _mm512_setzero_si512();
-        let mut through = effective;
-        through = _mm512_add_epi32(through, _mm512_alignr_epi32::<15>(through, zero_lanes));
-        through = _mm512_add_epi32(through, _mm512_alignr_epi32::<14>(through, zero_lanes));
-        through = _mm512_add_epi32(through, _mm512_alignr_epi32::<12>(through, zero_lanes));
-        through = _mm512_add_epi32(through, _mm512_alignr_epi32::<8>(through, zero_lanes));
-        let first_draw = _mm512_sub_epi32(through, effective);
-        let needed = _mm512_reduce_max_epu32(through) as usize;
+        // Each event's first draw, and the block's count: the exclusive
+        // prefix sum of the effective pulses (shifts by 1, 2, 4 and 8
+        // lanes); without cycle-to-cycle noise there are no draws.
+        let (first_draw, needed) = if k.sigma > 0.0 {
+            let mut through = effective;
+            through = _mm512_add_epi32(through, _mm512_alignr_epi32::<15>(through, zero));
+            through = _mm512_add_epi32(through, _mm512_alignr_epi32::<14>(through, zero));
+            through = _mm512_add_epi32(through, _mm512_alignr_epi32::<12>(through, zero));
+            through = _mm512_add_epi32(through, _mm512_alignr_epi32::<8>(through, zero));
+            let needed = _mm512_reduce_max_epu32(through) as usize;
+            (_mm512_sub_epi32(through, effective), needed)
+        } else {
+            (zero, 0)
+        };
 
         // The block's draws in event order: straight from the pool when it
         // holds them all, else copied across a refill.
@@ -698,7 +702,7 @@ unsafe fn constant_block_avx512(
         let mut draws: *const f32 = carried.as_ptr().cast();
         let mut in_place = false;
         let mut dg = step;
-        if k.sigma > 0.0 && needed > 0 {
+        if needed > 0 {
             if needed > BLOCK_DRAWS {
                 return false;
             }
