@@ -696,6 +696,44 @@ fn repeated_reads_redraw_the_noise_and_see_writes() {
     );
 }
 
+/// A repeated read is only a cache: the k-th read of the same inputs gives
+/// the bits a fresh read of them gives at that point of the noise stream
+/// (a twin crossbar reads other inputs before, so none of its reads
+/// repeats), with read noise and without.
+#[test]
+fn repeated_reads_have_the_bits_of_fresh_reads() {
+    for sigma in [0.0f64, 0.05] {
+        let ov = overrides(&[("read_noise", sigma.into())]);
+        let cfg = ideal_periphery("reram_es");
+        let (n_out, n_in, batch) = (70, 30, 3);
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut xbar = Crossbar::new(&cfg, &ov, n_out, n_in, 4).unwrap();
+        xbar.set_parameters(
+            &random_mat(&mut rng, n_out, n_in, 0.5),
+            &Vector::zeros(n_out),
+        );
+        let twin = xbar.clone();
+        // Sparse inputs too, which take the direct product.
+        let mut x = random_mat(&mut rng, n_in, batch, 1.0);
+        x.as_mut_slice()
+            .iter_mut()
+            .step_by(4)
+            .for_each(|v| *v = 0.0);
+        let (mut out, mut fresh) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
+        for k in 0..5 {
+            xbar.forward(&x, &mut out);
+            // The twin reads other inputs k times, then x once.
+            let mut twin_twin = twin.clone();
+            for j in 0..k {
+                let other = Mat::from_fn(n_in, batch, |r, c| x[(r, c)] + 1.0 + j as f32);
+                twin_twin.forward(&other, &mut fresh);
+            }
+            twin_twin.forward(&x, &mut fresh);
+            assert_eq!(out, fresh, "read {k}, read noise {sigma}");
+        }
+    }
+}
+
 /// Per-sample stochastic writes plan the next samples' pulses while the
 /// devices take the current ones (on a second core when there is one): the
 /// result must not depend on the number of threads, bit for bit.
