@@ -1890,9 +1890,24 @@ const SPARSE_READ_DENSITY: f32 = 0.4;
 
 /// Whether few enough of `x` are non-zero for the direct product.
 fn is_sparse(x: &[f32]) -> bool {
-    let nonzero = x.iter().filter(|&&v| v != 0.0).count();
-    (nonzero as f32) < SPARSE_READ_DENSITY * x.len() as f32
+    (count_nonzero(x) as f32) < SPARSE_READ_DENSITY * x.len() as f32
 }
+
+/// How many of `x` are non-zero (NaN included): counted in `u32` lanes,
+/// which the compiler vectorises (`filter().count()` stayed scalar), a
+/// block of 2²⁰ at a time so that no lane overflows.
+#[inline(always)]
+fn count_nonzero_portable(x: &[f32]) -> usize {
+    x.chunks(1 << 20)
+        .map(|block| block.iter().map(|&v| (v != 0.0) as u32).sum::<u32>() as usize)
+        .sum()
+}
+
+simd_builds!(
+    /// [`count_nonzero_portable`] on 16 (AVX-512) or 8 (AVX2) lanes.
+    fn count_nonzero, count_nonzero_avx512, count_nonzero_avx2 =
+        count_nonzero_portable(x: &[f32]) -> usize
+);
 
 // `mvm_single` compiled for AVX-512 (the forward product's row blocks are
 // four registers) and AVX2 (eight registers; the transposed product takes
