@@ -89,8 +89,10 @@ fn config_of(settings: &[String]) -> dyadsim::experiment::ValidConfig {
 /// DAC, 9-bit ADC, output bound 12, output noise 0.06) or
 /// `reram_es` (its `ReRamESPreset`: weights in ±1, the preset periphery,
 /// which is our default, no weight read noise, and the up/down split and
-/// pulse conversion of aihwkit 1.1's code; see `docs/speed.md`).
-fn aihwkit_parity_config(device: &str) -> dyadsim::experiment::ValidConfig {
+/// pulse conversion of aihwkit 1.1's code; see `docs/speed.md`). Without
+/// `read_energy`, dyadsim's read-energy count, which aihwkit does not keep,
+/// is off (`crossbar.read_energy = false`).
+fn aihwkit_parity_config(device: &str, read_energy: bool) -> dyadsim::experiment::ValidConfig {
     let mut settings: Vec<String> = [
         "network.arch=\"784-256-128-10\"",
         "network.activation=\"sigmoid\"",
@@ -110,6 +112,9 @@ fn aihwkit_parity_config(device: &str) -> dyadsim::experiment::ValidConfig {
     .map(|s| s.to_string())
     .collect();
     settings.push(format!("crossbar.device=\"{device}\""));
+    if !read_energy {
+        settings.push("crossbar.read_energy=false".into());
+    }
     match device {
         "constant_step" => settings.extend(
             [
@@ -412,11 +417,21 @@ fn update_and_reads(c: &mut Criterion) {
 fn aihwkit_parity(c: &mut Criterion) {
     let (train, _) = load_raw(DatasetName::Mnist, None).expect("embedded MNIST");
     let mut group = training_group(c, "crossbar_train_aihwkit_parity_784-256-128-10_batch64");
-    for device in ["constant_step", "reram_es"] {
-        let mut trainer = Trainer::of(aihwkit_parity_config(device), &train, 20_480);
-        // Timed: samples 19,968–20,992 of training, the window in which
-        // docs/speed.md counted aihwkit's pulses.
-        bench_training(&mut group, ("bp", device), &mut trainer, (19_968, 1_024));
+    // With dyadsim's read-energy count (its default) and without it (the
+    // work aihwkit does: it keeps no such count).
+    for read_energy in [true, false] {
+        for device in ["constant_step", "reram_es"] {
+            let mut trainer =
+                Trainer::of(aihwkit_parity_config(device, read_energy), &train, 20_480);
+            let id = if read_energy {
+                device.to_string()
+            } else {
+                format!("{device}_read_energy_off")
+            };
+            // Timed: samples 19,968–20,992 of training, the window in which
+            // docs/speed.md counted aihwkit's pulses.
+            bench_training(&mut group, ("bp", &id), &mut trainer, (19_968, 1_024));
+        }
     }
     group.finish();
 }
@@ -456,7 +471,7 @@ fn aihwkit_parity_update(c: &mut Criterion) {
 /// 64: the pulsed update that `aihwkit_parity_update` and
 /// `pulse_paths_side_by_side` write again and again.
 fn parity_update_at_timed_point(train: &Split) -> (Trainer, Network, Vec<OuterProductGradient>) {
-    let mut trainer = Trainer::of(aihwkit_parity_config("constant_step"), train, 20_480);
+    let mut trainer = Trainer::of(aihwkit_parity_config("constant_step", true), train, 20_480);
     trainer.train(19_968);
     let (x, y) = &trainer.batches[trainer.next];
     let gradients = trainer.learner.step(&mut trainer.net, x, y, None).gradients;

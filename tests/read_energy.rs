@@ -225,3 +225,63 @@ fn incremental_line_conductances_equal_a_full_rebuild() {
         assert_close(&format!("{what} vs devices"), &incremental.1, &expected.1);
     }
 }
+
+/// `crossbar.read_energy = false` skips the count: the summary says "not
+/// counted" (null, per layer and in the run's total, so the feasibility
+/// report falls back to its estimate), while reads, writes and the other
+/// counters are those of a crossbar that counts.
+#[test]
+fn read_energy_off_reports_no_figure_and_changes_nothing_else() {
+    use dyadsim::substrate::crossbar::total_hardware_summary;
+    use dyadsim::substrate::OuterProductGradient;
+    let build = |read_energy: bool| {
+        let cfg = CrossbarConfig {
+            device: "constant_step".into(),
+            w_scale: 1.0,
+            read_energy,
+            ..CrossbarConfig::default()
+        };
+        let mut xb = Crossbar::new(&cfg, &toml::Table::new(), N_OUT, N_IN, 5).unwrap();
+        let w = Mat::from_fn(N_OUT, N_IN, |i, j| ((i * 3 + j) as f32 * 0.7).sin() * 0.4);
+        xb.set_parameters(&w, &Vector::zeros(N_OUT));
+        xb
+    };
+    let (mut on, mut off) = (build(true), build(false));
+    let x = Mat::from_fn(N_IN, 4, |j, b| ((j + 2 * b) as f32 * 0.9).cos());
+    let d = Mat::from_fn(N_OUT, 4, |i, b| ((i + b) as f32 * 0.3).sin());
+    let grad = OuterProductGradient {
+        left: d.clone(),
+        right: x.clone(),
+        scale: -0.5,
+    };
+    for _ in 0..3 {
+        let mut outs = Vec::new();
+        for xb in [&mut on, &mut off] {
+            let (mut y, mut z) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
+            xb.forward(&x, &mut y);
+            xb.transposed(&d, &mut z);
+            xb.apply_gradient(&grad);
+            outs.push((y, z));
+        }
+        assert_eq!(outs[0], outs[1], "reads must not depend on the count");
+    }
+    let (h_on, h_off) = (
+        on.hardware_summary().unwrap(),
+        off.hardware_summary().unwrap(),
+    );
+    assert!(h_on["reads"]["read_drive_conductance_s"].as_f64().unwrap() > 0.0);
+    assert!(h_off["reads"]["read_drive_conductance_s"].is_null());
+    for key in ["dac_conversions", "adc_conversions", "forward_samples"] {
+        assert_eq!(h_on["reads"][key], h_off["reads"][key], "{key}");
+    }
+    assert_eq!(h_on["pulses_applied"], h_off["pulses_applied"]);
+    assert_eq!(on.weights(), off.weights());
+    let total = |layers: &[serde_json::Value]| {
+        total_hardware_summary(layers)["reads"]["read_drive_conductance_s"].clone()
+    };
+    assert!(total(&[h_on.clone(), h_on.clone()]).as_f64().unwrap() > 0.0);
+    assert!(
+        total(&[h_on, h_off]).is_null(),
+        "a total needs every layer's count"
+    );
+}

@@ -144,6 +144,13 @@ pub struct CrossbarConfig {
     pub time_per_batch: f64,
     /// Bins of the conductance and weight histograms in `hardware_summary`.
     pub histogram_bins: usize,
+    /// Count the conductance every read drives (`reads.read_drive_conductance_s`,
+    /// the measured read energy of the feasibility report). Off skips that
+    /// bookkeeping — the line conductances every write has to keep up to
+    /// date and a weighted sum per read, about 10 % of a crossbar training
+    /// step (aihwkit-parity `constant_step` run) — and the report estimates read energy at full-scale drive
+    /// instead (an upper bound). Results are otherwise unchanged.
+    pub read_energy: bool,
 }
 
 impl Default for CrossbarConfig {
@@ -169,6 +176,7 @@ impl Default for CrossbarConfig {
             bias_input: 1.0,
             time_per_batch: 0.0,
             histogram_bins: 20,
+            read_energy: true,
         }
     }
 }
@@ -298,6 +306,7 @@ pub struct ReadStats {
     /// included on forward reads) weighted by its squared normalised drive u
     /// (drive / full scale). Read energy is V_read²·t_read times this
     /// (E = V²·G·t per device, summed over the actual conductances).
+    /// Stays 0 with `crossbar.read_energy = false` (not counted).
     pub read_drive_conductance_s: f64,
 }
 
@@ -891,7 +900,7 @@ impl Crossbar {
     /// Every read starts here: with abs-max input scaling it also measures
     /// each sample's max |x| into `input_peaks`, which the DAC then uses.
     fn count_read(&mut self, x: &Mat, forward: bool) {
-        self.ensure_line_conductances();
+        self.stats.dac_conversions += (x.len() + if forward { x.ncols() } else { 0 }) as u64;
         let fixed = self.config.input_scaling == InputScaling::Fixed;
         self.input_peaks.clear();
         if !fixed {
@@ -901,6 +910,10 @@ impl Crossbar {
                     .map(max_abs_slice),
             );
         }
+        if !self.config.read_energy {
+            return;
+        }
+        self.ensure_line_conductances();
         let lines = if forward {
             &self.line_conductance_in
         } else {
@@ -919,7 +932,6 @@ impl Crossbar {
             }
         }
         self.stats.read_drive_conductance_s += total;
-        self.stats.dac_conversions += (x.len() + if forward { x.ncols() } else { 0 }) as u64;
     }
 
     /// Updates the cache entry of one device (pair) after a write (the
@@ -1543,6 +1555,12 @@ impl WeightArray for Crossbar {
         let w_min = weights_now.clone().fold(f32::INFINITY, f32::min);
         let w_max = weights_now.fold(f32::NEG_INFINITY, f32::max);
         let cs = self.controller.stats();
+        let mut reads = serde_json::json!(self.stats);
+        if !self.config.read_energy {
+            // Not counted (`crossbar.read_energy = false`): no figure rather
+            // than a zero the feasibility report would take for a measurement.
+            reads["read_drive_conductance_s"] = serde_json::Value::Null;
+        }
         Some(serde_json::json!({
             "substrate": "crossbar",
             "device_model": self.model.name,
@@ -1572,7 +1590,7 @@ impl WeightArray for Crossbar {
                 "max_us": finite(to_us(gmax)),
             },
             "weight_range": [finite(w_min as f64), finite(w_max as f64)],
-            "reads": self.stats,
+            "reads": reads,
             "adc_saturation_fraction": if self.stats.adc_conversions > 0 { Some(self.stats.adc_saturated as f64 / self.stats.adc_conversions as f64) } else { None },
             "controller": cs,
             // Write time for the feasibility report (stochastic phases only;
@@ -2149,10 +2167,12 @@ pub fn total_hardware_summary(layers: &[serde_json::Value]) -> serde_json::Value
             "adc_conversions": reads("adc_conversions"),
             "adc_saturated": reads("adc_saturated"),
             "dac_conversions": reads("dac_conversions"),
+            // Only when every layer counted it.
             "read_drive_conductance_s": layers
                 .iter()
-                .filter_map(|l| l.get("reads")?.get("read_drive_conductance_s")?.as_f64())
-                .sum::<f64>(),
+                .filter_map(|l| l.get("reads"))
+                .map(|reads| reads.get("read_drive_conductance_s")?.as_f64())
+                .sum::<Option<f64>>(),
         },
     })
 }
