@@ -52,7 +52,7 @@ pub fn sin_cos_octant(phi: f32) -> (f32, f32) {
 
 /// `out[i] = 1/(1 + e^(−v[i]))` (the sigmoid), the same bits as
 /// [`crate::network::Activation::apply`]'s `1.0 / (1.0 + (-v).exp())`:
-/// sixteen at a time with AVX-512 ([`exp16_avx512`], glibc's `expf` step
+/// sixteen at a time with AVX-512 (a vector `expf` with glibc's bits, step
 /// for step), else element by element.
 pub fn sigmoid_slice(v: &[f32], out: &mut [f32]) {
     let scalar = |v: f32| 1.0 / (1.0 + (-v).exp());
