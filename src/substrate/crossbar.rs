@@ -144,12 +144,14 @@ pub struct CrossbarConfig {
     pub time_per_batch: f64,
     /// Bins of the conductance and weight histograms in `hardware_summary`.
     pub histogram_bins: usize,
-    /// Count the conductance every read drives (`reads.read_drive_conductance_s`,
-    /// the measured read energy of the feasibility report). Off skips that
-    /// bookkeeping — the line conductances every write has to keep up to
-    /// date and a weighted sum per read, about 10 % of a crossbar training
-    /// step (aihwkit-parity `constant_step` run) — and the report estimates read energy at full-scale drive
-    /// instead (an upper bound). Results are otherwise unchanged.
+    /// Count the conductance every read drives
+    /// (`reads.read_drive_conductance_s`, the measured read energy of the
+    /// feasibility report). Off skips that bookkeeping — the line
+    /// conductances every write has to keep up to date and a weighted sum
+    /// per read, about 10 % of a crossbar training step (aihwkit-parity
+    /// `constant_step` run) — and the report estimates read energy at
+    /// full-scale drive instead (an upper bound). Results are otherwise
+    /// unchanged.
     pub read_energy: bool,
 }
 
