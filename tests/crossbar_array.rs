@@ -611,21 +611,30 @@ fn single_sample_reads_match_batched_reads() {
     }
 }
 
+/// An `n_out × n_in` `reram_es` crossbar with ideal periphery, the given
+/// relative read noise, random weights (±0.5, from `rng`) and no bias;
+/// `seed` seeds its devices and noise.
+fn reram_read_with_noise(
+    read_noise: f64,
+    (n_out, n_in): (usize, usize),
+    rng: &mut ChaCha8Rng,
+    seed: u64,
+) -> Crossbar {
+    let ov = overrides(&[("read_noise", read_noise.into())]);
+    let mut xbar = Crossbar::new(&ideal_periphery("reram_es"), &ov, n_out, n_in, seed).unwrap();
+    xbar.set_parameters(&random_mat(rng, n_out, n_in, 0.5), &Vector::zeros(n_out));
+    xbar
+}
+
 /// Repeated forward reads of the same inputs (DP/DP⊤ re-read the first
 /// layer with the same `x` in every sweep) draw fresh read noise with the
 /// same law as a first read, and see every write in between.
 #[test]
 fn repeated_reads_redraw_the_noise_and_see_writes() {
     let sigma = 0.05f32;
-    let ov = overrides(&[("read_noise", (sigma as f64).into())]);
-    let cfg = ideal_periphery("reram_es");
     let (n_out, n_in, batch) = (4, 30, 3);
     let mut rng = ChaCha8Rng::seed_from_u64(8);
-    let mut xbar = Crossbar::new(&cfg, &ov, n_out, n_in, 3).unwrap();
-    xbar.set_parameters(
-        &random_mat(&mut rng, n_out, n_in, 0.5),
-        &Vector::zeros(n_out),
-    );
+    let mut xbar = reram_read_with_noise(sigma as f64, (n_out, n_in), &mut rng, 3);
     let x = random_mat(&mut rng, n_in, batch, 1.0);
     // Reference: the variance of one batched read of many copies of column 0.
     let reps = 6000;
@@ -703,15 +712,9 @@ fn repeated_reads_redraw_the_noise_and_see_writes() {
 #[test]
 fn repeated_reads_have_the_bits_of_fresh_reads() {
     for sigma in [0.0f64, 0.05] {
-        let ov = overrides(&[("read_noise", sigma.into())]);
-        let cfg = ideal_periphery("reram_es");
         let (n_out, n_in, batch) = (70, 30, 3);
         let mut rng = ChaCha8Rng::seed_from_u64(9);
-        let mut xbar = Crossbar::new(&cfg, &ov, n_out, n_in, 4).unwrap();
-        xbar.set_parameters(
-            &random_mat(&mut rng, n_out, n_in, 0.5),
-            &Vector::zeros(n_out),
-        );
+        let mut xbar = reram_read_with_noise(sigma, (n_out, n_in), &mut rng, 4);
         let twin = xbar.clone();
         // Sparse inputs too, which take the direct product.
         let mut x = random_mat(&mut rng, n_in, batch, 1.0);

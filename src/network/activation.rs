@@ -38,7 +38,7 @@ impl Activation {
             }
             Activation::HardSigmoid => v.clamp(0.0, 1.0),
             Activation::Tanh => v.tanh(),
-            Activation::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+            Activation::Sigmoid => crate::fastmath::sigmoid(v),
         }
     }
 
