@@ -1,0 +1,234 @@
+//! Refactors keep the bits: small reference runs through the `dyadsim`
+//! binary, each pinned by the SHA-256 of what it writes (result with its
+//! wall-clock fields removed, trained parameters, device state, continuation
+//! state). A change that alters any number of any of these runs fails here;
+//! a deliberate change of results updates the digests in the same commit and
+//! says why.
+//!
+//! The JSON is canonicalised before hashing (parsed and written again with
+//! sorted keys), so the digests pin values, not the order in which a struct
+//! declares its fields.
+
+mod common;
+
+use common::dyadsim;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// Settings every reference run shares: a small network on the first 400
+/// MNIST images, 200 test images, no validation split.
+const SMALL: &[&str] = &[
+    "--quiet",
+    "--arch",
+    "784-24-10",
+    "--batch",
+    "20",
+    "--set",
+    "data.train_size=400",
+    "--set",
+    "data.validation_size=0",
+    "--set",
+    "data.test_size=200",
+];
+
+/// Wall-clock fields, the only ones allowed to differ between two runs.
+const TIMING_KEYS: &[&str] = &["samples_per_second", "wall_seconds"];
+
+fn strip_timing(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for key in TIMING_KEYS {
+                map.remove(*key);
+            }
+            map.values_mut().for_each(strip_timing);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_timing),
+        _ => {}
+    }
+}
+
+/// `file: sha256` for each JSON file the run directory holds (config.toml
+/// is left out: it records the configuration, not a result).
+fn digests(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in [
+        "result.json",
+        "parameters.json",
+        "device_state.json",
+        "run_state.json",
+    ] {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read run file");
+        let mut value: serde_json::Value = serde_json::from_str(&text).expect("run file is JSON");
+        strip_timing(&mut value);
+        let canonical = serde_json::to_string(&value).expect("serialise");
+        let hash = Sha256::digest(canonical.as_bytes());
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        out.push(format!("{name}: {}", &hex[..16]));
+    }
+    out
+}
+
+fn train(out: &Path, extra: &[&str]) -> Vec<String> {
+    let out_str = out.to_str().expect("utf-8 temp path");
+    let mut args = vec!["train", "--out", out_str];
+    args.extend_from_slice(SMALL);
+    args.extend_from_slice(extra);
+    let (code, _, stderr) = dyadsim(&args);
+    assert_eq!(code, 0, "dyadsim {args:?} failed: {stderr}");
+    digests(out)
+}
+
+fn check(name: &str, got: Vec<String>, pinned: &[&str]) {
+    assert_eq!(
+        got, pinned,
+        "reference run `{name}` no longer gives the pinned bits (got left, pinned right)"
+    );
+}
+
+#[test]
+fn digital_adam_dpt_and_bp_keep_their_bits() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dpt = train(
+        &tmp.path().join("dpt"),
+        &["--rule", "dpt", "--optimizer", "adam", "--epochs", "2"],
+    );
+    check(
+        "digital adam dpt",
+        dpt,
+        &[
+            "result.json: be2c9fdf5c13ee31",
+            "parameters.json: e8611523b9320701",
+            "run_state.json: 2193425be19a1106",
+        ],
+    );
+    let bp = train(
+        &tmp.path().join("bp"),
+        &["--rule", "bp", "--optimizer", "adam", "--epochs", "2"],
+    );
+    check(
+        "digital adam bp",
+        bp,
+        &[
+            "result.json: adf9017bcc204bf9",
+            "parameters.json: 20a86a16ad69d644",
+            "run_state.json: d2e3c02ab8e1bb40",
+        ],
+    );
+}
+
+#[test]
+fn reram_es_crossbar_dpt_and_bp_keep_their_bits() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for rule in ["dpt", "bp"] {
+        let got = train(
+            &tmp.path().join(rule),
+            &[
+                "--rule",
+                rule,
+                "--substrate",
+                "crossbar",
+                "--device",
+                "reram_es",
+                "--set",
+                "device.read_noise=0.02",
+            ],
+        );
+        let pinned: &[&str] = match rule {
+            "dpt" => &[
+                "result.json: 121b9c11aa8f1649",
+                "parameters.json: 411c517a97f79181",
+                "device_state.json: dff5fdfbffd43f08",
+                "run_state.json: 5ecd92be53425eeb",
+            ],
+            _ => &[
+                "result.json: e24367c078a84aba",
+                "parameters.json: 5d145cba55b5e3ae",
+                "device_state.json: 4e95cdef57fa40e7",
+                "run_state.json: 8265d4e5abffe7fb",
+            ],
+        };
+        check(&format!("reram_es {rule}"), got, pinned);
+    }
+}
+
+#[test]
+fn mixed_precision_pcm_with_drift_keeps_its_bits() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let got = train(
+        &tmp.path().join("pcm"),
+        &[
+            "--substrate",
+            "crossbar",
+            "--device",
+            "pcm",
+            "--write",
+            "mixed_precision",
+            "--set",
+            "crossbar.lr=0.01",
+            "--set",
+            "crossbar.time_per_batch=1.0",
+        ],
+    );
+    check(
+        "mixed-precision pcm with drift",
+        got,
+        &[
+            "result.json: d9ed4a21fd3545c0",
+            "parameters.json: 9eccb86789134abe",
+            "device_state.json: d5ff788cc165196c",
+            "run_state.json: ba552f846fbd48a6",
+        ],
+    );
+}
+
+#[test]
+fn ode_dynamics_keeps_its_bits() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let digital = train(
+        &tmp.path().join("ode"),
+        &["--dynamics", "ode", "--set", "data.train_size=100"],
+    );
+    check(
+        "ode digital",
+        digital,
+        &[
+            "result.json: 9f67ee02cf83c4cb",
+            "parameters.json: bb7c62cb9935c2e7",
+            "run_state.json: 02995bc91241c612",
+        ],
+    );
+}
+
+#[test]
+fn a_resumed_run_keeps_its_bits() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let first = tmp.path().join("first");
+    let crossbar: &[&str] = &[
+        "--substrate",
+        "crossbar",
+        "--device",
+        "reram_es",
+        "--epochs",
+        "1",
+    ];
+    train(&first, crossbar);
+    let first_str = first.to_str().expect("utf-8 temp path");
+    let resumed = train(
+        &tmp.path().join("resumed"),
+        &["--resume", first_str, "--epochs", "1"],
+    );
+    check(
+        "resumed reram_es",
+        resumed,
+        &[
+            "result.json: 7a383e4eb1231a0b",
+            "parameters.json: e4b819ffe38fdb82",
+            "device_state.json: b86efd83929a015e",
+            "run_state.json: e3d424f82b188125",
+        ],
+    );
+}
