@@ -28,6 +28,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use dyadsim::controller::{Controller, UpdateGranularity, WritePlan, WriteScheme};
+use dyadsim::crossbar::{Crossbar, CrossbarConfig};
 use dyadsim::data::{load_raw, Dataset, Split};
 use dyadsim::devices::array::set_vector_pulse_path;
 use dyadsim::devices::DeviceModel;
@@ -36,7 +37,6 @@ use dyadsim::experiment::train::build_network;
 use dyadsim::linalg::{Mat, Vector};
 use dyadsim::network::Network;
 use dyadsim::rules::learner::Learner;
-use dyadsim::substrate::crossbar::{Crossbar, CrossbarConfig};
 use dyadsim::substrate::{OuterProductGradient, WeightArray};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -195,7 +195,7 @@ impl Trainer {
     fn of(cfg: dyadsim::experiment::ValidConfig, train: &Split, stream: usize) -> Self {
         let batch = cfg.raw.training.batch;
         let net = build_network(&cfg).expect("crossbar network");
-        let learner = Learner::from_config(&cfg);
+        let learner = Learner::new(&cfg.learning);
         let batches = (0..stream / batch)
             .map(|k| {
                 let idx: Vec<usize> = (k * batch..(k + 1) * batch).collect();

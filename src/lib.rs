@@ -4,18 +4,24 @@
 //! adjoint variant **DP⊤** (Høier & Zach, *Two Tales of Single-Phase
 //! Contrastive Hebbian Learning*, ICML 2024; Høier, Staudt & Zach, *Dual
 //! Propagation*, ICML 2023).
+//!
+//! The modules are layers: each imports only the ones listed before it
+//! (`tests/layers.rs` checks this; `docs/DESIGN.md` §6 draws the map).
+
+pub mod check;
 pub mod circuit;
 pub mod cli;
 pub mod controller;
+pub mod crossbar;
 pub mod data;
 pub mod devices;
+pub mod digital;
 pub mod experiment;
-pub mod fastmath;
+pub mod kernels;
 pub mod linalg;
 pub mod metrics;
 pub mod network;
 pub mod random;
 pub mod report;
 pub mod rules;
-mod simd;
 pub mod substrate;

@@ -6,7 +6,7 @@
 //! `matrixmultiply`'s blocked, multi-threaded SGEMM with strides, so the
 //! transposed read `Wᵀ δ` and the outer product `δ s̄ᵀ` cost no copies.
 
-use crate::simd::simd_builds;
+use crate::kernels::simd_builds;
 use nalgebra::{DMatrix, DVector};
 
 /// A dense `f32` matrix (column-major). Batches are `neurons × batch`.

@@ -10,9 +10,9 @@
 //! an eighth of a DP⊤ training step on a noisy crossbar.
 //!
 //! The logarithm, sine and cosine are the Cephes polynomials of
-//! [`crate::fastmath`].
+//! [`crate::kernels::fastmath`].
 
-use crate::fastmath::{ln_unit, sin_cos_octant};
+use crate::kernels::fastmath::{ln_unit, sin_cos_octant};
 use rand::RngCore;
 
 /// Pairs per block: enough for the vectorised loop, small enough for the stack.

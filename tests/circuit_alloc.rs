@@ -7,11 +7,11 @@
 use dyadsim::circuit::{
     AmplifierConfig, DyadCircuit, Integrator, IntegratorKind, IntegratorSettings,
 };
+use dyadsim::digital::optimizer::OptimizerConfig;
+use dyadsim::digital::DigitalWeights;
 use dyadsim::linalg::{Mat, Vector};
 use dyadsim::network::{Activation, Loss, Network};
 use dyadsim::rules::dual::{DualInference, DualParams, DualState, DualVariant};
-use dyadsim::rules::optimizer::OptimizerConfig;
-use dyadsim::substrate::digital::DigitalWeights;
 use dyadsim::substrate::WeightArray;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

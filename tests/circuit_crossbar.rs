@@ -8,7 +8,7 @@ use common::{config, mnist_batch};
 use dyadsim::circuit::{CircuitConfig, CircuitSettler, IntegratorKind, SettleReport, SettleStatus};
 use dyadsim::experiment::train::build_network;
 use dyadsim::linalg::Mat;
-use dyadsim::rules::dual::{DualInference, DualParams, DualState};
+use dyadsim::rules::dual::{DualInference, DualState};
 
 const IDEAL_PERIPHERY: [&str; 5] = [
     "crossbar.write=\"exact\"",
@@ -24,7 +24,7 @@ fn settle(extra: &[&str], circuit: &CircuitConfig) -> (SettleReport, DualState) 
     sets.extend_from_slice(extra);
     let cfg = config(&sets).check().unwrap();
     let mut net = build_network(&cfg).unwrap();
-    let params = DualParams::from_config(&cfg).unwrap();
+    let params = cfg.learning.dual().cloned().unwrap();
     let (x, y): (Mat, Mat) = mnist_batch(20);
     let mut state = DualState::default();
     let mut inf = DualInference {

@@ -3,12 +3,12 @@
 //! convergence, for every integrator, on a small hand-made network.
 
 use dyadsim::circuit::{CircuitConfig, CircuitSettler, IntegratorKind, SettleStatus};
+use dyadsim::digital::optimizer::OptimizerConfig;
+use dyadsim::digital::DigitalWeights;
 use dyadsim::linalg::{Mat, Vector};
 use dyadsim::network::{Activation, Loss, Network};
 use dyadsim::rules::dual::{DualInference, DualParams, DualState, DualVariant};
-use dyadsim::rules::optimizer::OptimizerConfig;
 use dyadsim::rules::Schedule;
-use dyadsim::substrate::digital::DigitalWeights;
 use dyadsim::substrate::WeightArray;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

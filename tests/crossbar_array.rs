@@ -1,10 +1,10 @@
 //! Crossbar reads, periphery and controller (issue 3, "What must hold").
 
 use dyadsim::controller::{UpdateGranularity, WriteScheme};
+use dyadsim::crossbar::{Crossbar, CrossbarConfig, Mapping};
+use dyadsim::digital::optimizer::{OptimizerConfig, OptimizerKind};
+use dyadsim::digital::DigitalWeights;
 use dyadsim::linalg::{Mat, Vector};
-use dyadsim::rules::optimizer::{OptimizerConfig, OptimizerKind};
-use dyadsim::substrate::crossbar::{Crossbar, CrossbarConfig, Mapping};
-use dyadsim::substrate::digital::DigitalWeights;
 use dyadsim::substrate::{OuterProductGradient, WeightArray};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -3,8 +3,8 @@
 //! against the device physics (a constant-step pair at w = 0 sits at mid-range,
 //! G⁺ ≈ G⁻ ≈ (G_min + G_max)/2) and against its own linearity.
 
+use dyadsim::crossbar::{Crossbar, CrossbarConfig};
 use dyadsim::linalg::{Mat, Vector};
-use dyadsim::substrate::crossbar::{Crossbar, CrossbarConfig};
 use dyadsim::substrate::WeightArray;
 
 const N_OUT: usize = 8;
@@ -152,7 +152,7 @@ fn assert_close(what: &str, a: &[f64], b: &[f64]) {
 #[test]
 fn incremental_line_conductances_equal_a_full_rebuild() {
     use dyadsim::controller::WriteScheme;
-    use dyadsim::substrate::crossbar::Mapping;
+    use dyadsim::crossbar::Mapping;
     use dyadsim::substrate::OuterProductGradient;
     use rand::{Rng, SeedableRng};
 
@@ -232,7 +232,7 @@ fn incremental_line_conductances_equal_a_full_rebuild() {
 /// counters are those of a crossbar that counts.
 #[test]
 fn read_energy_off_reports_no_figure_and_changes_nothing_else() {
-    use dyadsim::substrate::crossbar::total_hardware_summary;
+    use dyadsim::crossbar::total_hardware_summary;
     use dyadsim::substrate::OuterProductGradient;
     let build = |read_energy: bool| {
         let cfg = CrossbarConfig {

@@ -9,10 +9,9 @@ use super::dyad::{DyadCircuit, StateLayout};
 use super::integrator::Integrator;
 use super::settle::{settle, SettleCriteria, SettleReport, SettleStatus};
 use super::CircuitConfig;
-use crate::experiment::train::{EpochSettler, SettleSummary};
 use crate::linalg::Mat;
 use crate::rules::dual::{DualInference, DualState};
-use crate::rules::learner::Settler;
+use crate::rules::learner::{EpochSettler, SettleSummary, Settler};
 
 /// Settles batches with the continuous-time circuit, keeping its integrator,
 /// state vector and amplifier arrays between batches (no per-step allocation;

@@ -26,7 +26,7 @@ use crate::experiment::train::build_network;
 use crate::experiment::ValidConfig;
 use crate::linalg::{Mat, Vector};
 use crate::network::{Activation, Architecture, Network};
-use crate::rules::dual::{DualInference, DualParams, DualState};
+use crate::rules::dual::{DualInference, DualState};
 use crate::rules::RuleKind;
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
@@ -280,7 +280,7 @@ fn trace_one(
             );
         }
     }
-    let Some(params) = DualParams::from_config(cfg) else {
+    let Some(params) = cfg.learning.dual().cloned() else {
         bail!(
             "learning.rule = {:?}: the circuit settles dual-propagation rules only (dp, dpt, dp-damped)",
             cfg.raw.learning.rule

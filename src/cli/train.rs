@@ -108,7 +108,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             data.test.len(),
             cfg.raw.learning.alpha,
             cfg.raw.learning.beta,
-            cfg.schedule,
+            cfg.learning.schedule(),
             format!("{:?}", cfg.raw.training.substrate).to_lowercase(),
             cfg.raw.training.epochs
         );

@@ -5,7 +5,7 @@
 //! (for DP/DP⊤ `L = δ_k`, `R = s̄_{k−1}`, `c = −1/(Bβ)`); the controller
 //! realises the SGD step `ΔW = −η ∇W` in weight units, where one pulse
 //! event moves a weight by the nominal `Δw` of the crossbar's mapping
-//! (see [`crate::substrate::crossbar`]). The bias is column `n_in` of the
+//! (see the `crossbar` module). The bias is column `n_in` of the
 //! array, driven at the constant input `bias_input`.
 //!
 //! Write schemes, from most hardware-realistic to least:

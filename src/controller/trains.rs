@@ -24,7 +24,7 @@
 //! is O(lines · ⌈BL/64⌉ + BL + coincidences).
 
 use super::{firing_probability, line_sign, PulseEvent};
-use crate::simd::simd_builds;
+use crate::kernels::simd_builds;
 use rand::{Rng, RngCore};
 use rand_distr::Exp1;
 use serde::{Deserialize, Serialize};

@@ -5,13 +5,54 @@
 
 pub mod idx;
 
-use crate::experiment::config::{DataConfig, DatasetName};
 use crate::linalg::Mat;
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+
+/// Which dataset (TOML `[data]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// `mnist` (embedded) or `fashion_mnist`.
+    pub dataset: DatasetName,
+    /// Where to look for the IDX files first (then the standard locations).
+    pub data_dir: Option<PathBuf>,
+    /// Training images used (the first N of the 60,000); the rest up to
+    /// 60,000 − `validation_size`… see `validation_size`.
+    pub train_size: usize,
+    /// Validation images, taken after the first 50,000 training images
+    /// (0 disables validation).
+    pub validation_size: usize,
+    /// Test images used (the first N of the 10,000).
+    pub test_size: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dataset: DatasetName::Mnist,
+            data_dir: None,
+            train_size: 50_000,
+            validation_size: 10_000,
+            test_size: 10_000,
+        }
+    }
+}
+
+/// A dataset name.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetName {
+    /// MNIST handwritten digits (shipped in `data/mnist`).
+    Mnist,
+    /// Fashion-MNIST (Debian package `dataset-fashion-mnist` or `--data-dir`).
+    #[serde(alias = "fashion-mnist")]
+    FashionMnist,
+}
 
 /// Image/label file names of an MNIST-style dataset.
 const FILES: [&str; 4] = [

@@ -3,14 +3,17 @@
 //! [`ValidConfig`] (the linfa `ParamGuard` pattern) so that nothing deeper
 //! re-validates α or β.
 
+use crate::check::{check_positive, check_range};
 use crate::circuit::CircuitConfig;
+use crate::crossbar::CrossbarConfig;
+pub use crate::data::{DataConfig, DatasetName};
+use crate::digital::optimizer::{OptimizerConfig, OptimizerKind};
 use crate::network::{Activation, Architecture, Loss};
-use crate::rules::optimizer::{OptimizerConfig, OptimizerKind};
-use crate::rules::{AdversaryKind, RuleKind, Schedule};
-use crate::substrate::crossbar::CrossbarConfig;
+pub use crate::rules::config::LearningConfig;
+use crate::rules::config::LearningParams;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Everything a run needs. Serialises to the `config.toml` written beside results.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -55,47 +58,6 @@ impl Default for Config {
     }
 }
 
-/// Which dataset (TOML `[data]`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct DataConfig {
-    /// `mnist` (embedded) or `fashion_mnist`.
-    pub dataset: DatasetName,
-    /// Where to look for the IDX files first (then the standard locations).
-    pub data_dir: Option<PathBuf>,
-    /// Training images used (the first N of the 60,000); the rest up to
-    /// 60,000 − `validation_size`… see `validation_size`.
-    pub train_size: usize,
-    /// Validation images, taken after the first 50,000 training images
-    /// (0 disables validation).
-    pub validation_size: usize,
-    /// Test images used (the first N of the 10,000).
-    pub test_size: usize,
-}
-
-impl Default for DataConfig {
-    fn default() -> Self {
-        Self {
-            dataset: DatasetName::Mnist,
-            data_dir: None,
-            train_size: 50_000,
-            validation_size: 10_000,
-            test_size: 10_000,
-        }
-    }
-}
-
-/// A dataset name.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum DatasetName {
-    /// MNIST handwritten digits (shipped in `data/mnist`).
-    Mnist,
-    /// Fashion-MNIST (Debian package `dataset-fashion-mnist` or `--data-dir`).
-    #[serde(alias = "fashion-mnist")]
-    FashionMnist,
-}
-
 /// Topology (TOML `[network]`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -117,47 +79,6 @@ impl Default for NetworkConfig {
             activation: Activation::Relu,
             loss: Loss::Mse,
             init_gain: 1.0,
-        }
-    }
-}
-
-/// The learning rule (TOML `[learning]`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct LearningConfig {
-    /// `bp`, `dp`, `dpt`, `dp-damped` or `bp-adv`.
-    pub rule: RuleKind,
-    /// Nudging asymmetry α ∈ [0, 1] (½ = symmetric).
-    pub alpha: f32,
-    /// DP only: α of the hidden-layer rule if it differs from the output's
-    /// (½ gives the 2023 paper's form).
-    pub hidden_alpha: Option<f32>,
-    /// Nudging strength β > 0.
-    pub beta: f32,
-    /// Inference schedule; default `fwbw:6` (`fwbw:16` for dp-damped).
-    pub schedule: Option<Schedule>,
-    /// Treat the input as a dyad too (input-robust DP, paper §6.1).
-    pub robust_input: bool,
-    /// Adversary of `bp-adv`.
-    pub adv: AdversaryKind,
-    /// Adversarial step size ε ≥ 0.
-    pub adv_epsilon: f32,
-    /// Power-iteration steps for damped DP's ‖W‖₂ estimates.
-    pub power_iterations: usize,
-}
-
-impl Default for LearningConfig {
-    fn default() -> Self {
-        Self {
-            rule: RuleKind::Dpt,
-            alpha: 0.5,
-            hidden_alpha: None,
-            beta: 0.5,
-            schedule: None,
-            robust_input: false,
-            adv: AdversaryKind::Fgsm,
-            adv_epsilon: 0.05,
-            power_iterations: 5,
         }
     }
 }
@@ -245,25 +166,8 @@ pub struct ValidConfig {
     pub raw: Config,
     /// Parsed topology.
     pub arch: Architecture,
-    /// The effective inference schedule.
-    pub schedule: Schedule,
-    /// The effective hidden-layer α of DP.
-    pub hidden_alpha: f32,
-}
-
-fn check_range(field: &str, value: f64, lo: f64, hi: f64, what: &str) -> Result<()> {
-    if !(value.is_finite() && value >= lo && value <= hi) {
-        bail!("{field} = {value} is out of range: {what}");
-    }
-    Ok(())
-}
-
-/// Error naming `field` unless `value` is finite and strictly positive.
-pub(crate) fn check_positive(field: &str, value: f32) -> Result<()> {
-    if !(value.is_finite() && value > 0.0) {
-        bail!("{field} = {value} is out of range: must be a finite number > 0");
-    }
-    Ok(())
+    /// The checked learning rule (effective schedule and hidden α).
+    pub learning: LearningParams,
 }
 
 impl Config {
@@ -308,63 +212,7 @@ impl Config {
             .arch
             .parse()
             .map_err(|e: String| anyhow::anyhow!("network.arch: {e}"))?;
-        let l = &self.learning;
-        check_range(
-            "learning.alpha",
-            l.alpha as f64,
-            0.0,
-            1.0,
-            "allowed range is [0, 1]",
-        )?;
-        if let Some(h) = l.hidden_alpha {
-            check_range(
-                "learning.hidden_alpha",
-                h as f64,
-                0.0,
-                1.0,
-                "allowed range is [0, 1]",
-            )?;
-        }
-        check_positive("learning.beta", l.beta)?;
-        check_range(
-            "learning.adv_epsilon",
-            l.adv_epsilon as f64,
-            0.0,
-            f64::MAX,
-            "must be ≥ 0",
-        )?;
-        if l.rule == RuleKind::Dp
-            && self.network.loss == Loss::Mse
-            && (1.0 - l.alpha) * l.beta >= 1.0
-        {
-            bail!(
-                "learning.beta = {} with learning.alpha = {}: DP's least-squares output maximiser needs (1−α)·β < 1",
-                l.beta,
-                l.alpha
-            );
-        }
-        if l.robust_input {
-            // The input's mean moves by (α c⁺ − (1−α) c⁻) W_1ᵀ δ_1: zero for
-            // DP⊤ (gains (1−α, α)) and for DP at hidden α = ½, so the flag
-            // would only add reads.
-            let hidden_alpha = l.hidden_alpha.unwrap_or(l.alpha);
-            match l.rule {
-                RuleKind::Dpt => bail!(
-                    "learning.robust_input = true has no effect with learning.rule = \"dpt\": DP⊤'s nudging gains keep the input's mean at x (paper §6.1); use rule dp or dp-damped with α ≠ 0.5"
-                ),
-                RuleKind::Dp | RuleKind::DpDamped if hidden_alpha == 0.5 => bail!(
-                    "learning.robust_input = true has no effect at hidden α = 0.5 (the input's mean moves by (2α − 1)·W_1ᵀδ_1); choose learning.alpha (or learning.hidden_alpha) ≠ 0.5"
-                ),
-                RuleKind::Bp | RuleKind::BpAdv => bail!(
-                    "learning.robust_input = true needs a dual-propagation rule (dp or dp-damped), not {:?}",
-                    l.rule
-                ),
-                _ => {}
-            }
-        }
-        if l.power_iterations == 0 {
-            bail!("learning.power_iterations must be ≥ 1");
-        }
+        let learning = self.learning.check(self.network.loss)?;
         let o = &self.optimizer;
         check_positive("optimizer.lr", o.lr)?;
         check_range(
@@ -429,12 +277,9 @@ impl Config {
             bail!("divergence.state_limit and divergence.weight_limit must be > 0");
         }
         self.crossbar.check(&self.device)?;
-        let schedule = l.schedule.unwrap_or_else(|| l.rule.default_schedule());
-        let hidden_alpha = l.hidden_alpha.unwrap_or(l.alpha);
         Ok(ValidConfig {
             arch,
-            schedule,
-            hidden_alpha,
+            learning,
             raw: self,
         })
     }
@@ -477,14 +322,4 @@ pub fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) -> Resu
         };
     }
     Ok(())
-}
-
-impl LearningConfig {
-    /// The rule's CLI name (`dpt`, `dp-damped`, …).
-    pub fn rule_name(&self) -> String {
-        match toml::Value::try_from(self.rule) {
-            Ok(toml::Value::String(s)) => s,
-            _ => format!("{:?}", self.rule),
-        }
-    }
 }

@@ -7,39 +7,16 @@ use super::config::DynamicsKind;
 use super::result::{DivergenceEvent, EpochRecord, RunResult, RunStatus};
 use super::ValidConfig;
 use crate::data::{epoch_batches, Dataset, Split};
-use crate::linalg::Mat;
+use crate::linalg::{Mat, Vector};
 use crate::metrics::{first_runaway, gradient_angle, lipschitz_estimate};
 use crate::network::{argmax_columns, initial_parameters, Network};
+pub use crate::rules::learner::{EpochSettler, SettleSummary};
 use crate::rules::learner::{Learner, Settler};
+use crate::substrate::WeightArray;
 use anyhow::{bail, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
-
-/// Per-epoch statistics of a continuous-time settler.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct SettleSummary {
-    /// Mean settle time (τ).
-    pub time_mean: f64,
-    /// Largest settle time (τ).
-    pub time_max: f64,
-    /// Mean integrator steps.
-    pub steps_mean: f64,
-    /// Largest number of steps.
-    pub steps_max: f64,
-}
-
-/// A settler whose statistics the loop can collect per epoch.
-pub trait EpochSettler: Settler {
-    /// Statistics since the last call (then reset).
-    fn take_summary(&mut self) -> Option<SettleSummary>;
-    /// A divergence the settler detected itself since the last call (then
-    /// reset): `(layer, reason, value)`, e.g. a circuit that kept growing
-    /// or is held only by its amplifier rails.
-    fn take_divergence(&mut self) -> Option<(usize, String, f64)> {
-        None
-    }
-}
 
 /// Receives progress snapshots from the training loop.
 pub trait Observer {
@@ -70,7 +47,7 @@ pub fn build_network(cfg: &ValidConfig) -> Result<Network> {
     let layers = params
         .into_iter()
         .enumerate()
-        .map(|(k, (w, b))| crate::substrate::build_layer(cfg, k, w, b, layer_seed(cfg.raw.seed, k)))
+        .map(|(k, (w, b))| build_layer(cfg, k, w, b, layer_seed(cfg.raw.seed, k)))
         .collect::<Result<Vec<_>>>()?;
     let net = Network {
         layers,
@@ -172,7 +149,7 @@ pub fn run_continued(
         bail!("training.dynamics = \"ode\" needs a dual-propagation rule (dp, dpt, dp-damped), not {:?}", raw.learning.rule);
     }
     let classes = cfg.arch.outputs();
-    let mut learner = Learner::from_config(cfg);
+    let mut learner = Learner::new(&cfg.learning);
     let mut shuffle_rng = ChaCha8Rng::seed_from_u64(raw.seed ^ 0x5EED_0F5A_u64);
     for _ in 0..epochs_done {
         epoch_batches(data.train.len(), raw.training.batch, &mut shuffle_rng);
@@ -378,7 +355,7 @@ pub fn run_continued(
             None
         } else {
             Some(serde_json::json!({
-                "total": crate::substrate::crossbar::total_hardware_summary(&layer_summaries),
+                "total": crate::crossbar::total_hardware_summary(&layer_summaries),
                 "layers": layer_summaries,
             }))
         },
@@ -387,4 +364,37 @@ pub fn run_continued(
         o.on_finish(&result);
     }
     Ok(RunOutput { result, network })
+}
+
+/// Builds one weight layer on the configured substrate with the given
+/// initial parameters. `layer` is 0-based (W_1 is layer 0); `seed` seeds the
+/// layer's own random streams (device variation, read noise, write noise).
+pub fn build_layer(
+    config: &ValidConfig,
+    layer: usize,
+    weights: Mat,
+    bias: Vector,
+    seed: u64,
+) -> Result<Box<dyn WeightArray>> {
+    use super::config::SubstrateKind;
+    match config.raw.training.substrate {
+        SubstrateKind::Digital => Ok(Box::new(crate::digital::DigitalWeights::new(
+            weights,
+            bias,
+            &config.raw.optimizer,
+        ))),
+        SubstrateKind::Crossbar => {
+            let resolved = config.raw.crossbar.resolved_for(&weights, &bias);
+            let mut array = crate::crossbar::Crossbar::new(
+                &resolved,
+                &config.raw.device,
+                weights.nrows(),
+                weights.ncols(),
+                seed,
+            )
+            .map_err(|e| e.context(format!("building crossbar for weight layer {}", layer + 1)))?;
+            array.set_parameters(&weights, &bias);
+            Ok(Box::new(array))
+        }
+    }
 }

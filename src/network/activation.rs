@@ -38,7 +38,7 @@ impl Activation {
             }
             Activation::HardSigmoid => v.clamp(0.0, 1.0),
             Activation::Tanh => v.tanh(),
-            Activation::Sigmoid => crate::fastmath::sigmoid(v),
+            Activation::Sigmoid => crate::kernels::fastmath::sigmoid(v),
         }
     }
 
@@ -110,7 +110,7 @@ impl Activation {
     pub fn apply_slice(self, v: &[f32], out: &mut [f32]) {
         if self == Activation::Sigmoid {
             // Sixteen libm-exact `expf`s at a time where the CPU allows.
-            crate::fastmath::sigmoid_slice(v, out);
+            crate::kernels::fastmath::sigmoid_slice(v, out);
             return;
         }
         struct Apply<'a>(&'a [f32], &'a mut [f32]);

@@ -77,52 +77,11 @@
 use super::technology::TechnologyParams;
 use crate::network::Architecture;
 use crate::rules::Schedule;
-use anyhow::{bail, Result};
-use serde::{Deserialize, Serialize};
+use anyhow::Result;
+use serde::Serialize;
 use serde_json::Value;
 
-/// User-set requirements of the feasibility verdict (TOML `[requirements]`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Requirements {
-    /// Test accuracy ≥ this (0..1).
-    pub accuracy_min: Option<f64>,
-    /// Energy per training sample ≤ this (J).
-    pub energy_per_sample_max_j: Option<f64>,
-    /// Lifetime of the first 1 % of devices ≥ this many epochs.
-    pub lifetime_min_epochs: Option<f64>,
-}
-
-impl Requirements {
-    /// Range checks.
-    pub fn validate(&self) -> Result<()> {
-        if let Some(a) = self.accuracy_min {
-            if !(0.0..=1.0).contains(&a) {
-                bail!(
-                    "requirements.accuracy_min = {a}: allowed range is [0, 1] (a fraction, not %)"
-                );
-            }
-        }
-        if let Some(e) = self.energy_per_sample_max_j {
-            if !(e.is_finite() && e > 0.0) {
-                bail!("requirements.energy_per_sample_max_j = {e}: must be > 0 (joules)");
-            }
-        }
-        if let Some(l) = self.lifetime_min_epochs {
-            if !(l.is_finite() && l > 0.0) {
-                bail!("requirements.lifetime_min_epochs = {l}: must be > 0");
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether any requirement is set.
-    pub fn any(&self) -> bool {
-        self.accuracy_min.is_some()
-            || self.energy_per_sample_max_j.is_some()
-            || self.lifetime_min_epochs.is_some()
-    }
-}
+pub use crate::experiment::sweep::Requirements;
 
 /// Where a number came from.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]

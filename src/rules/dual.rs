@@ -17,10 +17,9 @@
 //!   L_k = max(0, γ²_{k+1} − 1)/2 · |1 − 2α|, γ_{k+1} ≈ ‖W_{k+1}‖₂ by power iteration.
 //! * **Local rule**: ∇W_k = −δ_k s̄ᵀ_{k−1}/(Bβ), ∇b_k = −δ_k 1/(Bβ).
 
-use crate::experiment::ValidConfig;
 use crate::linalg::{ensure_shape, max_abs, Mat};
 use crate::network::{Loss, Network, WithActivation};
-use crate::rules::{RuleKind, Schedule};
+use crate::rules::Schedule;
 use crate::substrate::OuterProductGradient;
 
 /// Per-element output nudge: (a_i, r_i) ↦ (s⁺_i, s⁻_i).
@@ -55,30 +54,6 @@ pub struct DualParams {
 }
 
 impl DualParams {
-    /// Reads the DP-family parameters from a checked configuration.
-    /// Returns `None` for BP-family rules.
-    pub fn from_config(cfg: &ValidConfig) -> Option<Self> {
-        let l = &cfg.raw.learning;
-        let variant = match l.rule {
-            RuleKind::Dp => DualVariant::Dp,
-            RuleKind::Dpt => DualVariant::Dpt,
-            RuleKind::DpDamped => DualVariant::DpDamped,
-            _ => return None,
-        };
-        Some(Self {
-            variant,
-            alpha: l.alpha,
-            hidden_alpha: if variant == DualVariant::Dpt {
-                l.alpha
-            } else {
-                cfg.hidden_alpha
-            },
-            beta: l.beta,
-            robust_input: l.robust_input,
-            power_iterations: l.power_iterations,
-        })
-    }
-
     /// α used to form s̄ in hidden layers (and the input dyad).
     pub fn mean_alpha(&self) -> f32 {
         self.hidden_alpha

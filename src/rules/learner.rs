@@ -3,9 +3,9 @@
 //! measurement and the circuit share.
 
 use super::backprop::{adversarial_input, backprop, backprop_with_input_gradient};
+use super::config::LearningParams;
 use super::dual::{DualInference, DualParams, DualState};
 use super::{AdversaryKind, RuleKind, Schedule};
-use crate::experiment::ValidConfig;
 use crate::linalg::Mat;
 use crate::network::{argmax_columns, Network};
 use crate::substrate::OuterProductGradient;
@@ -47,14 +47,14 @@ pub struct Learner {
 }
 
 impl Learner {
-    /// Builds the rule from a checked configuration.
-    pub fn from_config(cfg: &ValidConfig) -> Self {
+    /// Builds the rule from its checked `[learning]` section.
+    pub fn new(params: &LearningParams) -> Self {
         Self {
-            rule: cfg.raw.learning.rule,
-            dual: DualParams::from_config(cfg),
-            schedule: cfg.schedule,
-            adversary: cfg.raw.learning.adv,
-            adv_epsilon: cfg.raw.learning.adv_epsilon,
+            rule: params.rule(),
+            dual: params.dual().cloned(),
+            schedule: params.schedule(),
+            adversary: params.adversary(),
+            adv_epsilon: params.adv_epsilon(),
             state: DualState::default(),
         }
     }
@@ -134,4 +134,29 @@ pub fn count_correct(output: &Mat, y: &Mat) -> usize {
         .zip(argmax_columns(y))
         .filter(|(a, b)| a == b)
         .count()
+}
+
+/// Per-epoch statistics of a continuous-time settler.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SettleSummary {
+    /// Mean settle time (τ).
+    pub time_mean: f64,
+    /// Largest settle time (τ).
+    pub time_max: f64,
+    /// Mean integrator steps.
+    pub steps_mean: f64,
+    /// Largest number of steps.
+    pub steps_max: f64,
+}
+
+/// A settler whose statistics the loop can collect per epoch.
+pub trait EpochSettler: Settler {
+    /// Statistics since the last call (then reset).
+    fn take_summary(&mut self) -> Option<SettleSummary>;
+    /// A divergence the settler detected itself since the last call (then
+    /// reset): `(layer, reason, value)`, e.g. a circuit that kept growing
+    /// or is held only by its amplifier rails.
+    fn take_divergence(&mut self) -> Option<(usize, String, f64)> {
+        None
+    }
 }

@@ -5,14 +5,14 @@
 //!
 //! A rule only computes states and a gradient (an [`OuterProductGradient`]
 //! per layer); it knows nothing of progress bars, files or divergence
-//! policy — the training loop in [`crate::experiment`] runs it.
+//! policy — the training executor (a layer above) runs it.
 //!
 //! [`OuterProductGradient`]: crate::substrate::OuterProductGradient
 
 pub mod backprop;
+pub mod config;
 pub mod dual;
 pub mod learner;
-pub mod optimizer;
 pub mod schedule;
 
 pub use schedule::Schedule;

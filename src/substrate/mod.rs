@@ -12,11 +12,8 @@
 //!    `∇W = c · L Rᵀ`, `∇b = c · L 1` built from locally available signals.
 //!
 //! Every learning rule is written against [`WeightArray`] only, so it runs
-//! unchanged on [`digital::DigitalWeights`] (exact floats, SGD/Adam) and on
-//! the crossbar model.
-
-pub mod crossbar;
-pub mod digital;
+//! unchanged on the digital substrate (`digital::DigitalWeights`: exact floats, SGD/Adam) and on
+//! the crossbar model (`crossbar::Crossbar`), the two layers above this one.
 
 use crate::linalg::{Mat, Vector};
 
@@ -77,7 +74,7 @@ impl OuterProductGradient {
 /// ```
 /// use dyadsim::linalg::Mat;
 /// use dyadsim::substrate::{digital::DigitalWeights, WeightArray};
-/// use dyadsim::rules::optimizer::OptimizerConfig;
+/// use dyadsim::digital::optimizer::OptimizerConfig;
 /// let w = Mat::from_row_slice(2, 3, &[1.0, 0.0, -1.0, 0.5, 0.5, 0.5]);
 /// let mut layer = DigitalWeights::new(w, dyadsim::linalg::Vector::zeros(2), &OptimizerConfig::default());
 /// let x = Mat::from_column_slice(3, 1, &[1.0, 2.0, 3.0]);
@@ -143,37 +140,4 @@ pub trait WeightArray: Send {
     /// and caches — that continues exactly as the original would (for
     /// benchmarks that repeat the same work from one trained state).
     fn clone_box(&self) -> Box<dyn WeightArray>;
-}
-
-/// Builds one weight layer on the configured substrate with the given
-/// initial parameters. `layer` is 0-based (W_1 is layer 0); `seed` seeds the
-/// layer's own random streams (device variation, read noise, write noise).
-pub fn build_layer(
-    config: &crate::experiment::ValidConfig,
-    layer: usize,
-    weights: Mat,
-    bias: Vector,
-    seed: u64,
-) -> anyhow::Result<Box<dyn WeightArray>> {
-    use crate::experiment::config::SubstrateKind;
-    match config.raw.training.substrate {
-        SubstrateKind::Digital => Ok(Box::new(digital::DigitalWeights::new(
-            weights,
-            bias,
-            &config.raw.optimizer,
-        ))),
-        SubstrateKind::Crossbar => {
-            let resolved = config.raw.crossbar.resolved_for(&weights, &bias);
-            let mut array = crossbar::Crossbar::new(
-                &resolved,
-                &config.raw.device,
-                weights.nrows(),
-                weights.ncols(),
-                seed,
-            )
-            .map_err(|e| e.context(format!("building crossbar for weight layer {}", layer + 1)))?;
-            array.set_parameters(&weights, &bias);
-            Ok(Box::new(array))
-        }
-    }
 }

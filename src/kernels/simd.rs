@@ -35,7 +35,7 @@ macro_rules! simd_builds {
             $kernel($($arg),*)
         }
 
-        $crate::simd::simd_builds!($avx512, $avx2 = $kernel($($arg: $ty),*) -> $ret);
+        $crate::kernels::simd_builds!($avx512, $avx2 = $kernel($($arg: $ty),*) -> $ret);
     };
     ($avx512:ident, $avx2:ident = $kernel:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $(; $($extra:expr),*)?) => {
         #[cfg(target_arch = "x86_64")]

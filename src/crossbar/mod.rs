@@ -43,7 +43,7 @@
 //! SGEMM, so an `ideal` device with `exact` writes reproduces digital SGD
 //! bit for bit (tested).
 
-use super::{OuterProductGradient, WeightArray};
+use crate::check::check_positive;
 use crate::controller::{
     Controller, ControllerStats, PulseEvent, PulseTrains, UpdateGranularity, WritePlan, WriteScheme,
 };
@@ -51,10 +51,10 @@ use crate::devices::array::{
     prefetch, round_ties_away_from, DeviceArrayState, EventTargets, NoiseRng, WriteSink,
 };
 use crate::devices::{DeviceArray, DeviceModel, Histogram};
-use crate::experiment::config::check_positive;
+use crate::kernels::simd_builds;
 use crate::linalg::{ensure_shape, gemm, max_abs_slice, Mat, Op, Vector};
 use crate::random::fill_standard_normal;
-use crate::simd::simd_builds;
+use crate::substrate::{OuterProductGradient, WeightArray};
 use anyhow::{bail, Context, Result};
 use rand::SeedableRng;
 use rayon::prelude::*;

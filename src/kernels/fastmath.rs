@@ -51,7 +51,7 @@ pub fn sin_cos_octant(phi: f32) -> (f32, f32) {
 }
 
 /// The sigmoid 1/(1 + e^−v) with libm's `expf` (what
-/// [`crate::network::Activation::apply`] computes, and what
+/// `network::Activation::apply` computes, and what
 /// [`sigmoid_slice`] reproduces sixteen at a time).
 #[inline]
 pub fn sigmoid(v: f32) -> f32 {

@@ -1,9 +1,11 @@
 //! The ideal digital substrate: exact `f32` weights updated by an optimiser.
 //! This is the reference every hardware model is compared against.
 
-use super::{OuterProductGradient, WeightArray};
 use crate::linalg::{add_to_columns, ensure_shape, gemm, Mat, Op, Vector};
-use crate::rules::optimizer::{OptimizerConfig, OptimizerSnapshot, OptimizerState};
+use crate::substrate::{OuterProductGradient, WeightArray};
+pub mod optimizer;
+
+use optimizer::{OptimizerConfig, OptimizerSnapshot, OptimizerState};
 
 /// Floating-point weights and bias with their optimiser state.
 #[derive(Clone, Debug)]
