@@ -9,19 +9,19 @@
 //! (`tests/layers.rs` checks this; `docs/DESIGN.md` §6 draws the map).
 
 pub mod check;
-pub mod circuit;
-pub mod cli;
-pub mod controller;
-pub mod crossbar;
-pub mod data;
-pub mod devices;
-pub mod digital;
-pub mod experiment;
 pub mod kernels;
 pub mod linalg;
-pub mod metrics;
-pub mod network;
 pub mod random;
-pub mod report;
-pub mod rules;
+pub mod data;
+pub mod devices;
 pub mod substrate;
+pub mod controller;
+pub mod crossbar;
+pub mod digital;
+pub mod network;
+pub mod rules;
+pub mod circuit;
+pub mod metrics;
+pub mod experiment;
+pub mod report;
+pub mod cli;
