@@ -55,7 +55,7 @@ fn bench_settle(c: &mut Criterion) {
     ] {
         let mut net = build_network(&cfg).unwrap();
         let mut state = DualState::default();
-        let mut settler = CircuitSettler::new(&circuit).unwrap();
+        let mut settler = CircuitSettler::new(&circuit.check().unwrap()).unwrap();
         let mut settle_once = |settler: &mut CircuitSettler| {
             let mut inf = DualInference {
                 params: &params,
@@ -82,7 +82,7 @@ fn bench_training_step(c: &mut Criterion) {
     let cfg = cfg.check().unwrap();
     let mut net = build_network(&cfg).unwrap();
     let mut learner = Learner::new(&cfg.learning);
-    let mut settler = CircuitSettler::new(&cfg.raw.circuit).unwrap();
+    let mut settler = CircuitSettler::new(&cfg.circuit).unwrap();
     let mut group = c.benchmark_group("train_step_ode_784-512-512-10_b50");
     group.sample_size(10);
     group.throughput(Throughput::Elements(BATCH as u64));

@@ -9,7 +9,7 @@
 //!     cargo run --release --example alpha_sweep [-- --full]
 
 use anyhow::Result;
-use dyadsim::cli::sweep::TrainingRunner;
+use dyadsim::experiment::sweep::TrainingRunner;
 use dyadsim::experiment::sweep::{run_sweep, ResultStore, SweepOptions, SweepSpec};
 use std::path::Path;
 

@@ -6,8 +6,8 @@
 //!     cargo run --release --example feasibility_report [-- --full] [-- --out DIR]
 
 use anyhow::Result;
-use dyadsim::cli::sweep::TrainingRunner;
 use dyadsim::experiment::sweep::SweepSpec;
+use dyadsim::experiment::sweep::TrainingRunner;
 use dyadsim::report::feasibility::{estimate, Requirements, RunCounts};
 use dyadsim::report::technology::Technology;
 use dyadsim::report::{format_term as f, generate, ReportOptions};

@@ -6,7 +6,7 @@
 //!     cargo run --release --example noise_robustness [-- --full]
 
 use anyhow::Result;
-use dyadsim::cli::sweep::TrainingRunner;
+use dyadsim::experiment::sweep::TrainingRunner;
 use dyadsim::experiment::sweep::{run_sweep, ResultStore, SweepOptions, SweepSpec};
 use dyadsim::report::mean_std;
 use std::collections::BTreeMap;

@@ -24,4 +24,3 @@ pub mod circuit;
 pub mod metrics;
 pub mod experiment;
 pub mod report;
-pub mod cli;

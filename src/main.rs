@@ -1,7 +1,8 @@
 //! The `dyadsim` command line: a thin layer over the library.
 
 use clap::{Parser, Subcommand};
-use dyadsim::cli;
+
+mod cli;
 
 /// dyadsim — analog-crossbar hardware model and on-chip training emulator
 /// for dual propagation (DP) and DP⊤.

@@ -33,7 +33,7 @@ fn settle(extra: &[&str], circuit: &CircuitConfig) -> (SettleReport, DualState) 
         state: &mut state,
     };
     inf.forward_init(&x, &y);
-    let mut settler = CircuitSettler::new(circuit).unwrap();
+    let mut settler = CircuitSettler::new(&circuit.check().unwrap()).unwrap();
     let (report, _) = settler.settle_observed(&mut inf, &y, |_, _, _| {});
     (report, state)
 }

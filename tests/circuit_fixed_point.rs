@@ -99,7 +99,7 @@ fn circuit_vs_jacobi_with(p: DualParams, loss: Loss, integrator: IntegratorKind,
         t_max: 200.0,
         ..CircuitConfig::default()
     };
-    let mut settler = CircuitSettler::new(&circuit).unwrap();
+    let mut settler = CircuitSettler::new(&circuit.check().unwrap()).unwrap();
     let (report, _) = settler.settle_observed(&mut inf, &y, |_, _, _| {});
     assert_eq!(report.status, SettleStatus::Settled, "{report:?}");
 
@@ -174,7 +174,7 @@ fn settle_small(circuit: &CircuitConfig, alpha: f32) -> (CircuitSettler, DualSta
         state: &mut state,
     };
     inf.forward_init(&x, &y);
-    let mut settler = CircuitSettler::new(circuit).unwrap();
+    let mut settler = CircuitSettler::new(&circuit.check().unwrap()).unwrap();
     settler.settle_observed(&mut inf, &y, |_, _, _| {});
     (settler, state, net)
 }

@@ -76,7 +76,7 @@ fn settle_with(
     y: &Mat,
 ) -> SettleReport {
     let report = with_initial_state(rule, alpha, scale, x, y, |inf| {
-        let mut settler = CircuitSettler::new(circuit).unwrap();
+        let mut settler = CircuitSettler::new(&circuit.check().unwrap()).unwrap();
         settler.settle_observed(inf, y, |_, _, _| {}).0
     });
     println!("{rule} α={alpha} ×{scale}: {report:?}");

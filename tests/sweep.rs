@@ -2,9 +2,9 @@
 //! spec errors — with a fake job runner, so no training happens here.
 
 use anyhow::Result;
-use dyadsim::cli::sweep::{run_with, SweepArgs};
 use dyadsim::experiment::sweep::{
-    merge_files, run_sweep, Job, JobStatus, ResultStore, Shard, SweepOptions, SweepSpec,
+    merge_files, run_sweep, Job, JobStatus, ResultStore, Shard, SweepOptions, SweepRequest,
+    SweepSpec,
 };
 use dyadsim::experiment::RunResult;
 use proptest::prelude::*;
@@ -260,20 +260,20 @@ fn spec_error(text: &str) -> String {
     let spec = dir.path().join("spec.toml");
     std::fs::write(&spec, text).unwrap();
     let calls = AtomicUsize::new(0);
-    let args = SweepArgs {
+    let args = SweepRequest {
         spec,
         out: dir.path().join("out"),
-        shard: None,
+        shard: Shard::default(),
         jobs: Some(1),
         retry_failed: false,
         limit: None,
-        dry_run: false,
     };
-    let err = run_with(&args, |j: &Job| {
-        calls.fetch_add(1, Ordering::SeqCst);
-        fake(j)
-    })
-    .expect_err("the spec must be rejected");
+    let err = args
+        .plan_and_run(|j: &Job| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            fake(j)
+        })
+        .expect_err("the spec must be rejected");
     assert_eq!(calls.into_inner(), 0, "no job may run for a bad spec");
     assert!(!dir.path().join("out").join("results.jsonl").exists());
     format!("{err:#}")
@@ -305,6 +305,17 @@ fn bad_specs_are_clear_errors_before_any_job_runs() {
     assert!(e.contains("equal lengths"), "{e}");
     let e = spec_error("[axes]\nseed = [1]\n[requirements]\naccuracy_min = 90\n");
     assert!(e.contains("accuracy_min"), "{e}");
+    // Every section is checked up front, the circuit's and cross-section
+    // rules included, so a bad circuit axis fails before the first job.
+    let e = spec_error("[axes]\n\"circuit.dt\" = [0.1, 3.0]\n");
+    assert!(e.contains("circuit.dt") && e.contains("(0, 2.5]"), "{e}");
+    let e = spec_error(
+        "[base.training]\ndynamics = \"ode\"\n[axes]\n\"learning.rule\" = [\"dpt\", \"bp\"]\n",
+    );
+    assert!(
+        e.contains("training.dynamics") && e.contains("learning.rule"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -319,16 +330,15 @@ fn cli_path_writes_shard_files_and_report_settings() {
     let out = dir.path().join("out");
     let mut total = 0;
     for i in 0..3 {
-        let args = SweepArgs {
+        let args = SweepRequest {
             spec: spec.clone(),
             out: out.clone(),
-            shard: Some(Shard { index: i, count: 3 }),
+            shard: Shard { index: i, count: 3 },
             jobs: Some(2),
             retry_failed: false,
             limit: None,
-            dry_run: false,
         };
-        total += run_with(&args, fake).unwrap().ran;
+        total += args.plan_and_run(fake).unwrap().ran;
         assert!(out.join(format!("results.shard-{i}-of-3.jsonl")).exists());
     }
     assert_eq!(total, 12);

@@ -1,7 +1,7 @@
 //! End to end with the real training loop: a tiny 2 × 2 sweep through the
 //! CLI path, resumed, then reported.
 
-use dyadsim::cli::sweep::{run_with, SweepArgs, TrainingRunner};
+use dyadsim::experiment::sweep::{Shard, SweepRequest, TrainingRunner};
 use dyadsim::report::{generate, ReportOptions};
 
 const SPEC: &str = r#"
@@ -23,19 +23,18 @@ fn tiny_real_sweep_resumes_and_reports() {
     std::fs::write(&spec, SPEC).unwrap();
     let out = dir.path().join("out");
     let runner = TrainingRunner::default();
-    let mut args = SweepArgs {
+    let mut args = SweepRequest {
         spec,
         out: out.clone(),
-        shard: None,
+        shard: Shard::default(),
         jobs: Some(2),
         retry_failed: false,
         limit: Some(1),
-        dry_run: false,
     };
-    let s = run_with(&args, |j| runner.run(j)).unwrap();
+    let s = args.plan_and_run(|j| runner.run(j)).unwrap();
     assert_eq!((s.ran, s.failed), (1, 0));
     args.limit = None;
-    let s = run_with(&args, |j| runner.run(j)).unwrap();
+    let s = args.plan_and_run(|j| runner.run(j)).unwrap();
     assert_eq!((s.ran, s.skipped, s.failed), (3, 1, 0));
 
     let report = dir.path().join("report");

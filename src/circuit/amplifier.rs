@@ -36,9 +36,8 @@ use serde::{Deserialize, Serialize};
 use crate::rules::dual::DualVariant;
 
 /// Nominal amplifier gains `(g⁺, g⁻)` for a DP-family variant and nudging
-/// asymmetry `α` (DESIGN.md §1, §3): DP⊤ `(1 − α, α)`; DP `(α, 1 − α)`.
-/// Damped DP has DP's gains: its damping is a device of the discrete
-/// iteration with the same fixed point, not a circuit element.
+/// asymmetry `α` (DESIGN.md §1, §3): the rule's nudging gains
+/// ([`DualVariant::nudging_gains`]), DP⊤ `(1 − α, α)`, DP `(α, 1 − α)`.
 ///
 /// ```
 /// use dyadsim::circuit::amplifier::nominal_gains;
@@ -47,10 +46,7 @@ use crate::rules::dual::DualVariant;
 /// assert_eq!(nominal_gains(DualVariant::Dp, 0.25), (0.25, 0.75));
 /// ```
 pub fn nominal_gains(variant: DualVariant, alpha: f32) -> (f32, f32) {
-    match variant {
-        DualVariant::Dpt => (1.0 - alpha, alpha),
-        DualVariant::Dp | DualVariant::DpDamped => (alpha, 1.0 - alpha),
-    }
+    variant.nudging_gains(alpha)
 }
 
 /// Non-idealities of the nudging amplifiers (TOML `[circuit.amplifier]`).

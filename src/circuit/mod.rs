@@ -146,7 +146,25 @@ impl Default for CircuitConfig {
     }
 }
 
+/// A checked `[circuit]` section, built only by [`CircuitConfig::check`]:
+/// what the settler receives, so nothing deeper re-validates it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CircuitParams(CircuitConfig);
+
+impl std::ops::Deref for CircuitParams {
+    type Target = CircuitConfig;
+    fn deref(&self) -> &CircuitConfig {
+        &self.0
+    }
+}
+
 impl CircuitConfig {
+    /// Checks the section; the checked form is what the settler takes.
+    pub fn check(&self) -> Result<CircuitParams> {
+        self.validate()?;
+        Ok(CircuitParams(self.clone()))
+    }
+
     /// Checks every field once; errors name the TOML field and its allowed range.
     pub fn validate(&self) -> Result<()> {
         ensure!(

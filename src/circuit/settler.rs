@@ -8,7 +8,7 @@ use anyhow::Result;
 use super::dyad::{DyadCircuit, StateLayout};
 use super::integrator::Integrator;
 use super::settle::{settle, SettleCriteria, SettleReport, SettleStatus};
-use super::CircuitConfig;
+use super::{CircuitConfig, CircuitParams};
 use crate::linalg::Mat;
 use crate::rules::dual::{DualInference, DualState};
 use crate::rules::learner::{EpochSettler, SettleSummary, Settler};
@@ -19,7 +19,7 @@ use crate::rules::learner::{EpochSettler, SettleSummary, Settler};
 ///
 /// ```no_run
 /// # use dyadsim::circuit::{CircuitConfig, settler::CircuitSettler};
-/// let settler = CircuitSettler::new(&CircuitConfig::default()).unwrap();
+/// let settler = CircuitSettler::new(&CircuitConfig::default().check().unwrap());
 /// // experiment::train::run_with(cfg, data, network, Some(Box::new(settler)), observers)
 /// ```
 pub struct CircuitSettler {
@@ -43,10 +43,10 @@ struct EpochAccumulator {
 }
 
 impl CircuitSettler {
-    /// Checks `config` and prepares an empty settler (buffers are sized at
-    /// the first batch).
-    pub fn new(config: &CircuitConfig) -> Result<Self> {
-        config.validate()?;
+    /// Prepares an empty settler for the checked `config` (buffers are
+    /// sized at the first batch).
+    pub fn new(config: &CircuitParams) -> Result<Self> {
+        let config: &CircuitConfig = config;
         Ok(Self {
             criteria: config.settle_criteria(),
             config: config.clone(),

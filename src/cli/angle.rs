@@ -1,12 +1,12 @@
 //! `dyadsim angle`: the angle between a rule's gradient and exact BP's on one fixed batch.
 
 use super::common::RunArgs;
-use crate::experiment::train::build_network;
-use crate::linalg::Mat;
-use crate::metrics::gradient_angle;
-use crate::rules::learner::Learner;
 use anyhow::{Context, Result};
 use clap::Args;
+use dyadsim::experiment::train::build_network;
+use dyadsim::linalg::Mat;
+use dyadsim::metrics::gradient_angle;
+use dyadsim::rules::learner::Learner;
 
 /// Arguments of `dyadsim angle`.
 #[derive(Args, Debug, Clone)]
@@ -22,7 +22,7 @@ pub struct AngleArgs {
 /// Runs `dyadsim angle` on the first `training.batch` training images.
 pub fn run_angle(args: &AngleArgs) -> Result<()> {
     let cfg = args.run.resolve()?;
-    let data = crate::data::load(&cfg.raw.data)?;
+    let data = dyadsim::data::load(&cfg.raw.data)?;
     let mut net = build_network(&cfg)?;
     let mut learner = Learner::new(&cfg.learning);
     let indices: Vec<usize> = (0..cfg.raw.training.batch.min(data.train.len())).collect();

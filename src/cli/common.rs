@@ -1,12 +1,11 @@
 //! Flags shared by every subcommand that builds a run configuration, and
 //! atomic result writing.
 
-use crate::experiment::config::Config;
-use crate::experiment::ValidConfig;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use dyadsim::experiment::config::Config;
+use dyadsim::experiment::ValidConfig;
+use std::path::PathBuf;
 
 /// Network, rule, data and hardware flags. Resolution order: defaults →
 /// `--config FILE` → these flags → `--set` assignments.
@@ -197,46 +196,4 @@ fn toml_float<T: Into<f64> + std::fmt::Debug + Copy>(v: T) -> String {
     } else {
         format!("{v:?}")
     }
-}
-
-/// Writes `contents` to `path` atomically (temporary file in the same
-/// directory, fsync, rename), so a crash never leaves a half-written file.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create directory {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.write_all(contents)
-        .and_then(|_| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot move the result into place at {}: {}",
-            path.display(),
-            e.error
-        )
-    })?;
-    Ok(())
-}
-
-/// Reads the JSON file `path` (a `what` of a run directory) into `T`.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("invalid {what} file {}", path.display()))
-}
-
-/// Checks that a file of per-layer entries saved `saved` layers for a
-/// network of `depth` layers.
-pub fn check_layer_count(path: &Path, saved: usize, depth: usize) -> Result<()> {
-    anyhow::ensure!(
-        saved == depth,
-        "{}: {saved} layers saved, the network has {depth} (was the run on the same substrate and architecture?)",
-        path.display()
-    );
-    Ok(())
 }

@@ -7,10 +7,10 @@
 //! against pulse number, `N` up pulses then `N` down pulses, for a few
 //! devices drawn with the model's device-to-device variation — to PNG and SVG.
 
-use crate::devices::{builtin_names, DeviceArray, DeviceModel};
-use crate::experiment::config::parse_toml_value;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use dyadsim::devices::{builtin_names, DeviceArray, DeviceModel};
+use dyadsim::experiment::config::parse_toml_value;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -160,7 +160,7 @@ pub fn pulse_response(
     let mut m = model.clone();
     if m.nominal_step() <= 0.0 {
         m.dw_min = 0.01;
-        m.response = crate::devices::StepResponse::Constant;
+        m.response = dyadsim::devices::StepResponse::Constant;
     }
     let mut array = DeviceArray::new(&m, devices, seed);
     (0..devices)

@@ -1,8 +1,8 @@
 //! The terminal observer: an indicatif bar over an epoch's batches (drawn
 //! only on a terminal) and one summary line per epoch.
 
-use crate::experiment::result::{DivergenceEvent, EpochRecord};
-use crate::experiment::train::Observer;
+use dyadsim::experiment::result::{DivergenceEvent, EpochRecord};
+use dyadsim::experiment::train::Observer;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Progress bar and epoch lines on stderr; silent when `quiet`.
@@ -98,7 +98,7 @@ impl Observer for TerminalProgress {
             e.reason, e.layer, e.value, e.epoch, e.batch
         ));
     }
-    fn on_finish(&mut self, _result: &crate::experiment::RunResult) {
+    fn on_finish(&mut self, _result: &dyadsim::experiment::RunResult) {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }

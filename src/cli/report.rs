@@ -1,8 +1,8 @@
 //! `dyadsim report`.
 
-use crate::report::feasibility::Requirements;
-use crate::report::{generate, ReportOptions};
 use anyhow::Result;
+use dyadsim::report::feasibility::Requirements;
+use dyadsim::report::{generate, ReportOptions};
 use std::path::PathBuf;
 
 /// Write figures (PNG, SVG), report.md and a self-contained report.html

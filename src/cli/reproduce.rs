@@ -1,13 +1,13 @@
 //! `dyadsim reproduce table1|table2`: the paper's tables, printed and written
 //! as Markdown and JSON.
 
-use super::common::write_atomic;
-use crate::experiment::config::DatasetName;
-use crate::experiment::reproduce::{
-    accuracy_cell, run_table, table1_base, table1_rows, table2_base, table2_rows,
-};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
+use dyadsim::experiment::config::DatasetName;
+use dyadsim::experiment::reproduce::{
+    accuracy_cell, run_table, table1_base, table1_rows, table2_base, table2_rows,
+};
+use dyadsim::experiment::run_dir::write_atomic;
 use std::path::PathBuf;
 
 /// Which table.

@@ -19,20 +19,20 @@
 //! `{"rule", "alpha", "status", "settle_time", "steps", "rhs_evals", …}`, or
 //! with `--compare` `{"alpha", "dp": {…}, "dpt": {…}}`.
 
-use super::common::{write_atomic, RunArgs};
-use crate::circuit::{CircuitSettler, SettleReport, StateLayout};
-use crate::experiment::config::Config;
-use crate::experiment::train::build_network;
-use crate::experiment::ValidConfig;
-use crate::linalg::{Mat, Vector};
-use crate::network::{Activation, Architecture, Network};
-use crate::rules::dual::{DualInference, DualState};
-use crate::rules::RuleKind;
+use super::common::RunArgs;
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
+use dyadsim::circuit::{CircuitSettler, SettleReport, StateLayout};
+use dyadsim::experiment::config::Config;
+use dyadsim::experiment::run_dir::{load_parameters, write_atomic, PARAMETERS_FILE};
+use dyadsim::experiment::train::build_network;
+use dyadsim::experiment::ValidConfig;
+use dyadsim::linalg::Mat;
+use dyadsim::network::{Activation, Architecture};
+use dyadsim::rules::dual::{DualInference, DualState};
+use dyadsim::rules::RuleKind;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -84,78 +84,6 @@ pub struct SettleArgs {
     /// Print the settle report as JSON on the last line of stdout.
     #[arg(long)]
     pub json: bool,
-}
-
-/// The weights and biases of a network, as saved beside a run's result.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SavedParameters {
-    /// One entry per layer, `W_1` first.
-    pub layers: Vec<SavedLayer>,
-}
-
-/// One layer's parameters (weights column-major, `rows × cols`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SavedLayer {
-    /// `n_k`.
-    pub rows: usize,
-    /// `n_{k−1}`.
-    pub cols: usize,
-    /// `W_k`, column-major.
-    pub weights: Vec<f32>,
-    /// `b_k`.
-    pub bias: Vec<f32>,
-}
-
-/// File name of saved parameters inside a run directory.
-pub const PARAMETERS_FILE: &str = "parameters.json";
-
-/// Writes the effective weights of `net` to `dir/parameters.json` (atomically).
-pub fn save_parameters(dir: &Path, net: &Network) -> Result<()> {
-    let saved = SavedParameters {
-        layers: net
-            .layers
-            .iter()
-            .map(|l| {
-                let w = l.weights();
-                SavedLayer {
-                    rows: w.nrows(),
-                    cols: w.ncols(),
-                    weights: w.as_slice().to_vec(),
-                    bias: l.bias().as_slice().to_vec(),
-                }
-            })
-            .collect(),
-    };
-    let json = serde_json::to_string(&saved).context("serialising parameters")?;
-    write_atomic(&dir.join(PARAMETERS_FILE), json.as_bytes())
-}
-
-/// Loads `path` (a `parameters.json`) into `net`, checking every shape.
-pub fn load_parameters(path: &Path, net: &mut Network) -> Result<()> {
-    let saved: SavedParameters = super::common::read_json(path, "parameters")?;
-    super::common::check_layer_count(path, saved.layers.len(), net.depth())?;
-    for (k, (layer, s)) in net.layers.iter_mut().zip(&saved.layers).enumerate() {
-        ensure!(
-            s.rows == layer.n_out()
-                && s.cols == layer.n_in()
-                && s.weights.len() == s.rows * s.cols
-                && s.bias.len() == s.rows,
-            "{}: layer {} is {}×{} ({} weights, {} biases), the network expects {}×{}",
-            path.display(),
-            k + 1,
-            s.rows,
-            s.cols,
-            s.weights.len(),
-            s.bias.len(),
-            layer.n_out(),
-            layer.n_in()
-        );
-        layer.set_parameters(
-            &Mat::from_column_slice(s.rows, s.cols, &s.weights),
-            &Vector::from_column_slice(&s.bias),
-        );
-    }
-    Ok(())
 }
 
 /// The recorded trajectory of one sample through one settle.
@@ -288,7 +216,7 @@ fn trace_one(
     };
     let widths: Vec<usize> = net.layers.iter().map(|l| l.n_out()).collect();
     let layout = StateLayout::new(&widths, x.ncols());
-    let mut settler = CircuitSettler::new(&cfg.raw.circuit)?;
+    let mut settler = CircuitSettler::new(&cfg.circuit)?;
     let mut state = DualState::default();
     let mut inference = DualInference {
         params: &params,
@@ -338,7 +266,7 @@ pub fn run(args: &SettleArgs) -> Result<()> {
         args.format
     );
     let raw = resolve(args)?;
-    let data = crate::data::load(&raw.data)?;
+    let data = dyadsim::data::load(&raw.data)?;
     let split = match args.split.as_str() {
         "train" => &data.train,
         "test" => &data.test,

@@ -1,17 +1,14 @@
 //! `dyadsim sweep` and `dyadsim merge`.
 
-use crate::experiment::sweep::{
-    merge_files, pending_jobs, run_sweep, JobRecord, JobStatus, ResultStore, Shard, SweepOptions,
-    SweepSpec, SweepSummary, ThreadPlan,
+use anyhow::Result;
+use dyadsim::experiment::sweep::{
+    describe_assignment, merge_files, Job, JobRecord, JobStatus, Shard, SweepRequest, SweepSummary,
+    ThreadPlan, TrainingRunner,
 };
-use crate::experiment::RunResult;
-use crate::report::load::{StoredSettings, REPORT_SETTINGS_FILE};
-use anyhow::{Context, Result};
+use dyadsim::experiment::RunResult;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
 /// Run a grid of training jobs from a sweep spec, in parallel, resumably.
 ///
@@ -61,116 +58,73 @@ pub fn run(args: &SweepArgs) -> Result<()> {
     run_with(args, |job| runner.run(job)).map(|_| ())
 }
 
-/// The job runner of the CLI: [`crate::experiment::train::run`] per job,
-/// with datasets loaded once per distinct `[data]` section and shared
-/// between jobs (read-only).
-#[derive(Default)]
-pub struct TrainingRunner {
-    datasets: Mutex<HashMap<String, Arc<crate::data::Dataset>>>,
-}
-
-impl TrainingRunner {
-    /// Trains one job's configuration; no observers (the sweep's progress
-    /// bar counts jobs).
-    pub fn run(&self, job: &crate::experiment::sweep::Job) -> Result<RunResult> {
-        let data_cfg = &job.config.raw.data;
-        let key = serde_json::to_string(data_cfg).context("data config to JSON")?;
-        let cached = self
-            .datasets
-            .lock()
-            .map_err(|_| anyhow::anyhow!("dataset cache lock poisoned"))?
-            .get(&key)
-            .cloned();
-        let data = match cached {
-            Some(d) => d,
-            None => {
-                // Loaded outside the lock: two jobs may load the same data at
-                // once, which costs time but never blocks the other jobs.
-                let d = Arc::new(crate::data::load(data_cfg)?);
-                self.datasets
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("dataset cache lock poisoned"))?
-                    .insert(key, d.clone());
-                d
-            }
-        };
-        let output = crate::experiment::train::run(&job.config, &data, &mut [])?;
-        Ok(output.result)
+impl SweepArgs {
+    /// The library request these arguments describe.
+    fn request(&self) -> SweepRequest {
+        SweepRequest {
+            spec: self.spec.clone(),
+            out: self.out.clone(),
+            shard: self.shard.unwrap_or_default(),
+            jobs: self.jobs,
+            retry_failed: self.retry_failed,
+            limit: self.limit,
+        }
     }
 }
 
-/// `dyadsim sweep` with any job runner (tests pass a fake one).
-pub fn run_with<R>(args: &SweepArgs, runner: R) -> Result<SweepSummary>
+/// `dyadsim sweep` with any job runner: plans the sweep, lists it
+/// (`--dry-run`) or runs it behind a progress bar.
+fn run_with<R>(args: &SweepArgs, runner: R) -> Result<SweepSummary>
 where
-    R: Fn(&crate::experiment::sweep::Job) -> Result<RunResult> + Sync,
+    R: Fn(&Job) -> Result<RunResult> + Sync,
 {
-    let spec = SweepSpec::from_file(&args.spec)?;
-    let jobs = spec.jobs()?;
-    let shard = args.shard.unwrap_or_default();
-    let results = args.out.join(shard.file_name(&spec.output.results));
-    let store = ResultStore::open(&results)?;
-    for w in &store.warnings {
+    let request = args.request();
+    let plan = request.plan()?;
+    for w in &plan.warnings {
         eprintln!("warning: {w}");
     }
-    let pending = pending_jobs(&jobs, &store, shard, args.retry_failed);
-    let n_pending = args.limit.map_or(pending.len(), |l| l.min(pending.len()));
+    let shard = request.shard;
     if args.dry_run {
         println!(
             "{} jobs in the grid, {} in shard {}/{}, {} pending:",
-            jobs.len(),
-            jobs.iter().filter(|j| shard.contains(j.index)).count(),
+            plan.jobs.len(),
+            plan.in_shard,
             shard.index,
             shard.count,
-            pending.len()
+            plan.pending.len()
         );
-        for j in &pending {
+        for j in plan.pending_jobs() {
             println!(
                 "  job {:>4}  {}  {}",
                 j.index,
                 &j.hash[..12],
-                crate::experiment::sweep::describe_assignment(&j.axes)
+                describe_assignment(&j.axes)
             );
         }
         return Ok(SweepSummary::default());
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    // Settings for `dyadsim report OUT` (technology path made absolute).
-    let mut settings = StoredSettings {
-        report: spec.report.clone(),
-        requirements: spec.requirements.clone(),
-    };
-    if let Some(t) = &settings.report.technology {
-        settings.report.technology = Some(std::fs::canonicalize(t).unwrap_or_else(|_| t.clone()));
-    }
-    let settings_path = args.out.join(REPORT_SETTINGS_FILE);
-    std::fs::write(
-        &settings_path,
-        toml::to_string(&settings).context("serialising report settings")?,
-    )
-    .with_context(|| format!("cannot write {}", settings_path.display()))?;
-
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let matmul_env = std::env::var("MATMUL_NUM_THREADS")
         .ok()
         .and_then(|v| v.parse().ok());
-    let plan = ThreadPlan::for_cores(cores, n_pending, args.jobs, matmul_env);
+    let threads = ThreadPlan::for_cores(cores, plan.to_run, args.jobs, matmul_env);
     if matmul_env.is_none() {
-        // matrixmultiply reads this once, at its first SGEMM: set it before
-        // any job starts so parallel jobs do not oversubscribe the cores.
-        std::env::set_var("MATMUL_NUM_THREADS", plan.threads_per_job.to_string());
+        // matrixmultiply reads this once, at its first SGEMM: the binary
+        // sets it before any job starts so parallel jobs do not
+        // oversubscribe the cores.
+        std::env::set_var("MATMUL_NUM_THREADS", threads.threads_per_job.to_string());
     }
     eprintln!(
         "sweep: {} jobs, {} in this shard, {} already done, running {} ({} at once × {} SGEMM thread(s)); results → {}",
-        jobs.len(),
-        jobs.iter().filter(|j| shard.contains(j.index)).count(),
-        jobs.iter().filter(|j| shard.contains(j.index)).count() - pending.len(),
-        n_pending,
-        plan.parallel_jobs,
-        plan.threads_per_job,
-        results.display()
+        plan.jobs.len(),
+        plan.in_shard,
+        plan.in_shard - plan.pending.len(),
+        plan.to_run,
+        threads.parallel_jobs,
+        threads.threads_per_job,
+        plan.results.display()
     );
-    let bar = ProgressBar::new(n_pending as u64);
+    let bar = ProgressBar::new(plan.to_run as u64);
     if std::io::stderr().is_terminal() {
         bar.set_style(
             ProgressStyle::with_template(
@@ -193,13 +147,7 @@ where
         bar.set_message(format!("last: job {} {:?}", r.job, r.status));
         bar.inc(1);
     };
-    let options = SweepOptions {
-        shard,
-        parallel_jobs: plan.parallel_jobs,
-        retry_failed: args.retry_failed,
-        limit: args.limit,
-    };
-    let summary = run_sweep(&jobs, &results, &options, runner, on_done)?;
+    let summary = request.run(&plan, threads, runner, on_done)?;
     bar.finish_and_clear();
     eprintln!(
         "sweep: ran {} job(s): {} ok, {} diverged, {} failed; {} skipped (already recorded)",

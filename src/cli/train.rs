@@ -1,13 +1,12 @@
 //! `dyadsim train`: one run from a configuration.
 
-use super::common::{check_layer_count, read_json, write_atomic, RunArgs};
+use super::common::RunArgs;
 use super::progress::TerminalProgress;
-use super::settle::{load_parameters, PARAMETERS_FILE};
-use crate::experiment::train::{build_network, make_settler, run, run_continued, Observer};
-use crate::network::Network;
 use anyhow::{Context, Result};
 use clap::Args;
-use std::path::{Path, PathBuf};
+use dyadsim::experiment::run_dir::{restore_run, save_run};
+use dyadsim::experiment::train::{build_network, make_settler, run, run_continued, Observer};
+use std::path::PathBuf;
 
 /// Arguments of `dyadsim train`.
 #[derive(Args, Debug, Clone)]
@@ -35,58 +34,6 @@ pub struct TrainArgs {
     pub resume: Option<PathBuf>,
 }
 
-/// File name of the crossbar device state inside a run directory.
-pub const DEVICE_STATE_FILE: &str = "device_state.json";
-
-/// File name of the continuation state (epochs done, random streams,
-/// optimiser moments) inside a run directory.
-pub const RUN_STATE_FILE: &str = "run_state.json";
-
-/// Restores the state of `dir` (see [`TrainArgs::resume`]) into `net`;
-/// returns the epochs the saved run had trained (0 for a run directory
-/// without `run_state.json`, written before it existed: such a run resumes
-/// with fresh random streams and optimiser moments).
-pub fn restore_run(dir: &Path, net: &mut Network) -> Result<usize> {
-    load_parameters(&dir.join(PARAMETERS_FILE), net)?;
-    let path = dir.join(DEVICE_STATE_FILE);
-    if path.exists() {
-        let saved: serde_json::Value = read_json(&path, "device state")?;
-        let layers = saved
-            .get("layers")
-            .and_then(|l| l.as_array())
-            .with_context(|| format!("{}: no `layers` array", path.display()))?;
-        check_layer_count(&path, layers.len(), net.depth())?;
-        for (k, (layer, state)) in net.layers.iter_mut().zip(layers).enumerate() {
-            layer
-                .restore_device_state(state)
-                .with_context(|| format!("{}: layer {}", path.display(), k + 1))?;
-        }
-    }
-    let path = dir.join(RUN_STATE_FILE);
-    if !path.exists() {
-        return Ok(0);
-    }
-    let saved: RunState = read_json(&path, "run state")?;
-    check_layer_count(&path, saved.layers.len(), net.depth())?;
-    for (k, (layer, state)) in net.layers.iter_mut().zip(&saved.layers).enumerate() {
-        if let Some(state) = state {
-            layer
-                .restore_continuation_state(state)
-                .with_context(|| format!("{}: layer {}", path.display(), k + 1))?;
-        }
-    }
-    Ok(saved.epochs_done)
-}
-
-/// `run_state.json`: what `--resume` needs besides parameters and devices.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct RunState {
-    /// Epochs trained so far, over this run and the ones it resumed.
-    epochs_done: usize,
-    /// Each layer's continuation state (random streams, optimiser moments).
-    layers: Vec<Option<serde_json::Value>>,
-}
-
 /// Runs `dyadsim train`.
 pub fn run_train(args: &TrainArgs) -> Result<()> {
     let mut run_args = args.run.clone();
@@ -96,7 +43,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         }
     }
     let cfg = run_args.resolve()?;
-    let data = crate::data::load(&cfg.raw.data)?;
+    let data = dyadsim::data::load(&cfg.raw.data)?;
     let mut progress = TerminalProgress::new(args.quiet);
     if !args.quiet {
         eprintln!(
@@ -128,38 +75,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
     };
     let result = &output.result;
     if let Some(dir) = &args.out {
-        let json = serde_json::to_string_pretty(result).context("serialising result")?;
-        write_atomic(&dir.join("result.json"), json.as_bytes())?;
-        let toml = toml::to_string_pretty(&cfg.raw).context("serialising config")?;
-        write_atomic(&dir.join("config.toml"), toml.as_bytes())?;
-        // Crossbar layers also leave their device state (conductances, pulse
-        // counters) so the run can be inspected or resumed.
-        let states: Vec<serde_json::Value> = output
-            .network
-            .layers
-            .iter()
-            .filter_map(|l| l.device_state())
-            .collect();
-        if !states.is_empty() {
-            let json = serde_json::to_string(&serde_json::json!({ "layers": states }))
-                .context("serialising device state")?;
-            write_atomic(&dir.join(DEVICE_STATE_FILE), json.as_bytes())?;
-        }
-        // The trained weights, so `dyadsim settle --from DIR` can load them.
-        super::settle::save_parameters(dir, &output.network)?;
-        // Where the random streams and optimiser stood, so `--resume`
-        // continues exactly.
-        let state = RunState {
-            epochs_done: epochs_before + result.epochs.len(),
-            layers: output
-                .network
-                .layers
-                .iter()
-                .map(|l| l.continuation_state())
-                .collect(),
-        };
-        let json = serde_json::to_string(&state).context("serialising run state")?;
-        write_atomic(&dir.join(RUN_STATE_FILE), json.as_bytes())?;
+        save_run(dir, &cfg, &output, epochs_before)?;
     }
     let acc = result
         .test_accuracy

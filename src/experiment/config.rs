@@ -4,7 +4,7 @@
 //! re-validates α or β.
 
 use crate::check::{check_positive, check_range};
-use crate::circuit::CircuitConfig;
+use crate::circuit::{CircuitConfig, CircuitParams};
 use crate::crossbar::CrossbarConfig;
 pub use crate::data::{DataConfig, DatasetName};
 use crate::digital::optimizer::{OptimizerConfig, OptimizerKind};
@@ -168,6 +168,8 @@ pub struct ValidConfig {
     pub arch: Architecture,
     /// The checked learning rule (effective schedule and hidden α).
     pub learning: LearningParams,
+    /// The checked continuous-time circuit.
+    pub circuit: CircuitParams,
 }
 
 impl Config {
@@ -277,9 +279,17 @@ impl Config {
             bail!("divergence.state_limit and divergence.weight_limit must be > 0");
         }
         self.crossbar.check(&self.device)?;
+        let circuit = self.circuit.check()?;
+        if t.dynamics == DynamicsKind::Ode && !learning.rule().is_dual() {
+            bail!(
+                "training.dynamics = \"ode\" needs a dual-propagation rule (learning.rule = dp, dpt or dp-damped), not {:?}",
+                learning.rule()
+            );
+        }
         Ok(ValidConfig {
             arch,
             learning,
+            circuit,
             raw: self,
         })
     }

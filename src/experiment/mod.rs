@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod result;
+pub mod run_dir;
 pub mod sweep;
 
 pub use config::{Config, ValidConfig};

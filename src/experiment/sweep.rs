@@ -57,12 +57,14 @@
 //! the same pool, so nested parallelism steals work instead of
 //! oversubscribing the cores.
 
+pub mod runner;
 pub mod store;
 
 use crate::experiment::config::{set_path, Config, ValidConfig};
 use crate::experiment::result::{RunResult, RunStatus};
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
+pub use runner::{SweepPlan, SweepRequest, TrainingRunner};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -144,6 +146,20 @@ pub struct ReportSettings {
     /// Technology description used by the feasibility section
     /// (relative paths are relative to the spec file).
     pub technology: Option<PathBuf>,
+}
+
+/// File written by `dyadsim sweep` beside the results: the report settings
+/// and requirements of the spec (paths made absolute).
+pub const REPORT_SETTINGS_FILE: &str = "report-settings.toml";
+
+/// Report settings stored beside sweep results.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoredSettings {
+    /// `[report]` of the spec.
+    pub report: ReportSettings,
+    /// `[requirements]` of the spec.
+    pub requirements: Requirements,
 }
 
 /// A parsed sweep specification.

@@ -95,7 +95,7 @@ pub fn make_settler(cfg: &ValidConfig) -> Result<Option<Box<dyn EpochSettler>>> 
     match cfg.raw.training.dynamics {
         DynamicsKind::Discrete => Ok(None),
         DynamicsKind::Ode => Ok(Some(Box::new(crate::circuit::CircuitSettler::new(
-            &cfg.raw.circuit,
+            &cfg.circuit,
         )?))),
     }
 }

@@ -3,26 +3,12 @@
 //! Results are kept as JSON values and read field by field, so a report
 //! still renders when the result schema has grown or lost a field.
 
-use super::feasibility::Requirements;
-use crate::experiment::sweep::{ReportSettings, ResultStore};
+use crate::experiment::sweep::ResultStore;
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-/// File written by `dyadsim sweep` beside the results: the report settings
-/// and requirements of the spec (paths made absolute).
-pub const REPORT_SETTINGS_FILE: &str = "report-settings.toml";
-
-/// Report settings stored beside sweep results.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoredSettings {
-    /// `[report]` of the spec.
-    pub report: ReportSettings,
-    /// `[requirements]` of the spec.
-    pub requirements: Requirements,
-}
+pub use crate::experiment::sweep::{StoredSettings, REPORT_SETTINGS_FILE};
 
 /// One run to report on.
 #[derive(Clone, Debug, PartialEq)]

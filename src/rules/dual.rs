@@ -36,6 +36,20 @@ pub enum DualVariant {
     DpDamped,
 }
 
+impl DualVariant {
+    /// The nudging gains `(c⁺, c⁻)` of the hidden rule at asymmetry `α`,
+    /// `s⁺ = f(a + c⁺ Wᵀδ)`, `s⁻ = f(a − c⁻ Wᵀδ)` (DESIGN.md §1; paper
+    /// Eq. 19 for DP⊤, Eq. 2 for DP): DP⊤ `(1 − α, α)`, DP `(α, 1 − α)`.
+    /// Damped DP has DP's gains: its damping changes the iteration, not
+    /// the fixed point. The circuit's amplifiers take these as nominal gains.
+    pub fn nudging_gains(self, alpha: f32) -> (f32, f32) {
+        match self {
+            DualVariant::Dpt => (1.0 - alpha, alpha),
+            DualVariant::Dp | DualVariant::DpDamped => (alpha, 1.0 - alpha),
+        }
+    }
+}
+
 /// Hyper-parameters of a DP-family rule.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DualParams {
@@ -62,11 +76,7 @@ impl DualParams {
     /// Nudging gains (c⁺, c⁻) of the hidden rule: s⁺ = f(a + c⁺ Wᵀδ),
     /// s⁻ = f(a − c⁻ Wᵀδ). DP⊤: (1−α, α); DP: (α, 1−α).
     pub fn hidden_gains(&self) -> (f32, f32) {
-        let a = self.hidden_alpha;
-        match self.variant {
-            DualVariant::Dpt => (1.0 - a, a),
-            DualVariant::Dp | DualVariant::DpDamped => (a, 1.0 - a),
-        }
+        self.variant.nudging_gains(self.hidden_alpha)
     }
 
     /// The nudged output dyad (s⁺_L, s⁻_L) for drive `a` (the un-nudged

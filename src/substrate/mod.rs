@@ -73,7 +73,8 @@ impl OuterProductGradient {
 ///
 /// ```
 /// use dyadsim::linalg::Mat;
-/// use dyadsim::substrate::{digital::DigitalWeights, WeightArray};
+/// use dyadsim::digital::DigitalWeights;
+/// use dyadsim::substrate::WeightArray;
 /// use dyadsim::digital::optimizer::OptimizerConfig;
 /// let w = Mat::from_row_slice(2, 3, &[1.0, 0.0, -1.0, 0.5, 0.5, 0.5]);
 /// let mut layer = DigitalWeights::new(w, dyadsim::linalg::Vector::zeros(2), &OptimizerConfig::default());

@@ -1,0 +1,189 @@
+//! Running a sweep spec into a directory: the library form of `dyadsim
+//! sweep` (what the CLI, the examples and a Python binding call), and the
+//! job runner that trains each job with the real training executor.
+
+use super::{
+    pending_jobs, run_sweep, Job, JobRecord, ResultStore, Shard, StoredSettings, SweepOptions,
+    SweepSpec, SweepSummary, ThreadPlan, REPORT_SETTINGS_FILE,
+};
+use crate::data::Dataset;
+use crate::experiment::run_dir::write_atomic;
+use crate::experiment::RunResult;
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// The job runner of real sweeps: [`crate::experiment::train::run`] per
+/// job, with datasets loaded once per distinct `[data]` section and shared
+/// between jobs (read-only).
+#[derive(Default)]
+pub struct TrainingRunner {
+    datasets: Mutex<HashMap<String, Arc<Dataset>>>,
+}
+
+impl TrainingRunner {
+    /// Trains one job's configuration; no observers (a sweep's progress
+    /// counts jobs).
+    pub fn run(&self, job: &Job) -> Result<RunResult> {
+        let data_cfg = &job.config.raw.data;
+        let key = serde_json::to_string(data_cfg).context("data config to JSON")?;
+        let cached = self
+            .datasets
+            .lock()
+            .map_err(|_| anyhow::anyhow!("dataset cache lock poisoned"))?
+            .get(&key)
+            .cloned();
+        let data = match cached {
+            Some(d) => d,
+            None => {
+                // Loaded outside the lock: two jobs may load the same data at
+                // once, which costs time but never blocks the other jobs.
+                let d = Arc::new(crate::data::load(data_cfg)?);
+                self.datasets
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("dataset cache lock poisoned"))?
+                    .insert(key, d.clone());
+                d
+            }
+        };
+        let output = crate::experiment::train::run(&job.config, &data, &mut [])?;
+        Ok(output.result)
+    }
+}
+
+/// A sweep to run: a spec file and an output directory (results file and
+/// report settings), with the shard, parallelism and retry choices of
+/// `dyadsim sweep`.
+#[derive(Clone, Debug)]
+pub struct SweepRequest {
+    /// The sweep spec (TOML: `base`, `axes`, optional `zip`, `output`,
+    /// `report`, `requirements`).
+    pub spec: PathBuf,
+    /// Output directory.
+    pub out: PathBuf,
+    /// The part of the grid to run (default: all of it).
+    pub shard: Shard,
+    /// Jobs at once (default: one per core, see [`ThreadPlan::for_cores`]).
+    pub jobs: Option<usize>,
+    /// Rerun jobs whose last record is `failed`.
+    pub retry_failed: bool,
+    /// Run at most this many pending jobs.
+    pub limit: Option<usize>,
+}
+
+impl SweepRequest {
+    /// A request for the whole grid of `spec` into `out`, defaults otherwise.
+    pub fn new(spec: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
+        Self {
+            spec: spec.into(),
+            out: out.into(),
+            shard: Shard::default(),
+            jobs: None,
+            retry_failed: false,
+            limit: None,
+        }
+    }
+
+    /// Reads and checks the spec (every job's configuration, before any
+    /// job runs) and the results recorded so far.
+    pub fn plan(&self) -> Result<SweepPlan> {
+        let spec = SweepSpec::from_file(&self.spec)?;
+        let jobs = spec.jobs()?;
+        let results = self.out.join(self.shard.file_name(&spec.output.results));
+        let store = ResultStore::open(&results)?;
+        let pending: Vec<usize> = pending_jobs(&jobs, &store, self.shard, self.retry_failed)
+            .into_iter()
+            .map(|j| j.index)
+            .collect();
+        let in_shard = jobs.iter().filter(|j| self.shard.contains(j.index)).count();
+        let to_run = self.limit.map_or(pending.len(), |l| l.min(pending.len()));
+        Ok(SweepPlan {
+            spec,
+            jobs,
+            results,
+            warnings: store.warnings.clone(),
+            pending,
+            in_shard,
+            to_run,
+        })
+    }
+
+    /// Runs `plan` (from [`SweepRequest::plan`]) with `threads.parallel_jobs`
+    /// jobs at once: writes the report settings beside the results, then
+    /// appends one record per finished job (`on_done` is called after each).
+    /// The SGEMM thread count of `threads` is the caller's to apply (it is
+    /// process-wide: `MATMUL_NUM_THREADS`, read by matrixmultiply at its
+    /// first product), before the first job starts.
+    pub fn run<R, D>(
+        &self,
+        plan: &SweepPlan,
+        threads: ThreadPlan,
+        runner: R,
+        on_done: D,
+    ) -> Result<SweepSummary>
+    where
+        R: Fn(&Job) -> Result<RunResult> + Sync,
+        D: Fn(&JobRecord) + Sync,
+    {
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("cannot create {}", self.out.display()))?;
+        // Settings for `dyadsim report OUT` (technology path made absolute).
+        let mut settings = StoredSettings {
+            report: plan.spec.report.clone(),
+            requirements: plan.spec.requirements.clone(),
+        };
+        if let Some(t) = &settings.report.technology {
+            settings.report.technology =
+                Some(std::fs::canonicalize(t).unwrap_or_else(|_| t.clone()));
+        }
+        let text = toml::to_string(&settings).context("serialising report settings")?;
+        write_atomic(&self.out.join(REPORT_SETTINGS_FILE), text.as_bytes())?;
+        let options = SweepOptions {
+            shard: self.shard,
+            parallel_jobs: threads.parallel_jobs,
+            retry_failed: self.retry_failed,
+            limit: self.limit,
+        };
+        run_sweep(&plan.jobs, &plan.results, &options, runner, on_done)
+    }
+
+    /// [`SweepRequest::plan`] then [`SweepRequest::run`] with one job per
+    /// core (or `jobs`) and the SGEMM threads the process already has.
+    pub fn plan_and_run<R>(&self, runner: R) -> Result<SweepSummary>
+    where
+        R: Fn(&Job) -> Result<RunResult> + Sync,
+    {
+        let plan = self.plan()?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = ThreadPlan::for_cores(cores, plan.to_run, self.jobs, None);
+        self.run(&plan, threads, runner, |_| {})
+    }
+}
+
+/// A checked sweep: its jobs, where their results go and which still have
+/// to run.
+#[derive(Clone, Debug)]
+pub struct SweepPlan {
+    /// The parsed spec.
+    pub spec: SweepSpec,
+    /// Every job of the grid, in grid order.
+    pub jobs: Vec<Job>,
+    /// The results file of this shard.
+    pub results: PathBuf,
+    /// Problems found reading the results so far (a truncated last line…).
+    pub warnings: Vec<String>,
+    /// Grid indices of this shard's jobs without a usable record.
+    pub pending: Vec<usize>,
+    /// Jobs in this shard.
+    pub in_shard: usize,
+    /// Jobs this run will start (`pending`, cut at the request's limit).
+    pub to_run: usize,
+}
+
+impl SweepPlan {
+    /// The pending jobs, in grid order.
+    pub fn pending_jobs(&self) -> impl Iterator<Item = &Job> {
+        self.pending.iter().map(|&i| &self.jobs[i])
+    }
+}
