@@ -24,7 +24,7 @@ fn settle(extra: &[&str], circuit: &CircuitConfig) -> (SettleReport, DualState) 
     sets.extend_from_slice(extra);
     let cfg = config(&sets).check().unwrap();
     let mut net = build_network(&cfg).unwrap();
-    let params = cfg.learning.dual().cloned().unwrap();
+    let params = cfg.learning().dual().cloned().unwrap();
     let (x, y): (Mat, Mat) = mnist_batch(20);
     let mut state = DualState::default();
     let mut inf = DualInference {

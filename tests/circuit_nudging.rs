@@ -39,7 +39,7 @@ fn network(rule: &str, alpha: f32, scale: f32) -> (Network, DualParams) {
             layer.set_parameters(&w, &b);
         }
     }
-    (net, cfg.learning.dual().cloned().unwrap())
+    (net, cfg.learning().dual().cloned().unwrap())
 }
 
 /// Runs `f` on the dual inference of that network, started from the

@@ -23,10 +23,10 @@ dynamics = "ode"
 /// A fake run with every field the report draws: epochs with accuracy,
 /// Lipschitz, angle and settle time, and crossbar hardware statistics.
 fn fake(job: &Job) -> Result<RunResult> {
-    let a = job.config.raw.learning.alpha as f64;
+    let a = job.config.raw().learning.alpha as f64;
     let noise = job
         .config
-        .raw
+        .raw()
         .device
         .get("read_noise")
         .and_then(|v| v.as_float())
@@ -144,7 +144,7 @@ fn run_directory_report() {
     .unwrap();
     std::fs::write(
         run.join("config.toml"),
-        toml::to_string(&job.config.raw).unwrap(),
+        toml::to_string(&job.config.raw()).unwrap(),
     )
     .unwrap();
     let out = dir.path().join("report");

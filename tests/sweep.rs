@@ -29,7 +29,7 @@ seed = [1, 2]
 
 /// A deterministic fake run: accuracy is a function of the config only.
 fn fake(job: &Job) -> Result<RunResult> {
-    let c = &job.config.raw;
+    let c = &job.config.raw();
     let acc = 0.5 + 0.3 * c.learning.alpha as f64 + 0.01 * c.seed as f64;
     let diverged = c.learning.alpha == 0.0 && c.seed == 2;
     Ok(serde_json::from_value(serde_json::json!({
@@ -205,10 +205,10 @@ fn failures_and_panics_are_recorded_and_do_not_stop_the_sweep() {
     let jobs = spec().jobs().unwrap();
     let path = dir.path().join("r.jsonl");
     let runner = |j: &Job| -> Result<RunResult> {
-        if j.config.raw.learning.alpha == 1.0 {
+        if j.config.raw().learning.alpha == 1.0 {
             anyhow::bail!("simulated out-of-memory");
         }
-        if j.config.raw.learning.alpha == 0.5 && j.config.raw.seed == 2 {
+        if j.config.raw().learning.alpha == 0.5 && j.config.raw().seed == 2 {
             panic!("simulated bug");
         }
         fake(j)

@@ -22,13 +22,13 @@ pub struct AngleArgs {
 /// Runs `dyadsim angle` on the first `training.batch` training images.
 pub fn run_angle(args: &AngleArgs) -> Result<()> {
     let cfg = args.run.resolve()?;
-    let data = dyadsim::data::load(&cfg.raw.data)?;
+    let data = dyadsim::data::load(&cfg.raw().data)?;
     let mut net = build_network(&cfg)?;
-    let mut learner = Learner::new(&cfg.learning);
-    let indices: Vec<usize> = (0..cfg.raw.training.batch.min(data.train.len())).collect();
+    let mut learner = Learner::new(&cfg.learning());
+    let indices: Vec<usize> = (0..cfg.raw().training.batch.min(data.train.len())).collect();
     let (mut x, mut y) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
     data.train
-        .batch(&indices, cfg.arch.outputs(), &mut x, &mut y);
+        .batch(&indices, cfg.arch().outputs(), &mut x, &mut y);
     let angle = gradient_angle(&mut net, &mut learner, &x, &y);
     if args.json {
         println!(

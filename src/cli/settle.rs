@@ -208,15 +208,15 @@ fn trace_one(
             );
         }
     }
-    let Some(params) = cfg.learning.dual().cloned() else {
+    let Some(params) = cfg.learning().dual().cloned() else {
         bail!(
             "learning.rule = {:?}: the circuit settles dual-propagation rules only (dp, dpt, dp-damped)",
-            cfg.raw.learning.rule
+            cfg.raw().learning.rule
         );
     };
     let widths: Vec<usize> = net.layers.iter().map(|l| l.n_out()).collect();
     let layout = StateLayout::new(&widths, x.ncols());
-    let mut settler = CircuitSettler::new(&cfg.circuit)?;
+    let mut settler = CircuitSettler::new(&cfg.circuit())?;
     let mut state = DualState::default();
     let mut inference = DualInference {
         params: &params,
@@ -237,7 +237,7 @@ fn trace_one(
         }
     });
     Ok(Trace {
-        rule: cfg.raw.learning.rule,
+        rule: cfg.raw().learning.rule,
         alpha: params.alpha,
         alpha_hidden: params.mean_alpha(),
         activation: net.activation,

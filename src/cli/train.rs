@@ -43,21 +43,21 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         }
     }
     let cfg = run_args.resolve()?;
-    let data = dyadsim::data::load(&cfg.raw.data)?;
+    let data = dyadsim::data::load(&cfg.raw().data)?;
     let mut progress = TerminalProgress::new(args.quiet);
     if !args.quiet {
         eprintln!(
             "dyadsim train: {} {} on {:?} ({} train / {} test images), α = {}, β = {}, schedule {}, {} substrate, {} epochs",
-            cfg.raw.learning.rule_name(),
-            cfg.arch,
-            cfg.raw.data.dataset,
+            cfg.raw().learning.rule_name(),
+            cfg.arch(),
+            cfg.raw().data.dataset,
             data.train.len(),
             data.test.len(),
-            cfg.raw.learning.alpha,
-            cfg.raw.learning.beta,
-            cfg.learning.schedule(),
-            format!("{:?}", cfg.raw.training.substrate).to_lowercase(),
-            cfg.raw.training.epochs
+            cfg.raw().learning.alpha,
+            cfg.raw().learning.beta,
+            cfg.learning().schedule(),
+            format!("{:?}", cfg.raw().training.substrate).to_lowercase(),
+            cfg.raw().training.epochs
         );
     }
     let mut observers: Vec<&mut dyn Observer> = vec![&mut progress];

@@ -162,14 +162,33 @@ impl Default for DivergenceConfig {
 /// the rest of the crate consumes.
 #[derive(Clone, Debug)]
 pub struct ValidConfig {
+    raw: Config,
+    arch: Architecture,
+    learning: LearningParams,
+    circuit: CircuitParams,
+}
+
+impl ValidConfig {
     /// The checked raw configuration (as written to `config.toml`).
-    pub raw: Config,
+    pub fn raw(&self) -> &Config {
+        &self.raw
+    }
     /// Parsed topology.
-    pub arch: Architecture,
+    pub fn arch(&self) -> &Architecture {
+        &self.arch
+    }
     /// The checked learning rule (effective schedule and hidden α).
-    pub learning: LearningParams,
+    pub fn learning(&self) -> &LearningParams {
+        &self.learning
+    }
     /// The checked continuous-time circuit.
-    pub circuit: CircuitParams,
+    pub fn circuit(&self) -> &CircuitParams {
+        &self.circuit
+    }
+    /// The raw configuration, giving up the checked form.
+    pub fn into_raw(self) -> Config {
+        self.raw
+    }
 }
 
 impl Config {

@@ -196,7 +196,7 @@ pub fn save_run(
     let result = &output.result;
     let json = serde_json::to_string_pretty(result).context("serialising result")?;
     write_atomic(&dir.join("result.json"), json.as_bytes())?;
-    let toml = toml::to_string_pretty(&cfg.raw).context("serialising config")?;
+    let toml = toml::to_string_pretty(&cfg.raw()).context("serialising config")?;
     write_atomic(&dir.join("config.toml"), toml.as_bytes())?;
     // Crossbar layers also leave their device state (conductances, pulse
     // counters) so the run can be inspected or resumed.

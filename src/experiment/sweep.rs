@@ -363,7 +363,7 @@ impl SweepSpec {
                 let config = self
                     .build(&axes)
                     .with_context(|| format!("job {index} ({})", describe_assignment(&axes)))?;
-                let hash = config_hash(&config.raw)?;
+                let hash = config_hash(&config.raw())?;
                 Ok(Job {
                     index,
                     axes,
@@ -661,7 +661,7 @@ mod tests {
             let beta = a(j, "learning.beta").as_float().unwrap();
             let lr = a(j, "optimizer.lr").as_float().unwrap();
             assert!((lr - beta / 10.0).abs() < 1e-12);
-            assert_eq!(j.config.raw.learning.beta as f64, beta as f32 as f64);
+            assert_eq!(j.config.raw().learning.beta as f64, beta as f32 as f64);
         }
         // every job distinct
         let mut hashes: Vec<_> = jobs.iter().map(|j| j.hash.clone()).collect();

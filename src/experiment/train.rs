@@ -42,17 +42,17 @@ pub fn layer_seed(seed: u64, layer: usize) -> u64 {
 /// Builds the network of a configuration on its substrate, with the
 /// seeded initialisation W ~ N(0, gain²/fan_in), b = 0.
 pub fn build_network(cfg: &ValidConfig) -> Result<Network> {
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.raw.seed);
-    let params = initial_parameters(&cfg.arch, cfg.raw.network.init_gain, &mut rng);
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.raw().seed);
+    let params = initial_parameters(&cfg.arch(), cfg.raw().network.init_gain, &mut rng);
     let layers = params
         .into_iter()
         .enumerate()
-        .map(|(k, (w, b))| build_layer(cfg, k, w, b, layer_seed(cfg.raw.seed, k)))
+        .map(|(k, (w, b))| build_layer(cfg, k, w, b, layer_seed(cfg.raw().seed, k)))
         .collect::<Result<Vec<_>>>()?;
     let net = Network {
         layers,
-        activation: cfg.raw.network.activation,
-        loss: cfg.raw.network.loss,
+        activation: cfg.raw().network.activation,
+        loss: cfg.raw().network.loss,
     };
     net.validate()?;
     Ok(net)
@@ -92,10 +92,10 @@ pub struct RunOutput {
 
 /// Builds the settler for `training.dynamics = "ode"`.
 pub fn make_settler(cfg: &ValidConfig) -> Result<Option<Box<dyn EpochSettler>>> {
-    match cfg.raw.training.dynamics {
+    match cfg.raw().training.dynamics {
         DynamicsKind::Discrete => Ok(None),
         DynamicsKind::Ode => Ok(Some(Box::new(crate::circuit::CircuitSettler::new(
-            &cfg.circuit,
+            &cfg.circuit(),
         )?))),
     }
 }
@@ -135,12 +135,12 @@ pub fn run_continued(
     observers: &mut [&mut dyn Observer],
     epochs_done: usize,
 ) -> Result<RunOutput> {
-    let raw = &cfg.raw;
-    if data.train.input_width() != cfg.arch.inputs() {
+    let raw = cfg.raw();
+    if data.train.input_width() != cfg.arch().inputs() {
         bail!(
             "network.arch '{}' expects {} inputs but the dataset's images have {} pixels",
-            cfg.arch,
-            cfg.arch.inputs(),
+            cfg.arch(),
+            cfg.arch().inputs(),
             data.train.input_width()
         );
     }
@@ -148,8 +148,8 @@ pub fn run_continued(
     if settler.is_some() && !rule_needs_dual {
         bail!("training.dynamics = \"ode\" needs a dual-propagation rule (dp, dpt, dp-damped), not {:?}", raw.learning.rule);
     }
-    let classes = cfg.arch.outputs();
-    let mut learner = Learner::new(&cfg.learning);
+    let classes = cfg.arch().outputs();
+    let mut learner = Learner::new(&cfg.learning());
     let mut shuffle_rng = ChaCha8Rng::seed_from_u64(raw.seed ^ 0x5EED_0F5A_u64);
     for _ in 0..epochs_done {
         epoch_batches(data.train.len(), raw.training.batch, &mut shuffle_rng);
@@ -377,17 +377,17 @@ pub fn build_layer(
     seed: u64,
 ) -> Result<Box<dyn WeightArray>> {
     use super::config::SubstrateKind;
-    match config.raw.training.substrate {
+    match config.raw().training.substrate {
         SubstrateKind::Digital => Ok(Box::new(crate::digital::DigitalWeights::new(
             weights,
             bias,
-            &config.raw.optimizer,
+            &config.raw().optimizer,
         ))),
         SubstrateKind::Crossbar => {
-            let resolved = config.raw.crossbar.resolved_for(&weights, &bias);
+            let resolved = config.raw().crossbar.resolved_for(&weights, &bias);
             let mut array = crate::crossbar::Crossbar::new(
                 &resolved,
-                &config.raw.device,
+                &config.raw().device,
                 weights.nrows(),
                 weights.ncols(),
                 seed,

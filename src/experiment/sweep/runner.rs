@@ -26,7 +26,7 @@ impl TrainingRunner {
     /// Trains one job's configuration; no observers (a sweep's progress
     /// counts jobs).
     pub fn run(&self, job: &Job) -> Result<RunResult> {
-        let data_cfg = &job.config.raw.data;
+        let data_cfg = &job.config.raw().data;
         let key = serde_json::to_string(data_cfg).context("data config to JSON")?;
         let cached = self
             .datasets
