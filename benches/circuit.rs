@@ -81,8 +81,8 @@ fn bench_training_step(c: &mut Criterion) {
     cfg.set("training.dynamics=\"ode\"").unwrap();
     let cfg = cfg.check().unwrap();
     let mut net = build_network(&cfg).unwrap();
-    let mut learner = Learner::new(&cfg.learning());
-    let mut settler = CircuitSettler::new(&cfg.circuit()).unwrap();
+    let mut learner = Learner::new(cfg.learning());
+    let mut settler = CircuitSettler::new(cfg.circuit()).unwrap();
     let mut group = c.benchmark_group("train_step_ode_784-512-512-10_b50");
     group.sample_size(10);
     group.throughput(Throughput::Elements(BATCH as u64));

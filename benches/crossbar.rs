@@ -195,7 +195,7 @@ impl Trainer {
     fn of(cfg: dyadsim::experiment::ValidConfig, train: &Split, stream: usize) -> Self {
         let batch = cfg.raw().training.batch;
         let net = build_network(&cfg).expect("crossbar network");
-        let learner = Learner::new(&cfg.learning());
+        let learner = Learner::new(cfg.learning());
         let batches = (0..stream / batch)
             .map(|k| {
                 let idx: Vec<usize> = (k * batch..(k + 1) * batch).collect();

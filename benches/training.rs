@@ -26,7 +26,7 @@ fn bench_training_step(c: &mut Criterion) {
         cfg.set("learning.schedule=\"fwbw:1\"").unwrap();
         let cfg = cfg.check().unwrap();
         let mut net = build_network(&cfg).unwrap();
-        let mut learner = Learner::new(&cfg.learning());
+        let mut learner = Learner::new(cfg.learning());
         group.bench_function(rule, |b| {
             b.iter(|| {
                 let out = learner.step(&mut net, &x, &y, None);

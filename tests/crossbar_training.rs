@@ -111,7 +111,7 @@ fn a_cloned_crossbar_network_continues_exactly_as_the_original() {
         }
     };
     let mut net = build_network(&cfg).expect("network");
-    let mut learner = Learner::new(&cfg.learning());
+    let mut learner = Learner::new(cfg.learning());
     train(&mut net, &mut learner);
     let (mut twin, mut twin_learner) = (net.clone(), learner.clone());
     train(&mut net, &mut learner);

@@ -14,7 +14,7 @@ use dyadsim::rules::learner::Learner;
 fn angle_for(sets: &[&str]) -> f64 {
     let cfg = config(sets).check().unwrap();
     let mut net = build_network(&cfg).unwrap();
-    let mut learner = Learner::new(&cfg.learning());
+    let mut learner = Learner::new(cfg.learning());
     let (x, y) = mnist_batch(50);
     gradient_angle(&mut net, &mut learner, &x, &y).angle_deg
 }
@@ -131,7 +131,7 @@ fn dpt_output_gradient_is_exactly_bp_for_alpha_zero_or_one_at_any_beta() {
         .check()
         .unwrap();
         let mut net = build_network(&cfg).unwrap();
-        let mut learner = Learner::new(&cfg.learning());
+        let mut learner = Learner::new(cfg.learning());
         let (x, y) = mnist_batch(20);
         let rule = learner.step(&mut net, &x, &y, None).gradients;
         let reference = backprop(&mut net, &x, &y).gradients;

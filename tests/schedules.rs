@@ -85,7 +85,7 @@ fn library_gradients(schedule: &str, alpha: f32, beta: f32) -> [f32; 3] {
             &Vector::from_element(1, B[k]),
         );
     }
-    let mut learner = Learner::new(&cfg.learning());
+    let mut learner = Learner::new(cfg.learning());
     let out = learner.step(
         &mut net,
         &Mat::from_element(1, 1, X),

@@ -24,7 +24,7 @@ pub fn run_angle(args: &AngleArgs) -> Result<()> {
     let cfg = args.run.resolve()?;
     let data = dyadsim::data::load(&cfg.raw().data)?;
     let mut net = build_network(&cfg)?;
-    let mut learner = Learner::new(&cfg.learning());
+    let mut learner = Learner::new(cfg.learning());
     let indices: Vec<usize> = (0..cfg.raw().training.batch.min(data.train.len())).collect();
     let (mut x, mut y) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
     data.train

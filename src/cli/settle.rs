@@ -216,7 +216,7 @@ fn trace_one(
     };
     let widths: Vec<usize> = net.layers.iter().map(|l| l.n_out()).collect();
     let layout = StateLayout::new(&widths, x.ncols());
-    let mut settler = CircuitSettler::new(&cfg.circuit())?;
+    let mut settler = CircuitSettler::new(cfg.circuit())?;
     let mut state = DualState::default();
     let mut inference = DualInference {
         params: &params,

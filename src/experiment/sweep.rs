@@ -363,7 +363,7 @@ impl SweepSpec {
                 let config = self
                     .build(&axes)
                     .with_context(|| format!("job {index} ({})", describe_assignment(&axes)))?;
-                let hash = config_hash(&config.raw())?;
+                let hash = config_hash(config.raw())?;
                 Ok(Job {
                     index,
                     axes,

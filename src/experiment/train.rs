@@ -43,7 +43,7 @@ pub fn layer_seed(seed: u64, layer: usize) -> u64 {
 /// seeded initialisation W ~ N(0, gain²/fan_in), b = 0.
 pub fn build_network(cfg: &ValidConfig) -> Result<Network> {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.raw().seed);
-    let params = initial_parameters(&cfg.arch(), cfg.raw().network.init_gain, &mut rng);
+    let params = initial_parameters(cfg.arch(), cfg.raw().network.init_gain, &mut rng);
     let layers = params
         .into_iter()
         .enumerate()
@@ -95,7 +95,7 @@ pub fn make_settler(cfg: &ValidConfig) -> Result<Option<Box<dyn EpochSettler>>> 
     match cfg.raw().training.dynamics {
         DynamicsKind::Discrete => Ok(None),
         DynamicsKind::Ode => Ok(Some(Box::new(crate::circuit::CircuitSettler::new(
-            &cfg.circuit(),
+            cfg.circuit(),
         )?))),
     }
 }
@@ -149,7 +149,7 @@ pub fn run_continued(
         bail!("training.dynamics = \"ode\" needs a dual-propagation rule (dp, dpt, dp-damped), not {:?}", raw.learning.rule);
     }
     let classes = cfg.arch().outputs();
-    let mut learner = Learner::new(&cfg.learning());
+    let mut learner = Learner::new(cfg.learning());
     let mut shuffle_rng = ChaCha8Rng::seed_from_u64(raw.seed ^ 0x5EED_0F5A_u64);
     for _ in 0..epochs_done {
         epoch_batches(data.train.len(), raw.training.batch, &mut shuffle_rng);

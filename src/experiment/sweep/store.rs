@@ -75,7 +75,7 @@ impl JobRecord {
             .map(|(p, v)| Ok((p.clone(), serde_json::to_value(v)?)))
             .collect::<Result<serde_json::Map<_, _>>>()
             .context("axis values to JSON")?;
-        let config = serde_json::to_value(&job.config.raw()).context("configuration to JSON")?;
+        let config = serde_json::to_value(job.config.raw()).context("configuration to JSON")?;
         let (status, error, result) = match outcome {
             Ok(r) => (
                 r.status.into(),
