@@ -2,7 +2,7 @@
 //! `train --resume DIR` (or a library caller) continues from.
 //!
 //! A run directory holds `config.toml` (the effective configuration),
-//! `result.json` (the [`RunResult`]), `parameters.json` (the effective
+//! `result.json` (the [`RunResult`](super::RunResult)), `parameters.json` (the effective
 //! weights), on crossbars `device_state.json` (conductances, pulse counters,
 //! wear) and `run_state.json` (epochs done, every random stream, the
 //! optimiser's moments). Every file is written atomically.
