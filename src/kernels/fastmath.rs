@@ -178,11 +178,13 @@ pub(crate) unsafe fn exp16_avx512(
 }
 
 /// Table size of glibc's `expf` (`EXP2F_TABLE_BITS = 5`).
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 const EXP2F_N: u32 = 32;
 
 /// `T[i] = bits(2^(i/32)) − (i << 47)`: `2^(k/32)` is then the `f64` with
 /// bits `T[k mod 32] + (k << 47)` (the table of Arm's optimized-routines
 /// `exp2f_data.c`, which glibc's `expf` uses).
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 static EXP2F_TABLE: [u64; EXP2F_N as usize] = [
     0x3FF0_0000_0000_0000,
     0x3FEF_D9B0_D315_8574,

@@ -2,7 +2,7 @@
 //! Statist.* 29, 1958): for U uniform on (0, 1] and Θ uniform on the
 //! circle, `√(−2 ln U)·(cos Θ, sin Θ)` are two independent N(0, 1). One
 //! 64-bit random word per pair and no rejection, so a block of pairs is one
-//! straight-line loop that the compiler vectorises (`crate::random` builds
+//! straight-line loop that the compiler vectorises (the random module builds
 //! its bulk draws and pools on it; DESIGN.md §2).
 //!
 //! The logarithm, sine and cosine are the Cephes polynomials of
