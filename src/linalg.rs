@@ -6,7 +6,7 @@
 //! `matrixmultiply`'s blocked, multi-threaded SGEMM with strides, so the
 //! transposed read `Wᵀ δ` and the outer product `δ s̄ᵀ` cost no copies.
 
-use crate::kernels::simd_builds;
+use crate::kernels::reduce::max_magnitude;
 use nalgebra::{DMatrix, DVector};
 
 /// A dense `f32` matrix (column-major). Batches are `neurons × batch`.
@@ -125,32 +125,6 @@ pub fn max_abs_slice(x: &[f32]) -> f32 {
     max_magnitude(x).0
 }
 
-simd_builds!(
-    /// Largest |x_i| skipping NaNs, and whether there was a NaN
-    /// ([`max_magnitude_portable`] built for AVX-512/AVX2 where the CPU has
-    /// them; the maximum and the NaN flag do not depend on the order).
-    fn max_magnitude, max_magnitude_avx512, max_magnitude_avx2 =
-        max_magnitude_portable(x: &[f32]) -> (f32, bool)
-);
-
-/// Largest |x_i| skipping NaNs, and whether there was a NaN, on the bit
-/// patterns: without the sign bit, a non-NaN float's magnitude orders as
-/// its bits do as an unsigned integer, and NaNs are exactly the patterns
-/// above infinity's. Integer maxima are associative, so the compiler
-/// vectorises the two running maxima by itself (float maxima with a NaN
-/// test per element stayed scalar).
-#[inline(always)]
-fn max_magnitude_portable(x: &[f32]) -> (f32, bool) {
-    const INFINITY_BITS: u32 = 0x7f80_0000;
-    let (mut top, mut raw) = (0u32, 0u32);
-    for &v in x {
-        let a = v.to_bits() & 0x7fff_ffff;
-        raw = raw.max(a);
-        top = top.max(if a <= INFINITY_BITS { a } else { 0 });
-    }
-    (f32::from_bits(top), raw > INFINITY_BITS)
-}
-
 /// Resizes `x` to `rows × cols` if needed (reusing the allocation when the shape matches).
 pub fn ensure_shape(x: &mut Mat, rows: usize, cols: usize) {
     if x.nrows() != rows || x.ncols() != cols {
@@ -192,26 +166,5 @@ mod tests {
         gemm(2.0, &at, Op::T, &bt, Op::T, 1.0, &mut c2);
         let expected = reference * 2.0 + Mat::from_element(3, 5, 1.0);
         assert!((&c2 - &expected).amax() < 1e-5);
-    }
-
-    /// The vector builds of the max-magnitude scan agree with the portable
-    /// one, NaN flag included, over every remainder of the lane counts.
-    #[test]
-    fn max_magnitude_builds_agree() {
-        for n in [0usize, 1, 7, 8, 9, 16, 17, 33, 257] {
-            let mut x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.61).sin() * 3.0).collect();
-            for nan_at in [None, Some(0), Some(n / 2)] {
-                if let Some(k) = nan_at.filter(|&k| k < n) {
-                    x[k] = f32::NAN;
-                }
-                let base = max_magnitude_portable(&x);
-                assert_eq!(max_magnitude(&x), base, "n {n}");
-                #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: AVX2 was detected just above.
-                    assert_eq!(unsafe { max_magnitude_avx2(&x) }, base, "AVX2, n {n}");
-                }
-            }
-        }
     }
 }

@@ -43,6 +43,7 @@ pub mod trains;
 pub use trains::PulseTrains;
 use trains::{LineTrains, SlotIndex};
 
+use crate::kernels::trains::line_sign;
 use crate::linalg::{max_abs_slice, Mat};
 use crate::substrate::OuterProductGradient;
 use rand::{Rng, SeedableRng};
@@ -607,17 +608,6 @@ impl Controller {
 /// `k·|v|` can put an exact 1 (BL management at an integral largest count)
 /// a few ulps above it, which is not a clipped update.
 pub(crate) const CLIP_LIMIT: f64 = 1.0 + 1e-12;
-
-/// The sign (±1) a line's pulses carry for signal `v` (a zero signal never
-/// fires, so its sign does not matter).
-#[inline(always)]
-fn line_sign(v: f32) -> i32 {
-    if v < 0.0 {
-        -1
-    } else {
-        1
-    }
-}
 
 /// The firing probability `k |v|` of a line with signal `v` (`None` if it
 /// never fires), added to `totals` = (Σ of the probabilities, how many

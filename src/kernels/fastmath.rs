@@ -60,17 +60,21 @@ pub fn sigmoid(v: f32) -> f32 {
 
 /// `out[i] = sigmoid(v[i])` ([`sigmoid`]), the same bits: sixteen at a time
 /// with AVX-512 (a vector `expf` with glibc's bits, step for step), else
-/// element by element.
+/// (and always with the cargo feature `portable`) element by element.
 pub fn sigmoid_slice(v: &[f32], out: &mut [f32]) {
     let n = v.len().min(out.len());
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        done = n - n % 16;
+    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
+    let done = if std::arch::is_x86_feature_detected!("avx512f") {
+        let body = n - n % 16;
         // SAFETY: the CPU has AVX-512F (checked just above); both slices
-        // hold at least `done` elements.
-        unsafe { sigmoid_avx512(&v[..done], &mut out[..done]) };
-    }
+        // hold at least `body` elements.
+        unsafe { sigmoid_avx512(&v[..body], &mut out[..body]) };
+        body
+    } else {
+        0
+    };
+    #[cfg(not(all(target_arch = "x86_64", not(feature = "portable"))))]
+    let done = 0;
     for (o, &x) in out[done..n].iter_mut().zip(&v[done..n]) {
         *o = sigmoid(x);
     }
@@ -83,7 +87,7 @@ pub fn sigmoid_slice(v: &[f32], out: &mut [f32]) {
 /// # Safety
 /// The CPU must support AVX-512F; `v.len()` must be a multiple of 16 and
 /// `out` at least as long.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 #[target_feature(enable = "avx512f")]
 unsafe fn sigmoid_avx512(v: &[f32], out: &mut [f32]) {
     use std::arch::x86_64::{
@@ -123,7 +127,7 @@ unsafe fn sigmoid_avx512(v: &[f32], out: &mut [f32]) {
 ///
 /// # Safety
 /// The CPU must support AVX-512F.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn exp16_avx512(
     x: std::arch::x86_64::__m512,
@@ -174,11 +178,13 @@ pub(crate) unsafe fn exp16_avx512(
 }
 
 /// Table size of glibc's `expf` (`EXP2F_TABLE_BITS = 5`).
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 const EXP2F_N: u32 = 32;
 
 /// `T[i] = bits(2^(i/32)) − (i << 47)`: `2^(k/32)` is then the `f64` with
 /// bits `T[k mod 32] + (k << 47)` (the table of Arm's optimized-routines
 /// `exp2f_data.c`, which glibc's `expf` uses).
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 static EXP2F_TABLE: [u64; EXP2F_N as usize] = [
     0x3FF0_0000_0000_0000,
     0x3FEF_D9B0_D315_8574,
@@ -241,7 +247,7 @@ mod tests {
     /// `f32`s by bit pattern from `start`, every `step`-th, sixteen at a
     /// time: the number of lanes whose [`exp16_avx512`] differs from libm's
     /// `expf`, and of vectors it declined (a lane with |x| ≥ 88 or NaN).
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
     fn exp16_mismatches(start: u64, end: u64, step: u64) -> (u64, u64) {
         use std::arch::x86_64::{_mm512_loadu_ps, _mm512_storeu_ps};
         let (mut differ, mut declined) = (0, 0);
@@ -273,7 +279,7 @@ mod tests {
     /// the scalar one there too (its fallback included).
     #[test]
     fn vector_expf_and_sigmoid_have_libm_bits() {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
         if std::arch::is_x86_feature_detected!("avx512f") {
             // |x| < 88: bit patterns below 88.0's, positive and negative.
             let limit = 88.0f32.to_bits() as u64;
@@ -314,7 +320,7 @@ mod tests {
     #[test]
     #[ignore]
     fn vector_expf_has_libm_bits_for_every_float() {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
         if std::arch::is_x86_feature_detected!("avx512f") {
             let limit = 88.0f32.to_bits() as u64;
             for sign in [0u64, 1 << 31] {

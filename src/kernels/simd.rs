@@ -14,14 +14,20 @@
 /// The generated functions are `unsafe`: the caller must have checked that
 /// the CPU supports the feature (`is_x86_feature_detected!`).
 ///
-/// With `fn $name` first, it also defines that safe function: the AVX-512
-/// build where the CPU has AVX-512F, else the AVX2 build where it has AVX2,
-/// else the portable kernel.
+/// With `fn $name` first (optionally `pub fn`), it also defines that safe
+/// function: the AVX-512 build where the CPU has AVX-512F, else the AVX2
+/// build where it has AVX2, else the portable kernel.
+///
+/// With the cargo feature `portable` neither build is compiled (no
+/// `#[target_feature]` function, no run-time detection): `fn $name` is the
+/// portable kernel, and the names `$avx512` and `$avx2` are not defined, so
+/// code that calls a build directly must carry the same
+/// `#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]`.
 macro_rules! simd_builds {
-    ($(#[$doc:meta])* fn $name:ident, $avx512:ident, $avx2:ident = $kernel:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty) => {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident, $avx512:ident, $avx2:ident = $kernel:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty) => {
         $(#[$doc])*
-        fn $name($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
+        $vis fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
             {
                 if std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the CPU has AVX-512F (checked just above).
@@ -38,13 +44,13 @@ macro_rules! simd_builds {
         $crate::kernels::simd_builds!($avx512, $avx2 = $kernel($($arg: $ty),*) -> $ret);
     };
     ($avx512:ident, $avx2:ident = $kernel:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $(; $($extra:expr),*)?) => {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
         #[target_feature(enable = "avx512f")]
         unsafe fn $avx512($($arg: $ty),*) $(-> $ret)? {
             $kernel($($arg),* $($(, $extra)*)?)
         }
 
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
         #[target_feature(enable = "avx2")]
         unsafe fn $avx2($($arg: $ty),*) $(-> $ret)? {
             $kernel($($arg),* $($(, $extra)*)?)
