@@ -153,17 +153,17 @@ const AIHWKIT_LR: f32 = 0.1;
 ///   aihwkit's number of pulses.
 fn aihwkit_exp_step_code(device: &str, lr: f32) -> Vec<String> {
     let m = DeviceModel::load(device, &toml::Table::new()).expect("shipped device model");
-    let beta = m.up_down;
+    let beta = m.step.up_down;
     let shrink = 1.0 - beta / 2.0;
-    let mean_step = m.dw_min * shrink;
+    let mean_step = m.step.dw_min * shrink;
     // w = 0 is the centre of the conductance range.
-    let granularity = m.dw_min * (1.0 - beta) * m.response_factor(m.g_center, false);
+    let granularity = m.step.dw_min * (1.0 - beta) * m.response_factor(m.bounds.g_center, false);
     vec![
         format!("device.dw_min={mean_step}"),
         format!("device.up_down={}", (beta / 2.0) / shrink),
-        format!("device.up_down_dtod={}", m.up_down_dtod / shrink),
-        format!("device.dw_min_dtod={}", m.dw_min_dtod / shrink),
-        format!("device.write_noise={}", m.write_noise / shrink),
+        format!("device.up_down_dtod={}", m.step.up_down_dtod / shrink),
+        format!("device.dw_min_dtod={}", m.step.dw_min_dtod / shrink),
+        format!("device.write_noise={}", m.noise.write / shrink),
         format!("crossbar.lr={}", lr * mean_step / granularity),
     ]
 }

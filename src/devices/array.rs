@@ -10,7 +10,7 @@
 //! is drawn once at construction; cycle-to-cycle and write noise at every
 //! pulse.
 
-use super::{DeviceModel, StepResponse};
+use super::{DeviceModel, Response};
 use crate::random::NormalPool;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
@@ -231,18 +231,18 @@ struct Kernel {
 impl Kernel {
     fn of(m: &DeviceModel) -> Self {
         Self {
-            constant: matches!(m.response, StepResponse::Constant | StepResponse::Ideal),
-            bounded: m.bounded,
-            level_steps: if m.levels >= 2 {
-                (m.levels - 1) as f32
+            constant: m.response.is_constant(),
+            bounded: m.bounds.bounded,
+            level_steps: if m.step.levels >= 2 {
+                (m.step.levels - 1) as f32
             } else {
                 0.0
             },
-            sigma: m.dw_min_std,
-            c2c_multiplicative: m.c2c_multiplicative,
-            write_noise: m.write_noise > 0.0,
-            write_sigma: m.write_noise * m.dw_min,
-            drift: m.drift_nu > 0.0 || m.drift_nu_dtod > 0.0,
+            sigma: m.noise.c2c,
+            c2c_multiplicative: m.noise.c2c_multiplicative,
+            write_noise: m.noise.write > 0.0,
+            write_sigma: m.noise.write * m.step.dw_min,
+            drift: m.drift.nu > 0.0 || m.drift.nu_dtod > 0.0,
         }
     }
 
@@ -407,9 +407,9 @@ fn normal(rng: &mut NoiseRng) -> f32 {
 /// materialised into `d.g` already.
 ///
 /// `factor(x, up)` is the model's response factor
-/// ([`DeviceModel::response_factor`]); a caller that knows the response
-/// passes it fixed ([`DeviceModel::response_factor_as`]), and this loop is
-/// then compiled without the dispatch.
+/// ([`Response::factor`]); a caller that knows the response passes it
+/// fixed ([`DeviceArray::apply_events`]), and this loop is then compiled
+/// without the dispatch.
 #[inline(always)]
 fn pulse_device(
     d: &mut Device,
@@ -815,65 +815,65 @@ impl DeviceArray {
         let devices = records_mut(&mut lines, n);
         for (i, d) in devices.iter_mut().enumerate() {
             let (mut lo, mut hi) = (f32::NEG_INFINITY, f32::INFINITY);
-            if m.bounded {
-                let l = m.bound_dtod * normal(&mut rng);
-                let h = 1.0 + m.bound_dtod * normal(&mut rng);
+            if m.bounds.bounded {
+                let l = m.bounds.dtod * normal(&mut rng);
+                let h = 1.0 + m.bounds.dtod * normal(&mut rng);
                 // A device needs a usable window; very unlucky draws are
                 // narrowed to a tenth of the nominal range rather than inverted.
                 lo = l;
                 hi = h.max(l + 0.1);
             }
-            let spread = if m.dw_min_dtod > 0.0 {
+            let spread = if m.step.dw_min_dtod > 0.0 {
                 let xi = normal(&mut rng);
-                if m.dtod_lognormal {
-                    (m.dw_min_dtod * xi - 0.5 * m.dw_min_dtod * m.dw_min_dtod).exp()
+                if m.step.dtod_lognormal {
+                    (m.step.dw_min_dtod * xi - 0.5 * m.step.dw_min_dtod * m.step.dw_min_dtod).exp()
                 } else {
-                    (1.0 + m.dw_min_dtod * xi).max(0.0)
+                    (1.0 + m.step.dw_min_dtod * xi).max(0.0)
                 }
             } else {
                 1.0
             };
-            let base = if m.levels >= 2 {
-                (hi - lo) / (m.levels - 1) as f32
+            let base = if m.step.levels >= 2 {
+                (hi - lo) / (m.step.levels - 1) as f32
             } else {
-                m.dw_min * spread
+                m.step.dw_min * spread
             };
-            let bias = m.up_down + m.up_down_dtod * normal(&mut rng);
+            let bias = m.step.up_down + m.step.up_down_dtod * normal(&mut rng);
             // `+ 0.0` turns a −0 step into +0, so that the sign bit only
             // ever marks a stuck device.
             let step_up = (base * (1.0 + bias)).max(0.0) + 0.0;
             let step_down = (base * (1.0 - bias)).max(0.0) + 0.0;
             let u: f32 = rng.gen();
-            let mark = if u < m.stuck_at_min {
+            let mark = if u < m.faults.stuck_at_min {
                 Some(STUCK_LOW)
-            } else if u < m.stuck_at_min + m.stuck_at_max {
+            } else if u < m.faults.stuck_at_min + m.faults.stuck_at_max {
                 Some(STUCK_HIGH)
             } else {
                 None
             };
             let mut rated = u32::MAX;
-            if m.endurance > 0.0 {
-                let e = if m.endurance_dtod > 0.0 {
-                    m.endurance
-                        * ((m.endurance_dtod * normal(&mut rng)) as f64
-                            - 0.5 * (m.endurance_dtod as f64).powi(2))
+            if m.endurance.pulses > 0.0 {
+                let e = if m.endurance.dtod > 0.0 {
+                    m.endurance.pulses
+                        * ((m.endurance.dtod * normal(&mut rng)) as f64
+                            - 0.5 * (m.endurance.dtod as f64).powi(2))
                         .exp()
                 } else {
-                    m.endurance
+                    m.endurance.pulses
                 };
                 rated = e.round().clamp(1.0, (u32::MAX - 1) as f64) as u32;
             }
             if drift {
-                nu[i] = (m.drift_nu + m.drift_nu_dtod * normal(&mut rng)).max(0.0);
+                nu[i] = (m.drift.nu + m.drift.nu_dtod * normal(&mut rng)).max(0.0);
             }
             let g = match mark {
                 Some(STUCK_LOW) => lo,
                 Some(_) => hi,
                 None => {
-                    if m.bounded {
-                        (lo + m.g_center * (hi - lo)).clamp(lo, hi)
+                    if m.bounds.bounded {
+                        (lo + m.bounds.g_center * (hi - lo)).clamp(lo, hi)
                     } else {
-                        m.g_center
+                        m.bounds.g_center
                     }
                 }
             };
@@ -1020,7 +1020,7 @@ impl DeviceArray {
     #[inline]
     fn drifted(&self, i: usize, g: f32) -> f32 {
         let dt = self.time - self.t_programmed[i];
-        let t0 = self.model.drift_t0;
+        let t0 = self.model.drift.t0;
         if dt > t0 {
             let o = self.model.conductance_offset();
             let factor = (dt / t0).powf(-(self.nu[i] as f64)) as f32;
@@ -1225,23 +1225,47 @@ impl DeviceArray {
             }
             return;
         }
-        use StepResponse::*;
-        // One compiled loop per response (the closures are distinct types).
+        // One compiled loop per response: each closure is a distinct type
+        // whose `Response` variant is a constant, so that
+        // `Response::factor` folds to that variant's formula.
+        let c = self.model.bounds.g_center;
         match self.model.response {
-            Ideal => self.apply_steady(events, targets, sink, |m, x, up| {
-                m.response_factor_as(Ideal, x, up)
+            Response::Ideal => self.apply_steady(events, targets, sink, |x, up| {
+                Response::Ideal.factor(c, x, up)
             }),
-            Constant => self.apply_steady(events, targets, sink, |m, x, up| {
-                m.response_factor_as(Constant, x, up)
+            Response::Constant => self.apply_steady(events, targets, sink, |x, up| {
+                Response::Constant.factor(c, x, up)
             }),
-            Linear => self.apply_steady(events, targets, sink, |m, x, up| {
-                m.response_factor_as(Linear, x, up)
+            Response::Linear {
+                slope_up,
+                slope_down,
+            } => self.apply_steady(events, targets, sink, move |x, up| {
+                Response::Linear {
+                    slope_up,
+                    slope_down,
+                }
+                .factor(c, x, up)
             }),
-            SoftBounds => self.apply_steady(events, targets, sink, |m, x, up| {
-                m.response_factor_as(SoftBounds, x, up)
+            Response::SoftBounds => self.apply_steady(events, targets, sink, |x, up| {
+                Response::SoftBounds.factor(c, x, up)
             }),
-            Exponential => self.apply_steady(events, targets, sink, |m, x, up| {
-                m.response_factor_as(Exponential, x, up)
+            Response::Exponential {
+                a_up,
+                a_down,
+                gamma_up,
+                gamma_down,
+                z_slope,
+                z_offset,
+            } => self.apply_steady(events, targets, sink, move |x, up| {
+                Response::Exponential {
+                    a_up,
+                    a_down,
+                    gamma_up,
+                    gamma_down,
+                    z_slope,
+                    z_offset,
+                }
+                .factor(c, x, up)
             }),
         }
     }
@@ -1261,21 +1285,18 @@ impl DeviceArray {
         events: &[PulseEvent],
         targets: EventTargets,
         sink: &mut impl WriteSink,
-        factor: impl Fn(&DeviceModel, f32, bool) -> f32,
+        factor: impl Fn(f32, bool) -> f32 + Copy,
     ) {
         let blocks = matches!(targets, EventTargets::Devices) && self.constant_blocks();
         let Self {
             lines,
             n,
             kernel,
-            model,
             noise,
             totals: array_totals,
             ..
         } = self;
         let kernel = kernel.clone();
-        let model: &DeviceModel = model;
-        let factor = |x: f32, up: bool| factor(model, x, up);
         let mut totals = *array_totals;
         // The cache line of device `idx` (two to a line) or pair `idx`.
         let line_of = |idx: usize| match targets {
@@ -1394,8 +1415,8 @@ impl DeviceArray {
 
     /// Histogram of the read-visible normalised conductances.
     pub fn conductance_histogram(&self, bins: usize) -> Histogram {
-        let (lo, hi) = if self.model.bounded {
-            let b = 3.0 * self.model.bound_dtod as f64;
+        let (lo, hi) = if self.model.bounds.bounded {
+            let b = 3.0 * self.model.bounds.dtod as f64;
             (-b, 1.0 + b)
         } else {
             (0.0, 0.0)
@@ -1756,7 +1777,7 @@ mod tests {
             for paired in [false, true] {
                 let targets = if paired {
                     EventTargets::Pairs {
-                        one_sided: m.one_sided,
+                        one_sided: m.pairing.one_sided,
                     }
                 } else {
                     EventTargets::Devices
@@ -1780,7 +1801,7 @@ mod tests {
                     for e in &events {
                         let idx = e.index as usize;
                         if paired {
-                            let (np, nm) = pair_pulses(e.pulses, m.one_sided);
+                            let (np, nm) = pair_pulses(e.pulses, m.pairing.one_sided);
                             let r = slow.pulse_pair(idx, np, nm);
                             want.push((idx, r.before, r.after));
                         } else {
@@ -1796,7 +1817,10 @@ mod tests {
                 assert_eq!(fast.pulse_totals(), slow.pulse_totals(), "{name}");
                 // Both directions were exercised (one-sided pairs only SET).
                 let (up, down) = fast.pulse_totals();
-                assert!(up > 0 && (down > 0 || (paired && m.one_sided)), "{name}");
+                assert!(
+                    up > 0 && (down > 0 || (paired && m.pairing.one_sided)),
+                    "{name}"
+                );
             }
         }
     }
