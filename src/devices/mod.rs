@@ -53,7 +53,7 @@ use std::path::Path;
 ///
 /// Each formula is written once, in [`Response::factor`]; a new parameter
 /// of one response is a new field of its variant (and its key in
-/// [`file`]). The parameters shared by every response live in the other
+/// [`mod@file`]). The parameters shared by every response live in the other
 /// fields of [`DeviceModel`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Response {

@@ -12,7 +12,7 @@
 //!
 //! This layer knows nothing of device models or random streams: the
 //! per-device physics is the device array's, passed in as the cycle-to-
-//! cycle constants ([`C2c`]), the draws ([`DrawPool`]) and, for the portable
+//! cycle constants (`C2c`), the draws (`DrawPool`) and, for the portable
 //! block, the scalar write of one event.
 
 /// Fault marks of a stuck device, held in both of its step fields (the
@@ -135,7 +135,12 @@ impl PulseTotals {
 }
 
 /// A pool of standard-normal draws handed out in order (the device noise
-/// stream): what the vector block needs of it.
+/// stream): what the vector block needs of it (a portable build, without
+/// the vector block, uses none of it).
+#[cfg_attr(
+    not(all(target_arch = "x86_64", not(feature = "portable"))),
+    allow(dead_code)
+)]
 pub(crate) trait DrawPool {
     /// Refills the pool if no draw is pending.
     fn refill_if_empty(&mut self);
@@ -209,15 +214,18 @@ pub(crate) fn avx512_blocks() -> bool {
 
 /// Most cycle-to-cycle draws a block of [`constant_block_avx512`] takes
 /// (a block that needs more goes event by event).
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 pub(crate) const BLOCK_DRAWS: usize = 256;
 
 /// Largest pulse count of an event in a block of [`constant_block_avx512`]
 /// (so that a block's pulse totals fit its 32-bit lanes; larger counts, as
 /// exact writes may plan, go event by event).
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 pub(crate) const BLOCK_MAX_COUNT: i32 = 1 << 24;
 
 /// 32-bit words per device record (the vector block loads record `i` at
 /// word `8 · i`).
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 const DEVICE_WORDS: usize = std::mem::size_of::<DeviceRecord>() / 4;
 const _: () = assert!(std::mem::offset_of!(DeviceRecord, g) == 0);
 const _: () = assert!(std::mem::offset_of!(DeviceRecord, lo) == 4);
