@@ -16,7 +16,8 @@
 //! and of the `constant_step` parity run), and the cost of read noise (one
 //! extra SGEMM). With `DYADSIM_BENCH_PULSE_PATHS=1`,
 //! `pulse_paths_side_by_side` times the vector pulse path against
-//! event-by-event writes, alternating in one process.
+//! event-by-event writes (two device arrays, one built
+//! `with_vector_blocks(false)`), alternating in one process.
 //!
 //! Run with `RAYON_NUM_THREADS=1 MATMUL_NUM_THREADS=1 cargo bench --bench
 //! crossbar` for the per-core figure (both pools on one thread: wall time is
@@ -30,8 +31,8 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use dyadsim::controller::{Controller, UpdateGranularity, WritePlan, WriteScheme};
 use dyadsim::crossbar::{Crossbar, CrossbarConfig};
 use dyadsim::data::{load_raw, Dataset, Split};
-use dyadsim::devices::array::set_vector_pulse_path;
-use dyadsim::devices::DeviceModel;
+use dyadsim::devices::array::{EventTargets, WriteSink};
+use dyadsim::devices::{DeviceArray, DeviceModel};
 use dyadsim::experiment::config::{Config, DatasetName};
 use dyadsim::experiment::train::build_network;
 use dyadsim::linalg::{Mat, Vector};
@@ -153,17 +154,17 @@ const AIHWKIT_LR: f32 = 0.1;
 ///   aihwkit's number of pulses.
 fn aihwkit_exp_step_code(device: &str, lr: f32) -> Vec<String> {
     let m = DeviceModel::load(device, &toml::Table::new()).expect("shipped device model");
-    let beta = m.up_down;
+    let beta = m.step.up_down;
     let shrink = 1.0 - beta / 2.0;
-    let mean_step = m.dw_min * shrink;
+    let mean_step = m.step.dw_min * shrink;
     // w = 0 is the centre of the conductance range.
-    let granularity = m.dw_min * (1.0 - beta) * m.response_factor(m.g_center, false);
+    let granularity = m.step.dw_min * (1.0 - beta) * m.response_factor(m.bounds.g_center, false);
     vec![
         format!("device.dw_min={mean_step}"),
         format!("device.up_down={}", (beta / 2.0) / shrink),
-        format!("device.up_down_dtod={}", m.up_down_dtod / shrink),
-        format!("device.dw_min_dtod={}", m.dw_min_dtod / shrink),
-        format!("device.write_noise={}", m.write_noise / shrink),
+        format!("device.up_down_dtod={}", m.step.up_down_dtod / shrink),
+        format!("device.dw_min_dtod={}", m.step.dw_min_dtod / shrink),
+        format!("device.write_noise={}", m.noise.write / shrink),
         format!("crossbar.lr={}", lr * mean_step / granularity),
     ]
 }
@@ -486,40 +487,87 @@ fn write_gradients(net: &mut Network, gradients: &[OuterProductGradient]) {
     }
 }
 
+/// Takes the reads of [`DeviceArray::apply_events`] and keeps a checksum,
+/// so that the timed writes cannot be optimised away.
+#[derive(Default)]
+struct Checksum(f64);
+
+impl WriteSink for Checksum {
+    fn written(&mut self, _index: usize, _before: [f32; 2], after: [f32; 2]) {
+        self.0 += after[0] as f64;
+    }
+}
+
 /// The vector pulse path against event-by-event writes, in the same
-/// minutes: on the aihwkit-parity `constant_step` run, alternately 50
-/// writes of one batch's gradients with one path, then with the other
-/// (40 rounds), and every fourth round 1,024 training samples with each.
-/// Both paths give the same bits, so this times them alone; alternating
-/// this finely keeps the machine's drift out of the ratio, which
-/// separately timed runs on this shared machine cannot (±15 %). Runs only
-/// with `DYADSIM_BENCH_PULSE_PATHS=1` (it is not a criterion benchmark).
+/// minutes: the pulse events the aihwkit-parity `constant_step` run's
+/// controllers plan for one batch's gradients at the timed point (one
+/// device per weight, as in that run), applied alternately 50 times to
+/// device arrays of its layers' sizes with the vector path, then to the
+/// same arrays built `with_vector_blocks(false)` (40 rounds). Both paths
+/// give the same bits, so this times them alone; alternating this finely
+/// keeps the machine's drift out of the ratio, which separately timed runs
+/// on this shared machine cannot (±15 %). Runs only with
+/// `DYADSIM_BENCH_PULSE_PATHS=1` (it is not a criterion benchmark).
+///
+/// The path is an option of each device array, not a global switch, and a
+/// network's arrays are not reachable from here, so this times the pulse
+/// path alone, not whole training samples with each path.
 fn pulse_paths_side_by_side(_: &mut Criterion) {
     if std::env::var_os("DYADSIM_BENCH_PULSE_PATHS").is_none() {
         return;
     }
     let (train, _) = load_raw(DatasetName::Mnist, None).expect("embedded MNIST");
-    let (trainer, mut net, gradients) = parity_update_at_timed_point(&train);
+    let (_, net, gradients) = parity_update_at_timed_point(&train);
+    let config = aihwkit_parity_config("constant_step", true);
+    let (cfg, overrides) = (&config.raw().crossbar, &config.raw().device);
+    let model = DeviceModel::load(&cfg.device, overrides).expect("shipped device model");
+    // Per layer: its planned events and [vector, event-by-event] arrays.
+    let mut layers = Vec::new();
+    for (k, (layer, g)) in net.layers.iter().zip(&gradients).enumerate() {
+        let (n_out, n_in) = (layer.n_out(), layer.n_in());
+        let resolved = cfg.resolved_for(&layer.weights(), &layer.bias());
+        let xbar = Crossbar::new(&resolved, overrides, n_out, n_in, 1).expect("crossbar");
+        let mut controller = Controller::new(
+            resolved.write,
+            resolved.update,
+            resolved.bl,
+            resolved.update_management,
+            resolved.lr,
+            xbar.pulse_weight(),
+            resolved.bias_input,
+            n_out,
+            n_in,
+            3,
+        )
+        .with_pulse_trains(resolved.pulse_trains)
+        .with_bl_management(resolved.bl_management);
+        let WritePlan::Pulses(events) = controller.plan(g) else {
+            panic!("constant_step plans pulses");
+        };
+        let vector = DeviceArray::new(&model, n_out * (n_in + 1), k as u64 + 1);
+        let scalar = vector.clone().with_vector_blocks(false);
+        layers.push((events, [vector, scalar]));
+    }
+    let mut sinks = [Checksum::default(), Checksum::default()];
     // [vector, event by event]
     let mut update_us = [Vec::new(), Vec::new()];
-    let mut samples_per_s = [Vec::new(), Vec::new()];
-    for round in 0..40 {
-        for (path, vector) in [true, false].into_iter().enumerate() {
-            set_vector_pulse_path(vector);
+    for _round in 0..40 {
+        for (path, sink) in sinks.iter_mut().enumerate() {
             let start = Instant::now();
             for _ in 0..50 {
-                write_gradients(&mut net, &gradients);
+                for (events, arrays) in layers.iter_mut() {
+                    arrays[path].apply_events(events, EventTargets::Devices, sink);
+                    arrays[path].end_write();
+                }
             }
             update_us[path].push(start.elapsed().as_secs_f64() / 50.0 * 1e6);
-            if round % 4 == 0 {
-                let mut probe = trainer.clone();
-                let start = Instant::now();
-                probe.train(1024);
-                samples_per_s[path].push(1024.0 / start.elapsed().as_secs_f64());
-            }
         }
     }
-    set_vector_pulse_path(true);
+    assert_eq!(
+        sinks[0].0.to_bits(),
+        sinks[1].0.to_bits(),
+        "both paths read the same conductances"
+    );
     let median = |v: &[f64]| {
         let mut v = v.to_vec();
         v.sort_by(f64::total_cmp);
@@ -531,18 +579,15 @@ fn pulse_paths_side_by_side(_: &mut Criterion) {
         .map(|(slow, fast)| slow / fast)
         .collect();
     eprintln!(
-        "pulse paths, constant_step parity: one batch's update {:.0} µs vector / {:.0} µs event by \
-         event (median ratio {:.3} over {} rounds, range {:.3}–{:.3}); training {:.0} / {:.0} \
-         samples/s (medians of {})",
+        "pulse paths, constant_step parity: one batch's pulse events {:.0} µs vector / {:.0} µs \
+         event by event (median ratio {:.3} over {} rounds, range {:.3}–{:.3}; {} events)",
         median(&update_us[0]),
         median(&update_us[1]),
         median(&ratios),
         ratios.len(),
         ratios.iter().copied().fold(f64::INFINITY, f64::min),
         ratios.iter().copied().fold(0.0, f64::max),
-        median(&samples_per_s[0]),
-        median(&samples_per_s[1]),
-        samples_per_s[0].len()
+        layers.iter().map(|(e, _)| e.len()).sum::<usize>()
     );
 }
 

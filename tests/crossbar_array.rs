@@ -563,7 +563,7 @@ fn drift_scales_one_sided_pcm_weights_by_the_power_law() {
     let mut xbar = Crossbar::new(&cfg, &ov, 2, 3, 5).unwrap();
     let w0 = Mat::from_row_slice(2, 3, &[0.5, 0.25, 0.1, 0.8, 0.3, 0.05]);
     xbar.set_parameters(&w0, &Vector::zeros(2));
-    let t0 = xbar.model().drift_t0;
+    let t0 = xbar.model().drift.t0;
     for t in [10.0 * t0, 1000.0 * t0] {
         let before = xbar.devices().time();
         xbar.advance_time(t - before);

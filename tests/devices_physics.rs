@@ -38,7 +38,7 @@ fn mean_step_matches_dw_min() {
         .map(|i| (mid[i] - a.conductance(i)) as f64)
         .sum::<f64>()
         / n as f64;
-    let dw = m.dw_min as f64;
+    let dw = m.step.dw_min as f64;
     assert!(
         (up / dw - 1.0).abs() < 0.03,
         "mean up step {up} vs dw_min {dw}"
@@ -70,7 +70,7 @@ fn up_down_bias_sets_the_step_ratio() {
     let (fu, _) = m.response_factors((g0 - lo) / (hi - lo));
     let (_, fd) = m.response_factors((g1 - lo) / (hi - lo));
     let ratio = ((g1 - g0) / fu) / ((g1 - g2) / fd);
-    let expected = (1.0 + m.up_down) / (1.0 - m.up_down);
+    let expected = (1.0 + m.step.up_down) / (1.0 - m.step.up_down);
     assert!(
         (ratio / expected - 1.0).abs() < 1e-3,
         "{ratio} vs {expected}"
@@ -106,7 +106,7 @@ fn cycle_to_cycle_spread_matches_dw_min_std() {
 fn conductance_stays_within_bounds_for_every_model() {
     for name in builtin_names() {
         let m = model(name, &[]);
-        if !m.bounded {
+        if !m.bounds.bounded {
             continue;
         }
         let n = 64;
@@ -115,7 +115,7 @@ fn conductance_stays_within_bounds_for_every_model() {
         for _ in 0..100_000 {
             let i = rng.gen_range(0..n);
             let k: i32 = rng.gen_range(1..4);
-            let dir = if m.one_sided || rng.gen_bool(0.5) {
+            let dir = if m.pairing.one_sided || rng.gen_bool(0.5) {
                 1
             } else {
                 -1
@@ -253,7 +253,7 @@ fn fitted_drift_exponent_matches_nu() {
         a.program(i, 0.6);
     }
     let o = m.conductance_offset() as f64;
-    let times: Vec<f64> = (1..=10).map(|k| m.drift_t0 * 2f64.powi(k)).collect();
+    let times: Vec<f64> = (1..=10).map(|k| m.drift.t0 * 2f64.powi(k)).collect();
     let mut series = vec![Vec::new(); n];
     let mut t_now = 0.0;
     for &t in &times {
@@ -279,8 +279,8 @@ fn fitted_drift_exponent_matches_nu() {
     }
     let mean = fitted.iter().sum::<f64>() / n as f64;
     let sd = (fitted.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
-    assert!((mean - m.drift_nu as f64).abs() < 0.003, "mean ν {mean}");
-    assert!((sd - m.drift_nu_dtod as f64).abs() < 0.003, "σ_ν {sd}");
+    assert!((mean - m.drift.nu as f64).abs() < 0.003, "mean ν {mean}");
+    assert!((sd - m.drift.nu_dtod as f64).abs() < 0.003, "σ_ν {sd}");
     // A write restarts the drift clock.
     let g_before = a.visible(0);
     a.pulse(0, 1);
@@ -302,7 +302,7 @@ fn soft_bounds_step_vanishes_at_the_bounds() {
     let g0 = a.conductance(0);
     a.pulse(0, 1);
     assert!(
-        (a.conductance(0) - g0).abs() < 0.05 * m.dw_min,
+        (a.conductance(0) - g0).abs() < 0.05 * m.step.dw_min,
         "step at the top is small"
     );
 }

@@ -117,7 +117,10 @@ fn line_conductances(xb: &mut Crossbar) -> (Vec<f64>, Vec<f64>) {
 fn line_conductances_from_devices(xb: &Crossbar) -> (Vec<f64>, Vec<f64>) {
     let (n_out, n_in) = (xb.n_out(), xb.n_in());
     let m = xb.model();
-    let to_s = |g: f32| (m.g_min_us + g as f64 * (m.g_max_us - m.g_min_us)) * 1e-6;
+    let to_s = |g: f32| {
+        (m.conductance.g_min_us + g as f64 * (m.conductance.g_max_us - m.conductance.g_min_us))
+            * 1e-6
+    };
     let d = xb.devices();
     let mut line_in = vec![0.0; n_in + 1];
     let mut line_out = vec![0.0; n_out];
@@ -127,7 +130,7 @@ fn line_conductances_from_devices(xb: &Crossbar) -> (Vec<f64>, Vec<f64>) {
             let g = to_s(d.visible(xb.plus_index(idx)))
                 + match xb.minus_index(idx) {
                     Some(k) => to_s(d.visible(k)),
-                    None => to_s(m.g_center), // the reference device
+                    None => to_s(m.bounds.g_center), // the reference device
                 };
             *line += g;
             if j < n_in {

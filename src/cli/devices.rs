@@ -95,8 +95,8 @@ fn run_show(args: &ShowArgs) -> Result<()> {
         "# device model {}  ({:.0} nominal states, G = {}–{} µS)",
         model.name,
         model.states(),
-        model.g_min_us,
-        model.g_max_us
+        model.conductance.g_min_us,
+        model.conductance.g_max_us
     );
     println!("# from {origin}");
     print!("{text}");
@@ -159,13 +159,13 @@ pub fn pulse_response(
 ) -> Vec<Vec<f32>> {
     let mut m = model.clone();
     if m.nominal_step() <= 0.0 {
-        m.dw_min = 0.01;
-        m.response = dyadsim::devices::StepResponse::Constant;
+        m.step.dw_min = 0.01;
+        m.response = dyadsim::devices::Response::Constant;
     }
     let mut array = DeviceArray::new(&m, devices, seed);
     (0..devices)
         .map(|i| {
-            if m.bounded {
+            if m.bounds.bounded {
                 let (lo, _) = array.bounds(i);
                 array.program(i, lo);
             }
@@ -175,7 +175,7 @@ pub fn pulse_response(
                 array.pulse(i, 1);
                 trace.push(array.visible(i));
             }
-            if !m.one_sided {
+            if !m.pairing.one_sided {
                 for _ in 0..pulses {
                     array.pulse(i, -1);
                     trace.push(array.visible(i));

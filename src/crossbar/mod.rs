@@ -249,7 +249,7 @@ impl CrossbarConfig {
                 model.name
             );
         }
-        if model.one_sided && self.mapping == Mapping::Reference {
+        if model.pairing.one_sided && self.mapping == Mapping::Reference {
             bail!(
                 "crossbar.mapping = \"reference\" is not available for the one-sided model '{}' (it needs a pair)",
                 model.name
@@ -369,9 +369,9 @@ impl EntryTerms {
             weight: if xb.paired { ws } else { 2.0 * ws },
             squared: c * c,
             offset: xb.model.conductance_offset(),
-            noisy: xb.model.read_noise > 0.0,
-            g_min_us: xb.model.g_min_us,
-            span_us: xb.model.g_max_us - xb.model.g_min_us,
+            noisy: xb.model.noise.read > 0.0,
+            g_min_us: xb.model.conductance.g_min_us,
+            span_us: xb.model.conductance.g_max_us - xb.model.conductance.g_min_us,
             refresh: true,
             track_lines: xb.line_conductance_valid,
         }
@@ -665,7 +665,7 @@ impl Crossbar {
         let mix = |k: u64| seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(k);
         let paired = config.mapping == Mapping::Differential;
         let devices = DeviceArray::new(&model, if paired { 2 * n } else { n }, mix(1));
-        let factor = match (config.mapping, model.one_sided) {
+        let factor = match (config.mapping, model.pairing.one_sided) {
             (_, true) => 1.0,
             _ => 2.0,
         };
@@ -685,7 +685,7 @@ impl Crossbar {
         .with_pulse_trains(config.pulse_trains)
         .with_bl_management(config.bl_management);
         let reference = match config.mapping {
-            Mapping::Reference => vec![model.g_center; n_in + 1],
+            Mapping::Reference => vec![model.bounds.g_center; n_in + 1],
             Mapping::Differential => Vec::new(),
         };
         let mut xb = Self {
@@ -814,7 +814,7 @@ impl Crossbar {
     fn refresh_cache(&mut self) {
         let n_out = self.n_out;
         let n_in = self.n_in;
-        let noisy = self.model.read_noise > 0.0;
+        let noisy = self.model.noise.read > 0.0;
         let mut w = std::mem::replace(&mut self.w_read, Mat::zeros(0, 0));
         ensure_shape(&mut w, n_out, n_in);
         let this = &*self;
@@ -941,7 +941,7 @@ impl Crossbar {
     #[inline]
     fn refresh_entry(&mut self, idx: usize) {
         let w = self.weight_at(idx);
-        let noisy = self.model.read_noise > 0.0;
+        let noisy = self.model.noise.read > 0.0;
         let s = if noisy { self.squared_at(idx) } else { 0.0 };
         self.store_entry(idx, w, noisy.then_some(s));
     }
@@ -1013,7 +1013,7 @@ impl Crossbar {
     fn apply_events(&mut self, events: &[PulseEvent], terms: &EntryTerms) {
         let targets = if self.paired {
             EventTargets::Pairs {
-                one_sided: self.model.one_sided,
+                one_sided: self.model.pairing.one_sided,
             }
         } else {
             EventTargets::Devices
@@ -1084,7 +1084,7 @@ impl Crossbar {
             self.cache_valid = false;
             self.line_conductance_valid = false;
         }
-        if self.model.one_sided && self.model.refresh_threshold > 0.0 {
+        if self.model.pairing.one_sided && self.model.pairing.refresh_threshold > 0.0 {
             self.refresh_one_sided();
             self.cache_valid = false;
         }
@@ -1098,8 +1098,8 @@ impl Crossbar {
     /// refresh threshold and re-program the weight with SET pulses
     /// (iterative program-and-verify on the programmed state).
     fn refresh_one_sided(&mut self) {
-        let thr = self.model.refresh_threshold;
-        if !self.model.one_sided || thr <= 0.0 || !self.paired {
+        let thr = self.model.pairing.refresh_threshold;
+        if !self.model.pairing.one_sided || thr <= 0.0 || !self.paired {
             return;
         }
         let step = self.model.nominal_step();
@@ -1208,7 +1208,7 @@ impl Crossbar {
     /// the scaled inputs in `x_scaled`: one SGEMM with the squared-conductance
     /// terms (DESIGN.md §2). Nothing without read noise.
     fn read_noise_variance(&mut self, rows: usize, batch: usize, transposed: bool) {
-        if self.model.read_noise > 0.0 {
+        if self.model.noise.read > 0.0 {
             // Var(y_ib) = σ² Σ_j S_ij x̃_jb² : one SGEMM with the squared terms.
             ensure_shape(&mut self.x_squared, self.x_scaled.nrows(), batch);
             for (d, s) in self
@@ -1242,7 +1242,7 @@ impl Crossbar {
     /// then converts it with the ADC and rescales by the input scales.
     fn noise_and_adc(&mut self, y: &mut Mat) {
         let (rows, batch) = y.shape();
-        let sigma = self.model.read_noise;
+        let sigma = self.model.noise.read;
         let ws = self.config.w_scale;
         let out_noise = self.config.output_noise * ws;
         if sigma > 0.0 {
@@ -1305,7 +1305,7 @@ impl Crossbar {
             && self.config.adc_bits == 0
             && self.config.adc_range == 0.0
             && self.config.output_noise == 0.0
-            && self.model.read_noise == 0.0
+            && self.model.noise.read == 0.0
             && self.config.input_scaling == InputScaling::AbsMax
     }
 
@@ -1496,9 +1496,9 @@ impl WeightArray for Crossbar {
             }
         };
         let (gc, bounded, one_sided) = (
-            self.model.g_center,
-            self.model.bounded,
-            self.model.one_sided,
+            self.model.bounds.g_center,
+            self.model.bounds.bounded,
+            self.model.pairing.one_sided,
         );
         let d = &mut self.devices;
         for idx in 0..self.n_out * (self.n_in + 1) {
@@ -1549,8 +1549,8 @@ impl WeightArray for Crossbar {
             max_pulses = max_pulses.max(a.max_pulse_count());
         }
         let devices = self.devices.len();
-        let span_us = self.model.g_max_us - self.model.g_min_us;
-        let to_us = |g: f32| self.model.g_min_us + g as f64 * span_us;
+        let span_us = self.model.conductance.g_max_us - self.model.conductance.g_min_us;
+        let to_us = |g: f32| self.model.conductance.g_min_us + g as f64 * span_us;
         let finite = |v: f64| if v.is_finite() { Some(v) } else { None };
         let bins = self.config.histogram_bins;
         let weights_now = (0..n_cross).map(|i| self.weight_at(i));
@@ -1579,7 +1579,7 @@ impl WeightArray for Crossbar {
             // while `pulses_applied`/`_up`/`_down` count this run's pulses.
             "pulses_per_device_mean": self.devices.total_pulse_count() as f64 / devices.max(1) as f64,
             "pulses_per_device_max": max_pulses,
-            "pulse_energy_j": if self.model.pulse_energy_pj > 0.0 { Some((up + down) as f64 * self.model.pulse_energy_pj * 1e-12) } else { None },
+            "pulse_energy_j": if self.model.cost.pulse_energy_pj > 0.0 { Some((up + down) as f64 * self.model.cost.pulse_energy_pj * 1e-12) } else { None },
             "devices_stuck": low + high + worn,
             "devices_stuck_at_min": low,
             "devices_stuck_at_max": high,

@@ -10,7 +10,12 @@
 //! is drawn once at construction; cycle-to-cycle and write noise at every
 //! pulse.
 
-use super::{DeviceModel, StepResponse};
+use super::{DeviceModel, Response};
+use crate::kernels::pulse::{
+    constant_block, BlockReads, C2c, DeviceRecord as Device, DrawPool, PulseTotals, BLOCK_EVENTS,
+    STUCK_HIGH, STUCK_LOW,
+};
+pub use crate::kernels::pulse::{prefetch, PulseEvent};
 use crate::random::NormalPool;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
@@ -20,25 +25,6 @@ use serde::{Deserialize, Serialize};
 /// The random stream of device noise: cycle-to-cycle and write noise here,
 /// read and output noise in the crossbar.
 pub type NoiseRng = Xoshiro256PlusPlus;
-
-/// Fault marks of a stuck device, held in both of its step fields (the
-/// steps of a free device are ≥ 0, and a stuck device never uses its steps).
-const STUCK_LOW: f32 = -1.0;
-const STUCK_HIGH: f32 = -2.0;
-
-/// Prefetch hint for `data[i]` (no-op when out of bounds or off x86-64).
-#[inline]
-pub fn prefetch<T>(data: &[T], i: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if i < data.len() {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: `_mm_prefetch` is only a hint and never faults; the
-        // address is in bounds of `data` anyway.
-        unsafe { _mm_prefetch(data.as_ptr().add(i) as *const i8, _MM_HINT_T0) }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (data, i);
-}
 
 /// `v.round()` (half away from zero) without the out-of-line libm call
 /// (baseline x86-64 has no rounding instruction). Exact for every `f32`.
@@ -149,44 +135,12 @@ pub struct DeviceArrayState {
     pub time: f64,
 }
 
-/// The hot state of one device: everything a pulse reads or writes.
-#[repr(C, align(32))]
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-struct Device {
-    /// Programmed normalised conductance `g` (before drift and write noise).
-    g: f32,
-    /// Lower bound.
-    lo: f32,
-    /// Upper bound.
-    hi: f32,
-    /// Nominal up step (≥ 0; incl. d2d spread and up/down bias), or the
-    /// fault mark (`STUCK_LOW`, `STUCK_HIGH`) of a stuck device.
-    step_up: f32,
-    /// Nominal down step (≥ 0), or the fault mark of a stuck device.
-    step_down: f32,
-    /// Read-visible deviation from `g` (always 0 without write noise).
-    write_offset: f32,
-    /// Pulses delivered so far.
-    pulses: u32,
-    /// Pulses after which the device stops switching (`u32::MAX` = unlimited).
-    rated: u32,
-}
-
-impl Device {
-    #[inline(always)]
-    fn is_stuck(&self) -> bool {
-        self.step_up < 0.0
-    }
-}
-
 /// Two device records in one 64-byte cache line (the devices `2p`, `2p + 1`
 /// of a differential pair `p`).
 #[repr(C, align(64))]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct Line([Device; 2]);
 
-const _: () = assert!(std::mem::size_of::<Device>() == 32);
-const _: () = assert!(std::mem::align_of::<Device>() == 32);
 const _: () = assert!(std::mem::size_of::<Line>() == 64);
 const _: () = assert!(std::mem::align_of::<Line>() == 64);
 
@@ -218,9 +172,8 @@ struct Kernel {
     bounded: bool,
     /// `levels − 1` of a quantised model (0 = analog).
     level_steps: f32,
-    /// Cycle-to-cycle σ (0 = none) and whether it multiplies the step.
-    sigma: f32,
-    c2c_multiplicative: bool,
+    /// Cycle-to-cycle noise.
+    c2c: C2c,
     /// Write noise on, and its σ `write_noise · Δg_min`.
     write_noise: bool,
     write_sigma: f32,
@@ -231,18 +184,20 @@ struct Kernel {
 impl Kernel {
     fn of(m: &DeviceModel) -> Self {
         Self {
-            constant: matches!(m.response, StepResponse::Constant | StepResponse::Ideal),
-            bounded: m.bounded,
-            level_steps: if m.levels >= 2 {
-                (m.levels - 1) as f32
+            constant: m.response.is_constant(),
+            bounded: m.bounds.bounded,
+            level_steps: if m.step.levels >= 2 {
+                (m.step.levels - 1) as f32
             } else {
                 0.0
             },
-            sigma: m.dw_min_std,
-            c2c_multiplicative: m.c2c_multiplicative,
-            write_noise: m.write_noise > 0.0,
-            write_sigma: m.write_noise * m.dw_min,
-            drift: m.drift_nu > 0.0 || m.drift_nu_dtod > 0.0,
+            c2c: C2c {
+                sigma: m.noise.c2c,
+                multiplicative: m.noise.c2c_multiplicative,
+            },
+            write_noise: m.noise.write > 0.0,
+            write_sigma: m.noise.write * m.step.dw_min,
+            drift: m.drift.nu > 0.0 || m.drift.nu_dtod > 0.0,
         }
     }
 
@@ -255,18 +210,6 @@ impl Kernel {
             (lo + round_ties_away((g - lo) / spacing) * spacing).clamp(lo, hi)
         } else {
             g
-        }
-    }
-
-    /// The change `dg` of a pulse of nominal `step` with the cycle-to-cycle
-    /// draw `xi` (Gokmen & Vlasov 2016: multiplicative, `dg · (1 + σ ξ)`,
-    /// or additive, `dg + σ · step · ξ`).
-    #[inline(always)]
-    fn with_c2c(&self, dg: f32, step: f32, xi: f32) -> f32 {
-        if self.c2c_multiplicative {
-            dg * (1.0 + self.sigma * xi)
-        } else {
-            dg + self.sigma * step * xi
         }
     }
 
@@ -303,45 +246,9 @@ pub struct DeviceArray {
     /// Total up and down pulses delivered.
     totals: PulseTotals,
     /// Whether [`DeviceArray::apply_events`] may take the vector path
-    /// (`constant_block_avx512`); off only to compare the two paths.
+    /// (`kernels::pulse::constant_block`); off only to compare the two
+    /// paths ([`DeviceArray::with_vector_blocks`]).
     vector_blocks: bool,
-}
-
-/// Up and down pulses delivered.
-#[derive(Clone, Copy, Debug, Default)]
-struct PulseTotals {
-    up: u64,
-    down: u64,
-}
-
-impl PulseTotals {
-    /// Counts `n` pulses (up for `n > 0`); returns (count, up).
-    #[inline(always)]
-    fn count(&mut self, n: i32) -> (u32, bool) {
-        let count = n.unsigned_abs();
-        if n > 0 {
-            self.up += count as u64;
-        } else {
-            self.down += count as u64;
-        }
-        (count, n > 0)
-    }
-}
-
-/// `|n|` pulses on the cross-point at `index` (column-major, bias column
-/// last: `i + j·n_out`), up (weight increases) for `n > 0`: what the
-/// controller plans and [`DeviceArray::apply_events`] applies (to a device
-/// or a pair, see [`EventTargets`]).
-///
-/// `repr(C)`: the vector pulse path reads a block of events as pairs of
-/// 32-bit words.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PulseEvent {
-    /// Cross-point index `i + j·n_out`.
-    pub index: u32,
-    /// Signed number of pulses.
-    pub pulses: i32,
 }
 
 /// How [`DeviceArray::apply_events`] maps an event's index and pulses onto
@@ -407,9 +314,9 @@ fn normal(rng: &mut NoiseRng) -> f32 {
 /// materialised into `d.g` already.
 ///
 /// `factor(x, up)` is the model's response factor
-/// ([`DeviceModel::response_factor`]); a caller that knows the response
-/// passes it fixed ([`DeviceModel::response_factor_as`]), and this loop is
-/// then compiled without the dispatch.
+/// ([`Response::factor`]); a caller that knows the response passes it
+/// fixed ([`DeviceArray::apply_events`]), and this loop is then compiled
+/// without the dispatch.
 #[inline(always)]
 fn pulse_device(
     d: &mut Device,
@@ -436,8 +343,8 @@ fn pulse_device(
             let x = if k.bounded { (g - lo) * inv_width } else { g };
             step * factor(x, up)
         };
-        if k.sigma > 0.0 {
-            dg = k.with_c2c(dg, step, noise.normal());
+        if k.c2c.sigma > 0.0 {
+            dg = k.c2c.apply(dg, step, noise.normal());
         }
         g = if up { g + dg } else { g - dg }.clamp(lo, hi);
         g = k.quantize(g, lo, hi);
@@ -493,312 +400,27 @@ fn write_pair(
     }
 }
 
-/// Whether [`DeviceArray::apply_events`] may take its vector path at all
-/// ([`set_vector_pulse_path`]).
-static VECTOR_PULSE_PATH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
-
-/// Lets every [`DeviceArray::apply_events`] take its vector path where it
-/// can (the default), or keeps them all event by event: the same results
-/// either way. For timing the two paths side by side in one process
-/// (`benches/crossbar.rs`); [`DeviceArray::set_vector_blocks`] switches
-/// one array.
-pub fn set_vector_pulse_path(on: bool) {
-    VECTOR_PULSE_PATH.store(on, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Events per block of [`constant_block_avx512`] (one per AVX-512 lane).
-const BLOCK_EVENTS: usize = 16;
-
 /// How many events ahead of a block its successors' records are
 /// prefetched: the block after the next (one and four blocks ahead timed
 /// the same; the records of a block are then on their way while the block
 /// before it runs).
 const BLOCK_PREFETCH_AHEAD: usize = 2 * BLOCK_EVENTS;
 
-/// 32-bit words per device record (the vector path loads record `i` at
-/// word `8 · i`).
-const DEVICE_WORDS: usize = std::mem::size_of::<Device>() / 4;
-const _: () = assert!(std::mem::offset_of!(Device, g) == 0);
-const _: () = assert!(std::mem::offset_of!(Device, lo) == 4);
-const _: () = assert!(std::mem::offset_of!(Device, hi) == 8);
-const _: () = assert!(std::mem::offset_of!(Device, step_up) == 12);
-const _: () = assert!(std::mem::offset_of!(Device, step_down) == 16);
-const _: () = assert!(std::mem::offset_of!(Device, pulses) == 24);
-const _: () = assert!(std::mem::offset_of!(Device, rated) == 28);
-const _: () = assert!(std::mem::size_of::<PulseEvent>() == 8);
-const _: () = assert!(std::mem::offset_of!(PulseEvent, index) == 0);
-const _: () = assert!(std::mem::offset_of!(PulseEvent, pulses) == 4);
-
-/// The read-visible conductances of a block's devices before and after it.
-#[derive(Default)]
-struct BlockReads {
-    before: [f32; BLOCK_EVENTS],
-    after: [f32; BLOCK_EVENTS],
-}
-
-/// Most cycle-to-cycle draws a block of [`constant_block_avx512`] takes
-/// (a block that needs more goes event by event).
-const BLOCK_DRAWS: usize = 256;
-
-/// Largest pulse count of an event in a block of [`constant_block_avx512`]
-/// (so that a block's pulse totals fit its 32-bit lanes; larger counts, as
-/// exact writes may plan, go event by event).
-const BLOCK_MAX_COUNT: i32 = 1 << 24;
-
-/// Applies a block of [`BLOCK_EVENTS`] single-device events, sixteen
-/// devices at once, with the bits of [`write_device`] event by event;
-/// returns `false`, changing nothing, if the block has an index out of
-/// range, a device twice, a count above [`BLOCK_MAX_COUNT`], or needs more
-/// than [`BLOCK_DRAWS`] draws (the caller then applies it event by event).
-///
-/// The kernel must be constant-step (or ideal), unquantised, without write
-/// noise or drift ([`DeviceArray::constant_blocks`]). The sixteen 32-byte
-/// records are loaded whole and transposed into one vector per field
-/// (Zen 4's gathers cost more than the loads and shuffles); the new
-/// conductances and pulse counts are stored back record by record. The
-/// block's cycle-to-cycle draws are taken
-/// from the pool in event order, as [`pulse_device`] would take them, and
-/// each device reads its own from its offset in that run. Devices with one
-/// effective pulse (nearly all) step in the vector registers, with
-/// [`pulse_device`]'s single-precision operations in its order (no fused
-/// multiply-add); the few with more step one pulse at a time as there.
-///
-/// # Safety
-/// The CPU must have AVX-512F and AVX-512CD.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512cd")]
-unsafe fn constant_block_avx512(
-    devices: &mut [Device],
-    block: &[PulseEvent],
-    k: &Kernel,
-    noise: &mut NormalPool<NoiseRng>,
-    totals: &mut PulseTotals,
-    reads: &mut BlockReads,
-) -> bool {
-    use std::arch::x86_64::*;
-    assert!(block.len() == BLOCK_EVENTS);
-    // The range check below compares 32-bit lanes.
-    assert!(devices.len() <= i32::MAX as usize);
-    // SAFETY (the raw loads below): the block is 16 events of two 32-bit
-    // words (asserted layout), read as two vectors; every record loaded is
-    // `devices[index]` with `index < devices.len()` (checked before the
-    // first load), 32 bytes at word `8 · index`; the draws are read at
-    // offsets below their count `needed`, which the pool holds pending or
-    // `carried` holds written.
-    unsafe {
-        let words = block.as_ptr().cast::<i32>();
-        let first = _mm512_loadu_si512(words.cast());
-        let second = _mm512_loadu_si512(words.add(16).cast());
-        let index = _mm512_permutex2var_epi32(
-            first,
-            _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
-            second,
-        );
-        let pulses = _mm512_permutex2var_epi32(
-            first,
-            _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
-            second,
-        );
-        let one = _mm512_set1_epi32(1);
-        let zero = _mm512_setzero_si512();
-        let in_range = _mm512_cmplt_epu32_mask(index, _mm512_set1_epi32(devices.len() as i32));
-        // A lane with no equal index in an earlier lane.
-        let first_of_index = _mm512_cmpeq_epi32_mask(_mm512_conflict_epi32(index), zero);
-        let count = _mm512_abs_epi32(pulses);
-        // |n| ≤ BLOCK_MAX_COUNT as unsigned (|i32::MIN| stays 2³¹).
-        let moderate = _mm512_cmple_epu32_mask(count, _mm512_set1_epi32(BLOCK_MAX_COUNT));
-        if in_range & first_of_index & moderate != u16::MAX {
-            return false;
-        }
-        let active = _mm512_cmpneq_epi32_mask(pulses, zero);
-        let up = _mm512_cmpgt_epi32_mask(pulses, zero);
-        let down = active & !up;
-
-        // The sixteen records as eight field vectors (lane l = event l):
-        // records l and l + 4 (l < 4), or l + 8 and l + 12, share a load,
-        // then a transposition of 32-bit words within 128-bit lanes and a
-        // gathering of 128-bit lanes.
-        let at = |l: usize| block[l].index as usize * DEVICE_WORDS;
-        let base = devices.as_mut_ptr().cast::<f32>();
-        let pair = |a: usize, b: usize| {
-            let low = _mm512_castps256_ps512(_mm256_loadu_ps(base.add(at(a))));
-            let high = _mm256_castps_pd(_mm256_loadu_ps(base.add(at(b))));
-            _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castps_pd(low), high))
-        };
-        let z = [
-            pair(0, 4),
-            pair(1, 5),
-            pair(2, 6),
-            pair(3, 7),
-            pair(8, 12),
-            pair(9, 13),
-            pair(10, 14),
-            pair(11, 15),
-        ];
-        let quads = |a: usize| {
-            let t0 = _mm512_unpacklo_ps(z[a], z[a + 1]);
-            let t1 = _mm512_unpackhi_ps(z[a], z[a + 1]);
-            let t2 = _mm512_unpacklo_ps(z[a + 2], z[a + 3]);
-            let t3 = _mm512_unpackhi_ps(z[a + 2], z[a + 3]);
-            // Word w of four records in each 128-bit lane: words 0–3 in
-            // lanes 0 and 2, words 4–7 in lanes 1 and 3.
-            [
-                _mm512_shuffle_ps::<0x44>(t0, t2),
-                _mm512_shuffle_ps::<0xEE>(t0, t2),
-                _mm512_shuffle_ps::<0x44>(t1, t3),
-                _mm512_shuffle_ps::<0xEE>(t1, t3),
-            ]
-        };
-        let (first_eight, last_eight) = (quads(0), quads(4));
-        // Word `w` of the sixteen records, in event order.
-        let field = |w: usize| match w {
-            0..=3 => _mm512_shuffle_f32x4::<0x88>(first_eight[w], last_eight[w]),
-            _ => _mm512_shuffle_f32x4::<0xDD>(first_eight[w - 4], last_eight[w - 4]),
-        };
-        let g = field(0);
-        let lo = field(1);
-        let hi = field(2);
-        // `step_up` (word 3) for up events, `step_down` (word 4) for down.
-        let step = _mm512_mask_blend_ps(down, field(3), field(4));
-        let delivered = _mm512_castps_si512(field(6));
-        let rated = _mm512_castps_si512(field(7));
-
-        // `pulses.saturating_add(count)` (unsigned) for every event with pulses.
-        let sum = _mm512_add_epi32(delivered, count);
-        let wrapped = _mm512_cmplt_epu32_mask(sum, delivered);
-        let sum = _mm512_mask_mov_epi32(sum, wrapped, _mm512_set1_epi32(-1));
-        let delivered_after = _mm512_mask_mov_epi32(delivered, active, sum);
-        // Pulses that can switch the device: none when stuck (negative
-        // fault marks in both steps) or worn out, else `min(count, rated −
-        // delivered)`.
-        let stuck = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(step, _mm512_setzero_ps());
-        let fresh = _mm512_cmplt_epu32_mask(delivered, rated);
-        let effective = _mm512_maskz_min_epu32(
-            active & !stuck & fresh,
-            count,
-            _mm512_sub_epi32(rated, delivered),
-        );
-        let single = _mm512_cmpeq_epi32_mask(effective, one);
-        let several = _mm512_cmpgt_epu32_mask(effective, one);
-
-        // Each event's first draw, and the block's count: the exclusive
-        // prefix sum of the effective pulses (shifts by 1, 2, 4 and 8
-        // lanes); without cycle-to-cycle noise there are no draws.
-        let (first_draw, needed) = if k.sigma > 0.0 {
-            let mut through = effective;
-            through = _mm512_add_epi32(through, _mm512_alignr_epi32::<15>(through, zero));
-            through = _mm512_add_epi32(through, _mm512_alignr_epi32::<14>(through, zero));
-            through = _mm512_add_epi32(through, _mm512_alignr_epi32::<12>(through, zero));
-            through = _mm512_add_epi32(through, _mm512_alignr_epi32::<8>(through, zero));
-            let needed = _mm512_reduce_max_epu32(through) as usize;
-            (_mm512_sub_epi32(through, effective), needed)
-        } else {
-            (zero, 0)
-        };
-
-        // The block's draws in event order: straight from the pool when it
-        // holds them all, else copied across a refill.
-        let mut carried = [std::mem::MaybeUninit::<f32>::uninit(); BLOCK_DRAWS];
-        let mut draws: *const f32 = carried.as_ptr().cast();
-        let mut in_place = false;
-        let mut dg = step;
-        if needed > 0 {
-            if needed > BLOCK_DRAWS {
-                return false;
-            }
-            noise.refill_if_empty();
-            if noise.pending().len() >= needed {
-                draws = noise.pending().as_ptr();
-                in_place = true;
-            } else {
-                take_draws(noise, &mut carried[..needed]);
-            }
-            let xi = if several == 0 {
-                _mm512_maskz_expandloadu_ps(single, draws)
-            } else {
-                _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), single, first_draw, draws)
-            };
-            let sigma = _mm512_set1_ps(k.sigma);
-            dg = if k.c2c_multiplicative {
-                // dg · (1 + σ ξ)
-                _mm512_mul_ps(
-                    step,
-                    _mm512_add_ps(_mm512_set1_ps(1.0), _mm512_mul_ps(sigma, xi)),
-                )
-            } else {
-                // dg + σ · step · ξ
-                _mm512_add_ps(step, _mm512_mul_ps(_mm512_mul_ps(sigma, step), xi))
-            };
-        }
-        let moved = _mm512_mask_blend_ps(up, _mm512_sub_ps(g, dg), _mm512_add_ps(g, dg));
-        // `f32::clamp`: below `lo` → `lo`, then above `hi` → `hi`.
-        let moved = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(moved, lo), moved, lo);
-        let moved = _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(moved, hi), moved, hi);
-        let mut after = _mm512_mask_blend_ps(single, g, moved);
-
-        if several != 0 {
-            // Pulse by pulse, as in `pulse_device`.
-            let lanes = |v: __m512| {
-                let mut a = [0.0f32; BLOCK_EVENTS];
-                _mm512_storeu_ps(a.as_mut_ptr(), v);
-                a
-            };
-            let (mut out, lo, hi, step) = (lanes(after), lanes(lo), lanes(hi), lanes(step));
-            let (mut each, mut first) = ([0u32; BLOCK_EVENTS], [0u32; BLOCK_EVENTS]);
-            _mm512_storeu_si512(each.as_mut_ptr().cast(), effective);
-            _mm512_storeu_si512(first.as_mut_ptr().cast(), first_draw);
-            for l in (0..BLOCK_EVENTS).filter(|&l| several & (1 << l) != 0) {
-                let lane_up = up & (1 << l) != 0;
-                let mut g = out[l];
-                for p in 0..each[l] as usize {
-                    let mut dg = step[l];
-                    if k.sigma > 0.0 {
-                        dg = k.with_c2c(dg, step[l], *draws.add(first[l] as usize + p));
-                    }
-                    g = if lane_up { g + dg } else { g - dg }.clamp(lo[l], hi[l]);
-                }
-                out[l] = g;
-            }
-            after = _mm512_loadu_ps(out.as_ptr());
-        }
-        if in_place {
-            // The draws were read in place: hand them out now.
-            noise.take(needed);
-        }
-
-        let mut g_after = [0.0f32; BLOCK_EVENTS];
-        let mut delivered_now = [0u32; BLOCK_EVENTS];
-        _mm512_storeu_ps(g_after.as_mut_ptr(), after);
-        _mm512_storeu_si512(delivered_now.as_mut_ptr().cast(), delivered_after);
-        // Events without pulses store their records' own values back.
-        for (l, e) in block.iter().enumerate() {
-            let d = &mut devices[e.index as usize];
-            d.g = g_after[l];
-            d.pulses = delivered_now[l];
-        }
-        totals.up += _mm512_mask_reduce_add_epi32(up, count) as u32 as u64;
-        totals.down += _mm512_mask_reduce_add_epi32(down, count) as u32 as u64;
-        _mm512_storeu_ps(reads.before.as_mut_ptr(), g);
-        _mm512_storeu_ps(reads.after.as_mut_ptr(), after);
+/// The device noise pool as the vector block reads it.
+impl DrawPool for NormalPool<NoiseRng> {
+    #[inline(always)]
+    fn refill_if_empty(&mut self) {
+        NormalPool::refill_if_empty(self)
     }
-    true
-}
 
-/// Fills `out` with the pool's next draws, refilling it where
-/// [`NormalPool::normal`] would: the draws the same number of calls to it
-/// would hand out.
-#[inline(always)]
-fn take_draws(noise: &mut NormalPool<NoiseRng>, out: &mut [std::mem::MaybeUninit<f32>]) {
-    let mut filled = 0;
-    while filled < out.len() {
-        noise.refill_if_empty();
-        let pending = noise.pending();
-        let n = pending.len().min(out.len() - filled);
-        for (slot, &v) in out[filled..filled + n].iter_mut().zip(pending) {
-            slot.write(v);
-        }
-        noise.take(n);
-        filled += n;
+    #[inline(always)]
+    fn pending(&self) -> &[f32] {
+        NormalPool::pending(self)
+    }
+
+    #[inline(always)]
+    fn take(&mut self, n: usize) {
+        NormalPool::take(self, n)
     }
 }
 
@@ -815,65 +437,65 @@ impl DeviceArray {
         let devices = records_mut(&mut lines, n);
         for (i, d) in devices.iter_mut().enumerate() {
             let (mut lo, mut hi) = (f32::NEG_INFINITY, f32::INFINITY);
-            if m.bounded {
-                let l = m.bound_dtod * normal(&mut rng);
-                let h = 1.0 + m.bound_dtod * normal(&mut rng);
+            if m.bounds.bounded {
+                let l = m.bounds.dtod * normal(&mut rng);
+                let h = 1.0 + m.bounds.dtod * normal(&mut rng);
                 // A device needs a usable window; very unlucky draws are
                 // narrowed to a tenth of the nominal range rather than inverted.
                 lo = l;
                 hi = h.max(l + 0.1);
             }
-            let spread = if m.dw_min_dtod > 0.0 {
+            let spread = if m.step.dw_min_dtod > 0.0 {
                 let xi = normal(&mut rng);
-                if m.dtod_lognormal {
-                    (m.dw_min_dtod * xi - 0.5 * m.dw_min_dtod * m.dw_min_dtod).exp()
+                if m.step.dtod_lognormal {
+                    (m.step.dw_min_dtod * xi - 0.5 * m.step.dw_min_dtod * m.step.dw_min_dtod).exp()
                 } else {
-                    (1.0 + m.dw_min_dtod * xi).max(0.0)
+                    (1.0 + m.step.dw_min_dtod * xi).max(0.0)
                 }
             } else {
                 1.0
             };
-            let base = if m.levels >= 2 {
-                (hi - lo) / (m.levels - 1) as f32
+            let base = if m.step.levels >= 2 {
+                (hi - lo) / (m.step.levels - 1) as f32
             } else {
-                m.dw_min * spread
+                m.step.dw_min * spread
             };
-            let bias = m.up_down + m.up_down_dtod * normal(&mut rng);
+            let bias = m.step.up_down + m.step.up_down_dtod * normal(&mut rng);
             // `+ 0.0` turns a −0 step into +0, so that the sign bit only
             // ever marks a stuck device.
             let step_up = (base * (1.0 + bias)).max(0.0) + 0.0;
             let step_down = (base * (1.0 - bias)).max(0.0) + 0.0;
             let u: f32 = rng.gen();
-            let mark = if u < m.stuck_at_min {
+            let mark = if u < m.faults.stuck_at_min {
                 Some(STUCK_LOW)
-            } else if u < m.stuck_at_min + m.stuck_at_max {
+            } else if u < m.faults.stuck_at_min + m.faults.stuck_at_max {
                 Some(STUCK_HIGH)
             } else {
                 None
             };
             let mut rated = u32::MAX;
-            if m.endurance > 0.0 {
-                let e = if m.endurance_dtod > 0.0 {
-                    m.endurance
-                        * ((m.endurance_dtod * normal(&mut rng)) as f64
-                            - 0.5 * (m.endurance_dtod as f64).powi(2))
+            if m.endurance.pulses > 0.0 {
+                let e = if m.endurance.dtod > 0.0 {
+                    m.endurance.pulses
+                        * ((m.endurance.dtod * normal(&mut rng)) as f64
+                            - 0.5 * (m.endurance.dtod as f64).powi(2))
                         .exp()
                 } else {
-                    m.endurance
+                    m.endurance.pulses
                 };
                 rated = e.round().clamp(1.0, (u32::MAX - 1) as f64) as u32;
             }
             if drift {
-                nu[i] = (m.drift_nu + m.drift_nu_dtod * normal(&mut rng)).max(0.0);
+                nu[i] = (m.drift.nu + m.drift.nu_dtod * normal(&mut rng)).max(0.0);
             }
             let g = match mark {
                 Some(STUCK_LOW) => lo,
                 Some(_) => hi,
                 None => {
-                    if m.bounded {
-                        (lo + m.g_center * (hi - lo)).clamp(lo, hi)
+                    if m.bounds.bounded {
+                        (lo + m.bounds.g_center * (hi - lo)).clamp(lo, hi)
                     } else {
-                        m.g_center
+                        m.bounds.g_center
                     }
                 }
             };
@@ -907,6 +529,14 @@ impl DeviceArray {
     /// for tests and side-by-side timings of the two paths.
     pub fn set_vector_blocks(&mut self, on: bool) {
         self.vector_blocks = on;
+    }
+
+    /// [`DeviceArray::set_vector_blocks`] as a builder option:
+    /// `DeviceArray::new(&model, n, seed).with_vector_blocks(false)` is an
+    /// array whose events always go event by event.
+    pub fn with_vector_blocks(mut self, on: bool) -> Self {
+        self.vector_blocks = on;
+        self
     }
 
     /// All device records.
@@ -1020,7 +650,7 @@ impl DeviceArray {
     #[inline]
     fn drifted(&self, i: usize, g: f32) -> f32 {
         let dt = self.time - self.t_programmed[i];
-        let t0 = self.model.drift_t0;
+        let t0 = self.model.drift.t0;
         if dt > t0 {
             let o = self.model.conductance_offset();
             let factor = (dt / t0).powf(-(self.nu[i] as f64)) as f32;
@@ -1225,23 +855,47 @@ impl DeviceArray {
             }
             return;
         }
-        use StepResponse::*;
-        // One compiled loop per response (the closures are distinct types).
+        // One compiled loop per response: each closure is a distinct type
+        // whose `Response` variant is a constant, so that
+        // `Response::factor` folds to that variant's formula.
+        let c = self.model.bounds.g_center;
         match self.model.response {
-            Ideal => self.apply_steady(events, targets, sink, |m, x, up| {
-                m.response_factor_as(Ideal, x, up)
+            Response::Ideal => self.apply_steady(events, targets, sink, |x, up| {
+                Response::Ideal.factor(c, x, up)
             }),
-            Constant => self.apply_steady(events, targets, sink, |m, x, up| {
-                m.response_factor_as(Constant, x, up)
+            Response::Constant => self.apply_steady(events, targets, sink, |x, up| {
+                Response::Constant.factor(c, x, up)
             }),
-            Linear => self.apply_steady(events, targets, sink, |m, x, up| {
-                m.response_factor_as(Linear, x, up)
+            Response::Linear {
+                slope_up,
+                slope_down,
+            } => self.apply_steady(events, targets, sink, move |x, up| {
+                Response::Linear {
+                    slope_up,
+                    slope_down,
+                }
+                .factor(c, x, up)
             }),
-            SoftBounds => self.apply_steady(events, targets, sink, |m, x, up| {
-                m.response_factor_as(SoftBounds, x, up)
+            Response::SoftBounds => self.apply_steady(events, targets, sink, |x, up| {
+                Response::SoftBounds.factor(c, x, up)
             }),
-            Exponential => self.apply_steady(events, targets, sink, |m, x, up| {
-                m.response_factor_as(Exponential, x, up)
+            Response::Exponential {
+                a_up,
+                a_down,
+                gamma_up,
+                gamma_down,
+                z_slope,
+                z_offset,
+            } => self.apply_steady(events, targets, sink, move |x, up| {
+                Response::Exponential {
+                    a_up,
+                    a_down,
+                    gamma_up,
+                    gamma_down,
+                    z_slope,
+                    z_offset,
+                }
+                .factor(c, x, up)
             }),
         }
     }
@@ -1251,31 +905,28 @@ impl DeviceArray {
     ///
     /// Single-device events of a constant-step model without quantisation
     /// or write noise (aihwkit's layout, one device per weight) go
-    /// [`BLOCK_EVENTS`] at a time through [`constant_block_avx512`] where
-    /// the CPU has AVX-512F and AVX-512CD; a block it does not take (a
-    /// device twice, say) and the last events go event by event. Both give
-    /// the same bits.
+    /// [`BLOCK_EVENTS`] at a time through the vector kernel
+    /// (`kernels::pulse::constant_block`) where the CPU has AVX-512F and
+    /// AVX-512CD; a block it does not take (a device twice, say) and the
+    /// last events go event by event. Both give the same bits.
     #[inline(always)]
     fn apply_steady(
         &mut self,
         events: &[PulseEvent],
         targets: EventTargets,
         sink: &mut impl WriteSink,
-        factor: impl Fn(&DeviceModel, f32, bool) -> f32,
+        factor: impl Fn(f32, bool) -> f32 + Copy,
     ) {
         let blocks = matches!(targets, EventTargets::Devices) && self.constant_blocks();
         let Self {
             lines,
             n,
             kernel,
-            model,
             noise,
             totals: array_totals,
             ..
         } = self;
         let kernel = kernel.clone();
-        let model: &DeviceModel = model;
-        let factor = |x: f32, up: bool| factor(model, x, up);
         let mut totals = *array_totals;
         // The cache line of device `idx` (two to a line) or pair `idx`.
         let line_of = |idx: usize| match targets {
@@ -1284,7 +935,6 @@ impl DeviceArray {
         };
         let mut k = 0;
         while k < events.len() {
-            #[cfg(target_arch = "x86_64")]
             if blocks && k + BLOCK_EVENTS <= events.len() {
                 for next in events
                     .iter()
@@ -1298,20 +948,27 @@ impl DeviceArray {
                 let block = &events[k..k + BLOCK_EVENTS];
                 let mut reads = BlockReads::default();
                 let devices = records_mut(lines, *n);
-                // SAFETY: `blocks` holds only where the CPU has AVX-512F and
-                // AVX-512CD and the model is one the kernel takes
-                // (`DeviceArray::constant_blocks`).
-                let done = unsafe {
-                    constant_block_avx512(devices, block, &kernel, noise, &mut totals, &mut reads)
-                };
-                if done {
-                    for (l, e) in block.iter().enumerate() {
-                        let (before, after) = (reads.before[l], reads.after[l]);
-                        sink.written(e.index as usize, [before, 0.0], [after, 0.0]);
-                    }
-                    k += BLOCK_EVENTS;
-                    continue;
+                // `blocks` holds only for a model the vector kernel takes
+                // (`DeviceArray::constant_blocks`); a block it refuses goes
+                // event by event with the scalar write.
+                constant_block(
+                    devices,
+                    block,
+                    &kernel.c2c,
+                    noise,
+                    &mut totals,
+                    &mut reads,
+                    |d, pulses, noise, totals| {
+                        let r = write_device(d, pulses, &kernel, factor, noise, totals);
+                        (r.before, r.after)
+                    },
+                );
+                for (l, e) in block.iter().enumerate() {
+                    let (before, after) = (reads.before[l], reads.after[l]);
+                    sink.written(e.index as usize, [before, 0.0], [after, 0.0]);
                 }
+                k += BLOCK_EVENTS;
+                continue;
             }
             if let Some(next) = events.get(k + PREFETCH_AHEAD) {
                 let idx = next.index as usize;
@@ -1340,31 +997,21 @@ impl DeviceArray {
         *array_totals = totals;
     }
 
-    /// Whether single-device events may go through
-    /// [`constant_block_avx512`]: a constant step (or ideal) response,
-    /// no quantisation, no write noise, no drift, indices that fit its
-    /// 32-bit lanes, a CPU with AVX-512F and AVX-512CD, and neither switch
-    /// off ([`set_vector_pulse_path`], [`DeviceArray::set_vector_blocks`]).
+    /// Whether single-device events go [`BLOCK_EVENTS`] at a time through
+    /// the vector kernel (`kernels::pulse::constant_block`): a constant
+    /// step (or ideal) response, no quantisation, no write noise, no drift,
+    /// indices that fit its 32-bit lanes, a CPU (and build) with the
+    /// AVX-512 kernel, and the array's option on
+    /// ([`DeviceArray::with_vector_blocks`]).
     fn constant_blocks(&self) -> bool {
         let k = &self.kernel;
-        let model_fits = self.vector_blocks
-            && VECTOR_PULSE_PATH.load(std::sync::atomic::Ordering::Relaxed)
+        self.vector_blocks
             && k.constant
             && k.level_steps == 0.0
             && !k.write_noise
             && !k.drift
-            && self.n <= i32::MAX as usize;
-        #[cfg(target_arch = "x86_64")]
-        {
-            model_fits
-                && std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512cd")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = model_fits;
-            false
-        }
+            && self.n <= i32::MAX as usize
+            && crate::kernels::pulse::avx512_blocks()
     }
 
     /// Ends a write (a crossbar update): drops the pooled noise draws not
@@ -1394,8 +1041,8 @@ impl DeviceArray {
 
     /// Histogram of the read-visible normalised conductances.
     pub fn conductance_histogram(&self, bins: usize) -> Histogram {
-        let (lo, hi) = if self.model.bounded {
-            let b = 3.0 * self.model.bound_dtod as f64;
+        let (lo, hi) = if self.model.bounds.bounded {
+            let b = 3.0 * self.model.bounds.dtod as f64;
             (-b, 1.0 + b)
         } else {
             (0.0, 0.0)
@@ -1564,7 +1211,7 @@ mod tests {
         }
     }
 
-    /// The vector path (`constant_block_avx512`) gives the bits of the
+    /// The vector path (`kernels::pulse::constant_block_avx512`) gives the bits of the
     /// event-by-event path: the same reads in the same order, device
     /// states, pulse totals and position in the noise stream, on blocks of
     /// distinct devices with 0, ±1 and up to ±40 pulses (the draws of one
@@ -1603,12 +1250,8 @@ mod tests {
                 .collect();
             let m = DeviceModel::load(name, &overrides).unwrap();
             let mut vector = DeviceArray::new(&m, n, 3);
-            let mut scalar = vector.clone();
-            scalar.set_vector_blocks(false);
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512cd")
-            {
+            let mut scalar = vector.clone().with_vector_blocks(false);
+            if crate::kernels::pulse::avx512_blocks() {
                 assert!(vector.constant_blocks(), "{name} {overrides:?}");
             }
             assert!(!scalar.constant_blocks());
@@ -1665,12 +1308,11 @@ mod tests {
     /// The vector path takes blocks of distinct devices (so the test above
     /// compares it, not the fallback, with the event-by-event path), and
     /// falls back, changing nothing, on a device twice.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
     #[test]
     fn vector_blocks_take_distinct_devices_and_refuse_repeats() {
-        if !(std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512cd"))
-        {
+        use crate::kernels::pulse::constant_block_avx512;
+        if !crate::kernels::pulse::avx512_blocks() {
             return;
         }
         let m = DeviceModel::load("constant_step", &toml::Table::new()).unwrap();
@@ -1692,7 +1334,7 @@ mod tests {
                 constant_block_avx512(
                     devices,
                     block,
-                    &kernel,
+                    &kernel.c2c,
                     &mut array.noise,
                     &mut totals,
                     &mut reads,
@@ -1756,7 +1398,7 @@ mod tests {
             for paired in [false, true] {
                 let targets = if paired {
                     EventTargets::Pairs {
-                        one_sided: m.one_sided,
+                        one_sided: m.pairing.one_sided,
                     }
                 } else {
                     EventTargets::Devices
@@ -1780,7 +1422,7 @@ mod tests {
                     for e in &events {
                         let idx = e.index as usize;
                         if paired {
-                            let (np, nm) = pair_pulses(e.pulses, m.one_sided);
+                            let (np, nm) = pair_pulses(e.pulses, m.pairing.one_sided);
                             let r = slow.pulse_pair(idx, np, nm);
                             want.push((idx, r.before, r.after));
                         } else {
@@ -1796,7 +1438,10 @@ mod tests {
                 assert_eq!(fast.pulse_totals(), slow.pulse_totals(), "{name}");
                 // Both directions were exercised (one-sided pairs only SET).
                 let (up, down) = fast.pulse_totals();
-                assert!(up > 0 && (down > 0 || (paired && m.one_sided)), "{name}");
+                assert!(
+                    up > 0 && (down > 0 || (paired && m.pairing.one_sided)),
+                    "{name}"
+                );
             }
         }
     }

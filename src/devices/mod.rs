@@ -32,51 +32,264 @@
 //! with the up/down bias `u = up_down` and its device-to-device part
 //! `u_i ~ N(0, up_down_dtod²)`; `Δg_min,i` carries the device-to-device
 //! spread `dw_min_dtod` (normal or mean-preserving log-normal).
+//!
+//! **Structure.** [`DeviceModel`] holds the [`Response`] (a sum type whose
+//! variants carry only their own parameters) and the parameters every
+//! response shares, grouped by concern ([`Bounds`], [`Step`], [`Noise`],
+//! [`Faults`], [`Endurance`], [`Drift`], [`Pairing`], [`PulseCost`]); the
+//! model files keep their flat keys, read by [`file::RawDeviceModel`].
 
 pub mod array;
+pub mod file;
 
 pub use array::{DeviceArray, Histogram, PulseEvent, PulseOutcome};
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The shape of the state-dependent pulse response (see the module docs).
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum StepResponse {
-    /// No bounds, no noise, continuous (exact writes apply real-valued changes).
+/// The state-dependent pulse response: which formula `f^{up/down}(x)`
+/// scales a pulse's nominal step, with that formula's own parameters
+/// (the model file's `response` key and the keys of that response only).
+///
+/// Each formula is written once, in [`Response::factor`]; a new parameter
+/// of one response is a new field of its variant (and its key in
+/// [`mod@file`]). The parameters shared by every response live in the other
+/// fields of [`DeviceModel`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Response {
+    /// No bounds, no noise, continuous (exact writes apply real-valued
+    /// changes); pulsed, `f = 1`.
     Ideal,
-    /// Constant step `f = 1`.
+    /// Constant step `f = 1`: the resistive processing unit specification
+    /// of Gokmen & Vlasov, Front. Neurosci. 2016 (aihwkit
+    /// ConstantStepDevice; `device_models/constant_step.toml`).
     Constant,
-    /// Linearly state-dependent step with slopes `slope_up`, `slope_down`.
-    Linear,
-    /// Linear step whose up (down) step vanishes at the upper (lower) bound.
+    /// Linearly state-dependent step, pivoting on `g_center`:
+    /// `f_up = max(0, 1 − s_up (x − x_c))`, `f_down = max(0, 1 + s_down (x − x_c))`
+    /// (aihwkit LinearStepDevice with `mult_noise`, its `γ_up/down` scaled by
+    /// the range width 2; `device_models/ecram*.toml`, `capacitor.toml`;
+    /// `../shared/reference/device-and-circuit-parameters.md`, the
+    /// LinearStep presets).
+    Linear {
+        /// `s_up` (file key `slope_up`), per unit `x`.
+        slope_up: f32,
+        /// `s_down` (file key `slope_down`), per unit `x`.
+        slope_down: f32,
+    },
+    /// Soft bounds: `f_up = max(0, (1 − x)/(1 − x_c))`, `f_down = max(0, x/x_c)`,
+    /// the linear step with `s_up = 1/(1 − x_c)`, `s_down = 1/x_c`, so that
+    /// each step vanishes at its bound and both are 1 at `x_c` (aihwkit
+    /// SoftBoundsDevice; `device_models/reram_sb.toml`, `reram_array_om.toml`).
     SoftBounds,
-    /// Exponential step (aihwkit ExpStep form).
-    Exponential,
+    /// Exponential step: `z = a_z x + b_z`,
+    /// `f_up = max(0, 1 − A_up e^{γ_up z})`, `f_down = max(0, 1 − A_down e^{−γ_down z})`
+    /// (aihwkit ExpStepDevice, fitted to Gong et al., Nat. Commun. 2018 for
+    /// ReRAM and to Nandakumar et al. 2020 for PCM; its `z = 2a·w/(w_max −
+    /// w_min) + b` rewritten in `x`, see `device_models/reram_es.toml`,
+    /// `pcm.toml`).
+    Exponential {
+        /// `A_up` (file key `exp_a_up`).
+        a_up: f32,
+        /// `A_down` (file key `exp_a_down`).
+        a_down: f32,
+        /// `γ_up` (file key `exp_gamma_up`).
+        gamma_up: f32,
+        /// `γ_down` (file key `exp_gamma_down`).
+        gamma_down: f32,
+        /// `a_z` in `z = a_z x + b_z` (file key `exp_z_slope`).
+        z_slope: f32,
+        /// `b_z` in `z = a_z x + b_z` (file key `exp_z_offset`).
+        z_offset: f32,
+    },
 }
 
-impl StepResponse {
-    /// The name used in model files.
-    pub fn name(self) -> &'static str {
+impl Response {
+    /// The name used in model files (`response = "…"`).
+    pub fn name(&self) -> &'static str {
         match self {
-            StepResponse::Ideal => "ideal",
-            StepResponse::Constant => "constant",
-            StepResponse::Linear => "linear",
-            StepResponse::SoftBounds => "soft_bounds",
-            StepResponse::Exponential => "exponential",
+            Response::Ideal => "ideal",
+            Response::Constant => "constant",
+            Response::Linear { .. } => "linear",
+            Response::SoftBounds => "soft_bounds",
+            Response::Exponential { .. } => "exponential",
+        }
+    }
+
+    /// Whether the step does not depend on the state (`f = 1`).
+    pub fn is_constant(&self) -> bool {
+        matches!(self, Response::Ideal | Response::Constant)
+    }
+
+    /// The response factor `f_up(x)` (if `up`) or `f_down(x)` at the
+    /// normalised position `x` within the device's bounds, for the symmetry
+    /// point `g_center` (`x_c`): the one place each formula is written (the
+    /// variants' docs give each formula and its source).
+    ///
+    /// With a `self` whose variant the compiler knows (a constant), the
+    /// dispatch folds away; the pulse loop uses this to compile itself once
+    /// per response ([`DeviceArray::apply_events`]).
+    #[inline(always)]
+    pub fn factor(&self, g_center: f32, x: f32, up: bool) -> f32 {
+        match *self {
+            Response::Ideal | Response::Constant => 1.0,
+            Response::Linear {
+                slope_up,
+                slope_down,
+            } => if up {
+                1.0 - slope_up * (x - g_center)
+            } else {
+                1.0 + slope_down * (x - g_center)
+            }
+            .max(0.0),
+            Response::SoftBounds => if up {
+                (1.0 - x) / (1.0 - g_center)
+            } else {
+                x / g_center
+            }
+            .max(0.0),
+            Response::Exponential {
+                a_up,
+                a_down,
+                gamma_up,
+                gamma_down,
+                z_slope,
+                z_offset,
+            } => {
+                let z = z_slope * x + z_offset;
+                if up {
+                    1.0 - a_up * (gamma_up * z).exp()
+                } else {
+                    1.0 - a_down * (-gamma_down * z).exp()
+                }
+                .max(0.0)
+            }
         }
     }
 }
 
-/// One device model, as read from `device_models/NAME.toml`.
+/// The physical conductance window (µS): absolute conductance matters for
+/// read noise and drift (DESIGN.md §2), and for the cost model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Conductance {
+    /// Physical low conductance `G_min` (µS; key `g_min_us`).
+    pub g_min_us: f64,
+    /// Physical high conductance `G_max` (µS; key `g_max_us`).
+    pub g_max_us: f64,
+}
+
+/// The bounds of the normalised conductance and their spread.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bounds {
+    /// Whether the conductance is bounded (false only for `ideal`; key `bounded`).
+    pub bounded: bool,
+    /// Normalised symmetry point `x_c` (where a differential pair or a
+    /// device and its reference encode w = 0, and where linear slopes
+    /// pivot; key `g_center`).
+    pub g_center: f32,
+    /// Device-to-device standard deviation of each bound (fraction of
+    /// range; key `bound_dtod`).
+    pub dtod: f32,
+}
+
+/// The nominal step of a pulse and its device-to-device spreads:
+/// `Δg_i^{up/down} = Δg_min,i (1 ± (u + u_i))` (module docs).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Step {
+    /// Mean step per pulse `Δg_min` (fraction of range; key `dw_min`).
+    pub dw_min: f32,
+    /// Device-to-device relative spread of `Δg_min` (key `dw_min_dtod`).
+    pub dw_min_dtod: f32,
+    /// Draw the step spread log-normally (mean preserving) instead of
+    /// normally (key `dtod_lognormal`).
+    pub dtod_lognormal: bool,
+    /// Systematic up/down bias `u` (up step ×(1+u), down step ×(1−u); key `up_down`).
+    pub up_down: f32,
+    /// Device-to-device standard deviation of the up/down bias (key `up_down_dtod`).
+    pub up_down_dtod: f32,
+    /// Number of programmable conductance levels (0 = analog; key
+    /// `levels`). With N ≥ 2 a nominal pulse moves one level,
+    /// `(g_hi − g_lo)/(N − 1)`, and the state is rounded to the nearest
+    /// level after every pulse.
+    pub levels: u32,
+}
+
+/// Cycle-to-cycle, write and read noise.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Noise {
+    /// Cycle-to-cycle relative standard deviation of a step (key `dw_min_std`).
+    pub c2c: f32,
+    /// Cycle-to-cycle noise multiplies the state-dependent step (true) or
+    /// is added in units of `Δg_min` (false; key `c2c_multiplicative`;
+    /// Gokmen & Vlasov 2016).
+    pub c2c_multiplicative: bool,
+    /// Write noise: the read-visible conductance of a device after a write
+    /// deviates from its programmed state by `N(0, (write_noise·Δg_min)²)`,
+    /// redrawn at every write (does not accumulate; key `write_noise`).
+    pub write: f32,
+    /// Relative read noise σ: `G → G (1 + σ ξ)` at every read (key `read_noise`).
+    pub read: f32,
+}
+
+/// Devices stuck at a bound from the start.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Faults {
+    /// Fraction of devices stuck at `G_min` (key `stuck_at_min`).
+    pub stuck_at_min: f32,
+    /// Fraction of devices stuck at `G_max` (key `stuck_at_max`).
+    pub stuck_at_max: f32,
+}
+
+/// Rated pulses before a device stops switching.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Endurance {
+    /// Rated pulses (0 = unlimited; key `endurance`).
+    pub pulses: f64,
+    /// Device-to-device log-normal spread (key `endurance_dtod`).
+    pub dtod: f32,
+}
+
+/// Conductance drift `G(t) = G(t_p)·((t − t_p)/t₀)^−ν` (aihwkit
+/// PCMLikeNoiseModel drift law; DESIGN.md §2).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Drift {
+    /// Mean drift exponent ν (key `drift_nu`).
+    pub nu: f32,
+    /// Device-to-device standard deviation of ν (key `drift_nu_dtod`).
+    pub nu_dtod: f32,
+    /// Drift reference time t₀ (s; key `drift_t0`).
+    pub t0: f64,
+}
+
+/// How the devices of a weight's pair are operated.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pairing {
+    /// Only potentiating (up) pulses are used; a weight is a pair of such
+    /// devices and negative updates potentiate `G⁻` (PCM SET-only
+    /// operation; key `one_sided`).
+    pub one_sided: bool,
+    /// One-sided pairs: when either device passes this normalised
+    /// conductance, both are reset and the weight is re-programmed (0 =
+    /// off; key `refresh_threshold`).
+    pub refresh_threshold: f32,
+}
+
+/// Write-pulse constants for the cost model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PulseCost {
+    /// Write pulse width (ns; 0 = not known; key `pulse_width_ns`).
+    pub pulse_width_ns: f64,
+    /// Energy per write pulse (pJ; 0 = not known; key `pulse_energy_pj`).
+    pub pulse_energy_pj: f64,
+}
+
+/// One device model, as read from `device_models/NAME.toml` (the flat
+/// keys of the file, [`file::RawDeviceModel`], grouped by concern).
 ///
-/// Every field is required in a model file, so that a file is a complete,
-/// reviewable record of the device; `--set device.FIELD=VALUE` overrides
-/// single fields per run (see [`DeviceModel::load`]).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+/// Every key is required in a model file, so that a file is a complete,
+/// reviewable record of the device, and a key of another response is an
+/// error; `--set device.KEY=VALUE` overrides single keys per run (see
+/// [`DeviceModel::load`]).
+#[derive(Clone, Debug, PartialEq)]
 pub struct DeviceModel {
     /// Short name (`reram_es`).
     pub name: String,
@@ -84,84 +297,26 @@ pub struct DeviceModel {
     pub description: String,
     /// Where the numbers come from.
     pub source: String,
-    /// Pulse-response shape.
-    pub response: StepResponse,
-    /// Only potentiating (up) pulses are used; a weight is a pair of such
-    /// devices and negative updates potentiate `G⁻` (PCM SET-only operation).
-    pub one_sided: bool,
-    /// Physical low conductance `G_min` (µS).
-    pub g_min_us: f64,
-    /// Physical high conductance `G_max` (µS).
-    pub g_max_us: f64,
-    /// Whether the conductance is bounded (false only for `ideal`).
-    pub bounded: bool,
-    /// Normalised symmetry point `x_c` (where a differential pair or a
-    /// device and its reference encode w = 0, and where linear slopes pivot).
-    pub g_center: f32,
-    /// Device-to-device standard deviation of each bound (fraction of range).
-    pub bound_dtod: f32,
-    /// Mean step per pulse `Δg_min` (fraction of range).
-    pub dw_min: f32,
-    /// Device-to-device relative spread of `Δg_min`.
-    pub dw_min_dtod: f32,
-    /// Draw the step spread log-normally (mean preserving) instead of normally.
-    pub dtod_lognormal: bool,
-    /// Systematic up/down bias `u` (up step ×(1+u), down step ×(1−u)).
-    pub up_down: f32,
-    /// Device-to-device standard deviation of the up/down bias.
-    pub up_down_dtod: f32,
-    /// Cycle-to-cycle relative standard deviation of a step.
-    pub dw_min_std: f32,
-    /// Cycle-to-cycle noise multiplies the state-dependent step (true) or
-    /// is added in units of `Δg_min` (false).
-    pub c2c_multiplicative: bool,
-    /// Write noise: the read-visible conductance of a device after a write
-    /// deviates from its programmed state by `N(0, (write_noise·Δg_min)²)`,
-    /// redrawn at every write (does not accumulate).
-    pub write_noise: f32,
-    /// `linear`: slope of the up step in `x`.
-    pub slope_up: f32,
-    /// `linear`: slope of the down step in `x`.
-    pub slope_down: f32,
-    /// `exponential`: `A_up`.
-    pub exp_a_up: f32,
-    /// `exponential`: `A_down`.
-    pub exp_a_down: f32,
-    /// `exponential`: `γ_up`.
-    pub exp_gamma_up: f32,
-    /// `exponential`: `γ_down`.
-    pub exp_gamma_down: f32,
-    /// `exponential`: `a_z` in `z = a_z x + b_z`.
-    pub exp_z_slope: f32,
-    /// `exponential`: `b_z` in `z = a_z x + b_z`.
-    pub exp_z_offset: f32,
-    /// Number of programmable conductance levels (0 = analog). With N ≥ 2
-    /// a nominal pulse moves one level, `(g_hi − g_lo)/(N − 1)`, and the
-    /// state is rounded to the nearest level after every pulse.
-    pub levels: u32,
-    /// Relative read noise σ: `G → G (1 + σ ξ)` at every read.
-    pub read_noise: f32,
-    /// Fraction of devices stuck at `G_min`.
-    pub stuck_at_min: f32,
-    /// Fraction of devices stuck at `G_max`.
-    pub stuck_at_max: f32,
-    /// Rated pulses before a device stops switching (0 = unlimited).
-    pub endurance: f64,
-    /// Device-to-device log-normal spread of the endurance.
-    pub endurance_dtod: f32,
-    /// Mean drift exponent ν in `G(t) = G(t_p)·((t − t_p)/t₀)^−ν`.
-    pub drift_nu: f32,
-    /// Device-to-device standard deviation of ν.
-    pub drift_nu_dtod: f32,
-    /// Drift reference time t₀ (s).
-    pub drift_t0: f64,
-    /// One-sided pairs: when either device passes this normalised
-    /// conductance, both are reset and the weight is re-programmed (0 = off).
-    pub refresh_threshold: f32,
-    /// Write pulse width (ns; 0 = not known), for the cost model.
-    pub pulse_width_ns: f64,
-    /// Energy per write pulse (pJ; 0 = not known), for the cost model.
-    pub pulse_energy_pj: f64,
+    /// Pulse-response shape with its own parameters.
+    pub response: Response,
+    /// Physical conductance window.
+    pub conductance: Conductance,
+    /// Bounds of the normalised conductance.
+    pub bounds: Bounds,
+    /// Nominal step and its spreads.
+    pub step: Step,
+    /// Cycle-to-cycle, write and read noise.
+    pub noise: Noise,
+    /// Stuck devices.
+    pub faults: Faults,
+    /// Endurance.
+    pub endurance: Endurance,
+    /// Drift.
+    pub drift: Drift,
+    /// Pair operation.
+    pub pairing: Pairing,
+    /// Cost-model constants of a write pulse.
+    pub cost: PulseCost,
 }
 
 /// The shipped models: name and embedded file text.
@@ -202,9 +357,9 @@ pub fn builtin_names() -> Vec<&'static str> {
 
 impl DeviceModel {
     /// Loads a model by shipped name or by path to a TOML file, applies the
-    /// per-run overrides (`device.FIELD = VALUE`) and validates every field.
+    /// per-run overrides (`device.KEY = VALUE`) and validates every field.
     ///
-    /// Errors name the model file, the field and the expected type or range;
+    /// Errors name the model file, the key and the expected type or range;
     /// an unknown name lists the shipped models.
     pub fn load(name_or_path: &str, overrides: &toml::Table) -> Result<Self> {
         let (origin, text) = Self::source_text(name_or_path)?;
@@ -232,132 +387,134 @@ impl DeviceModel {
         )
     }
 
-    /// Parses model text (`origin` names the file in errors) with overrides.
+    /// Parses model text (`origin` names the file in errors) with overrides:
+    /// the flat keys ([`file::RawDeviceModel`]) into the typed model.
     pub fn from_toml_str(text: &str, origin: &str, overrides: &toml::Table) -> Result<Self> {
-        let mut table: toml::Table =
-            toml::from_str(text).with_context(|| format!("invalid device model file {origin}"))?;
-        for (field, value) in overrides {
-            apply_override(&mut table, field, value, origin)?;
-        }
-        let model: DeviceModel =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    anyhow::anyhow!("device model file {origin}: {}", e.message().trim())
-                })?;
+        let raw = file::RawDeviceModel::parse(text, origin, overrides)?;
+        let model = DeviceModel::try_from(raw)
+            .map_err(|e| anyhow::anyhow!("device model file {origin}: {e:#}"))?;
         model.validate(origin)?;
         Ok(model)
     }
 
-    /// Range checks no type expresses; errors name file, field and range.
+    /// Range checks no type expresses; errors name file, key and range.
     pub fn validate(&self, origin: &str) -> Result<()> {
         let err = |field: &str, value: f64, range: &str| -> Result<()> {
             bail!("device model {origin}: {field} = {value} is out of range: {range}")
         };
+        let (c, b, s, n) = (&self.conductance, &self.bounds, &self.step, &self.noise);
         let nonneg: [(&str, f64); 13] = [
-            ("g_min_us", self.g_min_us),
-            ("bound_dtod", self.bound_dtod as f64),
-            ("dw_min", self.dw_min as f64),
-            ("dw_min_dtod", self.dw_min_dtod as f64),
-            ("up_down_dtod", self.up_down_dtod as f64),
-            ("dw_min_std", self.dw_min_std as f64),
-            ("write_noise", self.write_noise as f64),
-            ("read_noise", self.read_noise as f64),
-            ("endurance", self.endurance),
-            ("endurance_dtod", self.endurance_dtod as f64),
-            ("drift_nu", self.drift_nu as f64),
-            ("drift_nu_dtod", self.drift_nu_dtod as f64),
-            ("pulse_energy_pj", self.pulse_energy_pj),
+            ("g_min_us", c.g_min_us),
+            ("bound_dtod", b.dtod as f64),
+            ("dw_min", s.dw_min as f64),
+            ("dw_min_dtod", s.dw_min_dtod as f64),
+            ("up_down_dtod", s.up_down_dtod as f64),
+            ("dw_min_std", n.c2c as f64),
+            ("write_noise", n.write as f64),
+            ("read_noise", n.read as f64),
+            ("endurance", self.endurance.pulses),
+            ("endurance_dtod", self.endurance.dtod as f64),
+            ("drift_nu", self.drift.nu as f64),
+            ("drift_nu_dtod", self.drift.nu_dtod as f64),
+            ("pulse_energy_pj", self.cost.pulse_energy_pj),
         ];
         for (field, v) in nonneg {
             if !(v.is_finite() && v >= 0.0) {
                 err(field, v, "must be finite and ≥ 0")?;
             }
         }
-        if !(self.pulse_width_ns.is_finite() && self.pulse_width_ns >= 0.0) {
-            err("pulse_width_ns", self.pulse_width_ns, "must be ≥ 0")?;
+        let width = self.cost.pulse_width_ns;
+        if !(width.is_finite() && width >= 0.0) {
+            err("pulse_width_ns", width, "must be ≥ 0")?;
         }
-        if !(self.g_max_us.is_finite() && self.g_max_us > self.g_min_us) {
-            err("g_max_us", self.g_max_us, "must be finite and > g_min_us")?;
+        if !(c.g_max_us.is_finite() && c.g_max_us > c.g_min_us) {
+            err("g_max_us", c.g_max_us, "must be finite and > g_min_us")?;
         }
-        if self.bounded && !(0.0..=1.0).contains(&self.g_center) {
-            err(
-                "g_center",
-                self.g_center as f64,
-                "[0, 1] for a bounded device",
-            )?;
+        if b.bounded && !(0.0..=1.0).contains(&b.g_center) {
+            err("g_center", b.g_center as f64, "[0, 1] for a bounded device")?;
         }
-        if !self.g_center.is_finite() {
-            err("g_center", self.g_center as f64, "must be finite")?;
+        if !b.g_center.is_finite() {
+            err("g_center", b.g_center as f64, "must be finite")?;
         }
-        if self.bound_dtod >= 0.5 {
-            err("bound_dtod", self.bound_dtod as f64, "[0, 0.5)")?;
+        if b.dtod >= 0.5 {
+            err("bound_dtod", b.dtod as f64, "[0, 0.5)")?;
         }
-        if self.dw_min >= 1.0 {
-            err(
-                "dw_min",
-                self.dw_min as f64,
-                "[0, 1) of the conductance range",
-            )?;
+        if s.dw_min >= 1.0 {
+            err("dw_min", s.dw_min as f64, "[0, 1) of the conductance range")?;
         }
-        if self.response != StepResponse::Ideal && self.dw_min <= 0.0 && self.levels < 2 {
+        if self.response != Response::Ideal && s.dw_min <= 0.0 && s.levels < 2 {
             err(
                 "dw_min",
-                self.dw_min as f64,
+                s.dw_min as f64,
                 "must be > 0 for a non-ideal response (or set levels ≥ 2)",
             )?;
         }
-        if !(self.up_down > -1.0 && self.up_down < 1.0) {
-            err("up_down", self.up_down as f64, "(−1, 1)")?;
+        if !(s.up_down > -1.0 && s.up_down < 1.0) {
+            err("up_down", s.up_down as f64, "(−1, 1)")?;
         }
-        if self.response == StepResponse::SoftBounds
-            && !(self.g_center > 0.0 && self.g_center < 1.0)
-        {
-            err("g_center", self.g_center as f64, "(0, 1) for soft_bounds")?;
-        }
-        for (field, v) in [
-            ("slope_up", self.slope_up),
-            ("slope_down", self.slope_down),
-            ("exp_a_up", self.exp_a_up),
-            ("exp_a_down", self.exp_a_down),
-            ("exp_gamma_up", self.exp_gamma_up),
-            ("exp_gamma_down", self.exp_gamma_down),
-            ("exp_z_slope", self.exp_z_slope),
-            ("exp_z_offset", self.exp_z_offset),
-        ] {
-            if !v.is_finite() {
-                err(field, v as f64, "must be finite")?;
+        match self.response {
+            Response::SoftBounds if !(b.g_center > 0.0 && b.g_center < 1.0) => {
+                err("g_center", b.g_center as f64, "(0, 1) for soft_bounds")?;
             }
+            Response::Linear {
+                slope_up,
+                slope_down,
+            } => {
+                for (field, v) in [("slope_up", slope_up), ("slope_down", slope_down)] {
+                    if !v.is_finite() {
+                        err(field, v as f64, "must be finite")?;
+                    }
+                }
+            }
+            Response::Exponential {
+                a_up,
+                a_down,
+                gamma_up,
+                gamma_down,
+                z_slope,
+                z_offset,
+            } => {
+                for (field, v) in [
+                    ("exp_a_up", a_up),
+                    ("exp_a_down", a_down),
+                    ("exp_gamma_up", gamma_up),
+                    ("exp_gamma_down", gamma_down),
+                    ("exp_z_slope", z_slope),
+                    ("exp_z_offset", z_offset),
+                ] {
+                    if !v.is_finite() {
+                        err(field, v as f64, "must be finite")?;
+                    }
+                }
+            }
+            _ => {}
         }
-        if self.levels == 1 {
+        if s.levels == 1 {
             err("levels", 1.0, "0 (analog) or ≥ 2")?;
         }
-        if self.levels >= 2 && !self.bounded {
+        if s.levels >= 2 && !b.bounded {
             bail!(
                 "device model {origin}: levels = {} needs bounded = true",
-                self.levels
+                s.levels
             );
         }
         for (field, v) in [
-            ("stuck_at_min", self.stuck_at_min),
-            ("stuck_at_max", self.stuck_at_max),
-            ("refresh_threshold", self.refresh_threshold),
+            ("stuck_at_min", self.faults.stuck_at_min),
+            ("stuck_at_max", self.faults.stuck_at_max),
+            ("refresh_threshold", self.pairing.refresh_threshold),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 err(field, v as f64, "[0, 1]")?;
             }
         }
-        if self.stuck_at_min + self.stuck_at_max > 1.0 {
-            err(
-                "stuck_at_min + stuck_at_max",
-                (self.stuck_at_min + self.stuck_at_max) as f64,
-                "≤ 1",
-            )?;
+        let stuck = self.faults.stuck_at_min + self.faults.stuck_at_max;
+        if stuck > 1.0 {
+            err("stuck_at_min + stuck_at_max", stuck as f64, "≤ 1")?;
         }
-        if !(self.drift_t0.is_finite() && self.drift_t0 > 0.0) {
-            err("drift_t0", self.drift_t0, "must be > 0 s")?;
+        if !(self.drift.t0.is_finite() && self.drift.t0 > 0.0) {
+            err("drift_t0", self.drift.t0, "must be > 0 s")?;
         }
-        if self.one_sided && !self.bounded {
+        if self.pairing.one_sided && !b.bounded {
             bail!("device model {origin}: one_sided = true needs bounded = true");
         }
         Ok(())
@@ -366,24 +523,25 @@ impl DeviceModel {
     /// Nominal step per pulse `Δg_min` actually used: the level spacing when
     /// the device is quantised to `levels ≥ 2`, else `dw_min`.
     pub fn nominal_step(&self) -> f32 {
-        if self.levels >= 2 {
-            1.0 / (self.levels - 1) as f32
+        if self.step.levels >= 2 {
+            1.0 / (self.step.levels - 1) as f32
         } else {
-            self.dw_min
+            self.step.dw_min
         }
     }
 
     /// `G_min / (G_max − G_min)`: the offset that turns a normalised
     /// conductance into absolute conductance over the range, `G/ΔG = g + o`.
     pub fn conductance_offset(&self) -> f32 {
-        (self.g_min_us / (self.g_max_us - self.g_min_us)) as f32
+        let c = &self.conductance;
+        (c.g_min_us / (c.g_max_us - c.g_min_us)) as f32
     }
 
     /// Nominal number of states: `levels` for a quantised device, else
     /// `1/Δg_min` (the preset convention), ∞ for a continuous device.
     pub fn states(&self) -> f64 {
-        if self.levels >= 2 {
-            return self.levels as f64;
+        if self.step.levels >= 2 {
+            return self.step.levels as f64;
         }
         let s = self.nominal_step();
         if s > 0.0 {
@@ -394,66 +552,20 @@ impl DeviceModel {
     }
 
     /// The per-pulse response factors `(f_up(x), f_down(x))` at normalised
-    /// position `x` (see the module docs for the formulas).
+    /// position `x` ([`Response::factor`]).
     #[inline]
     pub fn response_factors(&self, x: f32) -> (f32, f32) {
-        match self.response {
-            StepResponse::Ideal | StepResponse::Constant => (1.0, 1.0),
-            StepResponse::Linear => (
-                (1.0 - self.slope_up * (x - self.g_center)).max(0.0),
-                (1.0 + self.slope_down * (x - self.g_center)).max(0.0),
-            ),
-            StepResponse::SoftBounds => (
-                ((1.0 - x) / (1.0 - self.g_center)).max(0.0),
-                (x / self.g_center).max(0.0),
-            ),
-            StepResponse::Exponential => {
-                let z = self.exp_z_slope * x + self.exp_z_offset;
-                (
-                    (1.0 - self.exp_a_up * (self.exp_gamma_up * z).exp()).max(0.0),
-                    (1.0 - self.exp_a_down * (-self.exp_gamma_down * z).exp()).max(0.0),
-                )
-            }
-        }
+        (
+            self.response_factor(x, true),
+            self.response_factor(x, false),
+        )
     }
 
     /// The response factor of one direction (`f_up(x)` if `up`, else
-    /// `f_down(x)`), without evaluating the other.
+    /// `f_down(x)`; [`Response::factor`] at this model's `g_center`).
     #[inline]
     pub fn response_factor(&self, x: f32, up: bool) -> f32 {
-        self.response_factor_as(self.response, x, up)
-    }
-
-    /// [`DeviceModel::response_factor`] of the step response `response`
-    /// with this model's coefficients: with a constant `response` the
-    /// compiler drops the dispatch, which the pulse loop uses to compile
-    /// itself once per response.
-    #[inline(always)]
-    pub fn response_factor_as(&self, response: StepResponse, x: f32, up: bool) -> f32 {
-        match response {
-            StepResponse::Ideal | StepResponse::Constant => 1.0,
-            StepResponse::Linear => if up {
-                1.0 - self.slope_up * (x - self.g_center)
-            } else {
-                1.0 + self.slope_down * (x - self.g_center)
-            }
-            .max(0.0),
-            StepResponse::SoftBounds => if up {
-                (1.0 - x) / (1.0 - self.g_center)
-            } else {
-                x / self.g_center
-            }
-            .max(0.0),
-            StepResponse::Exponential => {
-                let z = self.exp_z_slope * x + self.exp_z_offset;
-                if up {
-                    1.0 - self.exp_a_up * (self.exp_gamma_up * z).exp()
-                } else {
-                    1.0 - self.exp_a_down * (-self.exp_gamma_down * z).exp()
-                }
-                .max(0.0)
-            }
-        }
+        self.response.factor(self.bounds.g_center, x, up)
     }
 
     /// One line for `dyadsim devices`.
@@ -471,41 +583,6 @@ impl DeviceModel {
             self.description
         )
     }
-}
-
-/// Sets `field = value` in a model table, checking that the field exists
-/// and the value has the field's TOML type (an integer is accepted for a
-/// float field).
-fn apply_override(
-    table: &mut toml::Table,
-    field: &str,
-    value: &toml::Value,
-    origin: &str,
-) -> Result<()> {
-    let Some(current) = table.get(field) else {
-        let mut known: Vec<&String> = table.keys().collect();
-        known.sort();
-        bail!(
-            "device.{field}: unknown device parameter for model file {origin}; known parameters: {}",
-            known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-        );
-    };
-    if matches!(field, "name" | "description" | "source") {
-        bail!("device.{field}: metadata of model file {origin} cannot be overridden");
-    }
-    let converted = match (current, value) {
-        (toml::Value::Float(_), toml::Value::Integer(i)) => toml::Value::Float(*i as f64),
-        (toml::Value::Float(_), toml::Value::Float(_))
-        | (toml::Value::Integer(_), toml::Value::Integer(_))
-        | (toml::Value::Boolean(_), toml::Value::Boolean(_))
-        | (toml::Value::String(_), toml::Value::String(_)) => value.clone(),
-        _ => bail!(
-            "device.{field} = {value}: expected a {} (as in model file {origin}, where {field} = {current})",
-            current.type_str()
-        ),
-    };
-    table.insert(field.to_string(), converted);
-    Ok(())
 }
 
 #[cfg(test)]
@@ -532,7 +609,7 @@ mod tests {
     fn overrides_are_type_and_range_checked() {
         let mut o = toml::Table::new();
         o.insert("read_noise".into(), toml::Value::Integer(0));
-        assert_eq!(DeviceModel::load("reram_es", &o).unwrap().read_noise, 0.0);
+        assert_eq!(DeviceModel::load("reram_es", &o).unwrap().noise.read, 0.0);
 
         let mut o = toml::Table::new();
         o.insert("levels".into(), toml::Value::String("many".into()));
@@ -571,13 +648,108 @@ mod tests {
     }
 
     #[test]
+    fn a_key_of_another_response_names_file_key_and_response() {
+        // constant_step.toml with the `linear` slope key a flat file of the
+        // old layout carried (with 0, ignored); now it is an error.
+        let text = format!("{}\nslope_up = 0.3\n", BUILTIN_MODELS[1].1);
+        let msg = format!(
+            "{:#}",
+            DeviceModel::from_toml_str(&text, "my_device.toml", &toml::Table::new()).unwrap_err()
+        );
+        for part in ["my_device.toml", "slope_up", "\"linear\"", "\"constant\""] {
+            assert!(msg.contains(part), "{part}: {msg}");
+        }
+        // The same through an override.
+        let mut o = toml::Table::new();
+        o.insert("exp_a_up".into(), toml::Value::Float(-1.0));
+        let msg = format!("{:#}", DeviceModel::load("ecram", &o).unwrap_err());
+        for part in ["ecram.toml", "exp_a_up", "\"exponential\"", "\"linear\""] {
+            assert!(msg.contains(part), "{part}: {msg}");
+        }
+    }
+
+    #[test]
+    fn a_changed_response_needs_its_own_keys() {
+        let mut o = toml::Table::new();
+        o.insert("response".into(), toml::Value::String("linear".into()));
+        let msg = format!("{:#}", DeviceModel::load("constant_step", &o).unwrap_err());
+        assert!(
+            msg.contains("slope_up")
+                && msg.contains("linear")
+                && msg.contains("constant_step.toml"),
+            "{msg}"
+        );
+        o.insert("slope_up".into(), toml::Value::Float(0.5));
+        o.insert("slope_down".into(), toml::Value::Integer(1));
+        let m = DeviceModel::load("constant_step", &o).unwrap();
+        assert_eq!(
+            m.response,
+            Response::Linear {
+                slope_up: 0.5,
+                slope_down: 1.0
+            }
+        );
+        // f_up = 1 − s_up (x − x_c) at x = 1, x_c = 0.5: 0.75; f_down = 1.5.
+        assert_eq!(m.response_factors(1.0), (0.75, 1.5));
+    }
+
+    #[test]
+    fn flat_keys_round_trip_through_the_typed_model() {
+        for (name, text) in BUILTIN_MODELS {
+            let m = DeviceModel::load(name, &toml::Table::new()).unwrap();
+            let raw = file::RawDeviceModel::from(&m);
+            let written = toml::to_string(&raw).unwrap();
+            let again = DeviceModel::from_toml_str(&written, name, &toml::Table::new()).unwrap();
+            assert_eq!(again, m, "{name}");
+            // Exactly the file's keys come back.
+            let keys = |t: &str| {
+                let mut k: Vec<String> = toml::from_str::<toml::Table>(t)
+                    .unwrap()
+                    .keys()
+                    .cloned()
+                    .collect();
+                k.sort();
+                k
+            };
+            assert_eq!(keys(&written), keys(text), "{name}");
+        }
+    }
+
+    #[test]
+    fn response_formulas_at_their_anchor_points() {
+        // Soft bounds: both factors 1 at x_c, the up (down) factor 0 at the
+        // upper (lower) bound (aihwkit SoftBoundsDevice).
+        let c = 0.3;
+        let sb = Response::SoftBounds;
+        assert_eq!((sb.factor(c, c, true), sb.factor(c, c, false)), (1.0, 1.0));
+        assert_eq!(
+            (sb.factor(c, 1.0, true), sb.factor(c, 0.0, false)),
+            (0.0, 0.0)
+        );
+        // ExpStep with A = 0 is a constant step; with z = 0 the factors are 1 − A.
+        let e = Response::Exponential {
+            a_up: -0.5,
+            a_down: 0.25,
+            gamma_up: 3.0,
+            gamma_down: 2.0,
+            z_slope: 0.0,
+            z_offset: 0.0,
+        };
+        assert_eq!(
+            (e.factor(c, 0.7, true), e.factor(c, 0.7, false)),
+            (1.5, 0.75)
+        );
+        assert_eq!(Response::Constant.factor(c, 0.9, true), 1.0);
+    }
+
+    #[test]
     fn exp_step_asymmetry_matches_the_published_figure() {
         // aihwkit's ReRamESPreset docs quote a maximal ± step asymmetry of
         // −670 %; evaluate (up − down)/up at the top of the range.
         let m = DeviceModel::load("reram_es", &toml::Table::new()).unwrap();
         let (fu, fd) = m.response_factors(1.0);
-        let up = fu * (1.0 + m.up_down);
-        let down = fd * (1.0 - m.up_down);
+        let up = fu * (1.0 + m.step.up_down);
+        let down = fd * (1.0 - m.step.up_down);
         let asym = (up - down) / up;
         assert!((asym + 6.7).abs() < 0.15, "asymmetry {asym}");
     }

@@ -14,6 +14,7 @@
 
 pub mod fastmath;
 pub mod normal;
+pub mod pulse;
 pub mod reduce;
 mod simd;
 pub mod trains;

@@ -219,10 +219,10 @@ impl DeviceConstants {
         let positive = |x: f64| (x.is_finite() && x > 0.0).then_some(x);
         Some(Self {
             name: m.name.clone(),
-            endurance_pulses: positive(m.endurance),
-            pulse_energy_j: positive(m.pulse_energy_pj).map(|e| e * 1e-12),
-            pulse_width_s: positive(m.pulse_width_ns).map(|t| t * 1e-9),
-            g_range_s: (m.g_min_us * 1e-6, m.g_max_us * 1e-6),
+            endurance_pulses: positive(m.endurance.pulses),
+            pulse_energy_j: positive(m.cost.pulse_energy_pj).map(|e| e * 1e-12),
+            pulse_width_s: positive(m.cost.pulse_width_ns).map(|t| t * 1e-9),
+            g_range_s: (m.conductance.g_min_us * 1e-6, m.conductance.g_max_us * 1e-6),
         })
     }
 }

@@ -1,0 +1,364 @@
+//! The on-disk form of a device model: one flat TOML table per file
+//! (`device_models/README.md` documents every key), mapped into the typed
+//! [`DeviceModel`] by [`TryFrom`].
+//!
+//! Every shared key is required; the keys of a response (`slope_*` for
+//! `linear`, `exp_*` for `exponential`) are required for that response and
+//! an error for any other, so that a parameter that would be silently
+//! ignored cannot be written (the error names the file, the key and the
+//! response). Per-run overrides (`--set device.KEY=VALUE`) are merged into
+//! the table first, with the same checks.
+
+use super::{
+    Bounds, Conductance, DeviceModel, Drift, Endurance, Faults, Noise, Pairing, PulseCost,
+    Response, Step,
+};
+use anyhow::{anyhow, bail, Result};
+use serde::{Deserialize, Serialize};
+
+/// The `response` key of a model file: the name of a [`Response`] variant.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseKind {
+    /// [`Response::Ideal`].
+    Ideal,
+    /// [`Response::Constant`].
+    Constant,
+    /// [`Response::Linear`].
+    Linear,
+    /// [`Response::SoftBounds`].
+    SoftBounds,
+    /// [`Response::Exponential`].
+    Exponential,
+}
+
+impl ResponseKind {
+    /// The name used in model files.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResponseKind::Ideal => "ideal",
+            ResponseKind::Constant => "constant",
+            ResponseKind::Linear => "linear",
+            ResponseKind::SoftBounds => "soft_bounds",
+            ResponseKind::Exponential => "exponential",
+        }
+    }
+}
+
+/// The keys that belong to one response only, with that response.
+pub const RESPONSE_KEYS: &[(&str, ResponseKind)] = &[
+    ("slope_up", ResponseKind::Linear),
+    ("slope_down", ResponseKind::Linear),
+    ("exp_a_up", ResponseKind::Exponential),
+    ("exp_a_down", ResponseKind::Exponential),
+    ("exp_gamma_up", ResponseKind::Exponential),
+    ("exp_gamma_down", ResponseKind::Exponential),
+    ("exp_z_slope", ResponseKind::Exponential),
+    ("exp_z_offset", ResponseKind::Exponential),
+];
+
+/// A model file as written: the flat keys (see `device_models/README.md`
+/// for units and meaning; [`DeviceModel`]'s fields document each key too).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RawDeviceModel {
+    pub name: String,
+    pub description: String,
+    pub source: String,
+    pub response: ResponseKind,
+    pub one_sided: bool,
+    pub g_min_us: f64,
+    pub g_max_us: f64,
+    pub bounded: bool,
+    pub g_center: f32,
+    pub bound_dtod: f32,
+    pub dw_min: f32,
+    pub dw_min_dtod: f32,
+    pub dtod_lognormal: bool,
+    pub up_down: f32,
+    pub up_down_dtod: f32,
+    pub dw_min_std: f32,
+    pub c2c_multiplicative: bool,
+    pub write_noise: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slope_up: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slope_down: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp_a_up: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp_a_down: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp_gamma_up: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp_gamma_down: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp_z_slope: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp_z_offset: Option<f32>,
+    pub levels: u32,
+    pub read_noise: f32,
+    pub stuck_at_min: f32,
+    pub stuck_at_max: f32,
+    pub endurance: f64,
+    pub endurance_dtod: f32,
+    pub drift_nu: f32,
+    pub drift_nu_dtod: f32,
+    pub drift_t0: f64,
+    pub refresh_threshold: f32,
+    pub pulse_width_ns: f64,
+    pub pulse_energy_pj: f64,
+}
+
+impl RawDeviceModel {
+    /// Parses model text (`origin` names the file in errors) and merges the
+    /// per-run `overrides` into it, each checked for its key and type.
+    pub fn parse(text: &str, origin: &str, overrides: &toml::Table) -> Result<Self> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| anyhow!("invalid device model file {origin}: {e}"))?;
+        for (field, value) in overrides {
+            apply_override(&mut table, field, value, origin)?;
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                anyhow!("device model file {origin}: {}", e.message().trim())
+            })
+    }
+
+    /// The value of a response key (`None` when the file lacks it).
+    fn response_key(&self, key: &str) -> Option<f32> {
+        match key {
+            "slope_up" => self.slope_up,
+            "slope_down" => self.slope_down,
+            "exp_a_up" => self.exp_a_up,
+            "exp_a_down" => self.exp_a_down,
+            "exp_gamma_up" => self.exp_gamma_up,
+            "exp_gamma_down" => self.exp_gamma_down,
+            "exp_z_slope" => self.exp_z_slope,
+            "exp_z_offset" => self.exp_z_offset,
+            _ => None,
+        }
+    }
+}
+
+impl TryFrom<RawDeviceModel> for DeviceModel {
+    type Error = anyhow::Error;
+
+    /// The typed model of a file's keys: a key of another response is an
+    /// error naming the key and both responses, a missing key of the
+    /// chosen response names the key (range checks are
+    /// [`DeviceModel::validate`]'s).
+    fn try_from(r: RawDeviceModel) -> Result<Self> {
+        let kind = r.response;
+        for &(key, owner) in RESPONSE_KEYS {
+            if owner != kind && r.response_key(key).is_some() {
+                bail!(
+                    "{key} is a parameter of response = \"{}\", not of response = \"{}\": remove the line (model files that list every response's keys, with 0 for the unused ones, load once those lines are deleted)",
+                    owner.name(),
+                    kind.name()
+                );
+            }
+        }
+        let need = |key: &str| {
+            r.response_key(key).ok_or_else(|| {
+                anyhow!(
+                    "missing field `{key}` (required by response = \"{}\")",
+                    kind.name()
+                )
+            })
+        };
+        let response = match kind {
+            ResponseKind::Ideal => Response::Ideal,
+            ResponseKind::Constant => Response::Constant,
+            ResponseKind::Linear => Response::Linear {
+                slope_up: need("slope_up")?,
+                slope_down: need("slope_down")?,
+            },
+            ResponseKind::SoftBounds => Response::SoftBounds,
+            ResponseKind::Exponential => Response::Exponential {
+                a_up: need("exp_a_up")?,
+                a_down: need("exp_a_down")?,
+                gamma_up: need("exp_gamma_up")?,
+                gamma_down: need("exp_gamma_down")?,
+                z_slope: need("exp_z_slope")?,
+                z_offset: need("exp_z_offset")?,
+            },
+        };
+        Ok(DeviceModel {
+            name: r.name,
+            description: r.description,
+            source: r.source,
+            response,
+            conductance: Conductance {
+                g_min_us: r.g_min_us,
+                g_max_us: r.g_max_us,
+            },
+            bounds: Bounds {
+                bounded: r.bounded,
+                g_center: r.g_center,
+                dtod: r.bound_dtod,
+            },
+            step: Step {
+                dw_min: r.dw_min,
+                dw_min_dtod: r.dw_min_dtod,
+                dtod_lognormal: r.dtod_lognormal,
+                up_down: r.up_down,
+                up_down_dtod: r.up_down_dtod,
+                levels: r.levels,
+            },
+            noise: Noise {
+                c2c: r.dw_min_std,
+                c2c_multiplicative: r.c2c_multiplicative,
+                write: r.write_noise,
+                read: r.read_noise,
+            },
+            faults: Faults {
+                stuck_at_min: r.stuck_at_min,
+                stuck_at_max: r.stuck_at_max,
+            },
+            endurance: Endurance {
+                pulses: r.endurance,
+                dtod: r.endurance_dtod,
+            },
+            drift: Drift {
+                nu: r.drift_nu,
+                nu_dtod: r.drift_nu_dtod,
+                t0: r.drift_t0,
+            },
+            pairing: Pairing {
+                one_sided: r.one_sided,
+                refresh_threshold: r.refresh_threshold,
+            },
+            cost: PulseCost {
+                pulse_width_ns: r.pulse_width_ns,
+                pulse_energy_pj: r.pulse_energy_pj,
+            },
+        })
+    }
+}
+
+impl From<&DeviceModel> for RawDeviceModel {
+    /// The flat keys of a typed model (the inverse of the [`TryFrom`]), for
+    /// writing a model back as a file.
+    fn from(m: &DeviceModel) -> Self {
+        let (mut slope_up, mut slope_down) = (None, None);
+        let (mut exp_a_up, mut exp_a_down, mut exp_gamma_up) = (None, None, None);
+        let (mut exp_gamma_down, mut exp_z_slope, mut exp_z_offset) = (None, None, None);
+        let response = match m.response {
+            Response::Ideal => ResponseKind::Ideal,
+            Response::Constant => ResponseKind::Constant,
+            Response::Linear {
+                slope_up: u,
+                slope_down: d,
+            } => {
+                (slope_up, slope_down) = (Some(u), Some(d));
+                ResponseKind::Linear
+            }
+            Response::SoftBounds => ResponseKind::SoftBounds,
+            Response::Exponential {
+                a_up,
+                a_down,
+                gamma_up,
+                gamma_down,
+                z_slope,
+                z_offset,
+            } => {
+                (exp_a_up, exp_a_down, exp_gamma_up) = (Some(a_up), Some(a_down), Some(gamma_up));
+                (exp_gamma_down, exp_z_slope, exp_z_offset) =
+                    (Some(gamma_down), Some(z_slope), Some(z_offset));
+                ResponseKind::Exponential
+            }
+        };
+        RawDeviceModel {
+            name: m.name.clone(),
+            description: m.description.clone(),
+            source: m.source.clone(),
+            response,
+            one_sided: m.pairing.one_sided,
+            g_min_us: m.conductance.g_min_us,
+            g_max_us: m.conductance.g_max_us,
+            bounded: m.bounds.bounded,
+            g_center: m.bounds.g_center,
+            bound_dtod: m.bounds.dtod,
+            dw_min: m.step.dw_min,
+            dw_min_dtod: m.step.dw_min_dtod,
+            dtod_lognormal: m.step.dtod_lognormal,
+            up_down: m.step.up_down,
+            up_down_dtod: m.step.up_down_dtod,
+            dw_min_std: m.noise.c2c,
+            c2c_multiplicative: m.noise.c2c_multiplicative,
+            write_noise: m.noise.write,
+            slope_up,
+            slope_down,
+            exp_a_up,
+            exp_a_down,
+            exp_gamma_up,
+            exp_gamma_down,
+            exp_z_slope,
+            exp_z_offset,
+            levels: m.step.levels,
+            read_noise: m.noise.read,
+            stuck_at_min: m.faults.stuck_at_min,
+            stuck_at_max: m.faults.stuck_at_max,
+            endurance: m.endurance.pulses,
+            endurance_dtod: m.endurance.dtod,
+            drift_nu: m.drift.nu,
+            drift_nu_dtod: m.drift.nu_dtod,
+            drift_t0: m.drift.t0,
+            refresh_threshold: m.pairing.refresh_threshold,
+            pulse_width_ns: m.cost.pulse_width_ns,
+            pulse_energy_pj: m.cost.pulse_energy_pj,
+        }
+    }
+}
+
+/// Sets `field = value` in a model table, checking that the field exists
+/// (in the file, or as a key of some response, which the typed model then
+/// accepts only for its own response) and the value has the field's TOML
+/// type (an integer is accepted for a float field).
+fn apply_override(
+    table: &mut toml::Table,
+    field: &str,
+    value: &toml::Value,
+    origin: &str,
+) -> Result<()> {
+    if matches!(field, "name" | "description" | "source") {
+        bail!("device.{field}: metadata of model file {origin} cannot be overridden");
+    }
+    let Some(current) = table.get(field) else {
+        if RESPONSE_KEYS.iter().any(|(k, _)| *k == field) {
+            // A response key the file lacks (a change of `response`, say):
+            // a number, checked against the response when typed.
+            let number = match value {
+                toml::Value::Integer(i) => toml::Value::Float(*i as f64),
+                toml::Value::Float(_) => value.clone(),
+                _ => bail!(
+                    "device.{field} = {value}: expected a float (a response parameter, for model file {origin})"
+                ),
+            };
+            table.insert(field.to_string(), number);
+            return Ok(());
+        }
+        let mut known: Vec<&String> = table.keys().collect();
+        known.sort();
+        bail!(
+            "device.{field}: unknown device parameter for model file {origin}; known parameters: {}",
+            known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    };
+    let converted = match (current, value) {
+        (toml::Value::Float(_), toml::Value::Integer(i)) => toml::Value::Float(*i as f64),
+        (toml::Value::Float(_), toml::Value::Float(_))
+        | (toml::Value::Integer(_), toml::Value::Integer(_))
+        | (toml::Value::Boolean(_), toml::Value::Boolean(_))
+        | (toml::Value::String(_), toml::Value::String(_)) => value.clone(),
+        _ => bail!(
+            "device.{field} = {value}: expected a {} (as in model file {origin}, where {field} = {current})",
+            current.type_str()
+        ),
+    };
+    table.insert(field.to_string(), converted);
+    Ok(())
+}
