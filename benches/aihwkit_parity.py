@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The aihwkit side of dyadsim's speed comparison (docs/speed.md).
+"""The aihwkit side of dyadsim's speed comparison (docs/benchmarks.md).
 
 Trains aihwkit 1.1's MNIST example network (784-256-128-10, sigmoid hidden
 layers, log-softmax + NLL loss, bias on, AnalogSGD lr 0.1, batch 64) on one

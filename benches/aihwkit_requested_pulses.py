@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""How many pulses aihwkit 1.1's update asks for, per layer (docs/speed.md).
+"""How many pulses aihwkit 1.1's update asks for, per layer (docs/benchmarks.md).
 
 Trains the network of `aihwkit_parity.py` to sample 19,968 and then, over
 samples 19,968-20,992, sums per layer what a pulse-for-pulse update of the
@@ -9,7 +9,7 @@ aihwkit's own pulse count this shows how it turns an update into pulses: on
 ConstantStep the two agree; on ReRAM-ES aihwkit applies 1/1.475 of it, the
 ratio of dw_min to its ExpStep "weight granularity".
 
-The count needs an aihwkit built with the pulse counter of docs/speed.md
+The count needs an aihwkit built with the pulse counter of docs/benchmarks.md
 (`bench_pulse_get` in rpu_base); with the official wheel only the requested
 pulses are printed.
 

@@ -12,7 +12,7 @@
 //! `aihwkit_parity` trains aihwkit 1.1's MNIST example network with its
 //! settings, to set against `benches/aihwkit_parity.py` (aihwkit measured on
 //! this machine: ≈ 7,800–12,500 samples per CPU-second, one thread, batch
-//! 64; docs/speed.md). Also: the pulsed update alone (of the default crossbar,
+//! 64; docs/benchmarks.md). Also: the pulsed update alone (of the default crossbar,
 //! and of the `constant_step` parity run), and the cost of read noise (one
 //! extra SGEMM). With `DYADSIM_BENCH_PULSE_PATHS=1`,
 //! `pulse_paths_side_by_side` times the vector pulse path against
@@ -81,7 +81,7 @@ fn config_of(settings: &[String]) -> dyadsim::experiment::ValidConfig {
     c.check().expect("valid configuration")
 }
 
-/// The network and settings of the aihwkit measurement in `docs/speed.md`
+/// The network and settings of the aihwkit measurement in `docs/benchmarks.md`
 /// (aihwkit 1.1's MNIST example network: 784-256-128-10, sigmoid hidden
 /// layers, softmax cross-entropy, analog SGD at lr 0.1, batch 64, one device
 /// per weight, initial weights with PyTorch's spread, stochastic pulse
@@ -90,7 +90,7 @@ fn config_of(settings: &[String]) -> dyadsim::experiment::ValidConfig {
 /// DAC, 9-bit ADC, output bound 12, output noise 0.06) or
 /// `reram_es` (its `ReRamESPreset`: weights in ±1, the preset periphery,
 /// which is our default, no weight read noise, and the up/down split and
-/// pulse conversion of aihwkit 1.1's code; see `docs/speed.md`). Without
+/// pulse conversion of aihwkit 1.1's code; see `docs/benchmarks.md`). Without
 /// `read_energy`, dyadsim's read-energy count, which aihwkit does not keep,
 /// is off (`crossbar.read_energy = false`).
 fn aihwkit_parity_config(device: &str, read_energy: bool) -> dyadsim::experiment::ValidConfig {
@@ -139,7 +139,7 @@ const AIHWKIT_LR: f32 = 0.1;
 
 /// Settings that make the exponential-step `device` behave as aihwkit 1.1's
 /// code does with the same preset values, where that differs from its
-/// documentation (which the model files follow; see docs/speed.md):
+/// documentation (which the model files follow; see docs/benchmarks.md):
 ///
 /// - aihwkit applies `up_down` = β > 0 as an up step dw·(1 + r) and a down
 ///   step dw·(1 − β − r) (`rpu_pulsed_device.cpp`, `populate`), where the
@@ -412,7 +412,7 @@ fn update_and_reads(c: &mut Criterion) {
 }
 
 /// Like-for-like with aihwkit 1.1 (see [`aihwkit_parity_config`] and
-/// `docs/speed.md`): the same network, batch, learning rate, devices and
+/// `docs/benchmarks.md`): the same network, batch, learning rate, devices and
 /// periphery; the pulses per sample printed next to the figure are the load
 /// to compare with aihwkit's.
 fn aihwkit_parity(c: &mut Criterion) {
@@ -430,7 +430,7 @@ fn aihwkit_parity(c: &mut Criterion) {
                 format!("{device}_read_energy_off")
             };
             // Timed: samples 19,968–20,992 of training, the window in which
-            // docs/speed.md counted aihwkit's pulses.
+            // docs/benchmarks.md counted aihwkit's pulses.
             bench_training(&mut group, ("bp", &id), &mut trainer, (19_968, 1_024));
         }
     }

@@ -825,10 +825,10 @@ impl DeviceArray {
     /// [`DeviceArray::pulse_pair`] event by event; but without drift the
     /// loop is compiled once per step response, with the model constants
     /// and pulse totals in locals, so that a pulse neither dispatches on the
-    /// response nor reloads the array's settings after every store. With
-    /// the prefetch distance of 16, the pulse path's share of the
-    /// constant-step aihwkit-parity bench profile fell from ≈ 25.6 % to
-    /// ≈ 23.3 % (three alternating profiles each; docs/speed.md).
+    /// response nor reloads the array's settings after every store; each
+    /// event prefetches the record 16 events ahead (the distance that
+    /// measured best in the constant-step aihwkit-parity profile,
+    /// docs/benchmarks.md).
     pub fn apply_events(
         &mut self,
         events: &[PulseEvent],
