@@ -8,6 +8,7 @@
 //! proves the two builds agree.
 
 pub mod fastmath;
+pub mod gather;
 mod simd;
 
 pub(crate) use simd::simd_builds;
