@@ -90,7 +90,7 @@ pub struct CrossbarConfig {
     pub bias_input: f32,
     /// Device time elapsed per training batch (s), for drift (0 = none).
     pub time_per_batch: f64,
-    /// Bins of the conductance and weight histograms in `hardware_summary`.
+    /// Bins of the conductance and weight histograms of the hardware statistics.
     pub histogram_bins: usize,
     /// Count the conductance every read drives
     /// (`reads.read_drive_conductance_s`, the measured read energy of the

@@ -5,9 +5,9 @@
 use super::mapping::EntryTerms;
 use super::{Crossbar, InputScaling, ReadDirection};
 use crate::controller::WriteScheme;
-use crate::devices::DeviceArray;
 use crate::kernels::simd_builds;
 use crate::linalg::{max_abs_slice, Mat};
+use crate::substrate::stats::{ConductanceRange, LayerHardwareStats, ReadCounts, WriteCounts};
 use serde::{Deserialize, Serialize};
 
 /// Counters of the array's reads and periphery events.
@@ -70,84 +70,98 @@ simd_builds!(
         drive_conductance_portable(lines: &[f64], x: &[f32], scale: f32) -> f64
 );
 
+/// The name serde gives a unit variant (`differential`, `stochastic`…).
+fn serde_name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
 impl Crossbar {
-    /// The hardware statistics as JSON.
-    pub(super) fn hardware_summary_json(&self) -> Option<serde_json::Value> {
-        let n_cross = self.n_out * (self.n_in + 1);
-        let arrays: [&DeviceArray; 1] = [&self.devices];
-        let (mut up, mut down) = (0u64, 0u64);
-        let (mut low, mut high, mut worn) = (0usize, 0usize, 0usize);
-        let (mut gmin, mut gmax) = (f32::INFINITY, f32::NEG_INFINITY);
-        let mut max_pulses = 0u32;
-        for a in &arrays {
-            let (u, d) = a.pulse_totals();
-            up += u;
-            down += d;
-            let (l, h, w) = a.fault_counts();
-            low += l;
-            high += h;
-            worn += w;
-            let (mn, mx) = a.conductance_range();
-            gmin = gmin.min(mn);
-            gmax = gmax.max(mx);
-            max_pulses = max_pulses.max(a.max_pulse_count());
-        }
-        let devices = self.devices.len();
+    /// The layer's hardware statistics ([`WeightArray::hardware_stats`]).
+    ///
+    /// [`WeightArray::hardware_stats`]: crate::substrate::WeightArray::hardware_stats
+    pub(super) fn layer_stats(&self) -> LayerHardwareStats {
+        let d = &self.devices;
+        let (up, down) = d.pulse_totals();
+        let (low, high, worn) = d.fault_counts();
+        let (gmin, gmax) = d.conductance_range();
+        let devices = d.len();
         let span_us = self.model.g_max_us - self.model.g_min_us;
         let to_us = |g: f32| self.model.g_min_us + g as f64 * span_us;
-        let finite = |v: f64| if v.is_finite() { Some(v) } else { None };
+        let finite = |v: f64| v.is_finite().then_some(v);
         let bins = self.config.histogram_bins;
+        let n_cross = self.n_out * (self.n_in + 1);
         let weights_now = (0..n_cross).map(|i| self.weight_at(i));
         let w_min = weights_now.clone().fold(f32::INFINITY, f32::min);
         let w_max = weights_now.fold(f32::NEG_INFINITY, f32::max);
         let cs = self.controller.stats();
-        let mut reads = serde_json::json!(self.stats);
-        if !self.config.read_energy {
-            // Not counted (`crossbar.read_energy = false`): no figure rather
-            // than a zero the feasibility report would take for a measurement.
-            reads["read_drive_conductance_s"] = serde_json::Value::Null;
-        }
-        Some(serde_json::json!({
-            "substrate": "crossbar",
-            "device_model": self.model.name,
-            "mapping": self.config.mapping,
-            "write": self.config.write,
-            "update": self.config.update,
-            "shape": [self.n_out, self.n_in + 1],
-            "devices": devices,
-            "pulse_weight": self.controller.pulse_weight(),
-            "pulses_applied": up + down,
-            "pulses_up": up,
-            "pulses_down": down,
-            // Wear: lifetime per-device counters (carried over by `--resume`),
-            // while `pulses_applied`/`_up`/`_down` count this run's pulses.
-            "pulses_per_device_mean": self.devices.total_pulse_count() as f64 / devices.max(1) as f64,
-            "pulses_per_device_max": max_pulses,
-            "pulse_energy_j": if self.model.pulse_energy_pj > 0.0 { Some((up + down) as f64 * self.model.pulse_energy_pj * 1e-12) } else { None },
-            "devices_stuck": low + high + worn,
-            "devices_stuck_at_min": low,
-            "devices_stuck_at_max": high,
-            "devices_worn_out": worn,
-            "conductance_range_used": {
-                "min_normalised": finite(gmin as f64),
-                "max_normalised": finite(gmax as f64),
-                "fraction_of_range": finite((gmax - gmin) as f64),
-                "min_us": finite(to_us(gmin)),
-                "max_us": finite(to_us(gmax)),
+        let st = &self.stats;
+        LayerHardwareStats {
+            substrate: "crossbar".into(),
+            device_model: self.model.name.clone(),
+            mapping: serde_name(&self.config.mapping),
+            write: serde_name(&self.config.write),
+            update: serde_name(&self.config.update),
+            shape: [self.n_out, self.n_in + 1],
+            devices,
+            pulse_weight: self.controller.pulse_weight() as f64,
+            pulses_applied: up + down,
+            pulses_up: up,
+            pulses_down: down,
+            pulses_per_device_mean: d.total_pulse_count() as f64 / devices.max(1) as f64,
+            pulses_per_device_max: d.max_pulse_count(),
+            pulse_energy_j: (self.model.pulse_energy_pj > 0.0)
+                .then(|| (up + down) as f64 * self.model.pulse_energy_pj * 1e-12),
+            devices_stuck: low + high + worn,
+            devices_stuck_at_min: low,
+            devices_stuck_at_max: high,
+            devices_worn_out: worn,
+            conductance_range_used: ConductanceRange {
+                min_normalised: finite(gmin as f64),
+                max_normalised: finite(gmax as f64),
+                fraction_of_range: finite((gmax - gmin) as f64),
+                min_us: finite(to_us(gmin)),
+                max_us: finite(to_us(gmax)),
             },
-            "weight_range": [finite(w_min as f64), finite(w_max as f64)],
-            "reads": reads,
-            "adc_saturation_fraction": if self.stats.adc_conversions > 0 { Some(self.stats.adc_saturated as f64 / self.stats.adc_conversions as f64) } else { None },
-            "controller": cs,
-            // Write time for the feasibility report (stochastic phases only;
-            // the dense schemes' slots depend on the write circuit).
-            "update_pulse_slots": (self.config.write == WriteScheme::Stochastic).then_some(cs.pulse_slots),
-            "mean_bit_length": (cs.pulse_slots > 0 && cs.pulse_phases > 0).then(|| cs.pulse_slots as f64 / cs.pulse_phases as f64),
-            "one_sided_refreshes": self.refreshes,
-            "device_time_s": self.devices.time(),
-            "conductance_histogram": self.conductance_histogram(bins),
-            "weight_histogram": self.weight_histogram(bins),
-        }))
+            weight_range: [finite(w_min as f64), finite(w_max as f64)],
+            reads: ReadCounts {
+                forward_reads: st.forward_reads,
+                forward_samples: st.forward_samples,
+                transposed_reads: st.transposed_reads,
+                transposed_samples: st.transposed_samples,
+                adc_conversions: st.adc_conversions,
+                adc_saturated: st.adc_saturated,
+                dac_clipped: st.dac_clipped,
+                dac_conversions: st.dac_conversions,
+                // Not counted (`crossbar.read_energy = false`): no figure
+                // rather than a zero the feasibility report would take for
+                // a measurement.
+                read_drive_conductance_s: self
+                    .config
+                    .read_energy
+                    .then_some(st.read_drive_conductance_s),
+            },
+            adc_saturation_fraction: (st.adc_conversions > 0)
+                .then(|| st.adc_saturated as f64 / st.adc_conversions as f64),
+            controller: WriteCounts {
+                updates: cs.updates,
+                pulse_phases: cs.pulse_phases,
+                clipped_probabilities: cs.clipped_probabilities,
+                requested_pulse_events: cs.requested_pulse_events,
+                pulse_slots: cs.pulse_slots,
+            },
+            update_pulse_slots: (self.config.write == WriteScheme::Stochastic)
+                .then_some(cs.pulse_slots),
+            mean_bit_length: (cs.pulse_slots > 0 && cs.pulse_phases > 0)
+                .then(|| cs.pulse_slots as f64 / cs.pulse_phases as f64),
+            one_sided_refreshes: self.refreshes,
+            device_time_s: d.time(),
+            conductance_histogram: self.conductance_histogram(bins),
+            weight_histogram: self.weight_histogram(bins),
+            pulse_histogram: None,
+        }
     }
 
     pub(super) fn ensure_line_conductances(&mut self) {

@@ -45,11 +45,12 @@
 //! **Parts.** [`config`] holds the settings and their checks; `mapping`
 //! weight ↔ conductance; `periphery` the DAC and ADC of each read
 //! direction; `read_model` the analog product with read and output noise;
-//! `counters` the read and converter counters (read energy); `cache` the
-//! read caches a write keeps up to date; `write` the controller's writes;
-//! `state` the serialisable device and continuation state; `stats` the
-//! hardware statistics of [`WeightArray::hardware_summary`]. The
-//! vector kernels of the direct product are in `kernels::gather`.
+//! `counters` the read and converter counters (read energy) and the
+//! layer's typed hardware statistics ([`WeightArray::hardware_stats`]);
+//! `cache` the read caches a write keeps up to date; `write` the
+//! controller's writes; `state` the serialisable device and continuation
+//! state. The vector kernels of the direct product are in
+//! `kernels::gather`.
 
 mod cache;
 pub mod config;
@@ -69,7 +70,7 @@ use crate::controller::{Controller, ControllerStats, PulseEvent};
 use crate::devices::array::NoiseRng;
 use crate::devices::{DeviceArray, DeviceModel, Histogram};
 use crate::linalg::{ensure_shape, gemm, Mat, Op, Vector};
-use crate::substrate::{OuterProductGradient, WeightArray};
+use crate::substrate::{LayerHardwareStats, OuterProductGradient, WeightArray};
 use anyhow::{bail, Result};
 use mapping::CrossPointSplit;
 use rand::SeedableRng;
@@ -373,8 +374,8 @@ impl WeightArray for Crossbar {
         self.program(weights, bias);
     }
 
-    fn hardware_summary(&self) -> Option<serde_json::Value> {
-        self.hardware_summary_json()
+    fn hardware_stats(&self) -> Option<LayerHardwareStats> {
+        Some(self.layer_stats())
     }
 
     fn advance_time(&mut self, seconds: f64) {
@@ -396,52 +397,4 @@ impl WeightArray for Crossbar {
     fn restore_device_state(&mut self, state: &serde_json::Value) -> Result<()> {
         self.restore_devices(state)
     }
-}
-
-/// Sums the per-layer `hardware_summary` values into run totals (pulses,
-/// devices, stuck devices, reads, conductance range).
-pub fn total_hardware_summary(layers: &[serde_json::Value]) -> serde_json::Value {
-    let sum = |key: &str| -> u64 { layers.iter().filter_map(|l| l.get(key)?.as_u64()).sum() };
-    let reads = |key: &str| -> u64 {
-        layers
-            .iter()
-            .filter_map(|l| l.get("reads")?.get(key)?.as_u64())
-            .sum()
-    };
-    let fold = |key: &str, init: f64, f: fn(f64, f64) -> f64| {
-        layers
-            .iter()
-            .filter_map(|l| l.get("conductance_range_used")?.get(key)?.as_f64())
-            .fold(init, f)
-    };
-    let energy: f64 = layers
-        .iter()
-        .filter_map(|l| l.get("pulse_energy_j")?.as_f64())
-        .sum();
-    serde_json::json!({
-        "devices": sum("devices"),
-        "pulses_applied": sum("pulses_applied"),
-        "pulses_up": sum("pulses_up"),
-        "pulses_down": sum("pulses_down"),
-        "devices_stuck": sum("devices_stuck"),
-        "devices_worn_out": sum("devices_worn_out"),
-        "pulse_energy_j": if energy > 0.0 { Some(energy) } else { None },
-        "conductance_range_used": {
-            "min_normalised": fold("min_normalised", f64::INFINITY, f64::min),
-            "max_normalised": fold("max_normalised", f64::NEG_INFINITY, f64::max),
-        },
-        "reads": {
-            "forward_samples": reads("forward_samples"),
-            "transposed_samples": reads("transposed_samples"),
-            "adc_conversions": reads("adc_conversions"),
-            "adc_saturated": reads("adc_saturated"),
-            "dac_conversions": reads("dac_conversions"),
-            // Only when every layer counted it.
-            "read_drive_conductance_s": layers
-                .iter()
-                .filter_map(|l| l.get("reads"))
-                .map(|reads| reads.get("read_drive_conductance_s")?.as_f64())
-                .sum::<Option<f64>>(),
-        },
-    })
 }
