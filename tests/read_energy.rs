@@ -25,7 +25,7 @@ fn counter(xb: &Crossbar) -> (f64, u64) {
     let h = xb.hardware_stats().unwrap();
     (
         h.reads.read_drive_conductance_s.unwrap(),
-        h.reads.dac_conversions,
+        h.reads.dac_conversions.unwrap(),
     )
 }
 

@@ -49,11 +49,11 @@ fn fake(job: &Job) -> Result<RunResult> {
         "max_state": 1.0, "samples_per_second": 1.0, "wall_seconds": 1.0,
         "samples_seen": 300, "epochs": epochs,
         "hardware": {"layers": [
-            {"pulses_total": 600, "pulses_per_device": {"median": 5, "p99": 20},
-             "conductance_histogram": {"edges": [1.0, 2.0, 3.0, 4.0], "counts": [3, 5, 2], "unit": "uS"},
+            {"pulses_applied": 600, "pulses_per_device_mean": 5.0, "pulses_per_device_max": 20,
+             "conductance_histogram": {"edges": [0.0, 0.25, 0.5, 1.0], "counts": [3, 5, 2]},
              "pulse_histogram": {"edges": [0.0, 10.0, 20.0], "counts": [25, 5]}},
-            {"pulses_total": 100,
-             "conductance_histogram": {"edges": [1.0, 2.0, 3.0, 4.0], "counts": [1, 4, 3], "unit": "uS"}}
+            {"pulses_applied": 100,
+             "conductance_histogram": {"edges": [0.0, 0.25, 0.5, 1.0], "counts": [1, 4, 3]}}
         ]}
     }))?)
 }

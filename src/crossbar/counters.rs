@@ -134,7 +134,7 @@ impl Crossbar {
                 adc_conversions: st.adc_conversions,
                 adc_saturated: st.adc_saturated,
                 dac_clipped: st.dac_clipped,
-                dac_conversions: st.dac_conversions,
+                dac_conversions: Some(st.dac_conversions),
                 // Not counted (`crossbar.read_energy = false`): no figure
                 // rather than a zero the feasibility report would take for
                 // a measurement.

@@ -50,8 +50,9 @@ pub struct ReadCounts {
     pub adc_saturated: u64,
     /// DAC inputs clipped (fixed scaling only).
     pub dac_clipped: u64,
-    /// DAC conversions (one per driven line per sample read).
-    pub dac_conversions: u64,
+    /// DAC conversions (one per driven line per sample read); `None` in
+    /// result files written before the crossbar counted them.
+    pub dac_conversions: Option<u64>,
     /// Σ over sample reads of Σ_lines G_line·u² (S): the measured read
     /// energy is `V_read²·t_read` times this (DESIGN.md §5). `None` when the
     /// array did not count it (`crossbar.read_energy = false`).
@@ -235,7 +236,7 @@ impl HardwareTotals {
                 transposed_samples: sum(|l| l.reads.transposed_samples),
                 adc_conversions: sum(|l| l.reads.adc_conversions),
                 adc_saturated: sum(|l| l.reads.adc_saturated),
-                dac_conversions: sum(|l| l.reads.dac_conversions),
+                dac_conversions: sum(|l| l.reads.dac_conversions.unwrap_or(0)),
                 read_drive_conductance_s: layers
                     .iter()
                     .map(|l| l.reads.read_drive_conductance_s)
