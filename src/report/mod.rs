@@ -775,16 +775,16 @@ fn hardware_figures(b: &mut Builder) -> Result<()> {
         }
     }
     // Per-device write pulses per layer: mean and maximum, per configuration.
-    let layer_stat = |r: &Run, k: usize, stat: fn(&LayerHardwareStats) -> f64| -> Option<f64> {
-        hardware_layers(r).get(k).map(stat)
-    };
+    type Stat = fn(&LayerHardwareStats) -> f64;
+    let layer_stat =
+        |r: &Run, k: usize, stat: Stat| -> Option<f64> { hardware_layers(r).get(k).map(stat) };
     let depth = with_hw
         .iter()
         .map(|r| hardware_layers(r).len())
         .max()
         .unwrap_or(0);
     // pooled over runs: mean ± std across runs of each per-run statistic
-    let stats: [(fn(&LayerHardwareStats) -> f64, &str); 2] = [
+    let stats: [(Stat, &str); 2] = [
         (|l| l.pulses_per_device_mean, "mean device"),
         (|l| l.pulses_per_device_max as f64, "most-worn device"),
     ];
