@@ -188,3 +188,28 @@ fn html_inline_markup() {
     );
     assert!(html.contains("E = FOM * 2^N"), "{html}");
 }
+
+/// The committed sample results (written before the hardware statistics
+/// and the report's runs were typed) load into typed runs: every job, no
+/// warnings, each crossbar run with its per-layer statistics and a stored
+/// configuration that names its rule.
+#[test]
+fn committed_sample_results_load_typed() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/sample/results.jsonl");
+    let data = dyadsim::report::load::load(&path).unwrap();
+    assert_eq!(data.runs.len(), 24);
+    assert!(data.warnings.is_empty(), "{:?}", data.warnings);
+    for r in &data.runs {
+        let result = r.result.as_ref().expect("finished run");
+        let hw = result.hardware.as_ref().expect("crossbar statistics");
+        assert_eq!(hw.layers.len(), 2);
+        assert!(hw
+            .layers
+            .iter()
+            .all(|l| l.pulses_applied > 0 && l.devices > 0));
+        assert_eq!(
+            hw.total.pulses_applied,
+            hw.layers.iter().map(|l| l.pulses_applied).sum::<u64>()
+        );
+    }
+}
