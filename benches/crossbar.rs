@@ -239,8 +239,8 @@ impl Trainer {
 fn pulses_of(net: &Network) -> u64 {
     net.layers
         .iter()
-        .filter_map(|l| l.hardware_summary())
-        .map(|h| h["pulses_applied"].as_u64().unwrap_or(0))
+        .filter_map(|l| l.hardware_stats())
+        .map(|h| h.pulses_applied)
         .sum()
 }
 

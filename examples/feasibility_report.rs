@@ -44,8 +44,7 @@ fn main() -> Result<()> {
     let result = TrainingRunner::default().run(job)?;
 
     // The cost model on its own: one estimate per technology.
-    let config = serde_json::to_value(job.config.raw())?;
-    let counts = RunCounts::from_json(&config, &serde_json::to_value(&result)?)?;
+    let counts = RunCounts::from_run(job.config.raw(), &result)?;
     let techs = Path::new(env!("CARGO_MANIFEST_DIR")).join("device_models/technology");
     for name in ["reram_taox_32nm", "pcm_gst_32nm"] {
         let tech = Technology::from_file(&techs.join(format!("{name}.toml")))?;

@@ -1,12 +1,40 @@
 //! Feasibility cost model against hand-computed cases: one crossbar layer,
 //! known conductances and counts, a test technology with round numbers.
 
+use dyadsim::experiment::result::EpochRecord;
+use dyadsim::experiment::{Config, RunResult};
 use dyadsim::report::feasibility::{
     estimate, schedule_steps, Provenance, Requirements, RunCounts, Verdict,
 };
 use dyadsim::report::technology::Technology;
 use dyadsim::rules::Schedule;
 use serde_json::json;
+
+/// A run's counts from JSON fragments of its stored configuration and its
+/// result, as `report` reads them from result files (the result's other
+/// fields take a finished run's values).
+fn counts(config: serde_json::Value, result: serde_json::Value) -> RunCounts {
+    let config: Config = serde_json::from_value(config).expect("configuration");
+    let mut full = json!({
+        "status": "ok", "diverged_at": null, "test_accuracy": null,
+        "validation_accuracy": null, "train_loss": null, "train_accuracy": null,
+        "lipschitz": null, "max_state": 0.0, "samples_per_second": 0.0,
+        "wall_seconds": 0.0, "samples_seen": 0, "epochs": [], "hardware": null
+    });
+    for (k, v) in result.as_object().expect("result object") {
+        full[k] = v.clone();
+    }
+    let epoch = serde_json::to_value(EpochRecord::default()).expect("epoch record");
+    for e in full["epochs"].as_array_mut().expect("epochs") {
+        let mut record = epoch.clone();
+        for (k, v) in e.as_object().expect("epoch object") {
+            record[k] = v.clone();
+        }
+        *e = record;
+    }
+    let result: RunResult = serde_json::from_value(full).expect("result");
+    RunCounts::from_run(&config, &result).expect("counts")
+}
 
 /// Round-number technology: V_r = 0.5 V, t_r = 10 ns, 5-bit ADC at
 /// 2 fJ/step (64 fJ/conversion), DAC 0.1 pJ, write 1 V × 10 µS × 50 ns
@@ -59,16 +87,20 @@ fn one_crossbar(dynamics: &str, settle: Option<[f64; 2]>) -> RunCounts {
         "epochs": epochs,
         "hardware": {"layers": [{
             "devices": 12,
-            "forward_reads": 100, "transposed_reads": 0,
-            "conductance_sum_s": 10e-6,
-            "adc_conversions": 200, "dac_conversions": 200,
-            "pulses_total": 1000,
-            "pulses_per_device": {"median": 10, "p99": 40},
-            "update_pulse_slots": 310, "updates": 10,
-            "endurance_pulses": 1e6
+            "reads": {"forward_samples": 100, "transposed_samples": 0,
+                      "adc_conversions": 200, "dac_conversions": 200},
+            "pulses_applied": 1000,
+            "update_pulse_slots": 310, "controller": {"updates": 10}
         }]}
     });
-    RunCounts::from_json(&config, &result).unwrap()
+    let mut c = counts(config, result);
+    // What the crossbar does not record, given to the cost model directly:
+    // Σ G, the wear quantiles and a per-layer endurance.
+    let l = &mut c.layers[0];
+    l.conductance_sum_s = Some(10e-6);
+    (l.pulses_median, l.pulses_p99) = (Some(10.0), Some(40.0));
+    l.endurance_pulses = Some(1e6);
+    c
 }
 
 #[test]
@@ -137,11 +169,10 @@ fn circuit_run_charges_reads_and_neurons_for_the_settle_time() {
 #[test]
 fn without_hardware_counts_terms_are_estimated_or_missing() {
     let tech = Technology::from_toml_str(TECH, "test").unwrap();
-    let c = RunCounts::from_json(
-        &json!({"network": {"arch": "2-2"}, "learning": {"schedule": "jacobi:4"}}),
-        &json!({"samples_seen": 100, "epochs": [{}], "hardware": null}),
-    )
-    .unwrap();
+    let c = counts(
+        json!({"network": {"arch": "2-2"}, "learning": {"schedule": "jacobi:4"}}),
+        json!({"samples_seen": 100, "epochs": [{}], "hardware": null}),
+    );
     assert!(!c.has_hardware);
     let e = estimate(&c, &tech.params);
     // 12 devices at (1+10)/2 µS, one forward read per step per sample
@@ -188,10 +219,11 @@ fn schedule_step_counts() {
     assert_eq!(schedule_steps(Schedule::Jacobi { iterations: 30 }, 3), 30.0);
 }
 
-/// The crossbar substrate's own key names are read as aliases: reads under
+/// The crossbar's statistics as a result file holds them: reads under
 /// `reads`, `pulses_applied`, the device model's `pulse_energy_j`, and Σ G
 /// from the normalised conductance histogram mapped to µS by
-/// `conductance_range_used`.
+/// `conductance_range_used`; a file without `dac_conversions` (written
+/// before the crossbar counted them) has the DAC estimated.
 #[test]
 fn crossbar_summary_keys_are_understood() {
     let tech = Technology::from_toml_str(TECH, "test").unwrap();
@@ -210,7 +242,7 @@ fn crossbar_summary_keys_are_understood() {
             "conductance_range_used": {"min_normalised": 0.0, "max_normalised": 1.0, "min_us": 1.0, "max_us": 11.0}
         }]}
     });
-    let c = RunCounts::from_json(&config, &result).unwrap();
+    let c = counts(config.clone(), result.clone());
     let l = &c.layers[0];
     close(l.conductance_sum_s, 24e-6);
     close(l.forward_reads, 100.0);
@@ -243,7 +275,7 @@ fn device_model_constants_replace_the_technology() {
     });
     let result = json!({"samples_seen": 100, "epochs": [{}, {}],
         "hardware": {"layers": [{"devices": 4, "pulses_applied": 40, "pulses_per_device_mean": 10.0}]}});
-    let c = RunCounts::from_json(&config, &result).unwrap();
+    let c = counts(config.clone(), result.clone());
     let d = c.device.as_ref().expect("device model loaded");
     assert_eq!(d.name, "reram_es");
     close(d.pulse_energy_j, 1.3e-12);
@@ -254,10 +286,46 @@ fn device_model_constants_replace_the_technology() {
     // a digital run has no device model: the technology's 0.5 pJ applies
     let mut digital = config.clone();
     digital["training"]["substrate"] = json!("digital");
-    let c = RunCounts::from_json(&digital, &result).unwrap();
+    let c = counts(digital, result.clone());
     assert!(c.device.is_none());
     close(
         estimate(&c, &tech.params).write_energy_j.value,
         40.0 * 0.5e-12 / 100.0,
     );
+}
+
+/// A run whose schedule was defaulted has none stored (`learning.schedule`
+/// is left out of the configuration); its estimate uses the rule's own
+/// default — `fwbw:16` for dp-damped, not the `fwbw:6` of the other rules —
+/// for the settle-time and latency estimates.
+#[test]
+fn defaulted_schedule_is_the_rules_default() {
+    use dyadsim::rules::RuleKind;
+    let tech = Technology::from_toml_str(TECH, "test").unwrap();
+    let stored = |rule: RuleKind| {
+        let mut config = Config::default();
+        config.network.arch = "4-3-2".into();
+        config.learning.rule = rule;
+        config.learning.schedule = None;
+        config.training.batch = 10;
+        // As a sweep or `train --out` stores it.
+        let json = serde_json::to_value(&config).unwrap();
+        assert!(json["learning"].get("schedule").is_none_or(|s| s.is_null()));
+        json
+    };
+    let result = json!({"samples_seen": 100, "epochs": [{}]});
+    // fwbw:K on L = 2 layers (H = 1): L + (K−1)(2H+1) + H
+    let damped = counts(stored(RuleKind::DpDamped), result.clone());
+    assert_eq!(damped.schedule_steps, 2.0 + 15.0 * 3.0 + 1.0);
+    assert_eq!(
+        damped.schedule_steps,
+        schedule_steps(Schedule::FwBw { rounds: 16 }, 2)
+    );
+    let dpt = counts(stored(RuleKind::Dpt), result);
+    assert_eq!(dpt.schedule_steps, 2.0 + 5.0 * 3.0 + 1.0);
+    let e = estimate(&damped, &tech.params);
+    close(e.settle_time_tau.value, 48.0);
+    assert_eq!(e.settle_time_tau.provenance, Provenance::Estimated);
+    // 48 steps · (10 ns + 8 · 6 ns) + 20 estimated slots · 50 ns / batch 10
+    close(e.latency_s.value, 48.0 * 58e-9 + 20.0 * 50e-9 / 10.0);
 }

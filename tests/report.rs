@@ -49,11 +49,11 @@ fn fake(job: &Job) -> Result<RunResult> {
         "max_state": 1.0, "samples_per_second": 1.0, "wall_seconds": 1.0,
         "samples_seen": 300, "epochs": epochs,
         "hardware": {"layers": [
-            {"pulses_total": 600, "pulses_per_device": {"median": 5, "p99": 20},
-             "conductance_histogram": {"edges": [1.0, 2.0, 3.0, 4.0], "counts": [3, 5, 2], "unit": "uS"},
+            {"pulses_applied": 600, "pulses_per_device_mean": 5.0, "pulses_per_device_max": 20,
+             "conductance_histogram": {"edges": [0.0, 0.25, 0.5, 1.0], "counts": [3, 5, 2]},
              "pulse_histogram": {"edges": [0.0, 10.0, 20.0], "counts": [25, 5]}},
-            {"pulses_total": 100,
-             "conductance_histogram": {"edges": [1.0, 2.0, 3.0, 4.0], "counts": [1, 4, 3], "unit": "uS"}}
+            {"pulses_applied": 100,
+             "conductance_histogram": {"edges": [0.0, 0.25, 0.5, 1.0], "counts": [1, 4, 3]}}
         ]}
     }))?)
 }
@@ -187,4 +187,29 @@ fn html_inline_markup() {
         "{html}"
     );
     assert!(html.contains("E = FOM * 2^N"), "{html}");
+}
+
+/// The committed sample results (written before the hardware statistics
+/// and the report's runs were typed) load into typed runs: every job, no
+/// warnings, each crossbar run with its per-layer statistics and a stored
+/// configuration that names its rule.
+#[test]
+fn committed_sample_results_load_typed() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/sample/results.jsonl");
+    let data = dyadsim::report::load::load(&path).unwrap();
+    assert_eq!(data.runs.len(), 24);
+    assert!(data.warnings.is_empty(), "{:?}", data.warnings);
+    for r in &data.runs {
+        let result = r.result.as_ref().expect("finished run");
+        let hw = result.hardware.as_ref().expect("crossbar statistics");
+        assert_eq!(hw.layers.len(), 2);
+        assert!(hw
+            .layers
+            .iter()
+            .all(|l| l.pulses_applied > 0 && l.devices > 0));
+        assert_eq!(
+            hw.total.pulses_applied,
+            hw.layers.iter().map(|l| l.pulses_applied).sum::<u64>()
+        );
+    }
 }

@@ -96,5 +96,6 @@ pub struct RunResult {
     pub epochs: Vec<EpochRecord>,
     /// Hardware statistics of a crossbar run (per layer and totals):
     /// pulses, stuck devices, conductance range used, read counts.
-    pub hardware: Option<serde_json::Value>,
+    #[serde(default)]
+    pub hardware: Option<crate::substrate::HardwareSummary>,
 }

@@ -325,10 +325,10 @@ pub fn run_continued(
         }
     }
     let last = epochs.last().cloned().unwrap_or_default();
-    let layer_summaries: Vec<serde_json::Value> = network
+    let layer_stats: Vec<crate::substrate::LayerHardwareStats> = network
         .layers
         .iter()
-        .filter_map(|l| l.hardware_summary())
+        .filter_map(|l| l.hardware_stats())
         .collect();
     let result = RunResult {
         status: if diverged_at.is_some() {
@@ -351,14 +351,7 @@ pub fn run_continued(
         wall_seconds: start.elapsed().as_secs_f64(),
         samples_seen,
         epochs,
-        hardware: if layer_summaries.is_empty() {
-            None
-        } else {
-            Some(serde_json::json!({
-                "total": crate::crossbar::total_hardware_summary(&layer_summaries),
-                "layers": layer_summaries,
-            }))
-        },
+        hardware: crate::substrate::HardwareSummary::of(layer_stats),
     };
     for o in observers.iter_mut() {
         o.on_finish(&result);

@@ -13,6 +13,7 @@
 //! `#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]`.)
 
 pub mod fastmath;
+pub mod gather;
 pub mod normal;
 pub mod pulse;
 pub mod reduce;

@@ -28,8 +28,9 @@
 //!   lines, one neuron per hidden/output unit.
 //! * **Lifetime** — per-device pulses per epoch r; the median device wears
 //!   out after `endurance / r_median` epochs, the first 1 % after
-//!   `endurance / r_p99`. Without a per-device distribution, uniform wear
-//!   (`pulses_total / devices`) is assumed and flagged.
+//!   `endurance / r_p99`. The crossbar records no per-device distribution,
+//!   so uniform wear (the layer's mean pulses per device) stands for the
+//!   median and the most-worn device for the 1 %, flagged *estimated*.
 //! * **Digital baseline** — a BP step costs 3 MACs per weight (forward,
 //!   backward, gradient): `E_digital = 3·Σ n_in·n_out·E_MAC`.
 //!
@@ -40,46 +41,26 @@
 //! For discrete schedules (no settle time), `T_settle` is estimated as one τ
 //! per sequential layer update of the schedule (flagged as estimated).
 //!
-//! # Expected `RunResult.hardware` JSON
+//! # Inputs
 //!
-//! `hardware.layers` is an array, W_1 first. Every key is optional; what
-//! is present is used and marked *measured*, the rest is estimated. Keys in
-//! parentheses are the crossbar substrate's own names (read as aliases):
-//!
-//! | key | meaning |
-//! |---|---|
-//! | `devices` | devices of the layer |
-//! | `forward_reads` (alias `reads.forward_samples`) | sample-vectors read forward |
-//! | `transposed_reads` (alias `reads.transposed_samples`) | sample-vectors read transposed |
-//! | `read_drive_conductance_s` | Σ_reads Σ_ij G_ij·u_j² (S), u = drive/V_read — exact read energy |
-//! | `conductance_sum_s` (from `conductance_histogram` + `conductance_range_used`) | Σ_ij G_ij (S) |
-//! | `adc_conversions` (alias `reads.adc_conversions`), `dac_conversions` | converter operations |
-//! | `pulses_total` (alias `pulses_applied`) | write pulses over the run |
-//! | `write_energy_j` (alias `pulse_energy_j`) | write energy from the device model (J) |
-//! | `pulses_per_device.{median,p99,mean,max}` (alias `pulses_per_device_mean`, `pulses_per_device_max`) | wear distribution |
-//! | `update_pulse_slots`, `updates` (alias `controller.updates`) | pulse time slots over all updates |
-//! | `endurance_pulses` | the device model's endurance rating |
-//! | `conductance_histogram`, `pulse_histogram` | `{edges, counts, unit?}` for the figures |
-//!
-//! ```json
-//! { "layers": [ {
-//!     "devices": 803840, "forward_reads": 123, "transposed_reads": 456,
-//!     "read_drive_conductance_s": 1.2e-2, "conductance_sum_s": 3.4,
-//!     "adc_conversions": 789, "dac_conversions": 789,
-//!     "pulses_total": 1000000, "write_energy_j": 1.3e-6,
-//!     "pulses_per_device": {"mean": 1.2, "median": 1.0, "p99": 9.0, "max": 40.0},
-//!     "update_pulse_slots": 31000, "updates": 1000, "endurance_pulses": 1e9,
-//!     "conductance_histogram": {"edges": [0.0, 0.5, 1.0], "counts": [10, 12]},
-//!     "pulse_histogram": {"edges": [0, 10, 20], "counts": [20, 2]}
-//! } ] }
-//! ```
+//! The run's stored configuration ([`Config`]: architecture, batch, rule and
+//! schedule — the rule's default schedule when none is stored —, dynamics,
+//! substrate and device model) and its result ([`RunResult`]), whose
+//! `hardware` ([`crate::substrate::HardwareSummary`]) supplies per layer:
+//! devices, forward/transposed sample reads, the read drive conductance,
+//! ADC/DAC conversions, pulses applied, the device model's write energy,
+//! mean and maximum pulses per device, stochastic pulse slots and updates,
+//! and Σ G from the end-of-run conductance histogram. Whatever is absent is
+//! estimated.
 
 use super::technology::TechnologyParams;
+use crate::experiment::config::{DynamicsKind, SubstrateKind};
+use crate::experiment::{Config, RunResult};
 use crate::network::Architecture;
 use crate::rules::Schedule;
-use anyhow::Result;
+use crate::substrate::LayerHardwareStats;
+use anyhow::{Context, Result};
 use serde::Serialize;
-use serde_json::Value;
 
 pub use crate::experiment::sweep::Requirements;
 
@@ -174,7 +155,7 @@ pub struct RunCounts {
     pub settle_time_tau: Option<f64>,
     /// Sequential layer updates of a discrete schedule per sample.
     pub schedule_steps: f64,
-    /// Whether the hardware JSON was present at all.
+    /// Whether the run reported hardware statistics at all.
     pub has_hardware: bool,
     /// The emulated device model of a crossbar run, whose own constants
     /// (endurance, pulse energy and width, G range) replace the
@@ -201,21 +182,12 @@ impl DeviceConstants {
     /// Loads the device model a crossbar configuration names, with its
     /// per-run `device.*` overrides (`None` for digital runs or when the
     /// model cannot be loaded).
-    pub fn of_config(config: &Value) -> Option<Self> {
-        if config
-            .pointer("/training/substrate")
-            .and_then(Value::as_str)
-            != Some("crossbar")
-        {
+    pub fn of_config(config: &Config) -> Option<Self> {
+        if config.training.substrate != SubstrateKind::Crossbar {
             return None;
         }
-        let name = config.pointer("/crossbar/device").and_then(Value::as_str)?;
-        let overrides: toml::Table = config
-            .get("device")
-            .and_then(|d| toml::Value::try_from(d).ok())
-            .and_then(|v| v.as_table().cloned())
-            .unwrap_or_default();
-        let m = crate::devices::DeviceModel::load(name, &overrides).ok()?;
+        let (name, overrides) = (&config.crossbar.device, &config.device);
+        let m = crate::devices::DeviceModel::load(name, overrides).ok()?;
         let positive = |x: f64| (x.is_finite() && x > 0.0).then_some(x);
         Some(Self {
             name: m.name.clone(),
@@ -227,49 +199,29 @@ impl DeviceConstants {
     }
 }
 
-fn num(v: &Value, key: &str) -> Option<f64> {
-    v.get(key).and_then(Value::as_f64).filter(|x| x.is_finite())
-}
-
-/// Σ G (S) of a layer from its end-of-run conductance histogram: the
-/// crossbar's `conductance_histogram` is over normalised conductance
-/// g ∈ [0, 1] unless it carries `"unit": "uS"`; `conductance_range_used`
-/// (`min_normalised`/`max_normalised` ↔ `min_us`/`max_us`) gives the affine
-/// map to µS. Bin centres stand for their devices (error ≤ half a bin).
-fn conductance_sum_from_histogram(h: &Value) -> Option<f64> {
-    let hist = h.get("conductance_histogram")?;
-    let edges: Vec<f64> = hist
-        .get("edges")?
-        .as_array()?
-        .iter()
-        .map(Value::as_f64)
-        .collect::<Option<_>>()?;
-    let counts: Vec<f64> = hist
-        .get("counts")?
-        .as_array()?
-        .iter()
-        .map(Value::as_f64)
-        .collect::<Option<_>>()?;
-    if edges.len() != counts.len() + 1 {
+/// Σ G (S) of a layer from its end-of-run conductance histogram (over the
+/// normalised conductance g ∈ [0, 1]), mapped to µS by the affine map that
+/// `conductance_range_used` gives (`min_normalised`/`max_normalised` ↔
+/// `min_us`/`max_us`). Bin centres stand for their devices (error ≤ half a
+/// bin).
+fn conductance_sum_from_histogram(h: &LayerHardwareStats) -> Option<f64> {
+    let hist = &h.conductance_histogram;
+    let (edges, counts) = (&hist.edges, &hist.counts);
+    if counts.is_empty() || edges.len() != counts.len() + 1 {
         return None;
     }
-    let to_us: Box<dyn Fn(f64) -> f64> = match hist.get("unit").and_then(Value::as_str) {
-        Some("uS") | Some("µS") => Box::new(|g| g),
-        _ => {
-            let r = h.get("conductance_range_used")?;
-            let (n0, n1) = (num(r, "min_normalised")?, num(r, "max_normalised")?);
-            let (u0, u1) = (num(r, "min_us")?, num(r, "max_us")?);
-            if (n1 - n0).abs() < 1e-12 {
-                return None;
-            }
-            let slope = (u1 - u0) / (n1 - n0);
-            Box::new(move |g| u0 + (g - n0) * slope)
-        }
-    };
+    let r = &h.conductance_range_used;
+    let (n0, n1) = (r.min_normalised?, r.max_normalised?);
+    let (u0, u1) = (r.min_us?, r.max_us?);
+    if (n1 - n0).abs() < 1e-12 {
+        return None;
+    }
+    let slope = (u1 - u0) / (n1 - n0);
+    let to_us = |g: f64| u0 + (g - n0) * slope;
     let sum_us: f64 = counts
         .iter()
         .enumerate()
-        .map(|(b, c)| c * to_us(0.5 * (edges[b] + edges[b + 1])).max(0.0))
+        .map(|(b, &c)| c as f64 * to_us(0.5 * (edges[b] + edges[b + 1])).max(0.0))
         .sum();
     Some(sum_us * 1e-6)
 }
@@ -288,88 +240,76 @@ pub fn schedule_steps(schedule: Schedule, depth: usize) -> f64 {
 }
 
 impl RunCounts {
-    /// Extracts counts from a run's configuration and result JSON, reading
-    /// defensively (absent or malformed fields become `None`).
-    pub fn from_json(config: &Value, result: &Value) -> Result<Self> {
-        let arch_text = config
-            .pointer("/network/arch")
-            .and_then(Value::as_str)
-            .unwrap_or("784-512-512-10");
-        let arch: Architecture = arch_text
+    /// The counts of a run from its stored configuration and result.
+    /// Layers without hardware statistics (digital runs) get `None`
+    /// counts, which the cost model estimates.
+    pub fn from_run(config: &Config, result: &RunResult) -> Result<Self> {
+        let arch: Architecture = config
+            .network
+            .arch
             .parse()
-            .map_err(|e: String| anyhow::anyhow!("network.arch: {e}"))?;
+            .map_err(|e: String| anyhow::anyhow!("network.arch: {e}"))
+            .context("the run's stored configuration")?;
         let widths = &arch.0;
-        let hw = result.get("hardware").filter(|h| !h.is_null());
-        let hw_layers: Vec<Value> = hw
-            .and_then(|h| h.get("layers"))
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let hw = result.hardware.as_ref();
+        let hw_layers: &[LayerHardwareStats] = hw.map_or(&[], |h| h.layers.as_slice());
         let layers = widths
             .windows(2)
             .enumerate()
             .map(|(k, w)| {
-                let empty = Value::Null;
-                let h = hw_layers.get(k).unwrap_or(&empty);
-                let ppd = h.get("pulses_per_device").cloned().unwrap_or(Value::Null);
-                let reads = h.get("reads").cloned().unwrap_or(Value::Null);
-                let controller = h.get("controller").cloned().unwrap_or(Value::Null);
-                let devices = num(h, "devices");
+                let Some(h) = hw_layers.get(k) else {
+                    return LayerCounts {
+                        n_in: w[0],
+                        n_out: w[1],
+                        ..Default::default()
+                    };
+                };
+                let reads = &h.reads;
+                let finite = |x: f64| x.is_finite().then_some(x);
                 LayerCounts {
                     n_in: w[0],
                     n_out: w[1],
-                    devices,
-                    forward_reads: num(h, "forward_reads")
-                        .or_else(|| num(&reads, "forward_samples")),
-                    transposed_reads: num(h, "transposed_reads")
-                        .or_else(|| num(&reads, "transposed_samples")),
-                    read_drive_conductance_s: num(h, "read_drive_conductance_s")
-                        .or_else(|| num(&reads, "read_drive_conductance_s")),
-                    conductance_sum_s: num(h, "conductance_sum_s")
-                        .or_else(|| conductance_sum_from_histogram(h)),
-                    adc_conversions: num(h, "adc_conversions")
-                        .or_else(|| num(&reads, "adc_conversions")),
-                    dac_conversions: num(h, "dac_conversions")
-                        .or_else(|| num(&reads, "dac_conversions"))
-                        .or_else(|| num(&reads, "dac_conversions")),
-                    pulses_total: num(h, "pulses_total").or_else(|| num(h, "pulses_applied")),
-                    pulses_median: num(&ppd, "median"),
-                    pulses_p99: num(&ppd, "p99"),
-                    pulses_mean: num(&ppd, "mean").or_else(|| num(h, "pulses_per_device_mean")),
-                    pulses_max: num(&ppd, "max").or_else(|| num(h, "pulses_per_device_max")),
-                    write_energy_j: num(h, "write_energy_j").or_else(|| num(h, "pulse_energy_j")),
-                    update_pulse_slots: num(h, "update_pulse_slots"),
-                    updates: num(h, "updates").or_else(|| num(&controller, "updates")),
-                    endurance_pulses: num(h, "endurance_pulses"),
+                    devices: Some(h.devices as f64),
+                    forward_reads: Some(reads.forward_samples as f64),
+                    transposed_reads: Some(reads.transposed_samples as f64),
+                    read_drive_conductance_s: reads.read_drive_conductance_s.and_then(finite),
+                    conductance_sum_s: conductance_sum_from_histogram(h),
+                    adc_conversions: Some(reads.adc_conversions as f64),
+                    dac_conversions: reads.dac_conversions.map(|n| n as f64),
+                    pulses_total: Some(h.pulses_applied as f64),
+                    // The crossbar records no per-device distribution.
+                    pulses_median: None,
+                    pulses_p99: None,
+                    pulses_mean: finite(h.pulses_per_device_mean),
+                    pulses_max: Some(h.pulses_per_device_max as f64),
+                    write_energy_j: h.pulse_energy_j.and_then(finite),
+                    update_pulse_slots: h.update_pulse_slots.map(|s| s as f64),
+                    updates: Some(h.controller.updates as f64),
+                    // The device model's endurance comes from the stored
+                    // configuration (`DeviceConstants`).
+                    endurance_pulses: None,
                 }
             })
             .collect();
-        let epochs_arr = result
-            .get("epochs")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let settle: Vec<f64> = epochs_arr
+        let settle: Vec<f64> = result
+            .epochs
             .iter()
-            .filter_map(|e| num(e, "settle_time_mean"))
+            .filter_map(|e| e.settle_time_mean.filter(|x| x.is_finite()))
             .collect();
         let settle_time_tau =
             (!settle.is_empty()).then(|| settle.iter().sum::<f64>() / settle.len() as f64);
+        // A defaulted schedule is not stored (`None`): the run used its
+        // rule's default (`fwbw:16` for dp-damped, `fwbw:6` otherwise).
         let schedule: Schedule = config
-            .pointer("/learning/schedule")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(Schedule::FwBw { rounds: 6 });
-        let batch = config
-            .pointer("/training/batch")
-            .and_then(Value::as_f64)
-            .unwrap_or(50.0);
+            .learning
+            .schedule
+            .unwrap_or_else(|| config.learning.rule.default_schedule());
         Ok(Self {
             layers,
-            samples_seen: num(result, "samples_seen").unwrap_or(0.0),
-            epochs: epochs_arr.len() as f64,
-            batch,
-            ode: config.pointer("/training/dynamics").and_then(Value::as_str) == Some("ode"),
+            samples_seen: result.samples_seen as f64,
+            epochs: result.epochs.len() as f64,
+            batch: config.training.batch as f64,
+            ode: config.training.dynamics == DynamicsKind::Ode,
             settle_time_tau,
             schedule_steps: schedule_steps(schedule, widths.len().saturating_sub(1)),
             has_hardware: hw.is_some(),

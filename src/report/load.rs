@@ -1,9 +1,13 @@
 //! Reading report inputs: a sweep's JSON-lines file, a sweep directory or a
 //! single `dyadsim train --out DIR` run directory, all into [`Dataset`].
-//! Results are kept as JSON values and read field by field, so a report
-//! still renders when the result schema has grown or lost a field.
+//! Configurations and results are read into their types ([`Config`],
+//! [`RunResult`]); both deserialise with defaults for fields that older
+//! files lack, so a report still renders for results written before the
+//! schema grew. A record that does not parse is left out with a warning.
 
-use crate::experiment::sweep::ResultStore;
+use crate::experiment::result::EpochRecord;
+use crate::experiment::sweep::{JobStatus, ResultStore};
+use crate::experiment::{Config, RunResult};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -18,52 +22,54 @@ pub struct Run {
     /// Axis values (path, value) in axis order.
     pub axes: Vec<(String, Value)>,
     /// `ok`, `diverged` or `failed`.
-    pub status: String,
+    pub status: JobStatus,
     /// Error message of a failed job.
     pub error: Option<String>,
-    /// Complete configuration as JSON.
-    pub config: Value,
-    /// `RunResult` as JSON (absent for failed jobs).
-    pub result: Option<Value>,
+    /// Complete configuration.
+    pub config: Config,
+    /// The run's result (absent for failed jobs).
+    pub result: Option<RunResult>,
 }
 
+/// A number of a run's result (`|r| r.lipschitz`…).
+pub type ResultMetric = fn(&RunResult) -> Option<f64>;
+
+/// A number of one epoch's record (`|e| e.test_accuracy`…).
+pub type EpochMetric = fn(&EpochRecord) -> Option<f64>;
+
 impl Run {
-    /// A top-level number of the result (`test_accuracy`, `lipschitz`…).
-    pub fn metric(&self, key: &str) -> Option<f64> {
-        self.result
-            .as_ref()?
-            .get(key)?
-            .as_f64()
-            .filter(|x| x.is_finite())
+    /// `ok`, `diverged` or `failed`, as the report prints it.
+    pub fn status_label(&self) -> &'static str {
+        match self.status {
+            JobStatus::Ok => "ok",
+            JobStatus::Diverged => "diverged",
+            JobStatus::Failed => "failed",
+        }
     }
 
-    /// Per-epoch values of an epoch field, `(epoch, value)`.
-    pub fn epoch_series(&self, key: &str) -> Vec<(f64, f64)> {
-        let Some(epochs) = self
-            .result
-            .as_ref()
-            .and_then(|r| r.get("epochs"))
-            .and_then(Value::as_array)
-        else {
+    /// A finite number of the result (`None` without a result).
+    pub fn metric(&self, metric: ResultMetric) -> Option<f64> {
+        metric(self.result.as_ref()?).filter(|x| x.is_finite())
+    }
+
+    /// Per-epoch finite values of an epoch field, `(epoch, value)`.
+    pub fn epoch_series(&self, metric: EpochMetric) -> Vec<(f64, f64)> {
+        let Some(result) = &self.result else {
             return Vec::new();
         };
-        epochs
+        result
+            .epochs
             .iter()
-            .enumerate()
-            .filter_map(|(i, e)| {
-                let x = e
-                    .get("epoch")
-                    .and_then(Value::as_f64)
-                    .unwrap_or(i as f64 + 1.0);
-                let y = e.get(key)?.as_f64().filter(|y| y.is_finite())?;
-                Some((x, y))
+            .filter_map(|e| {
+                let y = metric(e).filter(|y| y.is_finite())?;
+                Some((e.epoch as f64, y))
             })
             .collect()
     }
 
     /// Mean of an epoch field over the epochs that have it.
-    pub fn epoch_mean(&self, key: &str) -> Option<f64> {
-        let s = self.epoch_series(key);
+    pub fn epoch_mean(&self, metric: EpochMetric) -> Option<f64> {
+        let s = self.epoch_series(metric);
         (!s.is_empty()).then(|| s.iter().map(|p| p.1).sum::<f64>() / s.len() as f64)
     }
 
@@ -108,31 +114,22 @@ pub struct Dataset {
     pub warnings: Vec<String>,
 }
 
-fn toml_file_as_json(path: &Path) -> Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("invalid TOML in {}", path.display()))?;
-    serde_json::to_value(table).context("configuration to JSON")
-}
-
 fn load_run_dir(dir: &Path) -> Result<Dataset> {
     let result_path = dir.join("result.json");
     let text = std::fs::read_to_string(&result_path)
         .with_context(|| format!("cannot read {}", result_path.display()))?;
-    let result: Value = serde_json::from_str(&text)
-        .with_context(|| format!("invalid JSON in {}", result_path.display()))?;
+    let result: RunResult = serde_json::from_str(&text)
+        .with_context(|| format!("invalid result in {}", result_path.display()))?;
     let config_path = dir.join("config.toml");
     let config = if config_path.exists() {
-        toml_file_as_json(&config_path)?
+        Config::from_file(&config_path)?
     } else {
-        Value::Object(Default::default())
+        Config::default()
     };
-    let status = result
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or("ok")
-        .to_string();
+    let status = match result.status {
+        crate::experiment::result::RunStatus::Ok => JobStatus::Ok,
+        crate::experiment::result::RunStatus::Diverged => JobStatus::Diverged,
+    };
     Ok(Dataset {
         source: dir.display().to_string(),
         runs: vec![Run {
@@ -163,7 +160,28 @@ fn load_jsonl(paths: &[PathBuf], source: String) -> Result<Dataset> {
     let runs = store
         .unique()
         .into_iter()
-        .map(|r| {
+        .filter_map(|r| {
+            let config: Config = match serde_json::from_value(r.config.clone()) {
+                Ok(c) => c,
+                Err(e) => {
+                    warnings.push(format!(
+                        "job {}: configuration not readable ({e}); left out",
+                        r.job
+                    ));
+                    return None;
+                }
+            };
+            let result: Option<RunResult> =
+                match r.result.clone().map(serde_json::from_value).transpose() {
+                    Ok(res) => res,
+                    Err(e) => {
+                        warnings.push(format!(
+                            "job {}: result not readable ({e}); left out",
+                            r.job
+                        ));
+                        return None;
+                    }
+                };
             let order: Vec<String> = if r.axis_order.is_empty() {
                 r.axes.keys().cloned().collect()
             } else {
@@ -174,20 +192,17 @@ fn load_jsonl(paths: &[PathBuf], source: String) -> Result<Dataset> {
                     axis_order.push(p.clone());
                 }
             }
-            Run {
+            Some(Run {
                 job: r.job,
                 axes: order
                     .iter()
                     .filter_map(|p| Some((p.clone(), r.axes.get(p)?.clone())))
                     .collect(),
-                status: serde_json::to_value(r.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                status: r.status,
                 error: r.error.clone(),
-                config: r.config.clone(),
-                result: r.result.clone(),
-            }
+                config,
+                result,
+            })
         })
         .collect();
     Ok(Dataset {

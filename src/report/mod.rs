@@ -20,6 +20,8 @@ pub mod figures;
 pub mod load;
 pub mod technology;
 
+use crate::experiment::sweep::JobStatus;
+use crate::substrate::LayerHardwareStats;
 use anyhow::{Context, Result};
 use base64::Engine;
 use feasibility::{estimate, Estimate, Provenance, Requirements, RunCounts, Term, Verdict};
@@ -324,7 +326,7 @@ fn slug(s: &str) -> String {
 }
 
 fn accuracy(r: &Run) -> Option<f64> {
-    r.metric("test_accuracy")
+    r.metric(|x| x.test_accuracy)
 }
 
 /// Writes the report for the input at `input` (see [`load()`]).
@@ -348,7 +350,7 @@ pub fn generate_from(data: &Dataset, options: &ReportOptions) -> Result<ReportSu
         .clone()
         .unwrap_or_else(|| "dyadsim report".into());
     b.blocks.push(Block::Heading(1, title.clone()));
-    let count = |s: &str| data.runs.iter().filter(|r| r.status == s).count();
+    let count = |s: &str| data.runs.iter().filter(|r| r.status_label() == s).count();
     b.blocks.push(Block::Para(format!(
         "Source: `{}` — {} run(s): {} ok, {} diverged, {} failed.",
         data.source,
@@ -424,34 +426,23 @@ fn runs_table(b: &mut Builder) {
             for p in &data.axis_order {
                 row.push(r.axis(p).map(load::fmt_value).unwrap_or_default());
             }
-            row.push(r.status.clone());
+            row.push(r.status_label().to_string());
             row.push(fmt_opt(accuracy(r), |a| format!("{:.2}%", a * 100.0)));
-            row.push(fmt_opt(r.metric("lipschitz"), |x| format!("{x:.3}")));
-            row.push(fmt_opt(r.metric("max_state"), |x| format!("{x:.3}")));
-            row.push(fmt_opt(r.epoch_mean("settle_time_mean"), |x| {
+            row.push(fmt_opt(r.metric(|x| x.lipschitz), |x| format!("{x:.3}")));
+            row.push(fmt_opt(r.metric(|x| Some(x.max_state)), |x| {
+                format!("{x:.3}")
+            }));
+            row.push(fmt_opt(r.epoch_mean(|e| e.settle_time_mean), |x| {
                 format!("{x:.2}")
             }));
-            let epochs = r
-                .result
-                .as_ref()
-                .and_then(|x| x.get("epochs"))
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
+            let epochs = r.result.as_ref().map_or(0, |x| x.epochs.len());
             row.push(epochs.to_string());
             let note = if let Some(e) = &r.error {
                 e.lines().next().unwrap_or_default().to_string()
-            } else if let Some(d) = r
-                .result
-                .as_ref()
-                .and_then(|x| x.get("diverged_at"))
-                .filter(|d| !d.is_null())
-            {
+            } else if let Some(d) = r.result.as_ref().and_then(|x| x.diverged_at.as_ref()) {
                 format!(
                     "diverged: {} (epoch {}, batch {}, layer {})",
-                    d.get("reason").and_then(Value::as_str).unwrap_or("?"),
-                    d.get("epoch").map(|v| v.to_string()).unwrap_or_default(),
-                    d.get("batch").map(|v| v.to_string()).unwrap_or_default(),
-                    d.get("layer").map(|v| v.to_string()).unwrap_or_default()
+                    d.reason, d.epoch, d.batch, d.layer
                 )
             } else {
                 String::new()
@@ -522,7 +513,7 @@ fn accuracy_figures(b: &mut Builder) -> Result<()> {
         )?;
     }
     // divergence map: fraction of runs that diverged or failed
-    let bad = |r: &Run| Some(if r.status == "ok" { 0.0 } else { 1.0 });
+    let bad = |r: &Run| Some(if r.status == JobStatus::Ok { 0.0 } else { 1.0 });
     // With more than two axes, map the pair along which divergence varies
     // most (variance of the per-cell fractions).
     let mut best: Option<(f64, String, String)> = None;
@@ -587,8 +578,8 @@ fn dynamics_figures(b: &mut Builder) -> Result<()> {
         .cloned()
         .collect();
     b.blocks.push(Block::Heading(2, "Dynamics".into()));
-    let lip = |r: &Run| r.metric("lipschitz");
-    let settle = |r: &Run| r.epoch_mean("settle_time_mean");
+    let lip = |r: &Run| r.metric(|x| x.lipschitz);
+    let settle = |r: &Run| r.epoch_mean(|e| e.settle_time_mean);
     for p in &alpha_axes {
         let (series, cats) = metric_vs_axis(data, p, &lip);
         if !series.is_empty() {
@@ -626,7 +617,7 @@ fn dynamics_figures(b: &mut Builder) -> Result<()> {
     }
     // Per-epoch curves, one per configuration: runs differing only in the
     // seed are averaged epoch by epoch (± std over seeds).
-    let curves = |key: &str| -> Vec<Series> {
+    let curves = |key: load::EpochMetric| -> Vec<Series> {
         let mut groups: Vec<(String, Vec<&Run>)> = Vec::new();
         for r in &data.runs {
             let label = seedless_label(r);
@@ -659,7 +650,7 @@ fn dynamics_figures(b: &mut Builder) -> Result<()> {
             .filter(|s| !s.points.is_empty())
             .collect()
     };
-    let lc = curves("test_accuracy");
+    let lc = curves(|e| e.test_accuracy);
     if !lc.is_empty() {
         b.figure(
             Figure::Lines {
@@ -673,7 +664,7 @@ fn dynamics_figures(b: &mut Builder) -> Result<()> {
             "Test accuracy after each epoch, per configuration (mean ± std over seeds; first 12 configurations). A diverged run stops early.".into(),
         )?;
     }
-    let ga = curves("gradient_angle_deg");
+    let ga = curves(|e| e.gradient_angle_deg);
     if ga.is_empty() {
         b.blocks.push(Block::Para(
             "No run tracked the gradient angle (set `training.track_angle = true`).".into(),
@@ -694,7 +685,7 @@ fn dynamics_figures(b: &mut Builder) -> Result<()> {
     if data
         .runs
         .iter()
-        .all(|r| r.epoch_mean("settle_time_mean").is_none())
+        .all(|r| r.epoch_mean(|e| e.settle_time_mean).is_none())
     {
         b.blocks.push(Block::Para(
             "No run used the continuous-time circuit (`training.dynamics = \"ode\"`): no settle times.".into(),
@@ -703,13 +694,18 @@ fn dynamics_figures(b: &mut Builder) -> Result<()> {
     Ok(())
 }
 
-/// `(label, edges, counts)` of a histogram object `{edges, counts}`.
-fn histogram(v: &Value) -> Option<(Vec<f64>, Vec<f64>)> {
-    let arr =
-        |k: &str| -> Option<Vec<f64>> { v.get(k)?.as_array()?.iter().map(Value::as_f64).collect() };
-    let edges = arr("edges")?;
-    let counts = arr("counts")?;
-    (edges.len() == counts.len() + 1 && !counts.is_empty()).then_some((edges, counts))
+/// `(edges, counts)` of a histogram, if it has any bins.
+fn histogram(h: &crate::devices::Histogram) -> Option<(Vec<f64>, Vec<f64>)> {
+    let counts: Vec<f64> = h.counts.iter().map(|&c| c as f64).collect();
+    (h.edges.len() == counts.len() + 1 && !counts.is_empty()).then(|| (h.edges.clone(), counts))
+}
+
+/// The hardware statistics of a run's layers (empty without any).
+fn hardware_layers(r: &Run) -> &[LayerHardwareStats] {
+    r.result
+        .as_ref()
+        .and_then(|x| x.hardware.as_ref())
+        .map_or(&[], |h| h.layers.as_slice())
 }
 
 fn hardware_figures(b: &mut Builder) -> Result<()> {
@@ -717,12 +713,7 @@ fn hardware_figures(b: &mut Builder) -> Result<()> {
     let with_hw: Vec<&Run> = data
         .runs
         .iter()
-        .filter(|r| {
-            r.result
-                .as_ref()
-                .and_then(|x| x.get("hardware"))
-                .is_some_and(|h| !h.is_null())
-        })
+        .filter(|r| r.result.as_ref().is_some_and(|x| x.hardware.is_some()))
         .collect();
     b.blocks.push(Block::Heading(2, "Device state".into()));
     if with_hw.is_empty() {
@@ -739,28 +730,29 @@ fn hardware_figures(b: &mut Builder) -> Result<()> {
     } else {
         (0..4).map(|k| k * (n - 1) / 3).collect()
     };
+    type Pick = fn(&LayerHardwareStats) -> Option<&crate::devices::Histogram>;
+    let kinds: [(&str, &str, &str, Pick); 2] = [
+        (
+            "conductance_histogram",
+            "Conductances",
+            "normalised conductance (G − G_min)/(G_max − G_min)",
+            |l| Some(&l.conductance_histogram),
+        ),
+        (
+            "pulse_histogram",
+            "Write pulses per device",
+            "pulses",
+            |l| l.pulse_histogram.as_ref(),
+        ),
+    ];
     for (i, r) in picks.iter().map(|&k| with_hw[k]).enumerate() {
-        let layers = r
-            .result
-            .as_ref()
-            .and_then(|x| x.pointer("/hardware/layers"))
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for (key, what, unit_default) in [
-            (
-                "conductance_histogram",
-                "Conductances",
-                "normalised conductance (G − G_min)/(G_max − G_min)",
-            ),
-            ("pulse_histogram", "Write pulses per device", "pulses"),
-        ] {
+        let layers = hardware_layers(r);
+        for (key, what, unit, pick) in kinds {
             let series: Vec<(String, Vec<f64>, Vec<f64>)> = layers
                 .iter()
                 .enumerate()
                 .filter_map(|(k, l)| {
-                    let h = l.get(key)?;
-                    let (e, c) = histogram(h)?;
+                    let (e, c) = histogram(pick(l)?)?;
                     // fractions, so that a small layer is visible next to a big one
                     let total: f64 = c.iter().sum::<f64>().max(1.0);
                     let c = c.iter().map(|x| x / total).collect();
@@ -770,14 +762,10 @@ fn hardware_figures(b: &mut Builder) -> Result<()> {
             if series.is_empty() {
                 continue;
             }
-            let unit = layers
-                .iter()
-                .find_map(|l| l.get(key)?.get("unit")?.as_str().map(str::to_string))
-                .unwrap_or_else(|| unit_default.to_string());
             b.figure(
                 Figure::Histogram {
                     title: format!("{what} — {}", r.label()),
-                    x_label: unit,
+                    x_label: unit.to_string(),
                     series,
                 },
                 &format!("{key}_{i}"),
@@ -787,49 +775,38 @@ fn hardware_figures(b: &mut Builder) -> Result<()> {
         }
     }
     // Per-device write pulses per layer: mean and maximum, per configuration.
-    let layer_stat = |r: &Run, k: usize, key: &str, nested: &str| -> Option<f64> {
-        let l = r
-            .result
-            .as_ref()?
-            .pointer(&format!("/hardware/layers/{k}"))?;
-        l.get(key)
-            .or_else(|| l.get("pulses_per_device")?.get(nested))
-            .and_then(Value::as_f64)
-    };
+    type Stat = fn(&LayerHardwareStats) -> f64;
+    let layer_stat =
+        |r: &Run, k: usize, stat: Stat| -> Option<f64> { hardware_layers(r).get(k).map(stat) };
     let depth = with_hw
         .iter()
-        .filter_map(|r| {
-            r.result
-                .as_ref()?
-                .pointer("/hardware/layers")?
-                .as_array()
-                .map(Vec::len)
-        })
+        .map(|r| hardware_layers(r).len())
         .max()
         .unwrap_or(0);
     // pooled over runs: mean ± std across runs of each per-run statistic
-    let series: Vec<Series> = [
-        ("pulses_per_device_mean", "mean", "mean device"),
-        ("pulses_per_device_max", "max", "most-worn device"),
-    ]
-    .iter()
-    .map(|(key, nested, label)| Series {
-        label: label.to_string(),
-        points: (0..depth)
-            .filter_map(|k| {
-                let xs: Vec<f64> = with_hw
-                    .iter()
-                    .filter_map(|r| layer_stat(r, k, key, nested))
-                    .collect();
-                (!xs.is_empty()).then(|| {
-                    let (m, sd) = mean_std(&xs);
-                    (k as f64, m, sd)
+    let stats: [(Stat, &str); 2] = [
+        (|l| l.pulses_per_device_mean, "mean device"),
+        (|l| l.pulses_per_device_max as f64, "most-worn device"),
+    ];
+    let series: Vec<Series> = stats
+        .iter()
+        .map(|&(stat, label)| Series {
+            label: label.to_string(),
+            points: (0..depth)
+                .filter_map(|k| {
+                    let xs: Vec<f64> = with_hw
+                        .iter()
+                        .filter_map(|r| layer_stat(r, k, stat))
+                        .collect();
+                    (!xs.is_empty()).then(|| {
+                        let (m, sd) = mean_std(&xs);
+                        (k as f64, m, sd)
+                    })
                 })
-            })
-            .collect(),
-    })
-    .filter(|s| !s.points.is_empty())
-    .collect();
+                .collect(),
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect();
     if !series.is_empty() {
         b.figure(
             Figure::Lines {
@@ -880,12 +857,11 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions) -> Result<()> {
          The digital baseline is 3 MACs per weight per sample (BP forward, backward, gradient) at the technology's energy per MAC.",
         tech.name, tech.description
     )));
-    if data.runs.iter().any(|r| {
-        r.config
-            .pointer("/training/substrate")
-            .and_then(Value::as_str)
-            != Some("crossbar")
-    }) {
+    if data
+        .runs
+        .iter()
+        .any(|r| r.config.training.substrate != crate::experiment::config::SubstrateKind::Crossbar)
+    {
         b.blocks.push(Block::Para(
             "Runs on the digital substrate are costed as if their network were mapped onto this technology: all their counts are estimated, and write energy and lifetime are missing (no pulses).".into(),
         ));
@@ -931,7 +907,7 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions) -> Result<()> {
         };
         groups[g].1.push(i);
         let Some(result) = &r.result else { continue };
-        match RunCounts::from_json(&r.config, result) {
+        match RunCounts::from_run(&r.config, result) {
             Ok(c) => groups[g].2.push(estimate(&c, &tech.params)),
             Err(e) => b.blocks.push(Block::Para(format!(
                 "Run {}: no estimate ({e:#}).",

@@ -15,7 +15,10 @@
 //! unchanged on the digital substrate (`digital::DigitalWeights`: exact floats, SGD/Adam) and on
 //! the crossbar model (`crossbar::Crossbar`), the two layers above this one.
 
+pub mod stats;
+
 use crate::linalg::{Mat, Vector};
+pub use stats::{HardwareSummary, HardwareTotals, LayerHardwareStats};
 
 /// A rank-B gradient in factored form: `∇W = scale · left · rightᵀ`,
 /// `∇b = scale · left · 1`.
@@ -107,9 +110,9 @@ pub trait WeightArray: Send {
     /// Overwrites weights and bias (initialisation, loading a checkpoint).
     /// A crossbar programs its devices towards these values.
     fn set_parameters(&mut self, weights: &Mat, bias: &Vector);
-    /// Lets the array report hardware statistics (pulses, stuck devices…)
-    /// as JSON; digital arrays have none.
-    fn hardware_summary(&self) -> Option<serde_json::Value> {
+    /// The array's hardware statistics (pulses, wear, stuck devices, reads,
+    /// converter events, conductance range); digital arrays have none.
+    fn hardware_stats(&self) -> Option<LayerHardwareStats> {
         None
     }
     /// Lets physical time pass (seconds) without writing, e.g. to evaluate

@@ -1,0 +1,233 @@
+//! The crossbar's settings (TOML `[crossbar]`): mapping, periphery,
+//! controller and bookkeeping switches, with their range checks.
+
+use crate::check::check_positive;
+use crate::controller::{PulseTrains, UpdateGranularity, WriteScheme};
+use crate::devices::DeviceModel;
+use crate::linalg::{Mat, Vector};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// How weights map onto devices.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mapping {
+    /// Differential pair `w = w_scale (G⁺ − G⁻)/(G_max − G_min)`.
+    #[default]
+    Differential,
+    /// One device against a shared reference device per input line.
+    Reference,
+}
+
+/// How the DAC full scale is chosen per read.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum InputScaling {
+    /// Scale each sample by its largest |input| (aihwkit noise management ABS_MAX).
+    #[default]
+    AbsMax,
+    /// Fixed full scale `dac_range`; larger inputs clip.
+    Fixed,
+}
+
+/// Crossbar, periphery and controller settings (TOML `[crossbar]`).
+///
+/// Periphery defaults are aihwkit's `PresetIOParameters` (7-bit DAC,
+/// 9-bit ADC, output bound 20, output noise 0.1, ABS_MAX input scaling) and
+/// `PresetUpdateParameters` (stochastic pulse trains, BL 31, update
+/// management and BL management on). Set `dac_bits = adc_bits = 0`, `adc_range = 0` and
+/// `output_noise = 0` for ideal periphery.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrossbarConfig {
+    /// Device model: a shipped name (`reram_es`, see `dyadsim devices`) or a path to a TOML file.
+    pub device: String,
+    /// `stochastic`, `mixed_precision` or `exact`.
+    pub write: WriteScheme,
+    /// Stochastic pulse-train length BL.
+    pub bl: u32,
+    /// Balance row and column probabilities (aihwkit update management).
+    pub update_management: bool,
+    /// Stochastic writes: shorten each sample's trains to the slots its
+    /// largest update needs, `min(⌈η·max|δ|·max|x|/Δw⌉, bl)` (aihwkit's
+    /// `update_bl_management`, on in its presets): same expected counts,
+    /// shorter write phases, less count noise on small updates.
+    pub bl_management: bool,
+    /// Stochastic writes: `shared` (each row and column line fires one
+    /// pulse train per phase, shared by its devices, as on the chip) or
+    /// `independent` (a Binomial count per device, no correlation).
+    pub pulse_trains: PulseTrains,
+    /// Learning rate η in weight units per mini-batch (the gradient carries
+    /// 1/B; on chip it is SGD through pulses, the digital optimiser is
+    /// ignored). The default 0.1 is aihwkit's usual analog-SGD rate and the
+    /// best or near-best of 0.01/0.1/0.2 for every shipped model but `pcm`
+    /// (one-sided, which wants ≈ 0.01).
+    pub lr: f32,
+    /// `per_sample` or `per_batch` pulse phases.
+    pub update: UpdateGranularity,
+    /// `differential` or `reference`.
+    pub mapping: Mapping,
+    /// Weight at full conductance difference (`|w| ≤ w_scale`); 0 = automatic
+    /// per layer: `w_scale_headroom × max |W_init|` rounded to the nearest power
+    /// of two, so the initial weights use a fixed share of the conductance
+    /// range (cf. aihwkit's weight scaling ω).
+    pub w_scale: f32,
+    /// Automatic `w_scale` as a multiple of the largest initial weight.
+    pub w_scale_headroom: f32,
+    /// `abs_max` or `fixed` DAC scaling.
+    pub input_scaling: InputScaling,
+    /// DAC resolution in bits (0 = no quantisation).
+    pub dac_bits: u32,
+    /// DAC full scale for `input_scaling = "fixed"` (input units).
+    pub dac_range: f32,
+    /// ADC resolution in bits (0 = no quantisation).
+    pub adc_bits: u32,
+    /// ADC full scale in units of `w_scale` × full-scale input (0 = no saturation).
+    pub adc_range: f32,
+    /// Additive output noise σ_out (same units as `adc_range`).
+    pub output_noise: f32,
+    /// Constant drive of the bias column.
+    pub bias_input: f32,
+    /// Device time elapsed per training batch (s), for drift (0 = none).
+    pub time_per_batch: f64,
+    /// Bins of the conductance and weight histograms of the hardware statistics.
+    pub histogram_bins: usize,
+    /// Count the conductance every read drives
+    /// (`reads.read_drive_conductance_s`, the measured read energy of the
+    /// feasibility report). Off skips that bookkeeping — the line
+    /// conductances every write has to keep up to date and a weighted sum
+    /// per read, about 10 % of a crossbar training step (aihwkit-parity
+    /// `constant_step` run) — and the report estimates read energy at
+    /// full-scale drive instead (an upper bound). Results are otherwise
+    /// unchanged.
+    pub read_energy: bool,
+}
+
+impl Default for CrossbarConfig {
+    fn default() -> Self {
+        Self {
+            device: "constant_step".into(),
+            write: WriteScheme::Stochastic,
+            bl: 31,
+            update_management: true,
+            bl_management: true,
+            pulse_trains: PulseTrains::Shared,
+            lr: 0.1,
+            update: UpdateGranularity::PerSample,
+            mapping: Mapping::Differential,
+            w_scale: 0.0,
+            w_scale_headroom: 1.5,
+            input_scaling: InputScaling::AbsMax,
+            dac_bits: 7,
+            dac_range: 1.0,
+            adc_bits: 9,
+            adc_range: 20.0,
+            output_noise: 0.1,
+            bias_input: 1.0,
+            time_per_batch: 0.0,
+            histogram_bins: 20,
+            read_energy: true,
+        }
+    }
+}
+
+impl CrossbarConfig {
+    /// Checks the settings and that the device model (with the per-run
+    /// `device` overrides) loads and suits the write scheme. Errors name
+    /// the field and the allowed range.
+    pub fn check(&self, device_overrides: &toml::Table) -> Result<()> {
+        let model = self.load_model(device_overrides)?;
+        if self.bl == 0 || self.bl > 10_000 {
+            bail!("crossbar.bl = {} is out of range: 1..=10000", self.bl);
+        }
+        check_positive("crossbar.lr", self.lr)?;
+        if !(self.w_scale.is_finite() && self.w_scale >= 0.0) {
+            bail!(
+                "crossbar.w_scale = {} is out of range: must be > 0 (or 0 = automatic)",
+                self.w_scale
+            );
+        }
+        check_positive("crossbar.w_scale_headroom", self.w_scale_headroom)?;
+        for (field, bits) in [
+            ("crossbar.dac_bits", self.dac_bits),
+            ("crossbar.adc_bits", self.adc_bits),
+        ] {
+            if bits == 1 || bits > 24 {
+                bail!("{field} = {bits} is out of range: 0 (off) or 2..=24");
+            }
+        }
+        check_positive("crossbar.dac_range", self.dac_range)?;
+        if !(self.adc_range.is_finite() && self.adc_range >= 0.0) {
+            bail!(
+                "crossbar.adc_range = {} is out of range: must be ≥ 0 (0 = no saturation)",
+                self.adc_range
+            );
+        }
+        if self.adc_bits > 0 && self.adc_range == 0.0 {
+            bail!(
+                "crossbar.adc_bits = {} needs crossbar.adc_range > 0",
+                self.adc_bits
+            );
+        }
+        if !(self.output_noise.is_finite() && self.output_noise >= 0.0) {
+            bail!(
+                "crossbar.output_noise = {} is out of range: must be ≥ 0",
+                self.output_noise
+            );
+        }
+        if !(self.bias_input.is_finite() && self.bias_input != 0.0) {
+            bail!(
+                "crossbar.bias_input = {} is out of range: must be finite and ≠ 0",
+                self.bias_input
+            );
+        }
+        if !(self.time_per_batch.is_finite() && self.time_per_batch >= 0.0) {
+            bail!(
+                "crossbar.time_per_batch = {} is out of range: must be ≥ 0 s",
+                self.time_per_batch
+            );
+        }
+        if self.histogram_bins == 0 {
+            bail!("crossbar.histogram_bins must be ≥ 1");
+        }
+        if model.nominal_step() <= 0.0 && self.write != WriteScheme::Exact {
+            bail!(
+                "crossbar.write = {:?} needs pulses of finite size, but device model '{}' is continuous (dw_min = 0); use write = \"exact\" or set device.dw_min",
+                self.write,
+                model.name
+            );
+        }
+        if model.pairing.one_sided && self.mapping == Mapping::Reference {
+            bail!(
+                "crossbar.mapping = \"reference\" is not available for the one-sided model '{}' (it needs a pair)",
+                model.name
+            );
+        }
+        Ok(())
+    }
+
+    /// This configuration with `w_scale` resolved for a layer whose initial
+    /// parameters are `weights`, `bias` (automatic scaling when `w_scale = 0`).
+    pub fn resolved_for(&self, weights: &Mat, bias: &Vector) -> Self {
+        let mut c = self.clone();
+        if c.w_scale == 0.0 {
+            let m = weights.amax().max(bias.amax());
+            // Rounded to the nearest power of two (in log scale, so the
+            // headroom stays within a factor √2 of the setting): w ↔ g
+            // conversions are then exact in binary floating point, which
+            // keeps `ideal` + `exact` runs bit-identical to digital SGD.
+            c.w_scale = if m.is_finite() && m > 0.0 {
+                2f32.powi((self.w_scale_headroom * m).log2().round() as i32)
+            } else {
+                1.0
+            };
+        }
+        c
+    }
+
+    /// Loads the configured device model with the overrides.
+    pub fn load_model(&self, device_overrides: &toml::Table) -> Result<DeviceModel> {
+        DeviceModel::load(&self.device, device_overrides)
+            .with_context(|| format!("crossbar.device = \"{}\"", self.device))
+    }
+}

@@ -1,0 +1,269 @@
+//! Typed hardware statistics of a run: what a physical weight array counted
+//! (pulses, wear, faults, reads, converter events, conductance range),
+//! per layer and summed over the layers. The crossbar produces them
+//! ([`super::WeightArray::hardware_stats`]); the training loop stores them in
+//! `RunResult.hardware` (`result.json`); the feasibility cost model and the
+//! report read them back. JSON appears only at those file boundaries.
+//!
+//! The field names are those of the result files (`hardware.layers[k]`,
+//! `hardware.total`). Every struct deserialises with defaults, so result
+//! files written before a field existed still load; an `Option` that is
+//! `None` is written as `null` (a figure that was not counted, never a 0
+//! that would pass for a measurement).
+
+use crate::devices::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Range of the read-visible normalised conductances
+/// `g = (G − G_min)/(G_max − G_min)` over a layer's devices at the end of
+/// the run, and the same in µS (`null` for an empty array).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ConductanceRange {
+    /// Smallest normalised conductance.
+    pub min_normalised: Option<f64>,
+    /// Largest normalised conductance.
+    pub max_normalised: Option<f64>,
+    /// `max_normalised − min_normalised`: the share of the range used.
+    pub fraction_of_range: Option<f64>,
+    /// Smallest conductance (µS).
+    pub min_us: Option<f64>,
+    /// Largest conductance (µS).
+    pub max_us: Option<f64>,
+}
+
+/// Read and converter counters of one layer.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ReadCounts {
+    /// Forward MVM calls.
+    pub forward_reads: u64,
+    /// Samples read forward (one MVM per sample on a chip).
+    pub forward_samples: u64,
+    /// Transposed MVM calls.
+    pub transposed_reads: u64,
+    /// Samples read transposed.
+    pub transposed_samples: u64,
+    /// ADC conversions.
+    pub adc_conversions: u64,
+    /// ADC conversions that saturated.
+    pub adc_saturated: u64,
+    /// DAC inputs clipped (fixed scaling only).
+    pub dac_clipped: u64,
+    /// DAC conversions (one per driven line per sample read); `None` in
+    /// result files written before the crossbar counted them.
+    pub dac_conversions: Option<u64>,
+    /// Σ over sample reads of Σ_lines G_line·u² (S): the measured read
+    /// energy is `V_read²·t_read` times this (DESIGN.md §5). `None` when the
+    /// array did not count it (`crossbar.read_energy = false`).
+    pub read_drive_conductance_s: Option<f64>,
+}
+
+/// Counters of the write controller of one layer.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct WriteCounts {
+    /// Update calls (batches).
+    pub updates: u64,
+    /// Pulse phases (samples or batches).
+    pub pulse_phases: u64,
+    /// Row/column probabilities clipped at 1 (stochastic writes).
+    pub clipped_probabilities: u64,
+    /// Sum of requested |ΔW|/Δw over all devices (ideal pulse budget).
+    pub requested_pulse_events: f64,
+    /// Pulse time slots of all stochastic pulse phases.
+    pub pulse_slots: u64,
+}
+
+/// Hardware statistics of one weight layer (`hardware.layers[k]`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LayerHardwareStats {
+    /// `crossbar`.
+    pub substrate: String,
+    /// Device model name.
+    pub device_model: String,
+    /// Weight ↔ conductance mapping (`differential`, `reference`).
+    pub mapping: String,
+    /// Write scheme (`stochastic`, `mixed_precision`, `exact`).
+    pub write: String,
+    /// Pulse-phase granularity (`per_sample`, `per_batch`).
+    pub update: String,
+    /// Cross-points: `[n_out, n_in + 1]` (bias column included).
+    pub shape: [usize; 2],
+    /// Devices of the layer.
+    pub devices: usize,
+    /// Nominal weight change of one pulse event.
+    pub pulse_weight: f64,
+    /// Pulses applied in this run (up + down).
+    pub pulses_applied: u64,
+    /// Potentiating pulses in this run.
+    pub pulses_up: u64,
+    /// Depressing pulses in this run.
+    pub pulses_down: u64,
+    /// Lifetime pulses per device, mean over the devices (wear; carried
+    /// over by `--resume`, unlike `pulses_applied`).
+    pub pulses_per_device_mean: f64,
+    /// Lifetime pulses of the most-worn device.
+    pub pulses_per_device_max: u32,
+    /// Write energy from the device model's pulse energy (J), if it states one.
+    pub pulse_energy_j: Option<f64>,
+    /// Stuck devices (at min, at max, worn out).
+    pub devices_stuck: usize,
+    /// Devices stuck at the low bound.
+    pub devices_stuck_at_min: usize,
+    /// Devices stuck at the high bound.
+    pub devices_stuck_at_max: usize,
+    /// Devices past their endurance.
+    pub devices_worn_out: usize,
+    /// Conductance range in use at the end of the run.
+    pub conductance_range_used: ConductanceRange,
+    /// Smallest and largest read-visible weight (bias included).
+    pub weight_range: [Option<f64>; 2],
+    /// Read and converter counters.
+    pub reads: ReadCounts,
+    /// `adc_saturated / adc_conversions` (`None` without conversions).
+    pub adc_saturation_fraction: Option<f64>,
+    /// Write-controller counters.
+    pub controller: WriteCounts,
+    /// Pulse slots of all updates, for the write time of the feasibility
+    /// report (stochastic writes only: the dense schemes' slots depend on
+    /// the write circuit).
+    pub update_pulse_slots: Option<u64>,
+    /// Mean pulse-train length per phase (`None` without pulse phases).
+    pub mean_bit_length: Option<f64>,
+    /// One-sided (PCM) pair refreshes.
+    pub one_sided_refreshes: u64,
+    /// Device clock at the end of the run (s).
+    pub device_time_s: f64,
+    /// Histogram of the normalised conductances of all devices.
+    pub conductance_histogram: Histogram,
+    /// Histogram of the read-visible weights.
+    pub weight_histogram: Histogram,
+    /// Histogram of lifetime write pulses per device, for a substrate that
+    /// records one (the crossbar does not; not written when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pulse_histogram: Option<Histogram>,
+}
+
+/// Read counters summed over the layers (`hardware.total.reads`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ReadTotals {
+    /// Samples read forward.
+    pub forward_samples: u64,
+    /// Samples read transposed.
+    pub transposed_samples: u64,
+    /// ADC conversions.
+    pub adc_conversions: u64,
+    /// ADC conversions that saturated.
+    pub adc_saturated: u64,
+    /// DAC conversions.
+    pub dac_conversions: u64,
+    /// Σ of the layers' drive conductances (S), only when every layer
+    /// counted it.
+    pub read_drive_conductance_s: Option<f64>,
+}
+
+/// The conductance range over all layers (`hardware.total.conductance_range_used`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ConductanceSpan {
+    /// Smallest normalised conductance of any layer.
+    pub min_normalised: Option<f64>,
+    /// Largest normalised conductance of any layer.
+    pub max_normalised: Option<f64>,
+}
+
+/// Run totals over the layers (`hardware.total`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct HardwareTotals {
+    /// Devices.
+    pub devices: u64,
+    /// Pulses applied in this run.
+    pub pulses_applied: u64,
+    /// Potentiating pulses.
+    pub pulses_up: u64,
+    /// Depressing pulses.
+    pub pulses_down: u64,
+    /// Stuck devices.
+    pub devices_stuck: u64,
+    /// Worn-out devices.
+    pub devices_worn_out: u64,
+    /// Write energy (J), when some layer's device model states it.
+    pub pulse_energy_j: Option<f64>,
+    /// Conductance range over all layers.
+    pub conductance_range_used: ConductanceSpan,
+    /// Read counters.
+    pub reads: ReadTotals,
+}
+
+impl HardwareTotals {
+    /// Sums the layers' statistics: counts add up, the conductance range
+    /// is the union of the layers' ranges, energies and drive conductances
+    /// add up where they were counted.
+    pub fn of(layers: &[LayerHardwareStats]) -> Self {
+        let sum = |f: fn(&LayerHardwareStats) -> u64| layers.iter().map(f).sum::<u64>();
+        let fold =
+            |f: fn(&LayerHardwareStats) -> Option<f64>, init: f64, g: fn(f64, f64) -> f64| {
+                let v = layers.iter().filter_map(f).fold(init, g);
+                v.is_finite().then_some(v)
+            };
+        let energy: f64 = layers.iter().filter_map(|l| l.pulse_energy_j).sum();
+        Self {
+            devices: sum(|l| l.devices as u64),
+            pulses_applied: sum(|l| l.pulses_applied),
+            pulses_up: sum(|l| l.pulses_up),
+            pulses_down: sum(|l| l.pulses_down),
+            devices_stuck: sum(|l| l.devices_stuck as u64),
+            devices_worn_out: sum(|l| l.devices_worn_out as u64),
+            pulse_energy_j: (energy > 0.0).then_some(energy),
+            conductance_range_used: ConductanceSpan {
+                min_normalised: fold(
+                    |l| l.conductance_range_used.min_normalised,
+                    f64::INFINITY,
+                    f64::min,
+                ),
+                max_normalised: fold(
+                    |l| l.conductance_range_used.max_normalised,
+                    f64::NEG_INFINITY,
+                    f64::max,
+                ),
+            },
+            reads: ReadTotals {
+                forward_samples: sum(|l| l.reads.forward_samples),
+                transposed_samples: sum(|l| l.reads.transposed_samples),
+                adc_conversions: sum(|l| l.reads.adc_conversions),
+                adc_saturated: sum(|l| l.reads.adc_saturated),
+                dac_conversions: sum(|l| l.reads.dac_conversions.unwrap_or(0)),
+                read_drive_conductance_s: layers
+                    .iter()
+                    .map(|l| l.reads.read_drive_conductance_s)
+                    .sum(),
+            },
+        }
+    }
+}
+
+/// The hardware statistics of a run (`RunResult.hardware`): per layer, W_1
+/// first, and their totals.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct HardwareSummary {
+    /// Run totals.
+    pub total: HardwareTotals,
+    /// One entry per weight layer that reported statistics.
+    pub layers: Vec<LayerHardwareStats>,
+}
+
+impl HardwareSummary {
+    /// The summary of these layers (`None` if no layer reported any, as on
+    /// the digital substrate).
+    pub fn of(layers: Vec<LayerHardwareStats>) -> Option<Self> {
+        (!layers.is_empty()).then(|| Self {
+            total: HardwareTotals::of(&layers),
+            layers,
+        })
+    }
+}
