@@ -145,6 +145,19 @@ impl Crossbar {
         seed: u64,
     ) -> Result<Self> {
         config.check(device_overrides)?;
+        Self::new_checked(config, device_overrides, n_out, n_in, seed)
+    }
+
+    /// [`Crossbar::new`] for a configuration that already passed
+    /// [`CrossbarConfig::check`] (the run configuration's `Config::check`
+    /// checks every section once, before any layer is built).
+    pub(crate) fn new_checked(
+        config: &CrossbarConfig,
+        device_overrides: &toml::Table,
+        n_out: usize,
+        n_in: usize,
+        seed: u64,
+    ) -> Result<Self> {
         if config.w_scale <= 0.0 {
             bail!("crossbar.w_scale must be resolved (> 0) before building an array; see CrossbarConfig::resolved_for");
         }

@@ -378,7 +378,7 @@ pub fn build_layer(
         ))),
         SubstrateKind::Crossbar => {
             let resolved = config.raw().crossbar.resolved_for(&weights, &bias);
-            let mut array = crate::crossbar::Crossbar::new(
+            let mut array = crate::crossbar::Crossbar::new_checked(
                 &resolved,
                 &config.raw().device,
                 weights.nrows(),
