@@ -63,7 +63,7 @@ unsafe fn fill_avx2<R: RngCore + ?Sized>(rng: &mut R, out: &mut [f32]) {
 }
 
 /// The portable kernel of [`fill_standard_normal`]: blocks of [`BLOCK`]
-/// words, one pair of normals per word ([`box_muller_halves`]).
+/// words, one pair of normals per word (`box_muller_halves`).
 #[inline(always)]
 pub fn fill_standard_normal_portable<R: RngCore + ?Sized>(rng: &mut R, out: &mut [f32]) {
     let mut words = [0u64; BLOCK];
