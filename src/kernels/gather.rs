@@ -9,6 +9,8 @@
 //! dispatch. The kernels work on column-major slices (this layer sits
 //! below `linalg`); the crossbar chooses between them and SGEMM.
 
+use super::simd_builds;
+
 /// Which product a kernel computes with a column-major `W`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Product {
@@ -16,17 +18,6 @@ pub enum Product {
     Forward,
     /// `Wᵀ d` (a transposed read).
     Transposed,
-}
-
-/// Whether the vector builds below are compiled (x86-64 without the
-/// `portable` feature).
-macro_rules! with_simd {
-    ($($item:item)*) => {
-        $(
-            #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
-            $item
-        )*
-    };
 }
 
 /// `out ← op(W) x` by the direct product, sample by sample: `ws` is `W`
@@ -92,73 +83,26 @@ fn count_nonzero_portable(x: &[f32]) -> usize {
         .sum()
 }
 
-/// [`count_nonzero_portable`] on 16 (AVX-512) or 8 (AVX2) lanes where the
-/// CPU has them (the same count).
-fn count_nonzero(x: &[f32]) -> usize {
-    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { count_nonzero_avx512(x) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { count_nonzero_avx2(x) };
-        }
-    }
-    count_nonzero_portable(x)
-}
-
-with_simd! {
-    #[target_feature(enable = "avx512f")]
-    unsafe fn count_nonzero_avx512(x: &[f32]) -> usize {
-        count_nonzero_portable(x)
-    }
-
-    #[target_feature(enable = "avx2")]
-    unsafe fn count_nonzero_avx2(x: &[f32]) -> usize {
-        count_nonzero_portable(x)
-    }
-}
+simd_builds!(
+    /// [`count_nonzero_portable`] on 16 (AVX-512) or 8 (AVX2) lanes where the
+    /// CPU has them (the same count).
+    fn count_nonzero, count_nonzero_avx512, count_nonzero_avx2 =
+        count_nonzero_portable(x: &[f32]) -> usize
+);
 
 // `mvm_single` compiled for AVX-512 (the forward product's row blocks are
 // four registers) and AVX2 (eight registers; the transposed product takes
 // four outputs at a time with `dot4_avx2`). The bits are those of the
 // baseline build: the forward sums run in the same order whatever the
 // vector width, and the dot products keep their own eight partial sums.
-with_simd! {
-    /// [`mvm_single`] built for AVX-512F.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn mvm_single_avx512(
-        ws: &[f32],
-        n_rows: usize,
-        op: Product,
-        xs: &[f32],
-        o: &mut [f32],
-        nonzero: &mut Vec<NonzeroInput>,
-    ) {
-        mvm_single(ws, n_rows, op, xs, o, nonzero, true)
-    }
-
-    /// [`mvm_single`] built for AVX2.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2.
-    #[target_feature(enable = "avx2")]
-    unsafe fn mvm_single_avx2(
-        ws: &[f32],
-        n_rows: usize,
-        op: Product,
-        xs: &[f32],
-        o: &mut [f32],
-        nonzero: &mut Vec<NonzeroInput>,
-    ) {
-        mvm_single(ws, n_rows, op, xs, o, nonzero, true)
-    }
-}
+simd_builds!(mvm_single_avx512, mvm_single_avx2 = mvm_single(
+    ws: &[f32],
+    n_rows: usize,
+    op: Product,
+    xs: &[f32],
+    o: &mut [f32],
+    nonzero: &mut Vec<NonzeroInput>,
+); true);
 
 /// Rows per block of the forward product: 64 sums are four AVX-512 or
 /// eight AVX2 registers, so a block's sums stay in registers while the
