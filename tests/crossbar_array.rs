@@ -191,7 +191,8 @@ fn stochastic_update_is_unbiased_on_a_constant_step_device() {
         ("dw_min_std", 0.0.into()),
         ("dw_min_dtod", 0.0.into()),
         ("up_down_dtod", 0.0.into()),
-        ("bound_dtod", 0.0.into()),
+        ("bound_dtod_lo", 0.0.into()),
+        ("bound_dtod_hi", 0.0.into()),
     ]);
     let lr = 0.05;
     let cfg = CrossbarConfig {
@@ -324,7 +325,7 @@ fn dac_and_adc_quantise_clip_and_saturate() {
         output_noise: 0.0,
         ..base()
     };
-    let ov = overrides(&[("bound_dtod", 0.0.into())]);
+    let ov = overrides(&[("bound_dtod_lo", 0.0.into()), ("bound_dtod_hi", 0.0.into())]);
     let mut xbar = Crossbar::new(&cfg, &ov, 1, 3, 1).unwrap();
     xbar.set_parameters(
         &Mat::from_row_slice(1, 3, &[0.5, 0.5, 0.5]),
@@ -461,7 +462,7 @@ fn reference_mapping_encodes_weights_against_the_reference_line() {
         mapping: Mapping::Reference,
         ..ideal_periphery("constant_step")
     };
-    let ov = overrides(&[("bound_dtod", 0.0.into())]);
+    let ov = overrides(&[("bound_dtod_lo", 0.0.into()), ("bound_dtod_hi", 0.0.into())]);
     let mut xbar = Crossbar::new(&cfg, &ov, 3, 2, 1).unwrap();
     let w = Mat::from_row_slice(3, 2, &[0.5, -0.25, 0.0, 0.9, -0.9, 0.1]);
     xbar.set_parameters(&w, &Vector::zeros(3));

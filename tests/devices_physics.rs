@@ -1,6 +1,6 @@
 //! Device statistics match their parameters (issue 3, "What must hold").
 
-use dyadsim::devices::{builtin_names, DeviceArray, DeviceModel};
+use dyadsim::devices::{builtin_names, DeviceArray, DeviceModel, Position};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -50,31 +50,38 @@ fn mean_step_matches_dw_min() {
 }
 
 #[test]
-fn up_down_bias_sets_the_step_ratio() {
-    let m = model(
-        "reram_es",
-        &[
-            ("dw_min_std", 0.0.into()),
-            ("write_noise", 0.0.into()),
-            ("up_down_dtod", 0.0.into()),
-        ],
-    );
-    // At x where the exponential factors are equal the ratio is (1+u)/(1−u).
-    let mut a = DeviceArray::new(&m, 1, 3);
-    let g0 = a.conductance(0);
-    a.pulse(0, 1);
-    let g1 = a.conductance(0);
-    a.pulse(0, -1);
-    let g2 = a.conductance(0);
-    let (lo, hi) = a.bounds(0);
-    let (fu, _) = m.response_factors((g0 - lo) / (hi - lo));
-    let (_, fd) = m.response_factors((g1 - lo) / (hi - lo));
-    let ratio = ((g1 - g0) / fu) / ((g1 - g2) / fd);
-    let expected = (1.0 + m.step.up_down) / (1.0 - m.step.up_down);
-    assert!(
-        (ratio / expected - 1.0).abs() < 1e-3,
-        "{ratio} vs {expected}"
-    );
+fn up_down_bias_sets_the_step_ratio_in_either_convention() {
+    // aihwkit 1.1's code keeps the up step at dw_min and lowers the down
+    // step to dw_min (1 − u); the symmetric split is dw_min (1 ± u).
+    for (convention, expected) in [
+        ("aihwkit", 1.0 / (1.0 - 0.259359f32)),
+        ("symmetric", (1.0 + 0.259359) / (1.0 - 0.259359)),
+    ] {
+        let m = model(
+            "reram_es",
+            &[
+                ("dw_min_std", 0.0.into()),
+                ("write_noise", 0.0.into()),
+                ("up_down_dtod", 0.0.into()),
+                ("dw_min_dtod", 0.0.into()),
+                ("step_convention", convention.into()),
+            ],
+        );
+        let mut a = DeviceArray::new(&m, 1, 3);
+        let (lo, hi) = a.bounds(0);
+        let g0 = a.conductance(0);
+        a.pulse(0, 1);
+        let g1 = a.conductance(0);
+        a.pulse(0, -1);
+        let g2 = a.conductance(0);
+        let fu = m.response_factor_at(Position::new(g0, lo, hi), true);
+        let fd = m.response_factor_at(Position::new(g1, lo, hi), false);
+        let ratio = ((g1 - g0) / fu) / ((g1 - g2) / fd);
+        assert!(
+            (ratio / expected - 1.0).abs() < 1e-3,
+            "{convention}: {ratio} vs {expected}"
+        );
+    }
 }
 
 #[test]
@@ -305,4 +312,309 @@ fn soft_bounds_step_vanishes_at_the_bounds() {
         (a.conductance(0) - g0).abs() < 0.05 * m.step.dw_min,
         "step at the top is small"
     );
+}
+
+// ---------------------------------------------------------------------
+// The conventions of aihwkit 1.1's presets (issue 22): each statistic
+// against a closed form of aihwkit's own formulas in weight units.
+// ---------------------------------------------------------------------
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0);
+    (m, var.sqrt())
+}
+
+fn noise_free(name: &str, extra: &[(&str, toml::Value)]) -> DeviceModel {
+    let mut pairs: Vec<(&str, toml::Value)> =
+        vec![("dw_min_std", 0.0.into()), ("write_noise", 0.0.into())];
+    pairs.extend(extra.iter().cloned());
+    model(name, &pairs)
+}
+
+#[test]
+fn linear_step_slopes_are_gamma_over_the_mean_bound() {
+    // aihwkit LinearStep (mean_bound_reference): f_up = 1 − γ_up w/w_max,
+    // f_down = 1 + γ_down w/|w_min|, with the EcRam/EcRamMO presets' values.
+    for (name, w_min, w_max, g_up, g_down) in [
+        ("ecram", -0.8276f32, 1.1724f32, 0.1153f32, 0.5085f32),
+        ("ecram_mo", -0.8286, 1.1714, 0.4152, 0.7342),
+    ] {
+        let m = model(name, &[]);
+        for x in [0.1f32, 0.5, 0.9] {
+            let w = w_min + x * (w_max - w_min);
+            let p = Position::new(x, 0.0, 1.0);
+            let (fu, fd) = (
+                m.response_factor_at(p, true),
+                m.response_factor_at(p, false),
+            );
+            let (eu, ed) = (1.0 - g_up * w / w_max, 1.0 + g_down * w / -w_min);
+            assert!(
+                (fu - eu).abs() < 2e-4 && (fd - ed).abs() < 2e-4,
+                "{name} x {x}: {fu}/{fd} vs {eu}/{ed}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bound_spreads_are_aihwkit_relative_spreads_per_bound() {
+    // b_min,i = w_min (1 + σ_min ξ), b_max,i = w_max (1 + σ_max ξ): in units
+    // of the range, std |w_min| σ_min / R and w_max σ_max / R.
+    for (name, w_min, w_max, s_min, s_max) in [
+        ("reram_sb", -0.75f64, 1.25f64, 0.4f64, 0.24f64),
+        ("pcm", 0.0, 2.0, 0.0, 0.1),
+        ("ecram", -0.8276, 1.1724, 0.05, 0.05),
+        ("reram_array_om", -1.0, 1.0, 0.5695, 0.3499),
+    ] {
+        let m = model(name, &[]);
+        let a = DeviceArray::new(&m, 20_000, 11);
+        let r = w_max - w_min;
+        let (lo, hi): (Vec<f64>, Vec<f64>) = (0..a.len())
+            .map(|i| {
+                let (l, h) = a.bounds(i);
+                (l as f64, h as f64)
+            })
+            .unzip();
+        let (lo_mean, lo_std) = mean_std(&lo);
+        let (hi_mean, hi_std) = mean_std(&hi);
+        let (want_lo, want_hi) = (-w_min * s_min / r, w_max * s_max / r);
+        // Means at the nominal bounds, spreads as published (the fold of
+        // aihwkit's consistency rule matters only beyond ≈ 1.75 σ of
+        // reram_array_om's lower bound, which the bounds below allow).
+        let tol = |want: f64| 0.03 * want + 1e-6;
+        if name != "reram_array_om" {
+            assert!(
+                (lo_std - want_lo).abs() <= tol(want_lo),
+                "{name} lower std {lo_std} vs {want_lo}"
+            );
+            assert!(
+                (hi_std - want_hi).abs() <= tol(want_hi),
+                "{name} upper std {hi_std} vs {want_hi}"
+            );
+            assert!(
+                lo_mean.abs() < 0.005 && (hi_mean - 1.0).abs() < 0.005,
+                "{name} {lo_mean} {hi_mean}"
+            );
+        }
+        // Every device's bounds contain the symmetry point.
+        let c = m.bounds.g_center as f64;
+        assert!(
+            lo.iter().zip(&hi).all(|(l, h)| *l <= c && c <= *h),
+            "{name}"
+        );
+    }
+    // reram_sb: both bounds spread by 0.3 in weight units, 0.15 of the range.
+    let m = model("reram_sb", &[]);
+    let (l, h) = m.bounds.absolute_spreads();
+    assert!(
+        (l - 0.15).abs() < 1e-6 && (h - 0.15).abs() < 1e-6,
+        "{l} {h}"
+    );
+}
+
+/// The symmetry point of each device, noise-free, by alternating up and
+/// down pulses from its fresh state.
+fn symmetry_points(m: &DeviceModel, n: usize, seed: u64, cycles: usize) -> Vec<f64> {
+    let mut a = DeviceArray::new(m, n, seed);
+    (0..n)
+        .map(|i| {
+            for _ in 0..cycles {
+                a.pulse(i, 1);
+                a.pulse(i, -1);
+            }
+            let g_down = a.conductance(i) as f64;
+            a.pulse(i, 1);
+            0.5 * (g_down + a.conductance(i) as f64)
+        })
+        .collect()
+}
+
+#[test]
+fn soft_bounds_symmetry_point_follows_the_closed_form_of_the_anchor() {
+    // aihwkit's soft bounds, at the absolute weight: the steps balance where
+    // α⁺ (1 − w/b_max) = α⁻ (1 − w/b_min), w* = (α⁺ − α⁻)/(α⁺/b_max − α⁻/b_min);
+    // with the up/down spread of 0.01 the symmetry points hardly spread.
+    // Anchored to its own bounds instead, each device's symmetry point
+    // moves with its bounds (spread ≈ the bound spread).
+    let n = 2000;
+    for (anchor, lo_sd, hi_sd) in [("absolute", 0.0, 0.02), ("own_bounds", 0.08, 0.2)] {
+        let m = noise_free("reram_sb", &[("anchor", anchor.into())]);
+        let a = DeviceArray::new(&m, n, 5);
+        let sym = symmetry_points(&m, n, 5, 10_000);
+        let c = m.bounds.g_center as f64;
+        for (i, s) in sym.iter().enumerate().take(200) {
+            let (lo, hi) = a.bounds(i);
+            let (lo, hi) = (lo as f64, hi as f64);
+            // Probe steps of this device at its fresh state to get α± (the
+            // array's own steps), then the closed form.
+            let mut probe = DeviceArray::new(&m, n, 5);
+            let g = probe.conductance(i) as f64;
+            probe.pulse(i, 1);
+            let up = probe.conductance(i) as f64 - g;
+            let (fu, fd) = if anchor == "absolute" {
+                ((hi - g) / (hi - c), (g - lo) / (c - lo))
+            } else {
+                let x = (g - lo) / (hi - lo);
+                ((1.0 - x) / (1.0 - c), x / c)
+            };
+            let g1 = probe.conductance(i) as f64;
+            probe.pulse(i, -1);
+            let down = g1 - probe.conductance(i) as f64;
+            let fd1 = if anchor == "absolute" {
+                (g1 - lo) / (c - lo)
+            } else {
+                ((g1 - lo) / (hi - lo)) / c
+            };
+            let (a_up, a_down) = (up / fu, down / fd1);
+            let _ = fd;
+            if a_up.min(a_down) < 0.3 * m.step.dw_min as f64 {
+                continue; // too slow to have converged in 10,000 cycles
+            }
+            let want = if anchor == "absolute" {
+                // a_up (hi − g)/(hi − c) = a_down (g − lo)/(c − lo)
+                let (p, q) = (a_up / (hi - c), a_down / (c - lo));
+                (p * hi + q * lo) / (p + q)
+            } else {
+                let (p, q) = (a_up / (1.0 - c), a_down / c);
+                lo + (hi - lo) * p / (p + q)
+            };
+            // Alternating discrete pulses settle within a few steps of the
+            // continuous balance point.
+            assert!(
+                (s - want).abs() < 3.0 * up.max(down),
+                "{anchor} device {i}: {s} vs {want}"
+            );
+        }
+        let (_, sd) = mean_std(&sym);
+        assert!(
+            sd >= lo_sd && sd <= hi_sd,
+            "{anchor}: symmetry-point spread {sd}"
+        );
+    }
+}
+
+#[test]
+fn a_fresh_device_sits_at_the_zero_point_of_its_anchor() {
+    let m = model("reram_sb", &[]);
+    let a = DeviceArray::new(&m, 500, 3);
+    assert!((0..a.len()).all(|i| a.conductance(i) == m.bounds.g_center));
+    let m = model("reram_sb", &[("anchor", "own_bounds".into())]);
+    let a = DeviceArray::new(&m, 500, 3);
+    for i in 0..a.len() {
+        let (lo, hi) = a.bounds(i);
+        assert!((a.conductance(i) - (lo + m.bounds.g_center * (hi - lo))).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn exp_step_means_at_zero_weight_match_the_preset_formula() {
+    // ReRamESPreset, noise-free: at w = 0, z = b = −0.5, so f_up = 1 − A_up e^{−γ/2}
+    // and f_down = 1 − A_down e^{γ/2}; aihwkit's split: up dw_min, down dw_min (1 − u).
+    let m = noise_free("reram_es", &[]);
+    let n = 20_000;
+    let mut a = DeviceArray::new(&m, n, 9);
+    let dw = m.step.dw_min as f64;
+    let (f_up, f_down) = (
+        1.0 + 1.18445 * (-2.5f64).exp(),
+        1.0 + 0.081404 * 2.5f64.exp(),
+    );
+    let mut up = Vec::new();
+    let mut down = Vec::new();
+    for i in 0..n {
+        let g = a.conductance(i) as f64;
+        a.pulse(i, 1);
+        up.push((a.conductance(i) as f64 - g) / dw);
+        a.program(i, g as f32);
+        a.pulse(i, -1);
+        down.push((g - a.conductance(i) as f64) / dw);
+    }
+    let (mu, su) = mean_std(&up);
+    let (md, sd) = mean_std(&down);
+    let want_up = f_up;
+    let want_down = (1.0 - 0.259359) * f_down;
+    assert!((mu / want_up - 1.0).abs() < 0.01, "up {mu} vs {want_up}");
+    assert!(
+        (md / want_down - 1.0).abs() < 0.01,
+        "down {md} vs {want_down}"
+    );
+    // The spread of the down step at w = 0: gain 0.2 and up/down 0.05 added
+    // to (1 − u), std √(0.2² + 0.05²), relative to 1 − u (per-device bounds
+    // add a little through z's bound difference).
+    let cv_down = sd / md;
+    let want_cv = (0.2f64.powi(2) + 0.05f64.powi(2)).sqrt() / (1.0 - 0.259359);
+    assert!(
+        (cv_down / want_cv - 1.0).abs() < 0.08,
+        "down CV {cv_down} vs {want_cv}"
+    );
+    assert!(
+        (su / mu - (0.2f64.powi(2) + 0.05f64.powi(2)).sqrt()).abs() < 0.02,
+        "up CV {}",
+        su / mu
+    );
+}
+
+#[test]
+fn pcm_cycle_to_cycle_noise_has_the_presets_additive_and_state_terms() {
+    // PCMPreset: each pulse's noise σ (|Δw| + std_add + std_slope |w|), in
+    // units of the range σ (|Δg| + 0.021 + 0.108 g), with σ = 0.6. Same seed,
+    // same devices: the noisy minus the noise-free step is that noise.
+    let n = 20_000;
+    let clean = model("pcm", &[("dw_min_std", 0.0.into())]);
+    let noisy = model("pcm", &[]);
+    for g in [0.25f32, 0.5] {
+        let mut a = DeviceArray::new(&clean, n, 4);
+        let mut b = DeviceArray::new(&noisy, n, 4);
+        let mut z = Vec::new();
+        for i in 0..n {
+            assert_eq!(a.bounds(i), b.bounds(i));
+            let (_, hi) = a.bounds(i);
+            if g + 0.2 > hi {
+                continue; // keep clipping out of the statistic
+            }
+            a.program(i, g);
+            b.program(i, g);
+            a.pulse(i, 1);
+            b.pulse(i, 1);
+            let dg = (a.conductance(i) - g) as f64;
+            let dn = (b.conductance(i) - g) as f64;
+            let sigma = 0.6 * (dg.abs() + 0.021 + 0.108 * g as f64);
+            if b.conductance(i) > 0.0 {
+                z.push((dn - dg) / sigma);
+            }
+        }
+        let (m, s) = mean_std(&z);
+        assert!(
+            m.abs() < 0.03 && (s - 1.0).abs() < 0.03,
+            "g {g}: standardised noise mean {m} std {s}"
+        );
+    }
+}
+
+#[test]
+fn anchor_and_bound_spread_conventions_are_checked() {
+    let msg = format!(
+        "{:#}",
+        DeviceModel::load(
+            "reram_sb",
+            &overrides(&[("bound_dtod_relative", false.into())])
+        )
+        .unwrap_err()
+    );
+    for part in ["reram_sb", "anchor", "bound_dtod_relative", "own_bounds"] {
+        assert!(msg.contains(part), "{part}: {msg}");
+    }
+    let msg = format!(
+        "{:#}",
+        DeviceModel::load("reram_es", &overrides(&[("anchor", "weight".into())])).unwrap_err()
+    );
+    for part in ["reram_es", "weight", "absolute", "own_bounds"] {
+        assert!(msg.contains(part), "{part}: {msg}");
+    }
+    let msg = format!(
+        "{:#}",
+        DeviceModel::load("pcm", &overrides(&[("c2c_add", (-0.1).into())])).unwrap_err()
+    );
+    assert!(msg.contains("c2c_add") && msg.contains("≥ 0"), "{msg}");
 }

@@ -139,16 +139,16 @@ fn reram_es_crossbar_dpt_and_bp_keep_their_bits() {
         );
         let pinned: &[&str] = match rule {
             "dpt" => &[
-                "result.json: 121b9c11aa8f1649",
-                "parameters.json: 411c517a97f79181",
-                "device_state.json: dff5fdfbffd43f08",
-                "run_state.json: 5ecd92be53425eeb",
+                "result.json: b2b66563e8ce5472",
+                "parameters.json: 2658e0fd9b92231b",
+                "device_state.json: 3f9bbb55a1926afc",
+                "run_state.json: ae9979bdae012ab5",
             ],
             _ => &[
-                "result.json: e24367c078a84aba",
-                "parameters.json: 5d145cba55b5e3ae",
-                "device_state.json: 4e95cdef57fa40e7",
-                "run_state.json: 8265d4e5abffe7fb",
+                "result.json: 85e38b111ee70b1f",
+                "parameters.json: b0ec5c265d97d087",
+                "device_state.json: 2d2cdf7763209a19",
+                "run_state.json: 8c575be0c448b49d",
             ],
         };
         check(&format!("reram_es {rule}"), got, pinned);
@@ -177,10 +177,10 @@ fn mixed_precision_pcm_with_drift_keeps_its_bits() {
         "mixed-precision pcm with drift",
         got,
         &[
-            "result.json: d9ed4a21fd3545c0",
-            "parameters.json: 9eccb86789134abe",
-            "device_state.json: d5ff788cc165196c",
-            "run_state.json: ba552f846fbd48a6",
+            "result.json: 780476386c05b5c2",
+            "parameters.json: ee41f0d75042cc12",
+            "device_state.json: 4ff47b861f876c24",
+            "run_state.json: 257abc1433a88bf0",
         ],
     );
 }
@@ -225,10 +225,10 @@ fn a_resumed_run_keeps_its_bits() {
         "resumed reram_es",
         resumed,
         &[
-            "result.json: 7a383e4eb1231a0b",
-            "parameters.json: e4b819ffe38fdb82",
-            "device_state.json: b86efd83929a015e",
-            "run_state.json: e3d424f82b188125",
+            "result.json: c3aac73dcb933b8a",
+            "parameters.json: fe27b882c3064823",
+            "device_state.json: 87fa794416c6aaf9",
+            "run_state.json: 8ecb1f3a48dab50a",
         ],
     );
 }

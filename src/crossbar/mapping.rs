@@ -189,19 +189,12 @@ impl Crossbar {
         assert_eq!(bias.len(), self.n_out, "set_parameters: bias length");
         let ws = self.config.w_scale;
         let n_out = self.n_out;
-        let center = |a: &DeviceArray, i: usize, gc: f32, bounded: bool| {
-            if bounded {
-                let (lo, hi) = a.bounds(i);
-                lo + gc * (hi - lo)
-            } else {
-                gc
-            }
+        let model = &self.model;
+        let center = |a: &DeviceArray, i: usize| {
+            let (lo, hi) = a.bounds(i);
+            model.zero_point(lo, hi)
         };
-        let (gc, bounded, one_sided) = (
-            self.model.bounds.g_center,
-            self.model.bounds.bounded,
-            self.model.pairing.one_sided,
-        );
+        let one_sided = self.model.pairing.one_sided;
         let d = &mut self.devices;
         for idx in 0..self.n_out * (self.n_in + 1) {
             let (i, j) = (idx % n_out, idx / n_out);
@@ -221,7 +214,7 @@ impl Crossbar {
                 d.program(ip, lp + w.max(0.0) / ws);
                 d.program(im, lm + (-w).max(0.0) / ws);
             } else {
-                let c = 0.5 * (center(d, ip, gc, bounded) + center(d, im, gc, bounded));
+                let c = 0.5 * (center(d, ip) + center(d, im));
                 let half = w * (0.5 / ws);
                 d.program(ip, c + half);
                 d.program(im, c - half);

@@ -10,7 +10,7 @@
 //! is drawn once at construction; cycle-to-cycle and write noise at every
 //! pulse.
 
-use super::{DeviceModel, Response};
+use super::{DeviceModel, Position, Response, StepConvention};
 use crate::kernels::pulse::{
     constant_block, BlockReads, C2c, DeviceRecord as Device, DrawPool, PulseTotals, BLOCK_EVENTS,
     STUCK_HIGH, STUCK_LOW,
@@ -168,8 +168,6 @@ fn records_mut(lines: &mut [Line], n: usize) -> &mut [Device] {
 struct Kernel {
     /// Steps do not depend on the state (`constant`, `ideal`).
     constant: bool,
-    /// `x` is the position within the device's bounds (else `g` itself).
-    bounded: bool,
     /// `levels − 1` of a quantised model (0 = analog).
     level_steps: f32,
     /// Cycle-to-cycle noise.
@@ -185,7 +183,6 @@ impl Kernel {
     fn of(m: &DeviceModel) -> Self {
         Self {
             constant: m.response.is_constant(),
-            bounded: m.bounds.bounded,
             level_steps: if m.step.levels >= 2 {
                 (m.step.levels - 1) as f32
             } else {
@@ -194,6 +191,9 @@ impl Kernel {
             c2c: C2c {
                 sigma: m.noise.c2c,
                 multiplicative: m.noise.c2c_multiplicative,
+                add: m.noise.c2c_add,
+                slope: m.noise.c2c_slope,
+                center: m.bounds.g_center,
             },
             write_noise: m.noise.write > 0.0,
             write_sigma: m.noise.write * m.step.dw_min,
@@ -313,8 +313,8 @@ fn normal(rng: &mut NoiseRng) -> f32 {
 /// could switch it (see [`DeviceArray::pulse`]); drift must have been
 /// materialised into `d.g` already.
 ///
-/// `factor(x, up)` is the model's response factor
-/// ([`Response::factor`]); a caller that knows the response passes it
+/// `factor(position, up)` is the model's response factor
+/// ([`Response::factor_at`]); a caller that knows the response passes it
 /// fixed ([`DeviceArray::apply_events`]), and this loop is then compiled
 /// without the dispatch.
 #[inline(always)]
@@ -323,7 +323,7 @@ fn pulse_device(
     up: bool,
     count: u32,
     k: &Kernel,
-    factor: impl Fn(f32, bool) -> f32,
+    factor: impl Fn(Position, bool) -> f32,
     noise: &mut NormalPool<NoiseRng>,
 ) -> u32 {
     let before = d.pulses;
@@ -335,16 +335,15 @@ fn pulse_device(
     let (lo, hi) = (d.lo, d.hi);
     let mut g = d.g;
     let step = if up { d.step_up } else { d.step_down };
-    let inv_width = 1.0 / (hi - lo);
+    let at = Position::new(g, lo, hi);
     for _ in 0..effective {
         let mut dg = if k.constant {
             step
         } else {
-            let x = if k.bounded { (g - lo) * inv_width } else { g };
-            step * factor(x, up)
+            step * factor(Position { g, ..at }, up)
         };
         if k.c2c.sigma > 0.0 {
-            dg = k.c2c.apply(dg, step, noise.normal());
+            dg = k.c2c.apply_at(dg, step, g, noise.normal());
         }
         g = if up { g + dg } else { g - dg }.clamp(lo, hi);
         g = k.quantize(g, lo, hi);
@@ -364,7 +363,7 @@ fn write_device(
     d: &mut Device,
     n: i32,
     k: &Kernel,
-    factor: impl Fn(f32, bool) -> f32,
+    factor: impl Fn(Position, bool) -> f32,
     noise: &mut NormalPool<NoiseRng>,
     totals: &mut PulseTotals,
 ) -> WriteReads<f32> {
@@ -387,7 +386,7 @@ fn write_pair(
     n_plus: i32,
     n_minus: i32,
     k: &Kernel,
-    factor: impl Fn(f32, bool) -> f32 + Copy,
+    factor: impl Fn(Position, bool) -> f32 + Copy,
     noise: &mut NormalPool<NoiseRng>,
     totals: &mut PulseTotals,
 ) -> WriteReads<[f32; 2]> {
@@ -424,6 +423,92 @@ impl DrawPool for NormalPool<NoiseRng> {
     }
 }
 
+/// The bounds of one device from two standard normal draws (`xi_lo` for
+/// the lower, `xi_hi` for the upper bound), as [`super::Bounds`] documents:
+/// relative spreads as aihwkit 1.1 draws them (`PulsedRPUDevice::populate`
+/// with `enforce_consistency`: `b_max = w_max (1 + σ ξ)`, `b_min = w_min
+/// (1 + σ ξ)`, swapped if inverted, then `|b_max|`, `−|b_min|`), absolute
+/// ones around the nominal bounds, with a window of at least a tenth of
+/// the range.
+fn draw_bounds(b: &super::Bounds, xi_lo: f32, xi_hi: f32) -> (f32, f32) {
+    if b.dtod_relative {
+        let c = b.g_center;
+        // In weight units relative to the symmetry point.
+        let mut max = (1.0 - c) * (1.0 + b.dtod_hi * xi_hi);
+        let mut min = -c * (1.0 + b.dtod_lo * xi_lo);
+        if min > max {
+            std::mem::swap(&mut min, &mut max);
+        }
+        (c - min.abs(), c + max.abs())
+    } else {
+        let l = b.dtod_lo * xi_lo;
+        let h = 1.0 + b.dtod_hi * xi_hi;
+        // A device needs a usable window; very unlucky draws are narrowed
+        // to a tenth of the nominal range rather than inverted.
+        (l, h.max(l + 0.1))
+    }
+}
+
+/// The nominal up and down steps of one device with bounds `[lo, hi]`,
+/// from the model's step spread and up/down bias in its
+/// [`StepConvention`] (draws: the gain, then the bias).
+fn draw_steps(m: &DeviceModel, lo: f32, hi: f32, rng: &mut NoiseRng) -> (f32, f32) {
+    let s = &m.step;
+    let xi = if s.dw_min_dtod > 0.0 {
+        normal(rng)
+    } else {
+        0.0
+    };
+    let sigma = s.dw_min_dtod;
+    let quantised = s.levels >= 2;
+    let level = if quantised {
+        (hi - lo) / (s.levels - 1) as f32
+    } else {
+        0.0
+    };
+    let r = s.up_down_dtod * normal(rng);
+    // `+ 0.0` turns a −0 step into +0, so that the sign bit only ever
+    // marks a stuck device.
+    match s.convention {
+        StepConvention::Symmetric => {
+            let spread = if sigma == 0.0 {
+                1.0
+            } else if s.dtod_lognormal {
+                (sigma * xi - 0.5 * sigma * sigma).exp()
+            } else {
+                (1.0 + sigma * xi).max(0.0)
+            };
+            let base = if quantised { level } else { s.dw_min * spread };
+            let bias = s.up_down + r;
+            (
+                (base * (1.0 + bias)).max(0.0) + 0.0,
+                (base * (1.0 - bias)).max(0.0) + 0.0,
+            )
+        }
+        StepConvention::Aihwkit => {
+            // A quantised device steps by exactly one level (as in the
+            // symmetric convention): no gain spread.
+            let gain = if sigma == 0.0 || quantised {
+                1.0
+            } else if s.dtod_lognormal {
+                (sigma * xi).exp()
+            } else {
+                1.0 + sigma * xi
+            };
+            let (up_bias, down_bias) = if s.up_down > 0.0 {
+                (0.0, -s.up_down)
+            } else {
+                (s.up_down, 0.0)
+            };
+            let unit = if quantised { level } else { s.dw_min };
+            (
+                (unit * (gain + up_bias + r)).abs() + 0.0,
+                (unit * (gain + down_bias - r)).abs() + 0.0,
+            )
+        }
+    }
+}
+
 impl DeviceArray {
     /// Draws `n` devices of `model` (device-to-device variation, stuck
     /// faults, endurance, drift exponents) from `seed`, all at `g_center`.
@@ -438,33 +523,9 @@ impl DeviceArray {
         for (i, d) in devices.iter_mut().enumerate() {
             let (mut lo, mut hi) = (f32::NEG_INFINITY, f32::INFINITY);
             if m.bounds.bounded {
-                let l = m.bounds.dtod * normal(&mut rng);
-                let h = 1.0 + m.bounds.dtod * normal(&mut rng);
-                // A device needs a usable window; very unlucky draws are
-                // narrowed to a tenth of the nominal range rather than inverted.
-                lo = l;
-                hi = h.max(l + 0.1);
+                (lo, hi) = draw_bounds(&m.bounds, normal(&mut rng), normal(&mut rng));
             }
-            let spread = if m.step.dw_min_dtod > 0.0 {
-                let xi = normal(&mut rng);
-                if m.step.dtod_lognormal {
-                    (m.step.dw_min_dtod * xi - 0.5 * m.step.dw_min_dtod * m.step.dw_min_dtod).exp()
-                } else {
-                    (1.0 + m.step.dw_min_dtod * xi).max(0.0)
-                }
-            } else {
-                1.0
-            };
-            let base = if m.step.levels >= 2 {
-                (hi - lo) / (m.step.levels - 1) as f32
-            } else {
-                m.step.dw_min * spread
-            };
-            let bias = m.step.up_down + m.step.up_down_dtod * normal(&mut rng);
-            // `+ 0.0` turns a −0 step into +0, so that the sign bit only
-            // ever marks a stuck device.
-            let step_up = (base * (1.0 + bias)).max(0.0) + 0.0;
-            let step_down = (base * (1.0 - bias)).max(0.0) + 0.0;
+            let (step_up, step_down) = draw_steps(m, lo, hi, &mut rng);
             let u: f32 = rng.gen();
             let mark = if u < m.faults.stuck_at_min {
                 Some(STUCK_LOW)
@@ -491,13 +552,7 @@ impl DeviceArray {
             let g = match mark {
                 Some(STUCK_LOW) => lo,
                 Some(_) => hi,
-                None => {
-                    if m.bounds.bounded {
-                        (lo + m.bounds.g_center * (hi - lo)).clamp(lo, hi)
-                    } else {
-                        m.bounds.g_center
-                    }
-                }
+                None => m.zero_point(lo, hi),
             };
             *d = Device {
                 g: kernel.quantize(g, lo, hi),
@@ -746,7 +801,7 @@ impl DeviceArray {
             ..
         } = self;
         let d = &mut records_mut(lines, *len)[i];
-        let factor = |x, up| model.response_factor(x, up);
+        let factor = |p, up| model.response_factor_at(p, up);
         let effective = pulse_device(d, up, count, kernel, factor, noise);
         PulseOutcome {
             delivered: count,
@@ -775,7 +830,7 @@ impl DeviceArray {
             totals,
             ..
         } = self;
-        let factor = |x, up| model.response_factor(x, up);
+        let factor = |p, up| model.response_factor_at(p, up);
         let d = &mut records_mut(lines, *len)[i];
         write_device(d, n, kernel, factor, noise, totals)
     }
@@ -805,7 +860,7 @@ impl DeviceArray {
             totals,
             ..
         } = self;
-        let factor = |x, up| model.response_factor(x, up);
+        let factor = |p, up| model.response_factor_at(p, up);
         write_pair(
             &mut lines[p],
             n_plus,
@@ -858,26 +913,26 @@ impl DeviceArray {
         // One compiled loop per response: each closure is a distinct type
         // whose `Response` variant is a constant, so that
         // `Response::factor` folds to that variant's formula.
-        let c = self.model.bounds.g_center;
+        let (c, a) = (self.model.bounds.g_center, self.model.bounds.anchor);
         match self.model.response {
-            Response::Ideal => self.apply_steady(events, targets, sink, |x, up| {
-                Response::Ideal.factor(c, x, up)
+            Response::Ideal => self.apply_steady(events, targets, sink, |p, up| {
+                Response::Ideal.factor_at(a, c, p, up)
             }),
-            Response::Constant => self.apply_steady(events, targets, sink, |x, up| {
-                Response::Constant.factor(c, x, up)
+            Response::Constant => self.apply_steady(events, targets, sink, |p, up| {
+                Response::Constant.factor_at(a, c, p, up)
             }),
             Response::Linear {
                 slope_up,
                 slope_down,
-            } => self.apply_steady(events, targets, sink, move |x, up| {
+            } => self.apply_steady(events, targets, sink, move |p, up| {
                 Response::Linear {
                     slope_up,
                     slope_down,
                 }
-                .factor(c, x, up)
+                .factor_at(a, c, p, up)
             }),
-            Response::SoftBounds => self.apply_steady(events, targets, sink, |x, up| {
-                Response::SoftBounds.factor(c, x, up)
+            Response::SoftBounds => self.apply_steady(events, targets, sink, |p, up| {
+                Response::SoftBounds.factor_at(a, c, p, up)
             }),
             Response::Exponential {
                 a_up,
@@ -886,7 +941,7 @@ impl DeviceArray {
                 gamma_down,
                 z_slope,
                 z_offset,
-            } => self.apply_steady(events, targets, sink, move |x, up| {
+            } => self.apply_steady(events, targets, sink, move |p, up| {
                 Response::Exponential {
                     a_up,
                     a_down,
@@ -895,7 +950,7 @@ impl DeviceArray {
                     z_slope,
                     z_offset,
                 }
-                .factor(c, x, up)
+                .factor_at(a, c, p, up)
             }),
         }
     }
@@ -915,7 +970,7 @@ impl DeviceArray {
         events: &[PulseEvent],
         targets: EventTargets,
         sink: &mut impl WriteSink,
-        factor: impl Fn(f32, bool) -> f32 + Copy,
+        factor: impl Fn(Position, bool) -> f32 + Copy,
     ) {
         let blocks = matches!(targets, EventTargets::Devices) && self.constant_blocks();
         let Self {
@@ -1010,6 +1065,7 @@ impl DeviceArray {
             && k.level_steps == 0.0
             && !k.write_noise
             && !k.drift
+            && !k.c2c.is_complex()
             && self.n <= i32::MAX as usize
             && crate::kernels::pulse::avx512_blocks()
     }
@@ -1042,7 +1098,8 @@ impl DeviceArray {
     /// Histogram of the read-visible normalised conductances.
     pub fn conductance_histogram(&self, bins: usize) -> Histogram {
         let (lo, hi) = if self.model.bounds.bounded {
-            let b = 3.0 * self.model.bounds.dtod as f64;
+            let (lo, hi) = self.model.bounds.absolute_spreads();
+            let b = 3.0 * lo.max(hi) as f64;
             (-b, 1.0 + b)
         } else {
             (0.0, 0.0)

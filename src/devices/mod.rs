@@ -16,11 +16,15 @@
 //! `w ∈ [w_min, w_max]`; the model files convert them with
 //! `g = (w − w_min)/(w_max − w_min)` and say so next to each value.
 //!
-//! **Pulse response** (one pulse, direction up or down, at normalised
-//! position `x = (g − g_lo,i)/(g_hi,i − g_lo,i)` within the device's own bounds):
-//! `Δg = ±Δg_i^{up/down} · f^{up/down}(x) · (1 + σ_c2c ξ)` followed by
-//! clipping to `[g_lo,i, g_hi,i]` and (optionally) rounding to one of
-//! `levels` equidistant states, where
+//! **Pulse response** (one pulse, direction up or down):
+//! `Δg = ±Δg_i^{up/down} · f^{up/down} + σ_c2c(…) ξ` followed by clipping to
+//! `[g_lo,i, g_hi,i]` and (optionally) rounding to one of `levels`
+//! equidistant states. The response factor `f` is evaluated where the
+//! model's [`Anchor`] says: at the normalised position
+//! `x = (g − g_lo,i)/(g_hi,i − g_lo,i)` within the device's own bounds
+//! (`own_bounds`), or at the state relative to the symmetry point `x_c`
+//! that every device shares, as aihwkit 1.1 does (`absolute`; see
+//! [`Response::factor_at`]). With `x` the position:
 //! - `constant`:    `f = 1` (Gokmen & Vlasov 2016 RPU spec);
 //! - `linear`:      `f_up = 1 − s_up (x − x_c)`, `f_down = 1 + s_down (x − x_c)` (aihwkit LinearStep);
 //! - `soft_bounds`: `linear` with `s_up = 1/(1 − x_c)`, `s_down = 1/x_c`, so the step vanishes at the bounds;
@@ -28,10 +32,22 @@
 //!   `f_down = max(0, 1 − A_down e^{−γ_down z})` (aihwkit ExpStep, fitted to Gong et al. 2018);
 //! - `ideal`:       no bounds, no noise; `exact` writes apply the exact real-valued change.
 //!
-//! `Δg_i^{up} = Δg_min,i (1 + u + u_i)`, `Δg_i^{down} = Δg_min,i (1 − u − u_i)`
-//! with the up/down bias `u = up_down` and its device-to-device part
-//! `u_i ~ N(0, up_down_dtod²)`; `Δg_min,i` carries the device-to-device
-//! spread `dw_min_dtod` (normal or mean-preserving log-normal).
+//! The nominal steps `Δg_i^{up/down}` carry the device-to-device spread
+//! of `Δg_min` (`dw_min_dtod`, normal or log-normal) and the up/down bias
+//! `u = up_down` with its device-to-device part `u_i ~ N(0, up_down_dtod²)`,
+//! split as the model's [`StepConvention`] says: aihwkit 1.1's code
+//! (`Δg_min (γ_i + u⁻ + u_i)` up, `Δg_min (γ_i − u⁺ − u_i)` down, only the
+//! weaker direction lowered by `|u|`) or symmetrically,
+//! `Δg_min γ_i (1 ± (u + u_i))`. The cycle-to-cycle noise has standard
+//! deviation `σ_c2c (b + c2c_add + c2c_slope |g − x_c|)` with
+//! `b = |Δg|` (multiplicative) or `Δg_i` (additive); aihwkit's ExpStep
+//! "complex noise", `dw_min_std (|Δw| + std_add + std_slope |w|)`.
+//!
+//! The bounds `g_lo,i`, `g_hi,i` are drawn per device, each with its own
+//! spread (`bound_dtod_lo`, `bound_dtod_hi`), absolute (a standard
+//! deviation in units of the range around the nominal bound) or relative
+//! to the bound's distance from `x_c`, as aihwkit draws
+//! `b_min,i = w_min (1 + w_min_dtod ξ)` ([`Bounds`]).
 //!
 //! **Structure.** [`DeviceModel`] holds the [`Response`] (a sum type whose
 //! variants carry only their own parameters) and the parameters every
@@ -121,9 +137,10 @@ impl Response {
     }
 
     /// The response factor `f_up(x)` (if `up`) or `f_down(x)` at the
-    /// normalised position `x` within the device's bounds, for the symmetry
-    /// point `g_center` (`x_c`): the one place each formula is written (the
+    /// position `x` (normalised conductance), for the symmetry point
+    /// `g_center` (`x_c`): the one place each formula is written (the
     /// variants' docs give each formula and its source).
+    /// [`Response::factor_at`] chooses the position by the model's anchor.
     ///
     /// With a `self` whose variant the compiler knows (a constant), the
     /// dispatch folds away; the pulse loop uses this to compile itself once
@@ -165,6 +182,135 @@ impl Response {
             }
         }
     }
+
+    /// The response factor of a device at `p`, evaluated where `anchor`
+    /// says ([`Anchor`]), for the symmetry point `g_center` (`x_c`).
+    ///
+    /// - [`Anchor::OwnBounds`]: [`Response::factor`] at the position within
+    ///   the device's own bounds, `x = (g − g_lo,i)/(g_hi,i − g_lo,i)`.
+    /// - [`Anchor::Absolute`] (aihwkit 1.1, `rpu_linearstep_device.cpp`,
+    ///   `rpu_expstep_device.cpp`), with the weight `w ∝ g − x_c` every
+    ///   device shares:
+    ///   - `linear` pivots at `x_c` with the model's fixed slopes
+    ///     (LinearStep with `mean_bound_reference`): `x = g`;
+    ///   - `soft_bounds` is `1 − w/b_max,i` up and `1 − w/b_min,i` down
+    ///     (SoftBounds): `f_up = (g_hi,i − g)/(g_hi,i − x_c)`,
+    ///     `f_down = (g − g_lo,i)/(x_c − g_lo,i)`, 1 at `x_c` for every
+    ///     device, 0 at its own bounds;
+    ///   - `exponential` has `z = 2a·w/(b_max,i − b_min,i) + b` (ExpStep,
+    ///     with the device's own bound difference): `x = x_c + (g −
+    ///     x_c)/(g_hi,i − g_lo,i)`, which is `g` for a device with the
+    ///     nominal bounds.
+    #[inline(always)]
+    pub fn factor_at(&self, anchor: Anchor, g_center: f32, p: Position, up: bool) -> f32 {
+        let c = g_center;
+        match (anchor, *self) {
+            (_, Response::Ideal | Response::Constant) => 1.0,
+            (Anchor::OwnBounds, _) => self.factor(c, (p.g - p.lo) * p.inv_width, up),
+            (Anchor::Absolute, Response::Linear { .. }) => self.factor(c, p.g, up),
+            (Anchor::Absolute, Response::SoftBounds) => if up {
+                (p.hi - p.g) / (p.hi - c)
+            } else {
+                (p.g - p.lo) / (c - p.lo)
+            }
+            .max(0.0),
+            (Anchor::Absolute, Response::Exponential { .. }) => {
+                self.factor(c, c + (p.g - c) * p.inv_width, up)
+            }
+        }
+    }
+}
+
+/// Where a device's state sits, as [`Response::factor_at`] reads it: its
+/// normalised conductance and its own bounds (`lo = 0`, `hi = 1` for an
+/// unbounded device), with `inv_width = 1/(hi − lo)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Position {
+    /// Normalised conductance `g`.
+    pub g: f32,
+    /// The device's lower bound `g_lo,i`.
+    pub lo: f32,
+    /// The device's upper bound `g_hi,i`.
+    pub hi: f32,
+    /// `1/(g_hi,i − g_lo,i)`.
+    pub inv_width: f32,
+}
+
+impl Position {
+    /// The position of state `g` in bounds `[lo, hi]` (an unbounded
+    /// device, with infinite bounds, is read against the nominal `[0, 1]`).
+    #[inline(always)]
+    pub fn new(g: f32, lo: f32, hi: f32) -> Self {
+        if lo.is_finite() && hi.is_finite() {
+            Self {
+                g,
+                lo,
+                hi,
+                inv_width: 1.0 / (hi - lo),
+            }
+        } else {
+            Self {
+                g,
+                lo: 0.0,
+                hi: 1.0,
+                inv_width: 1.0,
+            }
+        }
+    }
+}
+
+/// Where the state-dependent step is evaluated (model file key `anchor`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Anchor {
+    /// At the device's position within its own bounds: each device's
+    /// response is the nominal one stretched onto its bounds, so bound
+    /// spread moves each device's symmetry point with its bounds.
+    OwnBounds,
+    /// At the state relative to the symmetry point `g_center`, which every
+    /// device shares (aihwkit 1.1's SoftBounds, LinearStep and ExpStep
+    /// evaluate the step at the absolute weight); bound spread then
+    /// changes where a device saturates, not where it is symmetric. A
+    /// fresh device starts at `g_center`.
+    Absolute,
+}
+
+impl Anchor {
+    /// The name used in model files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Anchor::OwnBounds => "own_bounds",
+            Anchor::Absolute => "absolute",
+        }
+    }
+}
+
+/// How the nominal up and down steps of a device are made from `dw_min`,
+/// its spread and the up/down bias (model file key `step_convention`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepConvention {
+    /// aihwkit 1.1's code (`PulsedRPUDevice::populate`,
+    /// `rpu_pulsed_device.cpp`): gain `γ_i = 1 + σ ξ` (or `e^{σξ}`,
+    /// median 1, when log-normal), `Δg^{up} = Δg_min |γ_i + u⁻ + u_i|`,
+    /// `Δg^{down} = Δg_min |γ_i − u⁺ − u_i|` with `u⁻ = min(u, 0)`,
+    /// `u⁺ = max(u, 0)`: only the weaker direction is lowered, by `|u|`.
+    /// (aihwkit's documentation gives `dw_min (1 ± u)` instead.)
+    Aihwkit,
+    /// Symmetric split: `Δg^{up/down} = Δg_min γ_i (1 ± (u + u_i))` with
+    /// `γ_i = max(0, 1 + σ ξ)` or the mean-preserving `e^{σξ − σ²/2}`
+    /// (Gokmen & Vlasov 2016's up/down ratio; aihwkit's documented split).
+    Symmetric,
+}
+
+impl StepConvention {
+    /// The name used in model files.
+    pub fn name(self) -> &'static str {
+        match self {
+            StepConvention::Aihwkit => "aihwkit",
+            StepConvention::Symmetric => "symmetric",
+        }
+    }
 }
 
 /// The physical conductance window (µS): absolute conductance matters for
@@ -186,9 +332,37 @@ pub struct Bounds {
     /// device and its reference encode w = 0, and where linear slopes
     /// pivot; key `g_center`).
     pub g_center: f32,
-    /// Device-to-device standard deviation of each bound (fraction of
-    /// range; key `bound_dtod`).
-    pub dtod: f32,
+    /// Where the state-dependent step is evaluated (key `anchor`).
+    pub anchor: Anchor,
+    /// Device-to-device spread of the lower bound (key `bound_dtod_lo`):
+    /// the standard deviation in units of the range, or, if
+    /// `dtod_relative`, relative to the bound's distance `x_c` from the
+    /// symmetry point (aihwkit's `w_min_dtod`).
+    pub dtod_lo: f32,
+    /// The same for the upper bound (key `bound_dtod_hi`; relative to
+    /// `1 − x_c`, aihwkit's `w_max_dtod`).
+    pub dtod_hi: f32,
+    /// Whether the spreads are relative (key `bound_dtod_relative`):
+    /// `g_lo,i = x_c − |x_c (1 + σ_lo ξ)|`, `g_hi,i = x_c + |(1 − x_c)(1 + σ_hi ξ)|`
+    /// (aihwkit's draw with its `enforce_consistency`, so every device's
+    /// bounds contain `x_c`); else `g_lo,i = σ_lo ξ`, `g_hi,i = 1 + σ_hi ξ`
+    /// (a window of at least a tenth of the range).
+    pub dtod_relative: bool,
+}
+
+impl Bounds {
+    /// The absolute standard deviations (units of the range) of the lower
+    /// and upper bound.
+    pub fn absolute_spreads(&self) -> (f32, f32) {
+        if self.dtod_relative {
+            (
+                self.dtod_lo * self.g_center,
+                self.dtod_hi * (1.0 - self.g_center),
+            )
+        } else {
+            (self.dtod_lo, self.dtod_hi)
+        }
+    }
 }
 
 /// The nominal step of a pulse and its device-to-device spreads:
@@ -199,9 +373,12 @@ pub struct Step {
     pub dw_min: f32,
     /// Device-to-device relative spread of `Δg_min` (key `dw_min_dtod`).
     pub dw_min_dtod: f32,
-    /// Draw the step spread log-normally (mean preserving) instead of
-    /// normally (key `dtod_lognormal`).
+    /// Draw the step spread log-normally instead of normally (key
+    /// `dtod_lognormal`; median 1 in the aihwkit convention, mean 1 in the
+    /// symmetric one).
     pub dtod_lognormal: bool,
+    /// How the up and down steps are made (key `step_convention`).
+    pub convention: StepConvention,
     /// Systematic up/down bias `u` (up step ×(1+u), down step ×(1−u); key `up_down`).
     pub up_down: f32,
     /// Device-to-device standard deviation of the up/down bias (key `up_down_dtod`).
@@ -222,6 +399,14 @@ pub struct Noise {
     /// is added in units of `Δg_min` (false; key `c2c_multiplicative`;
     /// Gokmen & Vlasov 2016).
     pub c2c_multiplicative: bool,
+    /// Additive part of the cycle-to-cycle standard deviation, in units of
+    /// the range, times `c2c` (key `c2c_add`; aihwkit ExpStep
+    /// `dw_min_std_add` over the range width).
+    pub c2c_add: f32,
+    /// State-dependent part of the cycle-to-cycle standard deviation, per
+    /// unit `|g − x_c|`, times `c2c` (key `c2c_slope`; aihwkit ExpStep
+    /// `dw_min_std_slope`).
+    pub c2c_slope: f32,
     /// Write noise: the read-visible conductance of a device after a write
     /// deviates from its programmed state by `N(0, (write_noise·Δg_min)²)`,
     /// redrawn at every write (does not accumulate; key `write_noise`).
@@ -403,9 +588,12 @@ impl DeviceModel {
             bail!("device model {origin}: {field} = {value} is out of range: {range}")
         };
         let (c, b, s, n) = (&self.conductance, &self.bounds, &self.step, &self.noise);
-        let nonneg: [(&str, f64); 13] = [
+        let nonneg: [(&str, f64); 16] = [
             ("g_min_us", c.g_min_us),
-            ("bound_dtod", b.dtod as f64),
+            ("bound_dtod_lo", b.dtod_lo as f64),
+            ("bound_dtod_hi", b.dtod_hi as f64),
+            ("c2c_add", n.c2c_add as f64),
+            ("c2c_slope", n.c2c_slope as f64),
             ("dw_min", s.dw_min as f64),
             ("dw_min_dtod", s.dw_min_dtod as f64),
             ("up_down_dtod", s.up_down_dtod as f64),
@@ -436,8 +624,22 @@ impl DeviceModel {
         if !b.g_center.is_finite() {
             err("g_center", b.g_center as f64, "must be finite")?;
         }
-        if b.dtod >= 0.5 {
-            err("bound_dtod", b.dtod as f64, "[0, 0.5)")?;
+        if !b.dtod_relative {
+            for (field, v) in [("bound_dtod_lo", b.dtod_lo), ("bound_dtod_hi", b.dtod_hi)] {
+                if v >= 0.5 {
+                    err(field, v as f64, "[0, 0.5) of the range (absolute spreads)")?;
+                }
+            }
+        }
+        let spread = b.dtod_lo > 0.0 || b.dtod_hi > 0.0;
+        if b.anchor == Anchor::Absolute
+            && self.response == Response::SoftBounds
+            && spread
+            && !b.dtod_relative
+        {
+            bail!(
+                "device model {origin}: anchor = \"absolute\" with response = \"soft_bounds\" needs bound_dtod_relative = true (absolute spreads can move a bound past g_center, where the soft-bounds step of aihwkit's convention is undefined); or set anchor = \"own_bounds\""
+            );
         }
         if s.dw_min >= 1.0 {
             err("dw_min", s.dw_min as f64, "[0, 1) of the conductance range")?;
@@ -530,6 +732,22 @@ impl DeviceModel {
         }
     }
 
+    /// The normalised conductance at which a device with bounds
+    /// `[lo, hi]` encodes w = 0: `g_center` itself with the
+    /// [`Anchor::Absolute`] anchor (clipped to the bounds), its place
+    /// within the device's own bounds, `lo + g_center (hi − lo)`, with
+    /// [`Anchor::OwnBounds`]; `g_center` for an unbounded device.
+    pub fn zero_point(&self, lo: f32, hi: f32) -> f32 {
+        let c = self.bounds.g_center;
+        if !self.bounds.bounded {
+            return c;
+        }
+        match self.bounds.anchor {
+            Anchor::Absolute => c.clamp(lo, hi),
+            Anchor::OwnBounds => (lo + c * (hi - lo)).clamp(lo, hi),
+        }
+    }
+
     /// `G_min / (G_max − G_min)`: the offset that turns a normalised
     /// conductance into absolute conductance over the range, `G/ΔG = g + o`.
     pub fn conductance_offset(&self) -> f32 {
@@ -566,6 +784,14 @@ impl DeviceModel {
     #[inline]
     pub fn response_factor(&self, x: f32, up: bool) -> f32 {
         self.response.factor(self.bounds.g_center, x, up)
+    }
+
+    /// The response factor of one direction for a device at `p`, evaluated
+    /// where this model's anchor says ([`Response::factor_at`]).
+    #[inline]
+    pub fn response_factor_at(&self, p: Position, up: bool) -> f32 {
+        self.response
+            .factor_at(self.bounds.anchor, self.bounds.g_center, p, up)
     }
 
     /// One line for `dyadsim devices`.

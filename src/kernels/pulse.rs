@@ -88,13 +88,21 @@ pub fn prefetch<T>(data: &[T], i: usize) {
 }
 
 /// Cycle-to-cycle noise of a pulse (Gokmen & Vlasov 2016): multiplicative,
-/// `dg · (1 + σ ξ)`, or additive, `dg + σ · step · ξ`.
+/// `dg · (1 + σ ξ)`, or additive, `dg + σ · step · ξ`; with additive and
+/// state-dependent terms, `dg + σ (b + add + slope |g − center|) ξ`, `b`
+/// the multiplicative or additive base (aihwkit ExpStep's complex noise).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct C2c {
     /// σ (0 = none).
     pub(crate) sigma: f32,
     /// Whether the noise multiplies the (state-dependent) change.
     pub(crate) multiplicative: bool,
+    /// Additive term of the standard deviation (units of the range, times σ).
+    pub(crate) add: f32,
+    /// State-dependent term, per unit `|g − center|` (times σ).
+    pub(crate) slope: f32,
+    /// The symmetry point the state-dependent term is measured from.
+    pub(crate) center: f32,
 }
 
 impl C2c {
@@ -108,6 +116,24 @@ impl C2c {
         } else {
             dg + self.sigma * step * xi
         }
+    }
+
+    /// Whether the standard deviation has additive or state-dependent
+    /// terms ([`C2c::apply_at`] then differs from [`C2c::apply`]).
+    #[inline(always)]
+    pub(crate) fn is_complex(&self) -> bool {
+        self.add != 0.0 || self.slope != 0.0
+    }
+
+    /// [`C2c::apply`] for a device at state `g`, with the additive and
+    /// state-dependent terms when the model has them.
+    #[inline(always)]
+    pub(crate) fn apply_at(&self, dg: f32, step: f32, g: f32, xi: f32) -> f32 {
+        if !self.is_complex() {
+            return self.apply(dg, step, xi);
+        }
+        let base = if self.multiplicative { dg.abs() } else { step };
+        dg + self.sigma * (base + self.add + self.slope * (g - self.center).abs()) * xi
     }
 }
 
