@@ -86,87 +86,19 @@ fn config_of(settings: &[String]) -> dyadsim::experiment::ValidConfig {
 /// layers, softmax cross-entropy, analog SGD at lr 0.1, batch 64, one device
 /// per weight, initial weights with PyTorch's spread, stochastic pulse
 /// trains of at most 31 slots with update and BL management) on
-/// `constant_step` (aihwkit's `ConstantStepDevice`: weights in ±0.6, 7-bit
-/// DAC, 9-bit ADC, output bound 12, output noise 0.06) or
-/// `reram_es` (its `ReRamESPreset`: weights in ±1, the preset periphery,
-/// which is our default, no weight read noise, and the up/down split and
-/// pulse conversion of aihwkit 1.1's code; see `docs/benchmarks.md`). Without
-/// `read_energy`, dyadsim's read-energy count, which aihwkit does not keep,
-/// is off (`crossbar.read_energy = false`).
+/// `constant_step` or `reram_es`, as `benches/aihwkit_parity/DEVICE.toml`
+/// sets them (the files the learning comparison trains with, where each
+/// setting is explained). Without `read_energy`, dyadsim's read-energy
+/// count, which aihwkit does not keep, is off (`crossbar.read_energy = false`).
 fn aihwkit_parity_config(device: &str, read_energy: bool) -> dyadsim::experiment::ValidConfig {
-    let mut settings: Vec<String> = [
-        "network.arch=\"784-256-128-10\"",
-        "network.activation=\"sigmoid\"",
-        "network.loss=\"ce\"",
-        "learning.rule=\"bp\"",
-        "training.batch=64",
-        "training.substrate=\"crossbar\"",
-        "crossbar.write=\"stochastic\"",
-        "crossbar.mapping=\"reference\"",
-        "crossbar.bl=31",
-        // aihwkit's layers start from PyTorch's U(±1/√n) (`nn.Linear`'s
-        // default, which `AnalogLinear` keeps): standard deviation
-        // 1/√(3n), i.e. our N(0, gain²/n) with gain 1/√3.
-        "network.init_gain=0.57735026",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    settings.push(format!("crossbar.device=\"{device}\""));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/aihwkit_parity")
+        .join(format!("{device}.toml"));
+    let mut c = Config::from_file(&path).expect("parity configuration");
     if !read_energy {
-        settings.push("crossbar.read_energy=false".into());
+        c.set("crossbar.read_energy=false").expect("valid setting");
     }
-    match device {
-        "constant_step" => settings.extend(
-            [
-                &format!("crossbar.lr={AIHWKIT_LR}"),
-                "crossbar.w_scale=0.6",
-                "crossbar.adc_range=12",
-                "crossbar.output_noise=0.06",
-            ]
-            .map(String::from),
-        ),
-        _ => {
-            settings.extend(["crossbar.w_scale=1.0", "device.read_noise=0.0"].map(String::from));
-            settings.extend(aihwkit_exp_step_code(device, AIHWKIT_LR));
-        }
-    }
-    config_of(&settings)
-}
-
-/// aihwkit's analog-SGD learning rate in the parity runs.
-const AIHWKIT_LR: f32 = 0.1;
-
-/// Settings that make the exponential-step `device` behave as aihwkit 1.1's
-/// code does with the same preset values, where that differs from its
-/// documentation (which the model files follow; see docs/benchmarks.md):
-///
-/// - aihwkit applies `up_down` = β > 0 as an up step dw·(1 + r) and a down
-///   step dw·(1 − β − r) (`rpu_pulsed_device.cpp`, `populate`), where the
-///   model splits it as dw·(1 ± β). The same steps in the model's form have
-///   mean step dw·(1 − β/2) and bias (β/2)/(1 − β/2); the spreads and the
-///   write noise (in units of the mean step) are rescaled to keep their
-///   absolute size.
-/// - aihwkit turns an update into pulses through its "weight granularity",
-///   for ExpStep the down step at w = 0 with its response factor
-///   (`calcWeightGranularity`, `rpu_expstep_device.h`), where dyadsim uses
-///   the mean step; the learning rate is scaled so that an update asks for
-///   aihwkit's number of pulses.
-fn aihwkit_exp_step_code(device: &str, lr: f32) -> Vec<String> {
-    let m = DeviceModel::load(device, &toml::Table::new()).expect("shipped device model");
-    let beta = m.step.up_down;
-    let shrink = 1.0 - beta / 2.0;
-    let mean_step = m.step.dw_min * shrink;
-    // w = 0 is the centre of the conductance range.
-    let granularity = m.step.dw_min * (1.0 - beta) * m.response_factor(m.bounds.g_center, false);
-    vec![
-        format!("device.dw_min={mean_step}"),
-        format!("device.up_down={}", (beta / 2.0) / shrink),
-        format!("device.up_down_dtod={}", m.step.up_down_dtod / shrink),
-        format!("device.dw_min_dtod={}", m.step.dw_min_dtod / shrink),
-        format!("device.write_noise={}", m.noise.write / shrink),
-        format!("crossbar.lr={}", lr * mean_step / granularity),
-    ]
+    c.check().expect("valid configuration")
 }
 
 /// A network on crossbars and its rule, training on a stream of MNIST
