@@ -35,10 +35,7 @@ fn deviations(preset: &str) -> Vec<(&'static str, toml::Value)> {
     match preset {
         // The model file adds the measured 13.5 % corrupt devices that the
         // preset sets to 0 (`corrupt_devices_prob`).
-        "reram_array_om" => vec![
-            ("stuck_at_min", 0.0.into()),
-            ("stuck_at_max", 0.0.into()),
-        ],
+        "reram_array_om" => vec![("stuck_at_min", 0.0.into()), ("stuck_at_max", 0.0.into())],
         _ => vec![],
     }
 }
@@ -108,7 +105,10 @@ fn population(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let v: Vec<f64> = values.collect();
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n;
-    (m, (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n).sqrt())
+    (
+        m,
+        (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n).sqrt(),
+    )
 }
 
 /// dyadsim's trajectory: per recorded pulse of each direction, the mean
@@ -120,7 +120,10 @@ fn dyadsim_trajectory(
     recorded: &[usize],
 ) -> [Vec<(f64, f64)>; 2] {
     let mut a = DeviceArray::new(m, DEVICES, seed);
-    let mut sums = [vec![(0.0f64, 0.0f64); recorded.len()], vec![(0.0, 0.0); recorded.len()]];
+    let mut sums = [
+        vec![(0.0f64, 0.0f64); recorded.len()],
+        vec![(0.0, 0.0); recorded.len()],
+    ];
     for i in 0..DEVICES {
         let (lo, _) = a.bounds(i);
         a.program(i, lo);
@@ -254,9 +257,9 @@ fn pulse_responses_agree_with_aihwkit_presets() {
                     .iter()
                     .map(|p| {
                         let n = aih.len() as f64;
-                        let (sm, ss) = aih.values().fold((0.0, 0.0), |(a, b), s| {
-                            (a + s[p].0, b + s[p].1)
-                        });
+                        let (sm, ss) = aih
+                            .values()
+                            .fold((0.0, 0.0), |(a, b), s| (a + s[p].0, b + s[p].1));
                         (sm / n, ss / n)
                     })
                     .collect();
@@ -279,7 +282,13 @@ fn pulse_responses_agree_with_aihwkit_presets() {
                     let dev = |k: usize| {
                         ours.iter()
                             .zip(&avg)
-                            .map(|(o, a)| if k == 0 { (o.0 - a.0).abs() } else { (o.1 - a.1).abs() })
+                            .map(|(o, a)| {
+                                if k == 0 {
+                                    (o.0 - a.0).abs()
+                                } else {
+                                    (o.1 - a.1).abs()
+                                }
+                            })
                             .fold(0.0f64, f64::max)
                     };
                     let (dm, ds) = (dev(0), dev(1));
@@ -301,12 +310,18 @@ fn pulse_responses_agree_with_aihwkit_presets() {
     let mut failed = Vec::new();
     eprintln!("trajectory: max |Δ mean| (aihwkit's own) | max |Δ std| (aihwkit's own)");
     for (name, dm, fm, ds, fs, ok) in &report {
-        eprintln!("{name}: {dm:.4} ({fm:.4}) | {ds:.4} ({fs:.4}){}", if *ok { "" } else { "  FAIL" });
+        eprintln!(
+            "{name}: {dm:.4} ({fm:.4}) | {ds:.4} ({fs:.4}){}",
+            if *ok { "" } else { "  FAIL" }
+        );
         if !ok {
             failed.push(name.clone());
         }
     }
-    assert!(failed.is_empty(), "trajectories outside aihwkit's scatter: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "trajectories outside aihwkit's scatter: {failed:?}"
+    );
 }
 
 /// Statistics compared in `summary.csv`, with the absolute floor of each
@@ -369,10 +384,16 @@ fn summary_statistics_agree_with_aihwkit_presets() {
     let mut failed = Vec::new();
     eprintln!("statistic: dyadsim | aihwkit mean over seeds | tolerance");
     for (who, stat, v, m, tol, ok) in &results {
-        eprintln!("{who:<24} {stat:<24} {v:>11.5} | {m:>11.5} | {tol:.5}{}", if *ok { "" } else { "  FAIL" });
+        eprintln!(
+            "{who:<24} {stat:<24} {v:>11.5} | {m:>11.5} | {tol:.5}{}",
+            if *ok { "" } else { "  FAIL" }
+        );
         if !ok {
             failed.push(format!("{who} {stat}"));
         }
     }
-    assert!(failed.is_empty(), "statistics outside aihwkit's scatter: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "statistics outside aihwkit's scatter: {failed:?}"
+    );
 }

@@ -971,7 +971,9 @@ mod tests {
     #[test]
     fn exp_step_asymmetry_matches_the_published_figure() {
         // aihwkit's ReRamESPreset docs quote a maximal ± step asymmetry of
-        // −670 %; evaluate (up − down)/up at the top of the range.
+        // −670 %, which is its documented split dw_min (1 ± u)
+        // (`step_convention = "symmetric"`); evaluate (up − down)/up at the
+        // top of the range.
         let m = DeviceModel::load("reram_es", &toml::Table::new()).unwrap();
         let (fu, fd) = m.response_factors(1.0);
         let up = fu * (1.0 + m.step.up_down);
