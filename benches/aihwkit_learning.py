@@ -1,6 +1,14 @@
 #!/usr/bin/env python3
 """The aihwkit side of a learning comparison: 3 epochs of MNIST (not a speed bench).
 
+Options for the ablation in docs/benchmarks.md:
+`--digital-bias {true,false}` (rpu_config.mapping.digital_bias),
+`--max-input-size N` (rpu_config.mapping.max_input_size; 1024 puts layer 1
+on one tile) and `--bound-management {NONE,ITERATIVE,ITERATIVE_WORST_CASE,SHIFT}`
+(rpu_config.forward.bound_management); unset options keep aihwkit's defaults.
+The layout records the tile module class and the C++ tile's x_size / d_size
+(x_size = in_size + 1 when the bias is an analog column).
+
 Trains the network of `aihwkit_parity.py` (aihwkit 1.1's MNIST example:
 784-256-128-10, sigmoid hidden layers, log-softmax + NLL loss, bias on,
 AnalogSGD lr 0.1, batch 64, configs `cs` = SingleRPUConfig(device=
@@ -45,6 +53,7 @@ from torch import nn
 import aihwkit
 from aihwkit.nn import AnalogLinear, AnalogSequential
 from aihwkit.optim import AnalogSGD
+from aihwkit.simulator.parameters import BoundManagementType
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from aihwkit_parity import BATCH, LR, MNIST_DIR, load_idx, rpu_config  # noqa: E402
@@ -60,13 +69,19 @@ def load(prefix):
     return x, torch.from_numpy(y.astype(np.int64))
 
 
-def build(name, seed):
+def build(name, seed, digital_bias=None, max_input_size=None, bound_management=None):
     torch.manual_seed(seed)
     sizes = [784, 256, 128, 10]
     layers, configs = [], []
     for i in range(3):
         cfg = rpu_config(name)
         cfg.device.construction_seed = 100 * seed + i + 1
+        if digital_bias is not None:
+            cfg.mapping.digital_bias = digital_bias
+        if max_input_size is not None:
+            cfg.mapping.max_input_size = max_input_size
+        if bound_management is not None:
+            cfg.forward.bound_management = BoundManagementType[bound_management]
         configs.append(cfg)
         layers.append(AnalogLinear(sizes[i], sizes[i + 1], True, rpu_config=cfg))
         layers.append(nn.Sigmoid() if i < 2 else nn.LogSoftmax(dim=1))
@@ -80,12 +95,18 @@ def main():
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--json", default=None)
     ap.add_argument("--print-config", action="store_true")
+    ap.add_argument("--digital-bias", choices=["true", "false"], default=None)
+    ap.add_argument("--max-input-size", type=int, default=None)
+    ap.add_argument("--bound-management", choices=[b.name for b in BoundManagementType], default=None)
     args = ap.parse_args()
 
     torch.set_num_threads(1)
     x_train, y_train = load("train")
     x_test, y_test = load("t10k")
-    model, configs = build(args.config, args.seed)
+    ablation = dict(
+        digital_bias=None if args.digital_bias is None else args.digital_bias == "true",
+        max_input_size=args.max_input_size, bound_management=args.bound_management)
+    model, configs = build(args.config, args.seed, **ablation)
     opt = AnalogSGD(model.parameters(), lr=LR)
     opt.regroup_param_groups(model)
     loss_fn = nn.NLLLoss(reduction="sum")
@@ -103,6 +124,12 @@ def main():
             # the digital bias vector: on the tile, or on the TileModuleArray of a split layer
             bias_parameters=[(n, list(p.shape)) for n, p in layer.named_parameters() if n.endswith("bias")],
             construction_seed=configs[k].device.construction_seed,
+            module_class=type(layer.analog_module).__name__,
+            cpp_tile_d_x_size=[[t.tile.get_d_size(), t.tile.get_x_size()] for t in tiles],
+            mapping_digital_bias=configs[k].mapping.digital_bias,
+            mapping_max_input_size=configs[k].mapping.max_input_size,
+            forward_bound_management=str(configs[k].forward.bound_management),
+            tile_forward_bound_management=[str(t.rpu_config.forward.bound_management) for t in tiles],
         ))
     if args.print_config:
         print(configs[0])
@@ -151,7 +178,7 @@ def main():
         with open(args.json, "w") as f:
             json.dump(dict(config=args.config, seed=args.seed, aihwkit=aihwkit.__version__,
                            torch=torch.__version__, batch=BATCH, lr=LR, layout=layout,
-                           rpu_config=str(configs[0]), epochs=epochs), f, indent=1)
+                           rpu_config=str(configs[0]), ablation=ablation, epochs=epochs), f, indent=1)
 
 
 if __name__ == "__main__":
