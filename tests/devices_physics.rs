@@ -1,6 +1,6 @@
 //! Device statistics match their parameters (issue 3, "What must hold").
 
-use dyadsim::devices::{builtin_names, DeviceArray, DeviceModel, Position};
+use dyadsim::devices::{builtin_names, DeviceArray, DeviceModel, Position, BUILTIN_MODELS};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -609,7 +609,50 @@ fn anchor_and_bound_spread_conventions_are_checked() {
         "{:#}",
         DeviceModel::load("reram_es", &overrides(&[("anchor", "weight".into())])).unwrap_err()
     );
-    for part in ["reram_es", "weight", "absolute", "own_bounds"] {
+    for part in ["reram_es", "anchor", "weight", "absolute", "own_bounds"] {
+        assert!(msg.contains(part), "{part}: {msg}");
+    }
+    // A model file of the earlier layout: its single bound spread and the
+    // keys it lacks get errors that say what to write.
+    let old = BUILTIN_MODELS[2]
+        .1
+        .replace("bound_dtod_lo = 0.3", "bound_dtod = 0.15")
+        .replace("bound_dtod_hi", "# bound_dtod_hi");
+    let msg = format!(
+        "{:#}",
+        DeviceModel::from_toml_str(&old, "old.toml", &toml::Table::new()).unwrap_err()
+    );
+    for part in [
+        "old.toml",
+        "bound_dtod = 0.15",
+        "bound_dtod_lo = 0.15",
+        "bound_dtod_relative = false",
+    ] {
+        assert!(msg.contains(part), "{part}: {msg}");
+    }
+    let old = BUILTIN_MODELS[2].1.replace("anchor =", "# anchor =");
+    let msg = format!(
+        "{:#}",
+        DeviceModel::from_toml_str(&old, "old.toml", &toml::Table::new()).unwrap_err()
+    );
+    for part in [
+        "old.toml",
+        "missing field `anchor`",
+        "own_bounds",
+        "earlier behaviour",
+    ] {
+        assert!(msg.contains(part), "{part}: {msg}");
+    }
+    let msg = format!(
+        "{:#}",
+        DeviceModel::load("pcm", &overrides(&[("step_convention", "code".into())])).unwrap_err()
+    );
+    for part in [
+        "pcm",
+        "step_convention = \"code\"",
+        "\"aihwkit\"",
+        "\"symmetric\"",
+    ] {
         assert!(msg.contains(part), "{part}: {msg}");
     }
     let msg = format!(

@@ -126,10 +126,17 @@ impl RawDeviceModel {
         for (field, value) in overrides {
             apply_override(&mut table, field, value, origin)?;
         }
+        check_layout(&table, origin)?;
         toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| {
-                anyhow!("device model file {origin}: {}", e.message().trim())
+                let message = e.message().trim();
+                let hint = NEW_KEYS
+                    .iter()
+                    .find(|(key, _)| message == format!("missing field `{key}`"))
+                    .map(|(_, hint)| format!(" ({hint})"))
+                    .unwrap_or_default();
+                anyhow!("device model file {origin}: {message}{hint}")
             })
     }
 
@@ -330,6 +337,72 @@ impl From<&DeviceModel> for RawDeviceModel {
             pulse_energy_pj: m.cost.pulse_energy_pj,
         }
     }
+}
+
+/// The keys whose value is one of a few names, with those names.
+const CHOICES: &[(&str, &[&str])] = &[
+    (
+        "response",
+        &["ideal", "constant", "linear", "soft_bounds", "exponential"],
+    ),
+    ("anchor", &["absolute", "own_bounds"]),
+    ("step_convention", &["aihwkit", "symmetric"]),
+];
+
+/// What to write for a key that model files of the earlier layout lack.
+const NEW_KEYS: &[(&str, &str)] = &[
+    (
+        "anchor",
+        "\"absolute\" evaluates the state-dependent step at the state relative to g_center, as aihwkit 1.1 does; \"own_bounds\" at the position within each device's own bounds, the earlier behaviour; see device_models/README.md",
+    ),
+    (
+        "step_convention",
+        "\"aihwkit\" makes the up and down steps as aihwkit 1.1's code does; \"symmetric\" as dw_min·(1 ± up_down), the earlier behaviour; see device_models/README.md",
+    ),
+    (
+        "bound_dtod_lo",
+        "the device-to-device spread of the lower bound; with bound_dtod_relative = false the former bound_dtod",
+    ),
+    (
+        "bound_dtod_hi",
+        "the device-to-device spread of the upper bound; with bound_dtod_relative = false the former bound_dtod",
+    ),
+    (
+        "bound_dtod_relative",
+        "false: the spreads are standard deviations in units of the range; true: relative to each bound's distance from g_center, aihwkit's w_min_dtod/w_max_dtod",
+    ),
+    (
+        "c2c_add",
+        "additive term of the cycle-to-cycle standard deviation; 0 for none",
+    ),
+    (
+        "c2c_slope",
+        "state-dependent term of the cycle-to-cycle standard deviation; 0 for none",
+    ),
+];
+
+/// Errors that name the key for what serde would report without it: a
+/// value outside a key's choices, and the single bound spread of the
+/// earlier layout.
+fn check_layout(table: &toml::Table, origin: &str) -> Result<()> {
+    if let Some(v) = table.get("bound_dtod") {
+        bail!(
+            "device model file {origin}: bound_dtod = {v} is no longer a key: write bound_dtod_lo = {v}, bound_dtod_hi = {v} and bound_dtod_relative = false for the same devices (each bound now has its own spread, absolute or relative; see device_models/README.md)"
+        );
+    }
+    for (key, choices) in CHOICES {
+        if let Some(value) = table.get(*key) {
+            let ok = value.as_str().is_some_and(|v| choices.contains(&v));
+            if !ok {
+                let list: Vec<String> = choices.iter().map(|c| format!("\"{c}\"")).collect();
+                bail!(
+                    "device model file {origin}: {key} = {value} is not allowed: expected one of {}",
+                    list.join(", ")
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Sets `field = value` in a model table, checking that the field exists
