@@ -139,15 +139,15 @@ fn reram_es_crossbar_dpt_and_bp_keep_their_bits() {
         );
         let pinned: &[&str] = match rule {
             "dpt" => &[
-                "result.json: b2b66563e8ce5472",
-                "parameters.json: 2658e0fd9b92231b",
-                "device_state.json: 3f9bbb55a1926afc",
+                "result.json: 759a7be9c9025447",
+                "parameters.json: d3ed4568b602acba",
+                "device_state.json: 272795d52e54d861",
                 "run_state.json: ae9979bdae012ab5",
             ],
             _ => &[
-                "result.json: 85e38b111ee70b1f",
-                "parameters.json: b0ec5c265d97d087",
-                "device_state.json: 2d2cdf7763209a19",
+                "result.json: b3b9ad47c866a102",
+                "parameters.json: 47cdef4ea42cfa27",
+                "device_state.json: 85707e613bbcbe37",
                 "run_state.json: 8c575be0c448b49d",
             ],
         };
@@ -225,9 +225,9 @@ fn a_resumed_run_keeps_its_bits() {
         "resumed reram_es",
         resumed,
         &[
-            "result.json: c3aac73dcb933b8a",
-            "parameters.json: fe27b882c3064823",
-            "device_state.json: 87fa794416c6aaf9",
+            "result.json: f0496a60780d1247",
+            "parameters.json: bb225fd6ff2b90c9",
+            "device_state.json: a9f569a209ac9340",
             "run_state.json: 8ecb1f3a48dab50a",
         ],
     );

@@ -10,7 +10,7 @@
 //! is drawn once at construction; cycle-to-cycle and write noise at every
 //! pulse.
 
-use super::{DeviceModel, Position, Response, StepConvention};
+use super::{Anchor, DeviceModel, Response, StepConvention};
 use crate::kernels::pulse::{
     constant_block, BlockReads, C2c, DeviceRecord as Device, DrawPool, PulseTotals, BLOCK_EVENTS,
     STUCK_HIGH, STUCK_LOW,
@@ -168,6 +168,9 @@ fn records_mut(lines: &mut [Line], n: usize) -> &mut [Device] {
 struct Kernel {
     /// Steps do not depend on the state (`constant`, `ideal`).
     constant: bool,
+    /// The response and anchor, for the position map of each write.
+    response: Response,
+    anchor: Anchor,
     /// `levels − 1` of a quantised model (0 = analog).
     level_steps: f32,
     /// Cycle-to-cycle noise.
@@ -183,6 +186,8 @@ impl Kernel {
     fn of(m: &DeviceModel) -> Self {
         Self {
             constant: m.response.is_constant(),
+            response: m.response,
+            anchor: m.bounds.anchor,
             level_steps: if m.step.levels >= 2 {
                 (m.step.levels - 1) as f32
             } else {
@@ -313,8 +318,9 @@ fn normal(rng: &mut NoiseRng) -> f32 {
 /// could switch it (see [`DeviceArray::pulse`]); drift must have been
 /// materialised into `d.g` already.
 ///
-/// `factor(position, up)` is the model's response factor
-/// ([`Response::factor_at`]); a caller that knows the response passes it
+/// `factor(x, up)` is the model's response factor at the position `x`
+/// ([`Response::factor`]), which the loop takes through the model's
+/// position map ([`Response::position_map`], once per call); a caller that knows the response passes it
 /// fixed ([`DeviceArray::apply_events`]), and this loop is then compiled
 /// without the dispatch.
 #[inline(always)]
@@ -323,7 +329,7 @@ fn pulse_device(
     up: bool,
     count: u32,
     k: &Kernel,
-    factor: impl Fn(Position, bool) -> f32,
+    factor: impl Fn(f32, bool) -> f32,
     noise: &mut NormalPool<NoiseRng>,
 ) -> u32 {
     let before = d.pulses;
@@ -335,15 +341,21 @@ fn pulse_device(
     let (lo, hi) = (d.lo, d.hi);
     let mut g = d.g;
     let step = if up { d.step_up } else { d.step_down };
-    let at = Position::new(g, lo, hi);
+    let (origin, scale) = k.response.position_map(k.anchor, k.c2c.center, lo, hi, up);
+    let complex = k.c2c.is_complex();
     for _ in 0..effective {
         let mut dg = if k.constant {
             step
         } else {
-            step * factor(Position { g, ..at }, up)
+            step * factor((g - origin) * scale, up)
         };
         if k.c2c.sigma > 0.0 {
-            dg = k.c2c.apply_at(dg, step, g, noise.normal());
+            let xi = noise.normal();
+            dg = if complex {
+                k.c2c.apply_at(dg, step, g, xi)
+            } else {
+                k.c2c.apply(dg, step, xi)
+            };
         }
         g = if up { g + dg } else { g - dg }.clamp(lo, hi);
         g = k.quantize(g, lo, hi);
@@ -363,7 +375,7 @@ fn write_device(
     d: &mut Device,
     n: i32,
     k: &Kernel,
-    factor: impl Fn(Position, bool) -> f32,
+    factor: impl Fn(f32, bool) -> f32,
     noise: &mut NormalPool<NoiseRng>,
     totals: &mut PulseTotals,
 ) -> WriteReads<f32> {
@@ -386,7 +398,7 @@ fn write_pair(
     n_plus: i32,
     n_minus: i32,
     k: &Kernel,
-    factor: impl Fn(Position, bool) -> f32 + Copy,
+    factor: impl Fn(f32, bool) -> f32 + Copy,
     noise: &mut NormalPool<NoiseRng>,
     totals: &mut PulseTotals,
 ) -> WriteReads<[f32; 2]> {
@@ -801,7 +813,7 @@ impl DeviceArray {
             ..
         } = self;
         let d = &mut records_mut(lines, *len)[i];
-        let factor = |p, up| model.response_factor_at(p, up);
+        let factor = |x, up| model.response_factor(x, up);
         let effective = pulse_device(d, up, count, kernel, factor, noise);
         PulseOutcome {
             delivered: count,
@@ -830,7 +842,7 @@ impl DeviceArray {
             totals,
             ..
         } = self;
-        let factor = |p, up| model.response_factor_at(p, up);
+        let factor = |x, up| model.response_factor(x, up);
         let d = &mut records_mut(lines, *len)[i];
         write_device(d, n, kernel, factor, noise, totals)
     }
@@ -860,7 +872,7 @@ impl DeviceArray {
             totals,
             ..
         } = self;
-        let factor = |p, up| model.response_factor_at(p, up);
+        let factor = |x, up| model.response_factor(x, up);
         write_pair(
             &mut lines[p],
             n_plus,
@@ -913,26 +925,26 @@ impl DeviceArray {
         // One compiled loop per response: each closure is a distinct type
         // whose `Response` variant is a constant, so that
         // `Response::factor` folds to that variant's formula.
-        let (c, a) = (self.model.bounds.g_center, self.model.bounds.anchor);
+        let c = self.model.bounds.g_center;
         match self.model.response {
-            Response::Ideal => self.apply_steady(events, targets, sink, |p, up| {
-                Response::Ideal.factor_at(a, c, p, up)
+            Response::Ideal => self.apply_steady(events, targets, sink, |x, up| {
+                Response::Ideal.factor(c, x, up)
             }),
-            Response::Constant => self.apply_steady(events, targets, sink, |p, up| {
-                Response::Constant.factor_at(a, c, p, up)
+            Response::Constant => self.apply_steady(events, targets, sink, |x, up| {
+                Response::Constant.factor(c, x, up)
             }),
             Response::Linear {
                 slope_up,
                 slope_down,
-            } => self.apply_steady(events, targets, sink, move |p, up| {
+            } => self.apply_steady(events, targets, sink, move |x, up| {
                 Response::Linear {
                     slope_up,
                     slope_down,
                 }
-                .factor_at(a, c, p, up)
+                .factor(c, x, up)
             }),
-            Response::SoftBounds => self.apply_steady(events, targets, sink, |p, up| {
-                Response::SoftBounds.factor_at(a, c, p, up)
+            Response::SoftBounds => self.apply_steady(events, targets, sink, |x, up| {
+                Response::SoftBounds.factor(c, x, up)
             }),
             Response::Exponential {
                 a_up,
@@ -941,7 +953,7 @@ impl DeviceArray {
                 gamma_down,
                 z_slope,
                 z_offset,
-            } => self.apply_steady(events, targets, sink, move |p, up| {
+            } => self.apply_steady(events, targets, sink, move |x, up| {
                 Response::Exponential {
                     a_up,
                     a_down,
@@ -950,7 +962,7 @@ impl DeviceArray {
                     z_slope,
                     z_offset,
                 }
-                .factor_at(a, c, p, up)
+                .factor(c, x, up)
             }),
         }
     }
@@ -970,7 +982,7 @@ impl DeviceArray {
         events: &[PulseEvent],
         targets: EventTargets,
         sink: &mut impl WriteSink,
-        factor: impl Fn(Position, bool) -> f32 + Copy,
+        factor: impl Fn(f32, bool) -> f32 + Copy,
     ) {
         let blocks = matches!(targets, EventTargets::Devices) && self.constant_blocks();
         let Self {

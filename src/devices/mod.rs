@@ -203,27 +203,60 @@ impl Response {
     ///     nominal bounds.
     #[inline(always)]
     pub fn factor_at(&self, anchor: Anchor, g_center: f32, p: Position, up: bool) -> f32 {
+        let (origin, scale) = self.position_map(anchor, g_center, p.lo, p.hi, up);
+        self.factor(g_center, (p.g - origin) * scale, up)
+    }
+
+    /// The affine map `x = (g − origin)·scale` that takes a device with
+    /// bounds `[lo, hi]` from its state `g` to the position at which
+    /// [`Response::factor`] gives its step in one direction, as
+    /// [`Response::factor_at`] documents; `(origin, scale)`.
+    ///
+    /// The pulse loop computes it once per device and direction, so that a
+    /// pulse costs one subtraction and one multiplication more than the
+    /// formula itself (the `own_bounds` map is the `(g − lo)/(hi − lo)`
+    /// the loop has always computed, with the same rounding). Unbounded
+    /// devices read `g` itself.
+    #[inline(always)]
+    pub fn position_map(
+        &self,
+        anchor: Anchor,
+        g_center: f32,
+        lo: f32,
+        hi: f32,
+        up: bool,
+    ) -> (f32, f32) {
+        if !(lo.is_finite() && hi.is_finite()) {
+            return (0.0, 1.0);
+        }
         let c = g_center;
-        match (anchor, *self) {
-            (_, Response::Ideal | Response::Constant) => 1.0,
-            (Anchor::OwnBounds, _) => self.factor(c, (p.g - p.lo) * p.inv_width, up),
-            (Anchor::Absolute, Response::Linear { .. }) => self.factor(c, p.g, up),
-            (Anchor::Absolute, Response::SoftBounds) => if up {
-                (p.hi - p.g) / (p.hi - c)
-            } else {
-                (p.g - p.lo) / (c - p.lo)
+        match (anchor, self) {
+            (Anchor::OwnBounds, _) | (_, Response::Ideal | Response::Constant) => {
+                (lo, 1.0 / (hi - lo))
             }
-            .max(0.0),
+            (Anchor::Absolute, Response::Linear { .. }) => (0.0, 1.0),
+            // x = c + (g − c)/(hi − lo)
             (Anchor::Absolute, Response::Exponential { .. }) => {
-                self.factor(c, c + (p.g - c) * p.inv_width, up)
+                let width = hi - lo;
+                (c - c * width, 1.0 / width)
+            }
+            // (1 − x)/(1 − c) = (hi − g)/(hi − c) up, x/c = (g − lo)/(c − lo)
+            // down; a bound at c (a measure-zero draw) is kept off c.
+            (Anchor::Absolute, Response::SoftBounds) => {
+                if up {
+                    let scale = (1.0 - c) / (hi - c).max(1e-6);
+                    (hi - 1.0 / scale, scale)
+                } else {
+                    (lo, c / (c - lo).max(1e-6))
+                }
             }
         }
     }
 }
 
 /// Where a device's state sits, as [`Response::factor_at`] reads it: its
-/// normalised conductance and its own bounds (`lo = 0`, `hi = 1` for an
-/// unbounded device), with `inv_width = 1/(hi − lo)`.
+/// normalised conductance and its own bounds (infinite for an unbounded
+/// device, which is then read at `g` itself).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Position {
     /// Normalised conductance `g`.
@@ -232,30 +265,13 @@ pub struct Position {
     pub lo: f32,
     /// The device's upper bound `g_hi,i`.
     pub hi: f32,
-    /// `1/(g_hi,i − g_lo,i)`.
-    pub inv_width: f32,
 }
 
 impl Position {
-    /// The position of state `g` in bounds `[lo, hi]` (an unbounded
-    /// device, with infinite bounds, is read against the nominal `[0, 1]`).
+    /// The state `g` of a device with bounds `[lo, hi]`.
     #[inline(always)]
     pub fn new(g: f32, lo: f32, hi: f32) -> Self {
-        if lo.is_finite() && hi.is_finite() {
-            Self {
-                g,
-                lo,
-                hi,
-                inv_width: 1.0 / (hi - lo),
-            }
-        } else {
-            Self {
-                g,
-                lo: 0.0,
-                hi: 1.0,
-                inv_width: 1.0,
-            }
-        }
+        Self { g, lo, hi }
     }
 }
 
