@@ -453,11 +453,11 @@ fn soft_bounds_symmetry_point_follows_the_closed_form_of_the_anchor() {
             let g = probe.conductance(i) as f64;
             probe.pulse(i, 1);
             let up = probe.conductance(i) as f64 - g;
-            let (fu, fd) = if anchor == "absolute" {
-                ((hi - g) / (hi - c), (g - lo) / (c - lo))
+            // The up factor at the fresh state, the down factor after it.
+            let fu = if anchor == "absolute" {
+                (hi - g) / (hi - c)
             } else {
-                let x = (g - lo) / (hi - lo);
-                ((1.0 - x) / (1.0 - c), x / c)
+                (1.0 - (g - lo) / (hi - lo)) / (1.0 - c)
             };
             let g1 = probe.conductance(i) as f64;
             probe.pulse(i, -1);
@@ -468,7 +468,6 @@ fn soft_bounds_symmetry_point_follows_the_closed_form_of_the_anchor() {
                 ((g1 - lo) / (hi - lo)) / c
             };
             let (a_up, a_down) = (up / fu, down / fd1);
-            let _ = fd;
             if a_up.min(a_down) < 0.3 * m.step.dw_min as f64 {
                 continue; // too slow to have converged in 10,000 cycles
             }
