@@ -17,6 +17,7 @@
 //! overrides that difference and says so (`deviations`).
 
 use dyadsim::devices::{DeviceArray, DeviceModel};
+use dyadsim::report::mean_std;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
@@ -91,13 +92,6 @@ fn summaries() -> BTreeMap<(String, String), Vec<f64>> {
             .push(r[3].parse().unwrap());
     }
     s
-}
-
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0).max(1.0);
-    (m, var.sqrt())
 }
 
 /// Population mean and std (ddof 0, as the CSV) of `values`.
@@ -358,7 +352,7 @@ fn summary_statistics_agree_with_aihwkit_presets() {
                     if values.iter().any(|v| !v.is_finite()) || !value.is_finite() {
                         continue; // 0/0 (no down step from PCM's lower bound)
                     }
-                    let (m, sd) = mean_sd(values);
+                    let (m, sd) = mean_std(values);
                     let rel = if stat.starts_with("step_") && stat.ends_with("_mean") {
                         0.01 * m.abs()
                     } else if stat.ends_with("_cv") || stat.starts_with("c2c_") {

@@ -1,6 +1,7 @@
 //! Device statistics match their parameters (issue 3, "What must hold").
 
 use dyadsim::devices::{builtin_names, DeviceArray, DeviceModel, Position, BUILTIN_MODELS};
+use dyadsim::report::mean_std;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -318,13 +319,6 @@ fn soft_bounds_step_vanishes_at_the_bounds() {
 // The conventions of aihwkit 1.1's presets (issue 22): each statistic
 // against a closed form of aihwkit's own formulas in weight units.
 // ---------------------------------------------------------------------
-
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0);
-    (m, var.sqrt())
-}
 
 fn noise_free(name: &str, extra: &[(&str, toml::Value)]) -> DeviceModel {
     let mut pairs: Vec<(&str, toml::Value)> =

@@ -341,6 +341,7 @@ fn pulse_device(
     let (lo, hi) = (d.lo, d.hi);
     let mut g = d.g;
     let step = if up { d.step_up } else { d.step_down };
+    // `c2c.center` is the model's symmetry point g_center.
     let (origin, scale) = k.response.position_map(k.anchor, k.c2c.center, lo, hi, up);
     let complex = k.c2c.is_complex();
     for _ in 0..effective {

@@ -34,7 +34,7 @@ pub enum ResponseKind {
 
 impl ResponseKind {
     /// The name used in model files.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             ResponseKind::Ideal => "ideal",
             ResponseKind::Constant => "constant",
@@ -339,14 +339,30 @@ impl From<&DeviceModel> for RawDeviceModel {
     }
 }
 
-/// The keys whose value is one of a few names, with those names.
+/// The keys whose value is one of a few names, with those names (each
+/// type's `name`, which is also its serde name).
 const CHOICES: &[(&str, &[&str])] = &[
     (
         "response",
-        &["ideal", "constant", "linear", "soft_bounds", "exponential"],
+        &[
+            ResponseKind::Ideal.name(),
+            ResponseKind::Constant.name(),
+            ResponseKind::Linear.name(),
+            ResponseKind::SoftBounds.name(),
+            ResponseKind::Exponential.name(),
+        ],
     ),
-    ("anchor", &["absolute", "own_bounds"]),
-    ("step_convention", &["aihwkit", "symmetric"]),
+    (
+        "anchor",
+        &[Anchor::Absolute.name(), Anchor::OwnBounds.name()],
+    ),
+    (
+        "step_convention",
+        &[
+            StepConvention::Aihwkit.name(),
+            StepConvention::Symmetric.name(),
+        ],
+    ),
 ];
 
 /// What to write for a key that model files of the earlier layout lack.
@@ -452,4 +468,25 @@ fn apply_override(
     };
     table.insert(field.to_string(), converted);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_choice_is_the_serde_name_of_its_key() {
+        for (key, choices) in CHOICES {
+            for choice in *choices {
+                let v = toml::Value::String(choice.to_string());
+                let ok = match *key {
+                    "response" => v.try_into::<ResponseKind>().is_ok(),
+                    "anchor" => v.try_into::<Anchor>().is_ok(),
+                    "step_convention" => v.try_into::<StepConvention>().is_ok(),
+                    _ => false,
+                };
+                assert!(ok, "{key} = {choice}");
+            }
+        }
+    }
 }

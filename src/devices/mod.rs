@@ -293,7 +293,7 @@ pub enum Anchor {
 
 impl Anchor {
     /// The name used in model files.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Anchor::OwnBounds => "own_bounds",
             Anchor::Absolute => "absolute",
@@ -321,7 +321,7 @@ pub enum StepConvention {
 
 impl StepConvention {
     /// The name used in model files.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             StepConvention::Aihwkit => "aihwkit",
             StepConvention::Symmetric => "symmetric",

@@ -125,13 +125,11 @@ impl C2c {
         self.add != 0.0 || self.slope != 0.0
     }
 
-    /// [`C2c::apply`] for a device at state `g`, with the additive and
-    /// state-dependent terms when the model has them.
+    /// The change with the additive and state-dependent terms, for a device
+    /// at state `g`: what [`C2c::apply`] is for a model whose noise
+    /// [`C2c::is_complex`] (the pulse loop decides once per write).
     #[inline(always)]
     pub(crate) fn apply_at(&self, dg: f32, step: f32, g: f32, xi: f32) -> f32 {
-        if !self.is_complex() {
-            return self.apply(dg, step, xi);
-        }
         let base = if self.multiplicative { dg.abs() } else { step };
         dg + self.sigma * (base + self.add + self.slope * (g - self.center).abs()) * xi
     }
