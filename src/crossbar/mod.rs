@@ -148,6 +148,42 @@ impl Crossbar {
         Self::new_checked(config, device_overrides, n_out, n_in, seed)
     }
 
+    /// An `n_out × n_in` crossbar (sizes from `weights`) programmed to
+    /// `weights` and `bias`, with automatic weight scaling (`w_scale = 0`)
+    /// resolved from them — how a training run builds each crossbar layer,
+    /// and what a caller driving one array (the Python `Crossbar`) uses.
+    pub fn with_parameters(
+        config: &CrossbarConfig,
+        device_overrides: &toml::Table,
+        weights: &Mat,
+        bias: &Vector,
+        seed: u64,
+    ) -> Result<Self> {
+        config.check(device_overrides)?;
+        Self::with_parameters_checked(config, device_overrides, weights, bias, seed)
+    }
+
+    /// [`Crossbar::with_parameters`] for a configuration that already
+    /// passed [`CrossbarConfig::check`].
+    pub(crate) fn with_parameters_checked(
+        config: &CrossbarConfig,
+        device_overrides: &toml::Table,
+        weights: &Mat,
+        bias: &Vector,
+        seed: u64,
+    ) -> Result<Self> {
+        let resolved = config.resolved_for(weights, bias);
+        let mut array = Self::new_checked(
+            &resolved,
+            device_overrides,
+            weights.nrows(),
+            weights.ncols(),
+            seed,
+        )?;
+        array.set_parameters(weights, bias);
+        Ok(array)
+    }
+
     /// [`Crossbar::new`] for a configuration that already passed
     /// [`CrossbarConfig::check`] (the run configuration's `Config::check`
     /// checks every section once, before any layer is built).

@@ -247,10 +247,17 @@ pub fn load_raw(name: DatasetName, data_dir: Option<&Path>) -> Result<(Split, Sp
                             Some(d) => format!("{} and {FASHION_SYSTEM_DIR}", d.display()),
                             None => FASHION_SYSTEM_DIR.to_string(),
                         };
-                        bail!(
-                            "Fashion-MNIST file {file}(.gz) not found in {looked}: {}",
-                            how_to_get(name)
-                        );
+                        // An I/O "not found" underneath, so that callers
+                        // (the Python binding: `OSError`) can tell it from
+                        // a bad argument.
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            format!(
+                                "Fashion-MNIST file {file}(.gz) not found in {looked}: {}",
+                                how_to_get(name)
+                            ),
+                        )
+                        .into());
                     }
                 }
             }

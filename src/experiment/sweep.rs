@@ -519,6 +519,9 @@ pub struct SweepSummary {
     pub diverged: usize,
     /// Of those: failed with an error (or panic).
     pub failed: usize,
+    /// Jobs stopped by the caller ([`crate::experiment::train::Interrupted`])
+    /// or not started after such a stop: not recorded, still pending.
+    pub interrupted: usize,
 }
 
 /// The jobs of `shard` that `store` has no usable record of.
@@ -540,7 +543,8 @@ pub fn pending_jobs<'a>(
 /// Runs the pending jobs of a shard in parallel, appending one JSON line per
 /// finished job to `results_path`. `runner` runs one job (the real one is
 /// `experiment::train::run`; tests pass a fake); an error or panic in a job
-/// is recorded as `failed` and the sweep goes on. `on_done` is called after
+/// is recorded as `failed` and the sweep goes on; a job whose runner
+/// returns [`crate::experiment::train::Interrupted`] is not recorded. `on_done` is called after
 /// each record is written (progress bars).
 pub fn run_sweep<R, D>(
     jobs: &[Job],
@@ -576,7 +580,7 @@ where
         .context("building the sweep thread pool")?;
     let shard_label = (options.shard.count > 1)
         .then(|| format!("{}/{}", options.shard.index, options.shard.count));
-    let outcomes: Vec<Result<JobStatus>> = pool.install(|| {
+    let outcomes: Vec<Result<Option<JobStatus>>> = pool.install(|| {
         pending
             .par_iter()
             .map(|job| {
@@ -591,6 +595,14 @@ where
                                 .unwrap_or_else(|| "unknown panic".into());
                             Err(anyhow::anyhow!("job panicked: {msg}"))
                         });
+                if let Err(e) = &outcome {
+                    if e.is::<crate::experiment::train::Interrupted>() {
+                        // A job stopped by its caller (Ctrl-C in Python) has
+                        // no result: nothing is recorded, so it stays
+                        // pending and a rerun starts it again.
+                        return Ok(None);
+                    }
+                }
                 let record = JobRecord::from_outcome(
                     job,
                     outcome,
@@ -599,7 +611,7 @@ where
                 )?;
                 writer.write(&record)?;
                 on_done(&record);
-                Ok(record.status)
+                Ok(Some(record.status))
             })
             .collect()
     });
@@ -611,9 +623,13 @@ where
     };
     for o in outcomes {
         match o? {
-            JobStatus::Ok => summary.ok += 1,
-            JobStatus::Diverged => summary.diverged += 1,
-            JobStatus::Failed => summary.failed += 1,
+            Some(JobStatus::Ok) => summary.ok += 1,
+            Some(JobStatus::Diverged) => summary.diverged += 1,
+            Some(JobStatus::Failed) => summary.failed += 1,
+            None => {
+                summary.interrupted += 1;
+                continue;
+            }
         }
         summary.ran += 1;
     }

@@ -30,7 +30,19 @@ pub trait Observer {
     fn on_divergence(&mut self, _event: &DivergenceEvent) {}
     /// Training finished.
     fn on_finish(&mut self, _result: &RunResult) {}
+    /// Asked after every batch: `true` stops the run at once, and the
+    /// training call returns the error [`Interrupted`] instead of a result
+    /// (a Python caller's Ctrl-C; nothing is written).
+    fn should_stop(&mut self) -> bool {
+        false
+    }
 }
+
+/// The error of a run that an [`Observer`] stopped
+/// ([`Observer::should_stop`]): the run has no result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
 
 /// Seed of layer `k`'s own random streams, derived from the run seed.
 pub fn layer_seed(seed: u64, layer: usize) -> u64 {
@@ -44,6 +56,39 @@ pub fn layer_seed(seed: u64, layer: usize) -> u64 {
 pub fn build_network(cfg: &ValidConfig) -> Result<Network> {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.raw().seed);
     let params = initial_parameters(cfg.arch(), cfg.raw().network.init_gain, &mut rng);
+    build_network_from(cfg, params)
+}
+
+/// Builds the network of a configuration on its substrate, starting from
+/// the given parameters (`W_1, b_1` first; e.g. weights exported from
+/// another framework, `train --init-from`). Each shape must match the
+/// architecture. On a crossbar, automatic weight scaling (`w_scale = 0`)
+/// is resolved from these parameters, as it is from the random ones.
+pub fn build_network_from(cfg: &ValidConfig, params: Vec<(Mat, Vector)>) -> Result<Network> {
+    let arch = cfg.arch();
+    if params.len() != arch.0.len() - 1 {
+        bail!(
+            "{} weight layer(s) given, network.arch '{}' has {}",
+            params.len(),
+            arch,
+            arch.0.len() - 1
+        );
+    }
+    for (k, ((w, b), dims)) in params.iter().zip(arch.0.windows(2)).enumerate() {
+        if w.nrows() != dims[1] || w.ncols() != dims[0] || b.len() != dims[1] {
+            bail!(
+                "layer {}: weights {}×{} and bias of {} given, network.arch '{}' needs weights {}×{} (outputs × inputs) and a bias of {}",
+                k + 1,
+                w.nrows(),
+                w.ncols(),
+                b.len(),
+                arch,
+                dims[1],
+                dims[0],
+                dims[1]
+            );
+        }
+    }
     let layers = params
         .into_iter()
         .enumerate()
@@ -237,6 +282,9 @@ pub fn run_continued(
                     correct as f64 / seen as f64,
                 );
             }
+            if observers.iter_mut().any(|o| o.should_stop()) {
+                return Err(Interrupted.into());
+            }
         }
         let epoch_train_seconds = epoch_start.elapsed().as_secs_f64();
         train_seconds += epoch_train_seconds;
@@ -377,16 +425,14 @@ pub fn build_layer(
             &config.raw().optimizer,
         ))),
         SubstrateKind::Crossbar => {
-            let resolved = config.raw().crossbar.resolved_for(&weights, &bias);
-            let mut array = crate::crossbar::Crossbar::new_checked(
-                &resolved,
+            let array = crate::crossbar::Crossbar::with_parameters_checked(
+                &config.raw().crossbar,
                 &config.raw().device,
-                weights.nrows(),
-                weights.ncols(),
+                &weights,
+                &bias,
                 seed,
             )
             .map_err(|e| e.context(format!("building crossbar for weight layer {}", layer + 1)))?;
-            array.set_parameters(&weights, &bias);
             Ok(Box::new(array))
         }
     }

@@ -26,6 +26,16 @@ impl TrainingRunner {
     /// Trains one job's configuration; no observers (a sweep's progress
     /// counts jobs).
     pub fn run(&self, job: &Job) -> Result<RunResult> {
+        self.run_observed(job, &mut [])
+    }
+
+    /// [`TrainingRunner::run`] with observers (e.g. one that stops the job
+    /// on the caller's Ctrl-C through [`crate::experiment::train::Observer::should_stop`]).
+    pub fn run_observed(
+        &self,
+        job: &Job,
+        observers: &mut [&mut dyn crate::experiment::train::Observer],
+    ) -> Result<RunResult> {
         let data_cfg = &job.config.raw().data;
         let key = serde_json::to_string(data_cfg).context("data config to JSON")?;
         let cached = self
@@ -47,7 +57,7 @@ impl TrainingRunner {
                 d
             }
         };
-        let output = crate::experiment::train::run(&job.config, &data, &mut [])?;
+        let output = crate::experiment::train::run(&job.config, &data, observers)?;
         Ok(output.result)
     }
 }
