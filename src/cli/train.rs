@@ -5,7 +5,9 @@ use super::progress::TerminalProgress;
 use anyhow::{Context, Result};
 use clap::Args;
 use dyadsim::experiment::run_dir::{restore_run, save_run};
-use dyadsim::experiment::train::{build_network, make_settler, run, run_continued, Observer};
+use dyadsim::experiment::train::{
+    build_network, build_network_from, make_settler, run, run_continued, run_with, Observer,
+};
 use std::path::PathBuf;
 
 /// Arguments of `dyadsim train`.
@@ -30,8 +32,14 @@ pub struct TrainArgs {
     /// counters, wear), and its `run_state.json` where every random stream
     /// and the optimiser's moments stood. Trains `--epochs` more epochs,
     /// exactly as the uninterrupted run would have continued.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "init_from")]
     pub resume: Option<PathBuf>,
+    /// Start from the weights and biases of a NumPy `.npz` file instead of
+    /// the seeded random initialisation: arrays `W1, b1, W2, b2, …`, `W{k}`
+    /// shaped (outputs, inputs) as a PyTorch `nn.Linear` weight (the
+    /// `parameters.npz` that `--out` writes has this layout).
+    #[arg(long, value_name = "FILE.npz")]
+    pub init_from: Option<PathBuf>,
 }
 
 /// Runs `dyadsim train`.
@@ -61,9 +69,16 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         );
     }
     let mut observers: Vec<&mut dyn Observer> = vec![&mut progress];
-    let (output, epochs_before) = match &args.resume {
-        None => (run(&cfg, &data, &mut observers)?, 0),
-        Some(dir) => {
+    let (output, epochs_before) = match (&args.resume, &args.init_from) {
+        (None, None) => (run(&cfg, &data, &mut observers)?, 0),
+        (None, Some(path)) => {
+            let params = dyadsim::experiment::npz::read_parameters(path)?;
+            let network = build_network_from(&cfg, params)
+                .with_context(|| format!("--init-from {}", path.display()))?;
+            let settler = make_settler(&cfg)?;
+            (run_with(&cfg, &data, network, settler, &mut observers)?, 0)
+        }
+        (Some(dir), _) => {
             let mut network = build_network(&cfg)?;
             let epochs_done = restore_run(dir, &mut network)?;
             let settler = make_settler(&cfg)?;

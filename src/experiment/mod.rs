@@ -1,6 +1,7 @@
 //! Experiments: configuration, the training loop and result files.
 
 pub mod config;
+pub mod npz;
 pub mod result;
 pub mod run_dir;
 pub mod sweep;

@@ -3,7 +3,9 @@
 //!
 //! A run directory holds `config.toml` (the effective configuration),
 //! `result.json` (the [`RunResult`](super::RunResult)), `parameters.json` (the effective
-//! weights), on crossbars `device_state.json` (conductances, pulse counters,
+//! weights, column-major as [`SavedLayer`] says) and the same weights as
+//! `parameters.npz` (row-major NumPy arrays `W1, b1, …`, see
+//! [`super::npz`]), on crossbars `device_state.json` (conductances, pulse counters,
 //! wear) and `run_state.json` (epochs done, every random stream, the
 //! optimiser's moments). Every file is written atomically.
 
@@ -90,6 +92,9 @@ pub struct SavedLayer {
 
 /// File name of saved parameters inside a run directory.
 pub const PARAMETERS_FILE: &str = "parameters.json";
+
+/// File name of the saved parameters as NumPy arrays inside a run directory.
+pub const PARAMETERS_NPZ_FILE: &str = "parameters.npz";
 
 /// Writes the effective weights of `net` to `dir/parameters.json` (atomically).
 pub fn save_parameters(dir: &Path, net: &Network) -> Result<()> {
@@ -213,6 +218,7 @@ pub fn save_run(
     }
     // The trained weights, so `dyadsim settle --from DIR` can load them.
     save_parameters(dir, &output.network)?;
+    super::npz::write_parameters(&dir.join(PARAMETERS_NPZ_FILE), &output.network.parameters())?;
     // Where the random streams and optimiser stood, so a resumed run
     // continues exactly.
     let state = RunState {
