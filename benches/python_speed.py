@@ -28,17 +28,17 @@ import numpy as np
 import dyadsim
 
 CONFIGS = {
-    "digital DP⊤ 784-256-10, 1 epoch of 20,000": """
+    "digital DP⊤ 784-256-10, 1 epoch of 50,000": """
 [network]
 arch = "784-256-10"
 [training]
 epochs = 1
 [data]
-train_size = 20000
+train_size = 50000
 validation_size = 0
 test_size = 1000
 """,
-    "crossbar reram_es DP⊤ 784-256-10, 1 epoch of 10,000": """
+    "crossbar reram_es DP⊤ 784-256-10, 1 epoch of 20,000": """
 [network]
 arch = "784-256-10"
 [training]
@@ -47,7 +47,7 @@ substrate = "crossbar"
 [crossbar]
 device = "reram_es"
 [data]
-train_size = 10000
+train_size = 20000
 validation_size = 0
 test_size = 1000
 """,
@@ -96,11 +96,14 @@ def forward_speed(rounds):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--only", choices=["forward", "train"], help="run one of the two parts")
     ap.add_argument("--bin", default=str(Path(__file__).resolve().parents[1] / "target" / "release" / "dyadsim"))
     args = ap.parse_args()
-    forward_speed(args.rounds)
-    train_speed(args.bin, args.rounds)
+    if args.only != "train":
+        forward_speed(args.rounds)
+    if args.only != "forward":
+        train_speed(args.bin, args.rounds)
 
 
 if __name__ == "__main__":
