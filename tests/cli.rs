@@ -282,9 +282,10 @@ fn a_resumed_run_ends_exactly_where_the_uninterrupted_run_does() {
             "{extra:?}: resumed device state differs"
         );
         // Without the continuation state (a run directory from before it
-        // existed) the run still resumes, but with fresh random streams and
-        // optimiser moments: not the same run.
+        // existed, and so before manifests) the run still resumes, but with
+        // fresh random streams and optimiser moments: not the same run.
         std::fs::remove_file(stale.join("run_state.json")).unwrap();
+        std::fs::remove_file(stale.join("manifest.json")).unwrap();
         small_run(extra, "1", &stale, Some(&stale));
         assert_ne!(
             read(&whole, "parameters.json"),

@@ -160,9 +160,14 @@ class Run:
         """Epochs trained in all, including those of runs this one resumed."""
         return self._handle.epochs_done()
 
-    def save(self, dir: PathLike) -> None:
-        """Writes the run directory, as ``dyadsim train --out DIR`` does."""
-        self._handle.save(os.fspath(dir))
+    def save(self, dir: PathLike, *, overwrite: bool = False) -> None:
+        """Writes the run directory, as ``dyadsim train --out DIR`` does.
+
+        The directory is written as one unit (a crash leaves the old one or
+        the new one). An existing run directory is replaced only with
+        ``overwrite=True``; a non-empty directory that holds no run never.
+        """
+        self._handle.save(os.fspath(dir), bool(overwrite))
 
     def __repr__(self) -> str:
         r = self.result

@@ -19,7 +19,7 @@ use dyadsim::crossbar::{Crossbar, CrossbarConfig};
 use dyadsim::data::{DataConfig, DatasetName};
 use dyadsim::devices::{builtin_names, DeviceModel};
 use dyadsim::experiment::config::Config;
-use dyadsim::experiment::run_dir::{read_json, restore_run, save_run};
+use dyadsim::experiment::run_dir::{check_out_dir, read_json, restore_run, save_run};
 use dyadsim::experiment::sweep::{Shard, SweepRequest, ThreadPlan, TrainingRunner};
 use dyadsim::experiment::train::{
     build_network, build_network_from, make_settler, run_continued, Interrupted, Observer,
@@ -344,8 +344,11 @@ impl PyRun {
             .collect())
     }
 
-    /// Writes the run directory (`train --out DIR`).
-    fn save(&self, dir: PathBuf) -> PyResult<()> {
+    /// Writes the run directory (`train --out DIR`), as one unit; an
+    /// existing run directory only with `overwrite`.
+    #[pyo3(signature = (dir, overwrite=false))]
+    fn save(&self, dir: PathBuf, overwrite: bool) -> PyResult<()> {
+        check_out_dir(&dir, overwrite, "Run.save").map_err(to_py_err)?;
         let s = self.lock()?;
         // The network is `Send` but not `Sync`: written with the GIL held
         // (a few files; the training calls are the long ones).

@@ -186,3 +186,16 @@ def test_train_releases_the_gil():
         stop.set()
         t.join()
     assert count[0] > 10_000, count[0]
+
+
+def test_save_replaces_a_run_only_when_asked(tmp_path):
+    run = dyadsim.train(SMALL)
+    run.save(tmp_path / "run")
+    with pytest.raises(ValueError, match="already holds a run"):
+        run.save(tmp_path / "run")
+    run.save(tmp_path / "run", overwrite=True)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(ValueError, match="holds no run"):
+        run.save(tmp_path / "mine", overwrite=True)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"

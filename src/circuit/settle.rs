@@ -111,6 +111,19 @@ pub enum DivergenceReason {
     StepSizeCollapse,
 }
 
+impl std::fmt::Display for DivergenceReason {
+    /// The name the configuration and result files use.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DivergenceReason::NonFinite => "non_finite",
+            DivergenceReason::Runaway => "runaway",
+            DivergenceReason::RailBound => "rail_bound",
+            DivergenceReason::Growing => "growing",
+            DivergenceReason::StepSizeCollapse => "step_size_collapse",
+        })
+    }
+}
+
 /// Where and when a divergence was detected.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Divergence {

@@ -110,62 +110,125 @@ impl RunArgs {
         self.resolve_raw()?.check()
     }
 
+    /// [`RunArgs::resolve`] for `train`: also refuses every flag and
+    /// `--set` the run cannot use (an ignored option would mislead).
+    pub fn resolve_for_training(&self) -> Result<ValidConfig> {
+        let (cfg, given) = self.resolve_with_origins()?;
+        for (path, origin) in &given {
+            if let Some(reason) = cfg.unused_reason(path) {
+                anyhow::bail!("{origin} cannot affect this run: {reason}");
+            }
+        }
+        cfg.check()
+    }
+
     /// Builds the configuration without the final check.
     pub fn resolve_raw(&self) -> Result<Config> {
+        Ok(self.resolve_with_origins()?.0)
+    }
+
+    /// The configuration, and for every field a flag or `--set` gave, its
+    /// path and what the user wrote.
+    fn resolve_with_origins(&self) -> Result<(Config, Vec<(String, String)>)> {
         let mut cfg = match &self.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        let mut assignments: Vec<String> = Vec::new();
-        let mut push = |path: &str, value: Option<String>| {
-            if let Some(v) = value {
-                assignments.push(format!("{path}={v}"));
+        // (assignment, path, what the user wrote) for every flag given.
+        let mut assignments: Vec<(String, String, String)> = Vec::new();
+        let mut push = |path: &str, flag: &str, value: Option<(String, String)>| {
+            if let Some((toml_text, shown)) = value {
+                let origin = if shown.is_empty() {
+                    format!("--{flag}")
+                } else {
+                    format!("--{flag} {shown}")
+                };
+                assignments.push((format!("{path}={toml_text}"), path.to_string(), origin));
             }
         };
-        let quoted = |s: &Option<String>| s.as_ref().map(|v| format!("{v:?}"));
-        push("network.arch", quoted(&self.arch));
-        push("network.activation", quoted(&self.activation));
-        push("network.loss", quoted(&self.loss));
-        push("learning.rule", quoted(&self.rule));
-        push("learning.alpha", self.alpha.map(toml_float));
-        push("learning.hidden_alpha", self.hidden_alpha.map(toml_float));
-        push("learning.beta", self.beta.map(toml_float));
-        push("learning.schedule", quoted(&self.schedule));
+        let text = |s: &Option<String>| s.as_ref().map(|v| (format!("{v:?}"), v.clone()));
+        let float = |v: Option<f32>| v.map(|v| (toml_float(v), v.to_string()));
+        let float64 = |v: Option<f64>| v.map(|v| (toml_float(v), v.to_string()));
+        let count = |v: Option<usize>| v.map(|v| (v.to_string(), v.to_string()));
+        push("network.arch", "arch", text(&self.arch));
+        push("network.activation", "activation", text(&self.activation));
+        push("network.loss", "loss", text(&self.loss));
+        push("learning.rule", "rule", text(&self.rule));
+        push("learning.alpha", "alpha", float(self.alpha));
+        push(
+            "learning.hidden_alpha",
+            "hidden-alpha",
+            float(self.hidden_alpha),
+        );
+        push("learning.beta", "beta", float(self.beta));
+        push("learning.schedule", "schedule", text(&self.schedule));
         push(
             "learning.robust_input",
-            self.robust_input.then(|| "true".to_string()),
+            "robust-input",
+            self.robust_input
+                .then(|| ("true".to_string(), String::new())),
         );
-        push("learning.adv", quoted(&self.adv));
-        push("learning.adv_epsilon", self.adv_eps.map(toml_float));
-        push("training.epochs", self.epochs.map(|v| v.to_string()));
-        push("training.batch", self.batch.map(|v| v.to_string()));
-        push("optimizer.lr", self.lr.map(toml_float));
-        push("optimizer.kind", quoted(&self.optimizer));
-        push("optimizer.momentum", self.momentum.map(toml_float));
-        push("seed", self.seed.map(|v| v.to_string()));
+        push("learning.adv", "adv", text(&self.adv));
+        push("learning.adv_epsilon", "adv-eps", float(self.adv_eps));
+        push("training.epochs", "epochs", count(self.epochs));
+        push("training.batch", "batch", count(self.batch));
+        push("optimizer.lr", "lr", float(self.lr));
+        push("optimizer.kind", "optimizer", text(&self.optimizer));
+        push("optimizer.momentum", "momentum", float(self.momentum));
+        if let Some(seed) = self.seed {
+            // TOML integers are 64-bit signed: a larger seed would reach
+            // the configuration as a string.
+            if seed > i64::MAX as u64 {
+                anyhow::bail!("--seed {seed}: must be ≤ {} (seeds are 63-bit)", i64::MAX);
+            }
+        }
+        push(
+            "seed",
+            "seed",
+            self.seed.map(|v| (v.to_string(), v.to_string())),
+        );
         push(
             "data.dataset",
-            quoted(&self.dataset.as_ref().map(|d| d.replace('-', "_"))),
+            "dataset",
+            self.dataset
+                .as_ref()
+                .map(|d| (format!("{:?}", d.replace('-', "_")), d.clone())),
         );
         push(
             "data.data_dir",
-            self.data_dir
-                .as_ref()
-                .map(|d| format!("{:?}", d.display().to_string())),
+            "data-dir",
+            self.data_dir.as_ref().map(|d| {
+                (
+                    format!("{:?}", d.display().to_string()),
+                    d.display().to_string(),
+                )
+            }),
         );
-        push("data.train_size", self.train_size.map(|v| v.to_string()));
-        push("data.test_size", self.test_size.map(|v| v.to_string()));
-        push("training.substrate", quoted(&self.substrate));
-        push("crossbar.device", quoted(&self.device));
-        push("crossbar.write", quoted(&self.write));
-        push("training.dynamics", quoted(&self.dynamics));
-        push("circuit.integrator", quoted(&self.integrator));
-        push("circuit.tol", self.tol.map(toml_float));
-        push("circuit.t_max", self.t_max.map(toml_float));
+        push("data.train_size", "train-size", count(self.train_size));
+        push("data.test_size", "test-size", count(self.test_size));
+        push("training.substrate", "substrate", text(&self.substrate));
+        push("crossbar.device", "device", text(&self.device));
+        push("crossbar.write", "write", text(&self.write));
+        push("training.dynamics", "dynamics", text(&self.dynamics));
+        push("circuit.integrator", "integrator", text(&self.integrator));
+        push("circuit.tol", "tol", float64(self.tol));
+        push("circuit.t_max", "t-max", float64(self.t_max));
         if self.device.is_some() || self.write.is_some() {
             // Naming a device or write scheme implies the crossbar substrate.
             if self.substrate.is_none() {
-                assignments.insert(0, "training.substrate=\"crossbar\"".into());
+                let origin = if self.device.is_some() {
+                    "--device"
+                } else {
+                    "--write"
+                };
+                assignments.insert(
+                    0,
+                    (
+                        "training.substrate=\"crossbar\"".into(),
+                        "training.substrate".into(),
+                        origin.into(),
+                    ),
+                );
             }
         }
         if self.train_size.is_some() {
@@ -175,10 +238,16 @@ impl RunArgs {
                 cfg.data.validation_size = 60_000 - n.min(60_000);
             }
         }
-        for a in assignments.iter().chain(self.set.iter()) {
-            cfg.set(a)?;
+        for a in &self.set {
+            let path = a.split_once('=').map_or(a.as_str(), |(p, _)| p.trim());
+            assignments.push((a.clone(), path.to_string(), format!("--set '{a}'")));
         }
-        Ok(cfg)
+        let mut given = Vec::with_capacity(assignments.len());
+        for (assignment, path, origin) in assignments {
+            cfg.set_as(&assignment, &origin)?;
+            given.push((path, origin));
+        }
+        Ok((cfg, given))
     }
 }
 

@@ -365,7 +365,7 @@ pub fn run(args: &SettleArgs) -> Result<()> {
         if let Some(d) = r.divergence {
             let _ = write!(
                 line,
-                "; diverged ({:?}) in layer {} at t = {:.3} τ",
+                "; diverged ({}) in layer {} at t = {:.3} τ",
                 d.reason, d.layer, d.time
             );
         }

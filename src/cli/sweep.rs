@@ -78,6 +78,9 @@ fn run_with<R>(args: &SweepArgs, runner: R) -> Result<SweepSummary>
 where
     R: Fn(&Job) -> Result<RunResult> + Sync,
 {
+    if args.jobs == Some(0) {
+        anyhow::bail!("--jobs 0: must be ≥ 1 (leave it out for one job per core)");
+    }
     let request = args.request();
     let plan = request.plan()?;
     for w in &plan.warnings {
@@ -144,7 +147,7 @@ where
                 r.error.as_deref().unwrap_or("")
             ));
         }
-        bar.set_message(format!("last: job {} {:?}", r.job, r.status));
+        bar.set_message(format!("last: job {} {}", r.job, r.status));
         bar.inc(1);
     };
     let summary = request.run(&plan, threads, runner, on_done)?;

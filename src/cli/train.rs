@@ -4,10 +4,13 @@ use super::common::RunArgs;
 use super::progress::TerminalProgress;
 use anyhow::{Context, Result};
 use clap::Args;
-use dyadsim::experiment::run_dir::{restore_run, save_run};
+use dyadsim::experiment::result::RunResult;
+use dyadsim::experiment::run_dir::{check_out_dir, restore_run, save_run, save_run_state};
 use dyadsim::experiment::train::{
-    build_network, build_network_from, make_settler, run, run_continued, run_with, Observer,
+    build_network, build_network_from, make_settler, run_continued, Observer,
 };
+use dyadsim::experiment::ValidConfig;
+use dyadsim::network::Network;
 use std::path::PathBuf;
 
 /// Arguments of `dyadsim train`.
@@ -17,8 +20,15 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub run: RunArgs,
     /// Directory for result.json and the effective config.toml (written atomically).
+    /// The directory is written after every epoch and at the end, each
+    /// time as one unit (a crash leaves the last complete state); an
+    /// interrupted run continues with `--resume DIR`.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Replace the run already in `--out DIR` (never a directory that
+    /// holds something else).
+    #[arg(long, requires = "out")]
+    pub force: bool,
     /// Print the result object as JSON on the last line of stdout.
     #[arg(long)]
     pub json: bool,
@@ -50,12 +60,17 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             run_args.config = Some(dir.join("config.toml"));
         }
     }
-    let cfg = run_args.resolve()?;
+    let cfg = run_args.resolve_for_training()?;
+    if let Some(dir) = &args.out {
+        // Resuming into the directory resumed from replaces it by design.
+        let same = args.resume.as_ref().is_some_and(|r| same_path(r, dir));
+        check_out_dir(dir, args.force || same, "--out")?;
+    }
     let data = dyadsim::data::load(&cfg.raw().data)?;
     let mut progress = TerminalProgress::new(args.quiet);
     if !args.quiet {
         eprintln!(
-            "dyadsim train: {} {} on {:?} ({} train / {} test images), α = {}, β = {}, schedule {}, {} substrate, {} epochs",
+            "dyadsim train: {} {} on {} ({} train / {} test images), α = {}, β = {}, schedule {}, {} substrate, {} epoch{}",
             cfg.raw().learning.rule_name(),
             cfg.arch(),
             cfg.raw().data.dataset,
@@ -64,30 +79,36 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             cfg.raw().learning.alpha,
             cfg.raw().learning.beta,
             cfg.learning().schedule(),
-            format!("{:?}", cfg.raw().training.substrate).to_lowercase(),
-            cfg.raw().training.epochs
+            cfg.raw().training.substrate,
+            cfg.raw().training.epochs,
+            if cfg.raw().training.epochs == 1 { "" } else { "s" }
         );
     }
-    let mut observers: Vec<&mut dyn Observer> = vec![&mut progress];
-    let (output, epochs_before) = match (&args.resume, &args.init_from) {
-        (None, None) => (run(&cfg, &data, &mut observers)?, 0),
+    let (network, epochs_before) = match (&args.resume, &args.init_from) {
+        (None, None) => (build_network(&cfg)?, 0),
         (None, Some(path)) => {
             let params = dyadsim::experiment::npz::read_parameters(path)?;
             let network = build_network_from(&cfg, params)
                 .with_context(|| format!("--init-from {}", path.display()))?;
-            let settler = make_settler(&cfg)?;
-            (run_with(&cfg, &data, network, settler, &mut observers)?, 0)
+            (network, 0)
         }
         (Some(dir), _) => {
             let mut network = build_network(&cfg)?;
             let epochs_done = restore_run(dir, &mut network)?;
-            let settler = make_settler(&cfg)?;
-            (
-                run_continued(&cfg, &data, network, settler, &mut observers, epochs_done)?,
-                epochs_done,
-            )
+            (network, epochs_done)
         }
     };
+    let mut checkpoints = args.out.as_ref().map(|dir| Checkpoints {
+        dir: dir.clone(),
+        cfg: &cfg,
+        epochs_before,
+    });
+    let mut observers: Vec<&mut dyn Observer> = vec![&mut progress];
+    if let Some(c) = checkpoints.as_mut() {
+        observers.push(c);
+    }
+    let settler = make_settler(&cfg)?;
+    let output = run_continued(&cfg, &data, network, settler, &mut observers, epochs_before)?;
     let result = &output.result;
     if let Some(dir) = &args.out {
         save_run(dir, &cfg, &output, epochs_before)?;
@@ -103,7 +124,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         );
     } else {
         println!(
-            "status: {:?}, test accuracy {acc}, Lipschitz {}, {:.0} training samples/s",
+            "status: {}, test accuracy {acc}, Lipschitz {}, {:.0} training samples/s",
             result.status,
             result
                 .lipschitz
@@ -119,4 +140,37 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes `--out DIR` after every epoch (as one unit, marked incomplete),
+/// so that Ctrl-C or a wall-time limit loses at most the epoch in progress.
+struct Checkpoints<'a> {
+    dir: PathBuf,
+    cfg: &'a ValidConfig,
+    epochs_before: usize,
+}
+
+impl Observer for Checkpoints<'_> {
+    fn wants_checkpoints(&self) -> bool {
+        true
+    }
+    fn on_checkpoint(&mut self, result: &RunResult, network: &Network) -> Result<()> {
+        save_run_state(
+            &self.dir,
+            self.cfg,
+            result,
+            network,
+            self.epochs_before,
+            false,
+        )
+        .with_context(|| format!("writing the checkpoint into --out {}", self.dir.display()))
+    }
+}
+
+/// Whether two paths name the same directory.
+fn same_path(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }

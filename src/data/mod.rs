@@ -54,6 +54,26 @@ pub enum DatasetName {
     FashionMnist,
 }
 
+impl DatasetName {
+    /// The dataset's usual name (`MNIST`, `Fashion-MNIST`), for messages and reports.
+    pub fn display_name(&self) -> &'static str {
+        match self {
+            DatasetName::Mnist => "MNIST",
+            DatasetName::FashionMnist => "Fashion-MNIST",
+        }
+    }
+}
+
+impl std::fmt::Display for DatasetName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.display_name())
+    }
+}
+
+/// Classes of both datasets (the digits 0–9; ten kinds of clothing): the
+/// width of a network's output layer.
+pub const CLASSES: usize = 10;
+
 /// Image/label file names of an MNIST-style dataset.
 const FILES: [&str; 4] = [
     "train-images-idx3-ubyte",
@@ -191,7 +211,7 @@ fn decode_checked(
         let actual = format!("{:x}", Sha256::digest(&raw));
         if &actual != expected {
             bail!(
-                "{label}: SHA-256 of the decompressed file is {actual}, expected {expected}: the file is corrupted, truncated or not the {name:?} file; {}",
+                "{label}: SHA-256 of the decompressed file is {actual}, expected {expected}: the file is corrupted, truncated or not the {name} file; {}",
                 how_to_get(name)
             );
         }
@@ -220,6 +240,27 @@ pub fn load_raw(name: DatasetName, data_dir: Option<&Path>) -> Result<(Split, Sp
         DatasetName::Mnist => MNIST_SUMS,
         DatasetName::FashionMnist => FASHION_SUMS,
     });
+    if let Some(dir) = data_dir {
+        if !dir.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "data.data_dir {}: {}; it should hold {} (raw or .gz)",
+                    dir.display(),
+                    if dir.exists() {
+                        "is not a directory"
+                    } else {
+                        "does not exist"
+                    },
+                    FILES.join(", ")
+                ),
+            )
+            .into());
+        }
+        std::fs::read_dir(dir).with_context(|| {
+            format!("data.data_dir {}: cannot read the directory", dir.display())
+        })?;
+    }
     let mut arrays = Vec::with_capacity(4);
     for (i, file) in FILES.iter().enumerate() {
         let found = match data_dir {
@@ -229,6 +270,19 @@ pub fn load_raw(name: DatasetName, data_dir: Option<&Path>) -> Result<(Split, Sp
         let arr = match (found, name) {
             (Some((path, bytes)), _) => {
                 decode_checked(&bytes, &path.display().to_string(), file, &sums, name)?
+            }
+            (None, DatasetName::Mnist) if data_dir.is_some() => {
+                // A directory was named: using the embedded copy instead
+                // would silently train on other data than the user meant.
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "MNIST file {file}(.gz) not found in data.data_dir {} (looked for {file}.gz and {file}; the directory should hold {}); leave data.data_dir unset to use the MNIST embedded in dyadsim",
+                        data_dir.map_or_else(String::new, |d| d.display().to_string()),
+                        FILES.join(", ")
+                    ),
+                )
+                .into());
             }
             (None, DatasetName::Mnist) => decode_checked(
                 MNIST_EMBEDDED[i],

@@ -94,6 +94,16 @@ pub enum SubstrateKind {
     Crossbar,
 }
 
+impl std::fmt::Display for SubstrateKind {
+    /// The name the configuration and result files use.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SubstrateKind::Digital => "digital",
+            SubstrateKind::Crossbar => "crossbar",
+        })
+    }
+}
+
 /// How the dyadic states settle.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
 #[serde(rename_all = "snake_case")]
@@ -214,15 +224,63 @@ impl Config {
         }
     }
 
+    /// Why setting the field `path` (e.g. `device.read_noise`) cannot
+    /// affect a training run of this configuration, or `None` if it can.
+    /// The CLI refuses such flags and `--set` assignments (an option that
+    /// is silently ignored would mislead).
+    pub fn unused_reason(&self, path: &str) -> Option<String> {
+        use crate::rules::RuleKind;
+        let section = path.split('.').next().unwrap_or(path);
+        let rule = self.learning.rule;
+        let is_bp = matches!(rule, RuleKind::Bp | RuleKind::BpAdv);
+        let digital = self.training.substrate == SubstrateKind::Digital;
+        match (section, path) {
+            ("device" | "crossbar", _) if digital => Some(
+                "the run is on the digital substrate (add --substrate crossbar or --device NAME)"
+                    .into(),
+            ),
+            ("optimizer", _) if !digital => Some(
+                "crossbar runs learn through their devices with crossbar.lr, not the digital optimiser (use --set crossbar.lr=…)".into(),
+            ),
+            ("optimizer", "optimizer.momentum") if self.optimizer.kind == OptimizerKind::Adam => {
+                Some("Adam has no momentum term (it applies to optimizer.kind = \"sgd\")".into())
+            }
+            ("optimizer", "optimizer.beta1" | "optimizer.beta2" | "optimizer.eps")
+                if self.optimizer.kind == OptimizerKind::Sgd =>
+            {
+                Some("it is a setting of Adam, and optimizer.kind = \"sgd\"".into())
+            }
+            ("circuit", _) if self.training.dynamics == DynamicsKind::Discrete => Some(
+                "inference is discrete; the circuit settings apply with --dynamics ode".into(),
+            ),
+            ("learning", "learning.hidden_alpha") if rule != RuleKind::Dp => {
+                Some(format!("only the rule dp uses it, the run's rule is {rule}"))
+            }
+            ("learning", "learning.adv" | "learning.adv_epsilon") if rule != RuleKind::BpAdv => {
+                Some(format!("only the rule bp-adv uses it, the run's rule is {rule}"))
+            }
+            ("learning", "learning.schedule" | "learning.alpha" | "learning.beta") if is_bp => Some(
+                format!("back-propagation ({rule}) has no nudged inference; it applies to dp, dpt and dp-damped"),
+            ),
+            _ => None,
+        }
+    }
+
     /// Applies `path.to.field=value` (value parsed as TOML, else taken as a string).
     pub fn set(&mut self, assignment: &str) -> Result<()> {
+        self.set_as(assignment, &format!("--set '{assignment}'"))
+    }
+
+    /// [`Config::set`] whose errors name `origin`, what the user wrote
+    /// (`--rule dtp` for a flag the CLI turned into `learning.rule="dtp"`).
+    pub fn set_as(&mut self, assignment: &str, origin: &str) -> Result<()> {
         let (path, value) = assignment
             .split_once('=')
-            .with_context(|| format!("--set '{assignment}': expected path.to.field=value"))?;
+            .with_context(|| format!("{origin}: expected path.to.field=value"))?;
         let mut table = self.to_table()?;
         set_path(&mut table, path.trim(), parse_toml_value(value.trim()))
-            .with_context(|| format!("--set '{assignment}'"))?;
-        *self = Config::from_table(table).with_context(|| format!("--set '{assignment}'"))?;
+            .with_context(|| origin.to_string())?;
+        *self = Config::from_table(table).with_context(|| origin.to_string())?;
         Ok(())
     }
 
@@ -267,9 +325,13 @@ impl Config {
             )?;
         }
         let t = &self.training;
+        if t.epochs == 0 {
+            bail!("training.epochs must be ≥ 1 (0 would train nothing and report no accuracy)");
+        }
         if t.batch == 0 {
             bail!("training.batch must be ≥ 1");
         }
+        check_memory(&arch, t.substrate, t.batch.max(t.eval_batch))?;
         if t.eval_batch == 0 {
             bail!("training.eval_batch must be ≥ 1");
         }
@@ -312,6 +374,59 @@ impl Config {
             raw: self,
         })
     }
+}
+
+/// Refuses, before anything is allocated, a network whose arrays would
+/// not fit in the memory the machine has available (`MemAvailable` of
+/// `/proc/meminfo`; no check where that cannot be read). The estimate
+/// counts per weight the parameter and the optimiser's or the devices'
+/// state, and per batch the states of every layer; it is a lower bound.
+fn check_memory(arch: &Architecture, substrate: SubstrateKind, batch: usize) -> Result<()> {
+    let weights: f64 = arch
+        .0
+        .windows(2)
+        .map(|w| (w[0] as f64 + 1.0) * w[1] as f64)
+        .sum();
+    // Digital: W, its gradient and Adam's two moments (f32 each). Crossbar:
+    // two device records of 32 bytes per weight and the read caches.
+    let per_weight = match substrate {
+        SubstrateKind::Digital => 16.0,
+        SubstrateKind::Crossbar => 80.0,
+    };
+    // About a dozen n × B state matrices per layer (s⁺, s⁻, s̄, δ, drives…).
+    let states: f64 = arch.0.iter().map(|&n| n as f64).sum::<f64>() * batch as f64 * 12.0 * 4.0;
+    let needed = weights * per_weight + states;
+    let Some(available) = available_memory_bytes() else {
+        return Ok(());
+    };
+    if needed > available as f64 {
+        bail!(
+            "network.arch '{arch}' needs at least {:.1} GiB on the {} substrate ({:.3e} weights{}), the machine has {:.1} GiB available: choose smaller widths",
+            needed / GIB,
+            match substrate {
+                SubstrateKind::Digital => "digital",
+                SubstrateKind::Crossbar => "crossbar",
+            },
+            weights,
+            if states > weights * per_weight {
+                format!(", batch {batch}")
+            } else {
+                String::new()
+            },
+            available as f64 / GIB
+        );
+    }
+    Ok(())
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// `MemAvailable` of `/proc/meminfo` in bytes (Linux), else `None`.
+fn available_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Parses a command-line value as TOML (`0.5`, `true`, `[1, 2]`, `"x"`),

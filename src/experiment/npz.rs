@@ -17,6 +17,12 @@ use std::path::Path;
 
 /// Writes `params` (`W_1, b_1` first) to `path` atomically.
 pub fn write_parameters(path: &Path, params: &[(Mat, Vector)]) -> Result<()> {
+    let bytes = encode_parameters(params).with_context(|| format!("{}", path.display()))?;
+    super::run_dir::write_atomic(path, &bytes)
+}
+
+/// The `.npz` file of `params` (`W_1, b_1` first) as bytes.
+pub fn encode_parameters(params: &[(Mat, Vector)]) -> Result<Vec<u8>> {
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
     let options =
         zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
@@ -33,27 +39,23 @@ pub fn write_parameters(path: &Path, params: &[(Mat, Vector)]) -> Result<()> {
         ];
         for (name, shape, data) in arrays {
             zip.start_file(format!("{name}.npy"), options)
-                .with_context(|| format!("{}: starting array {name}", path.display()))?;
+                .with_context(|| format!("starting array {name}"))?;
             let mut npy = Vec::with_capacity(128 + 4 * data.len());
             let mut writer = npyz::WriteOptions::<f32>::new()
                 .default_dtype()
                 .shape(&shape)
                 .writer(&mut npy)
                 .begin_nd()
-                .with_context(|| format!("{}: encoding array {name}", path.display()))?;
+                .with_context(|| format!("encoding array {name}"))?;
             writer
                 .extend(data.iter().copied())
                 .and_then(|_| writer.finish())
-                .with_context(|| format!("{}: encoding array {name}", path.display()))?;
+                .with_context(|| format!("encoding array {name}"))?;
             zip.write_all(&npy)
-                .with_context(|| format!("{}: writing array {name}", path.display()))?;
+                .with_context(|| format!("writing array {name}"))?;
         }
     }
-    let bytes = zip
-        .finish()
-        .with_context(|| format!("{}: finishing the archive", path.display()))?
-        .into_inner();
-    super::run_dir::write_atomic(path, &bytes)
+    Ok(zip.finish().context("finishing the archive")?.into_inner())
 }
 
 /// Reads the parameters of `path` (`W1, b1, W2, b2, …` until `W{k}` is

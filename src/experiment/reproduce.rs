@@ -156,7 +156,7 @@ pub fn run_table(
                 cfg.set(s).with_context(|| format!("row '{label}'"))?;
             }
             let valid = cfg.check().with_context(|| format!("row '{label}'"))?;
-            let ds = format!("{dataset:?}");
+            let ds = dataset.to_string();
             progress(&format!("{ds}: {label}"), None);
             let result = run(&valid, &data, &mut [])?.result;
             progress(&format!("{ds}: {label}"), Some(&result));

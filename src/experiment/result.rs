@@ -17,6 +17,16 @@ pub enum RunStatus {
     Diverged,
 }
 
+impl std::fmt::Display for RunStatus {
+    /// The name the configuration and result files use.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunStatus::Ok => "ok",
+            RunStatus::Diverged => "diverged",
+        })
+    }
+}
+
 /// Where and why a run was flagged as diverged.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct DivergenceEvent {

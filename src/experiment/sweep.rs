@@ -80,6 +80,43 @@ pub struct Axis {
     pub values: Vec<toml::Value>,
 }
 
+/// An axis that lists a value twice would run the same job twice (in a
+/// grid) or pair one value with two others (in a zip): an error.
+fn check_distinct_values(axis: &Axis) -> Result<()> {
+    for (i, v) in axis.values.iter().enumerate() {
+        if let Some(j) = axis.values[..i].iter().position(|w| w == v) {
+            bail!(
+                "axis '{}' lists the value {} twice (positions {} and {}); each value of an axis must be distinct",
+                axis.path,
+                v,
+                j + 1,
+                i + 1
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `[output] results` names a file inside the output directory: a plain
+/// file name, so that a spec can never write outside `--out`.
+fn check_results_name(name: &str) -> Result<()> {
+    let path = Path::new(name);
+    let plain = path.components().count() == 1
+        && matches!(
+            path.components().next(),
+            Some(std::path::Component::Normal(_))
+        );
+    if !plain || name.is_empty() {
+        bail!(
+            "[output] results = {name:?}: must be a file name inside the output directory (no directories, no '..', not absolute), e.g. \"results.jsonl\""
+        );
+    }
+    if !name.ends_with(".jsonl") {
+        bail!("[output] results = {name:?}: must end in .jsonl (one JSON line per job)");
+    }
+    Ok(())
+}
+
 /// Output settings of a sweep (TOML `[output]`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -283,6 +320,10 @@ impl SweepSpec {
                 bail!("axis '{}' appears in both [axes] and [zip]", z.path);
             }
         }
+        for axis in grid.iter().chain(&zip) {
+            check_distinct_values(axis)?;
+        }
+        check_results_name(&raw.output.results)?;
         grid.sort_by(|a, b| a.path.cmp(&b.path));
         let mut report = raw.report;
         if let Some(t) = &report.technology {
@@ -568,6 +609,7 @@ where
         pending.truncate(limit);
     }
     let writer = ResultWriter::append(results_path)?;
+    let claims = Claims::new(results_path, store)?;
     let threads = if options.parallel_jobs == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -580,10 +622,16 @@ where
         .context("building the sweep thread pool")?;
     let shard_label = (options.shard.count > 1)
         .then(|| format!("{}/{}", options.shard.index, options.shard.count));
-    let outcomes: Vec<Result<Option<JobStatus>>> = pool.install(|| {
+    let outcomes: Vec<Result<JobOutcome>> = pool.install(|| {
         pending
             .par_iter()
             .map(|job| {
+                // Another process on the same output directory may run
+                // this job already, or have finished it since this one
+                // read the results.
+                let Some(_claim) = claims.claim(job, options.retry_failed)? else {
+                    return Ok(JobOutcome::ElsewhereOrDone);
+                };
                 let start = Instant::now();
                 let outcome =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner(job)))
@@ -600,7 +648,7 @@ where
                         // A job stopped by its caller (Ctrl-C in Python) has
                         // no result: nothing is recorded, so it stays
                         // pending and a rerun starts it again.
-                        return Ok(None);
+                        return Ok(JobOutcome::Interrupted);
                     }
                 }
                 let record = JobRecord::from_outcome(
@@ -611,7 +659,7 @@ where
                 )?;
                 writer.write(&record)?;
                 on_done(&record);
-                Ok(Some(record.status))
+                Ok(JobOutcome::Ran(record.status))
             })
             .collect()
     });
@@ -623,17 +671,102 @@ where
     };
     for o in outcomes {
         match o? {
-            Some(JobStatus::Ok) => summary.ok += 1,
-            Some(JobStatus::Diverged) => summary.diverged += 1,
-            Some(JobStatus::Failed) => summary.failed += 1,
-            None => {
+            JobOutcome::Ran(JobStatus::Ok) => summary.ok += 1,
+            JobOutcome::Ran(JobStatus::Diverged) => summary.diverged += 1,
+            JobOutcome::Ran(JobStatus::Failed) => summary.failed += 1,
+            JobOutcome::Interrupted => {
                 summary.interrupted += 1;
+                continue;
+            }
+            JobOutcome::ElsewhereOrDone => {
+                summary.skipped += 1;
                 continue;
             }
         }
         summary.ran += 1;
     }
     Ok(summary)
+}
+
+/// What became of one pending job in [`run_sweep`].
+enum JobOutcome {
+    /// It ran and its record was written.
+    Ran(JobStatus),
+    /// Its runner returned [`crate::experiment::train::Interrupted`].
+    Interrupted,
+    /// Another process holds it, or recorded it since the results were read.
+    ElsewhereOrDone,
+}
+
+/// Cross-process claims on a sweep's jobs: a job runs only in the process
+/// that holds the lock on `OUT/.claims/HASH` (an OS file lock, released
+/// when the process ends, however it ends) and that, holding it, still
+/// finds no record of the job in the results file (read on from where it
+/// was read before). So two `sweep` processes on one `--out` share the
+/// grid instead of running it twice.
+struct Claims {
+    dir: PathBuf,
+    results: PathBuf,
+    store: std::sync::Mutex<(ResultStore, u64)>,
+}
+
+/// A held claim: the lock, and the lock file removed when it is dropped.
+struct Claim {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Claims {
+    fn new(results: &Path, store: ResultStore) -> Result<Self> {
+        let dir = results
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .join(".claims");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let read = std::fs::metadata(results).map_or(0, |m| m.len());
+        Ok(Self {
+            dir,
+            results: results.to_path_buf(),
+            store: std::sync::Mutex::new((store, read)),
+        })
+    }
+
+    /// The claim on `job` if this process may run it now.
+    fn claim(&self, job: &Job, retry_failed: bool) -> Result<Option<Claim>> {
+        let path = self.dir.join(&job.hash);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open the claim file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+        let claim = Claim { path, _file: file };
+        let mut guard = self
+            .store
+            .lock()
+            .map_err(|_| anyhow::anyhow!("results store lock poisoned"))?;
+        let (store, read) = &mut *guard;
+        *read = store.read_appended(&self.results, *read)?;
+        let done = store
+            .latest(&job.hash)
+            .is_some_and(|r| !(retry_failed && r.status == JobStatus::Failed));
+        Ok((!done).then_some(claim))
+    }
 }
 
 impl From<RunStatus> for JobStatus {

@@ -30,6 +30,20 @@ pub trait Observer {
     fn on_divergence(&mut self, _event: &DivergenceEvent) {}
     /// Training finished.
     fn on_finish(&mut self, _result: &RunResult) {}
+    /// Whether this observer takes checkpoints ([`Observer::on_checkpoint`]):
+    /// only then does the executor assemble the result so far after each
+    /// epoch.
+    fn wants_checkpoints(&self) -> bool {
+        false
+    }
+    /// After every epoch but the last (for an observer that
+    /// [wants them](Observer::wants_checkpoints)): the result so far and
+    /// the network as it stands, e.g. to write the run directory so that an
+    /// interrupted run loses at most the epoch in progress. An error stops
+    /// the run with that error.
+    fn on_checkpoint(&mut self, _result: &RunResult, _network: &Network) -> Result<()> {
+        Ok(())
+    }
     /// Asked after every batch: `true` stops the run at once, and the
     /// training call returns the error [`Interrupted`] instead of a result
     /// (a Python caller's Ctrl-C; nothing is written).
@@ -187,6 +201,16 @@ pub fn run_continued(
             cfg.arch(),
             cfg.arch().inputs(),
             data.train.input_width()
+        );
+    }
+    if cfg.arch().outputs() != crate::data::CLASSES {
+        bail!(
+            "network.arch '{}' has {} outputs, but {} has {} classes: the last width must be {}",
+            cfg.arch(),
+            cfg.arch().outputs(),
+            data.name,
+            crate::data::CLASSES,
+            crate::data::CLASSES
         );
     }
     let rule_needs_dual = raw.learning.rule.is_dual();
@@ -371,14 +395,53 @@ pub fn run_continued(
         if stop {
             break 'epochs;
         }
+        if epoch < raw.training.epochs && observers.iter().any(|o| o.wants_checkpoints()) {
+            let so_far = assemble_result(
+                &network,
+                diverged_at.clone(),
+                epochs.clone(),
+                overall_max_state,
+                samples_seen,
+                train_seconds,
+                start,
+            );
+            for o in observers.iter_mut() {
+                o.on_checkpoint(&so_far, &network)?;
+            }
+        }
     }
+    let result = assemble_result(
+        &network,
+        diverged_at,
+        epochs,
+        overall_max_state,
+        samples_seen,
+        train_seconds,
+        start,
+    );
+    for o in observers.iter_mut() {
+        o.on_finish(&result);
+    }
+    Ok(RunOutput { result, network })
+}
+
+/// The result record of a run from its epochs so far.
+fn assemble_result(
+    network: &Network,
+    diverged_at: Option<DivergenceEvent>,
+    epochs: Vec<EpochRecord>,
+    overall_max_state: f32,
+    samples_seen: u64,
+    train_seconds: f64,
+    start: Instant,
+) -> RunResult {
     let last = epochs.last().cloned().unwrap_or_default();
     let layer_stats: Vec<crate::substrate::LayerHardwareStats> = network
         .layers
         .iter()
         .filter_map(|l| l.hardware_stats())
         .collect();
-    let result = RunResult {
+    RunResult {
         status: if diverged_at.is_some() {
             RunStatus::Diverged
         } else {
@@ -400,11 +463,7 @@ pub fn run_continued(
         samples_seen,
         epochs,
         hardware: crate::substrate::HardwareSummary::of(layer_stats),
-    };
-    for o in observers.iter_mut() {
-        o.on_finish(&result);
     }
-    Ok(RunOutput { result, network })
 }
 
 /// Builds one weight layer on the configured substrate with the given

@@ -34,6 +34,9 @@ impl Architecture {
     }
 }
 
+/// The most weight layers an architecture may have.
+pub const MAX_LAYERS: usize = 1_000;
+
 impl FromStr for Architecture {
     type Err = String;
     /// Parses `784-512-512-10`; a repeated block may be written `1000x4`
@@ -54,6 +57,11 @@ impl FromStr for Architecture {
                 .map_err(|_| err(&format!("'{part}' is not a width")))?;
             if w == 0 || r == 0 {
                 return Err(err("widths and repeat counts must be ≥ 1"));
+            }
+            if widths.len() + r > MAX_LAYERS + 1 {
+                return Err(err(&format!(
+                    "more than {MAX_LAYERS} weight layers (a network this deep cannot train)"
+                )));
             }
             widths.extend(std::iter::repeat_n(w, r));
         }

@@ -36,6 +36,19 @@ pub enum RuleKind {
     BpAdv,
 }
 
+impl std::fmt::Display for RuleKind {
+    /// The rule's name in configurations and on the command line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RuleKind::Bp => "bp",
+            RuleKind::Dp => "dp",
+            RuleKind::Dpt => "dpt",
+            RuleKind::DpDamped => "dp-damped",
+            RuleKind::BpAdv => "bp-adv",
+        })
+    }
+}
+
 impl RuleKind {
     /// Whether the rule settles dyadic states (DP family) rather than back-propagating.
     pub fn is_dual(self) -> bool {

@@ -41,6 +41,11 @@ impl fmt::Display for Schedule {
     }
 }
 
+/// The largest K of a schedule: far beyond any useful inference (the
+/// paper's schedules use K ≤ 30), small enough that a typo cannot make a
+/// run that never ends.
+pub const MAX_ROUNDS: usize = 10_000;
+
 impl FromStr for Schedule {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -51,6 +56,11 @@ impl FromStr for Schedule {
         let k: usize = count.trim().parse().map_err(|_| err())?;
         if k == 0 {
             return Err(err());
+        }
+        if k > MAX_ROUNDS {
+            return Err(format!(
+                "invalid schedule '{s}': K = {k} exceeds {MAX_ROUNDS} (each round is a pass over every layer of every batch; the paper's schedules use K ≤ 30)"
+            ));
         }
         match name.trim() {
             "fwbw" => Ok(Schedule::FwBw { rounds: k }),

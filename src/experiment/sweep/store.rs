@@ -11,7 +11,7 @@
 
 use super::{describe_assignment, Job};
 use crate::experiment::result::RunResult;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -29,6 +29,17 @@ pub enum JobStatus {
     Diverged,
     /// The job returned an error or panicked (see `error`).
     Failed,
+}
+
+impl std::fmt::Display for JobStatus {
+    /// The name the configuration and result files use.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JobStatus::Ok => "ok",
+            JobStatus::Diverged => "diverged",
+            JobStatus::Failed => "failed",
+        })
+    }
 }
 
 /// One line of the results file.
@@ -157,6 +168,34 @@ impl ResultStore {
         Ok(store)
     }
 
+    /// Reads the complete lines appended to `path` after its first `from`
+    /// bytes (what another process recorded meanwhile) into the store;
+    /// returns how far the file is now read.
+    pub fn read_appended(&mut self, path: &Path, from: u64) -> Result<u64> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(from),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        file.seek(SeekFrom::Start(from))
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        for line in bytes[..complete].split(|&b| b == b'\n') {
+            if let Ok(text) = std::str::from_utf8(line) {
+                if !text.trim().is_empty() {
+                    if let Ok(r) = serde_json::from_str::<JobRecord>(text) {
+                        self.insert(r);
+                    }
+                }
+            }
+        }
+        Ok(from + complete as u64)
+    }
+
     /// Parses one JSON line of `path` (1-based `line_number`) and adds it,
     /// or records a warning naming the file and line if it is unreadable.
     fn insert_line(&mut self, line: &str, path: &Path, line_number: usize) {
@@ -241,12 +280,50 @@ impl ResultWriter {
 /// job index. Returns the number of records written.
 pub fn merge_files(inputs: &[&Path], out: &Path) -> Result<usize> {
     let mut merged = ResultStore::default();
+    // The axes of the first input: every shard of one sweep has the same.
+    let mut axes: Option<(Vec<String>, &Path)> = None;
     for input in inputs {
         let store = ResultStore::open_read_only(input)?;
         for w in &store.warnings {
             eprintln!("warning: {w}");
         }
+        if store.records.is_empty() && !store.warnings.is_empty() {
+            bail!(
+                "{}: not a results file (no line is a job record); merge takes the .jsonl files `sweep` writes",
+                input.display()
+            );
+        }
         for r in store.records {
+            let order = if r.axis_order.is_empty() {
+                r.axes.keys().cloned().collect()
+            } else {
+                r.axis_order.clone()
+            };
+            match &axes {
+                None => axes = Some((order, input)),
+                Some((first, from)) if *first != order => bail!(
+                    "{} and {} come from different sweeps (axes {} and {}): merge the shards of one sweep",
+                    from.display(),
+                    input.display(),
+                    first.join(", "),
+                    order.join(", ")
+                ),
+                Some(_) => {}
+            }
+            if let Some(old) = merged.latest(&r.hash) {
+                if old.status != JobStatus::Failed
+                    && r.status != JobStatus::Failed
+                    && !same_outcome(old, &r)
+                {
+                    eprintln!(
+                        "warning: job {} (hash {}) has two different finished records; {} keeps the one from {}",
+                        r.job,
+                        &r.hash[..12.min(r.hash.len())],
+                        out.display(),
+                        input.display()
+                    );
+                }
+            }
             merged.insert(r);
         }
     }
@@ -256,16 +333,32 @@ pub fn merge_files(inputs: &[&Path], out: &Path) -> Result<usize> {
         text.push_str(&serde_json::to_string(r).context("record to JSON")?);
         text.push('\n');
     }
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    // Write to a temporary file beside the target, then rename: a merge
-    // interrupted half-way never leaves a half-written results file.
-    let tmp = out.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, out)
-        .with_context(|| format!("cannot move {} to {}", tmp.display(), out.display()))?;
+    // Atomic (temporary file, fsync, rename): a merge interrupted half-way
+    // or failing never leaves a half-written results file or a stray one.
+    crate::experiment::run_dir::write_atomic(out, text.as_bytes())?;
     Ok(records.len())
+}
+
+/// Whether two finished records of one job say the same (their results
+/// without the wall-clock fields).
+fn same_outcome(a: &JobRecord, b: &JobRecord) -> bool {
+    fn without_timing(v: &Option<serde_json::Value>) -> Option<serde_json::Value> {
+        let mut v = v.clone()?;
+        fn strip(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    m.remove("samples_per_second");
+                    m.remove("wall_seconds");
+                    m.values_mut().for_each(strip);
+                }
+                serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+                _ => {}
+            }
+        }
+        strip(&mut v);
+        Some(v)
+    }
+    a.status == b.status && without_timing(&a.result) == without_timing(&b.result)
 }
 
 impl ResultStore {
@@ -273,8 +366,11 @@ impl ResultStore {
     /// last line is only reported).
     pub fn open_read_only(path: &Path) -> Result<Self> {
         let mut store = Self::default();
-        let text = std::fs::read_to_string(path)
+        let bytes = std::fs::read(path)
             .with_context(|| format!("cannot read results file {}", path.display()))?;
+        // A line that is not UTF-8 becomes unreadable JSON: reported and
+        // skipped like any unreadable line, as `sweep` does.
+        let text = String::from_utf8_lossy(&bytes);
         let ends_clean = text.ends_with('\n') || text.is_empty();
         let lines: Vec<&str> = text.lines().collect();
         for (i, line) in lines.iter().enumerate() {
