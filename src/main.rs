@@ -7,7 +7,13 @@ mod cli;
 /// dyadsim — analog-crossbar hardware model and on-chip training emulator
 /// for dual propagation (DP) and DP⊤.
 #[derive(Parser, Debug)]
-#[command(name = "dyadsim", version, about, long_about = None)]
+#[command(
+    name = "dyadsim",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 when the command did its work (a diverged training run is a result: its status says so), 2 on an error (the message names the flag, field or file)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -109,3 +109,27 @@ fn errors_name_the_flag_the_user_wrote() {
     assert_eq!(code, 2);
     assert!(err.contains("--jobs 0: must be ≥ 1"), "{err}");
 }
+
+#[test]
+fn the_adaptive_integrator_on_a_noisy_crossbar_is_refused_with_the_reason() {
+    refused(
+        &["--dynamics", "ode", "--device", "reram_es"],
+        "the adaptive step collapses",
+    );
+    // A fixed step, or no noise, is fine (checked only up to the start of
+    // training: --epochs would take long).
+    let (code, _, err) = dyadsim(&[
+        "train",
+        "--quiet",
+        "--dynamics",
+        "ode",
+        "--device",
+        "reram_es",
+        "--integrator",
+        "rk4",
+        "--set",
+        "data.train_size=0",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("data.train_size must be ≥ 1"), "{err}");
+}

@@ -20,6 +20,14 @@ fn spec(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
     path
 }
 
+/// `dyadsim VERB INPUT --out OUT EXTRA…`: (exit code, stderr).
+fn cmd(verb: &str, input: &str, out: &str, extra: &[&str]) -> (i32, String) {
+    let mut args = vec![verb, input, "--out", out];
+    args.extend_from_slice(extra);
+    let (code, _, err) = dyadsim(&args);
+    (code, err)
+}
+
 fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .expect("results")
@@ -51,14 +59,21 @@ fn two_processes_on_one_out_run_each_job_once() {
             .expect("start sweep")
     };
     let (a, b) = (start(), start());
+    let mut ran = 0;
     for child in [a, b] {
         let out = child.wait_with_output().expect("wait");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        let n: usize = err
+            .split("sweep: ran ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no summary line in: {err}"));
+        ran += n;
     }
+    // Between them the two processes ran each job once.
+    assert_eq!(ran, 6);
     let records = lines(&out.join("results.jsonl"));
     let mut jobs: Vec<u64> = records.iter().map(|r| r["job"].as_u64().unwrap()).collect();
     jobs.sort();
@@ -86,24 +101,37 @@ fn results_stay_inside_out_and_axis_values_are_distinct() {
             tmp.path(),
             &format!("[axes]\nseed = [1]\n[output]\nresults = {results:?}\n"),
         );
-        let (code, _, err) = dyadsim(&[
-            "sweep",
-            spec.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let (code, err) = cmd("sweep", spec.to_str().unwrap(), out.to_str().unwrap(), &[]);
         assert_eq!(code, 2, "{results}: {err}");
         assert!(err.contains("[output] results"), "{err}");
     }
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "unrelated\n");
+    // Piped (a Slurm log): one line per finished job; --quiet: nothing.
+    let two = spec(tmp.path(), "[axes]\nseed = [1, 2]\n");
+    let (code, err) = cmd("sweep", two.to_str().unwrap(), out.to_str().unwrap(), &[]);
+    assert_eq!(code, 0, "{err}");
+    for job in [
+        "job 0 (seed = 1): ok, test accuracy",
+        "job 1 (seed = 2): ok, test accuracy",
+    ] {
+        assert!(err.contains(job), "{err}");
+    }
+    let quiet_out = tmp.path().join("quiet");
+    let (code, err) = cmd(
+        "sweep",
+        two.to_str().unwrap(),
+        quiet_out.to_str().unwrap(),
+        &["--quiet"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.trim().is_empty(), "{err}");
     let spec = spec(tmp.path(), "[axes]\nseed = [1, 1, 2]\n");
-    let (code, _, err) = dyadsim(&[
+    let (code, err) = cmd(
         "sweep",
         spec.to_str().unwrap(),
-        "--out",
         out.to_str().unwrap(),
-        "--dry-run",
-    ]);
+        &["--dry-run"],
+    );
     assert_eq!(code, 2);
     assert!(err.contains("'seed' lists the value 1 twice"), "{err}");
 }
@@ -116,12 +144,7 @@ fn merge_refuses_what_is_not_one_sweeps_shards_and_report_skips_a_bad_line() {
         std::fs::create_dir_all(&dir).unwrap();
         let spec = spec(&dir, extra);
         let out = dir.join("out");
-        let (code, _, err) = dyadsim(&[
-            "sweep",
-            spec.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let (code, err) = cmd("sweep", spec.to_str().unwrap(), out.to_str().unwrap(), &[]);
         assert_eq!(code, 0, "{err}");
         out.join("results.jsonl")
     };
@@ -171,11 +194,113 @@ fn merge_refuses_what_is_not_one_sweeps_shards_and_report_skips_a_bad_line() {
     bytes.extend_from_slice(b"\xff\xfe{\"job\": 9}\n");
     let damaged = tmp.path().join("damaged.jsonl");
     std::fs::write(&damaged, bytes).unwrap();
-    let (code, _, err) = dyadsim(&[
+    let (code, err) = cmd(
         "report",
         damaged.to_str().unwrap(),
-        "--out",
         tmp.path().join("report").to_str().unwrap(),
-    ]);
+        &[],
+    );
     assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn technologies_by_name_and_a_sweep_directory_that_moves() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let tech = tmp.path().join("my_tech.toml");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/device_models/technology/pcm_gst_32nm.toml"
+        ),
+        &tech,
+    )
+    .expect("copy technology");
+    let spec = spec(
+        tmp.path(),
+        "[axes]\nseed = [1]\n[report]\ntechnology = \"my_tech.toml\"\n",
+    );
+    let out = tmp.path().join("out");
+    let (code, err) = cmd("sweep", spec.to_str().unwrap(), out.to_str().unwrap(), &[]);
+    assert_eq!(code, 0, "{err}");
+    let settings = std::fs::read_to_string(out.join("report-settings.toml")).expect("settings");
+    assert!(
+        settings.contains("technology = \"technology.toml\""),
+        "{settings}"
+    );
+    // The spec's technology file goes away and the sweep directory moves:
+    // the report still finds its technology.
+    std::fs::remove_file(&tech).expect("rm");
+    let moved = tmp.path().join("moved");
+    std::fs::rename(&out, &moved).expect("mv");
+    let (code, err) = cmd(
+        "report",
+        moved.to_str().unwrap(),
+        tmp.path().join("r1").to_str().unwrap(),
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    // A shipped technology by name, and an unknown one.
+    let (code, err) = cmd(
+        "report",
+        moved.to_str().unwrap(),
+        tmp.path().join("r2").to_str().unwrap(),
+        &["--technology", "pcm_gst_32nm"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = cmd(
+        "report",
+        moved.to_str().unwrap(),
+        tmp.path().join("r3").to_str().unwrap(),
+        &["--technology", "no_such_tech"],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("neither a file nor a shipped technology"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sweep_and_report_write_a_flat_results_csv() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let spec = spec(
+        tmp.path(),
+        "[axes]\nseed = [1, 2]\n\"learning.alpha\" = [0.0, 1.0]\n",
+    );
+    let out = tmp.path().join("out");
+    let (code, err) = cmd("sweep", spec.to_str().unwrap(), out.to_str().unwrap(), &[]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(out.join("results.csv")).expect("results.csv");
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    for column in [
+        "learning.alpha",
+        "seed",
+        "status",
+        "test_accuracy",
+        "energy_total_j",
+        "lifetime_1pct_epochs",
+    ] {
+        assert!(
+            header.iter().any(|h| h == column),
+            "{column} missing from {header:?}"
+        );
+    }
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 4);
+    let acc = header.iter().position(|h| h == "test_accuracy").unwrap();
+    for row in &rows {
+        let a: f64 = row[acc].parse().expect("accuracy is a number");
+        assert!((0.0..=1.0).contains(&a));
+    }
+    let report = tmp.path().join("report");
+    let (code, err) = cmd(
+        "report",
+        out.to_str().unwrap(),
+        report.to_str().unwrap(),
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let again = std::fs::read_to_string(report.join("results.csv")).expect("report's results.csv");
+    assert_eq!(again, text);
 }

@@ -12,95 +12,99 @@ use std::path::PathBuf;
 #[derive(Args, Debug, Clone, Default)]
 pub struct RunArgs {
     /// TOML configuration file (every field has a default; see README).
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Configuration", long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Override any configuration field, e.g. `--set learning.beta=0.1`
     /// or `--set device.read_noise=0.05` (repeatable).
-    #[arg(long = "set", value_name = "PATH=VALUE")]
+    #[arg(
+        help_heading = "Configuration",
+        long = "set",
+        value_name = "PATH=VALUE"
+    )]
     pub set: Vec<String>,
-    /// Layer widths, e.g. 784-512-512-10 or 784-1000x4-10.
-    #[arg(long)]
+    /// Layer widths, e.g. 784-512-512-10 or 784-1000x4-10 [default: 784-512-512-10].
+    #[arg(help_heading = "Network", long)]
     pub arch: Option<String>,
-    /// Hidden activation: relu, leaky_relu, hard_sigmoid, tanh, sigmoid.
-    #[arg(long)]
+    /// Hidden activation: relu, leaky_relu, hard_sigmoid, tanh, sigmoid [default: relu].
+    #[arg(help_heading = "Network", long)]
     pub activation: Option<String>,
-    /// Loss: mse (½‖s_L − y‖²) or ce (softmax cross-entropy).
-    #[arg(long)]
+    /// Loss: mse (½‖s_L − y‖²) or ce (softmax cross-entropy) [default: mse].
+    #[arg(help_heading = "Network", long)]
     pub loss: Option<String>,
-    /// Learning rule: bp, dp, dpt, dp-damped, bp-adv.
-    #[arg(long)]
+    /// Learning rule: bp, dp, dpt, dp-damped, bp-adv [default: dpt].
+    #[arg(help_heading = "Learning rule", long)]
     pub rule: Option<String>,
-    /// Nudging asymmetry α in [0, 1].
-    #[arg(long, allow_negative_numbers = true)]
+    /// Nudging asymmetry α in [0, 1] (dp, dpt, dp-damped) [default: 0.5].
+    #[arg(help_heading = "Learning rule", long, allow_negative_numbers = true)]
     pub alpha: Option<f32>,
-    /// DP only: α of the hidden layers (½ = the 2023 paper's form).
-    #[arg(long, allow_negative_numbers = true)]
+    /// dp only: α of the hidden layers (½ = the 2023 paper's form) [default: α].
+    #[arg(help_heading = "Learning rule", long, allow_negative_numbers = true)]
     pub hidden_alpha: Option<f32>,
-    /// Nudging strength β > 0.
-    #[arg(long, allow_negative_numbers = true)]
+    /// Nudging strength β > 0 (dp, dpt, dp-damped) [default: 0.5].
+    #[arg(help_heading = "Learning rule", long, allow_negative_numbers = true)]
     pub beta: Option<f32>,
-    /// Inference schedule: fwbw:K, forward:K, jacobi:K.
-    #[arg(long)]
+    /// Inference schedule: fwbw:K, forward:K or jacobi:K, K ≤ 10000 [default: fwbw:6; dp-damped fwbw:16].
+    #[arg(help_heading = "Learning rule", long)]
     pub schedule: Option<String>,
     /// Input-robust variant: the input is a dyad too.
-    #[arg(long)]
+    #[arg(help_heading = "Learning rule", long)]
     pub robust_input: bool,
-    /// Adversary of bp-adv: fgsm or grad.
-    #[arg(long)]
+    /// bp-adv only: the adversary, fgsm or grad [default: fgsm].
+    #[arg(help_heading = "Learning rule", long)]
     pub adv: Option<String>,
-    /// Adversarial step size ε.
-    #[arg(long = "adv-eps", alias = "epsilon")]
+    /// bp-adv only: adversarial step size ε [default: 0.05].
+    #[arg(help_heading = "Learning rule", long = "adv-eps", alias = "epsilon")]
     pub adv_eps: Option<f32>,
-    /// Epochs.
-    #[arg(long)]
+    /// Epochs (≥ 1) [default: 10].
+    #[arg(help_heading = "Training", long)]
     pub epochs: Option<usize>,
-    /// Mini-batch size.
-    #[arg(long)]
+    /// Mini-batch size [default: 50].
+    #[arg(help_heading = "Training", long)]
     pub batch: Option<usize>,
-    /// Learning rate.
-    #[arg(long)]
+    /// Learning rate of the digital optimiser (crossbars: --set crossbar.lr=…) [default: 1e-3].
+    #[arg(help_heading = "Training", long)]
     pub lr: Option<f32>,
-    /// Optimiser: adam or sgd.
-    #[arg(long)]
+    /// Digital optimiser: adam or sgd [default: adam].
+    #[arg(help_heading = "Training", long)]
     pub optimizer: Option<String>,
-    /// SGD momentum.
-    #[arg(long)]
+    /// SGD momentum [default: 0].
+    #[arg(help_heading = "Training", long)]
     pub momentum: Option<f32>,
-    /// Random seed.
-    #[arg(long)]
+    /// Random seed of initialisation, shuffling and every hardware stream [default: 1].
+    #[arg(help_heading = "Training", long)]
     pub seed: Option<u64>,
-    /// Dataset: mnist or fashion_mnist.
-    #[arg(long)]
+    /// Dataset: mnist or fashion_mnist [default: mnist].
+    #[arg(help_heading = "Data", long)]
     pub dataset: Option<String>,
-    /// Directory holding the dataset's IDX files (raw or .gz).
-    #[arg(long)]
+    /// Directory holding the dataset's four IDX files (raw or .gz) [default: embedded MNIST; Fashion-MNIST from /usr/share/datasets/fashion-mnist].
+    #[arg(help_heading = "Data", long)]
     pub data_dir: Option<PathBuf>,
-    /// Training images (the first N).
-    #[arg(long)]
+    /// Training images: the first N [default: 50000].
+    #[arg(help_heading = "Data", long)]
     pub train_size: Option<usize>,
-    /// Test images (the first N).
-    #[arg(long)]
+    /// Test images: the first N [default: 10000].
+    #[arg(help_heading = "Data", long)]
     pub test_size: Option<usize>,
-    /// Where the weights live: digital or crossbar.
-    #[arg(long)]
+    /// Where the weights live: digital or crossbar [default: digital].
+    #[arg(help_heading = "Hardware", long)]
     pub substrate: Option<String>,
-    /// Device model of a crossbar run (name or path to a TOML file).
-    #[arg(long)]
+    /// Device model of a crossbar run (shipped name or path to a TOML file); implies --substrate crossbar.
+    #[arg(help_heading = "Hardware", long)]
     pub device: Option<String>,
-    /// Controller write scheme: stochastic, mixed_precision, exact.
-    #[arg(long)]
+    /// Controller write scheme: stochastic, mixed_precision, exact; implies --substrate crossbar [default: stochastic].
+    #[arg(help_heading = "Hardware", long)]
     pub write: Option<String>,
-    /// Inference dynamics: discrete or ode.
-    #[arg(long)]
+    /// Inference dynamics: discrete or ode [default: discrete].
+    #[arg(help_heading = "Circuit (--dynamics ode)", long)]
     pub dynamics: Option<String>,
-    /// ODE integrator (euler, rk4, rk45, euler_maruyama).
-    #[arg(long)]
+    /// ODE integrator: euler, rk4, rk45, euler_maruyama [default: rk45].
+    #[arg(help_heading = "Circuit (--dynamics ode)", long)]
     pub integrator: Option<String>,
-    /// ODE settle tolerance.
-    #[arg(long)]
+    /// ODE settle tolerance on ‖dv/dt‖∞·τ [default: 1e-4].
+    #[arg(help_heading = "Circuit (--dynamics ode)", long)]
     pub tol: Option<f64>,
-    /// ODE time limit (units of τ).
-    #[arg(long)]
+    /// ODE time limit in units of τ [default: 50].
+    #[arg(help_heading = "Circuit (--dynamics ode)", long)]
     pub t_max: Option<f64>,
 }
 

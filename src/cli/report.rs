@@ -15,8 +15,9 @@ pub struct ReportArgs {
     /// Output directory of the report.
     #[arg(long, short)]
     pub out: PathBuf,
-    /// Technology description (default: the sweep's `report.technology`,
-    /// else device_models/technology/reram_taox_32nm.toml built in).
+    /// Technology: a shipped name (reram_taox_32nm, pcm_gst_32nm) or a
+    /// technology file (default: the sweep's `report.technology`, else
+    /// reram_taox_32nm).
     #[arg(long)]
     pub technology: Option<PathBuf>,
     /// Requirement: test accuracy ≥ this fraction (e.g. 0.9).

@@ -39,6 +39,9 @@ pub struct SweepArgs {
     /// Validate the spec and list the jobs of this shard without running them.
     #[arg(long)]
     pub dry_run: bool,
+    /// No progress bar, per-job lines or summary (errors and warnings still print).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// Combine shard result files into one (one line per config hash).
@@ -117,18 +120,23 @@ where
         // oversubscribe the cores.
         std::env::set_var("MATMUL_NUM_THREADS", threads.threads_per_job.to_string());
     }
-    eprintln!(
-        "sweep: {} jobs, {} in this shard, {} already done, running {} ({} at once × {} SGEMM thread(s)); results → {}",
-        plan.jobs.len(),
-        plan.in_shard,
-        plan.in_shard - plan.pending.len(),
-        plan.to_run,
-        threads.parallel_jobs,
-        threads.threads_per_job,
-        plan.results.display()
-    );
+    if !args.quiet {
+        eprintln!(
+            "sweep: {} jobs, {} in this shard, {} already done, running {} ({} at once × {} SGEMM thread(s)); results → {}",
+            plan.jobs.len(),
+            plan.in_shard,
+            plan.in_shard - plan.pending.len(),
+            plan.to_run,
+            threads.parallel_jobs,
+            threads.threads_per_job,
+            plan.results.display()
+        );
+    }
     let bar = ProgressBar::new(plan.to_run as u64);
-    if std::io::stderr().is_terminal() {
+    let terminal = std::io::stderr().is_terminal();
+    if args.quiet {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    } else if terminal {
         bar.set_style(
             ProgressStyle::with_template(
                 "{bar:40} {pos}/{len} jobs  {elapsed_precise} (eta {eta})  {msg}",
@@ -139,23 +147,52 @@ where
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     let on_done = |r: &JobRecord| {
-        if r.status == JobStatus::Failed {
+        if r.status == JobStatus::Failed && !args.quiet {
             bar.println(format!(
                 "job {} ({}) failed: {}",
                 r.job,
                 r.describe(),
                 r.error.as_deref().unwrap_or("")
             ));
+        } else if !terminal && !args.quiet {
+            // A log (Slurm, a pipe): one line per finished job instead of a bar.
+            let accuracy = r
+                .result
+                .as_ref()
+                .and_then(|v| v.get("test_accuracy"))
+                .and_then(|v| v.as_f64())
+                .map_or_else(|| "n/a".to_string(), |a| format!("{:.2}%", 100.0 * a));
+            eprintln!(
+                "job {} ({}): {}, test accuracy {accuracy}, {:.1} s",
+                r.job,
+                r.describe(),
+                r.status,
+                r.wall_seconds
+            );
         }
         bar.set_message(format!("last: job {} {}", r.job, r.status));
         bar.inc(1);
     };
     let summary = request.run(&plan, threads, runner, on_done)?;
     bar.finish_and_clear();
-    eprintln!(
-        "sweep: ran {} job(s): {} ok, {} diverged, {} failed; {} skipped (already recorded)",
-        summary.ran, summary.ok, summary.diverged, summary.failed, summary.skipped
-    );
+    // The flat table of every job so far, for pandas or a spreadsheet.
+    if summary.ran > 0 {
+        let csv = request.out.join("results.csv");
+        let written = dyadsim::report::load::load(&request.out).and_then(|data| {
+            let tech = dyadsim::report::table::technology_for(&data, None)?;
+            dyadsim::report::table::write_results_csv(&data, &tech, &csv)
+        });
+        if let Err(e) = written {
+            // The results themselves are recorded; only the flat copy is missing.
+            eprintln!("warning: {} not written: {e:#}", csv.display());
+        }
+    }
+    if !args.quiet {
+        eprintln!(
+            "sweep: ran {} job(s): {} ok, {} diverged, {} failed; {} skipped (already recorded or run by another process)",
+            summary.ran, summary.ok, summary.diverged, summary.failed, summary.skipped
+        );
+    }
     Ok(summary)
 }
 

@@ -19,21 +19,21 @@ pub struct TrainArgs {
     /// Network, rule, data and hardware settings.
     #[command(flatten)]
     pub run: RunArgs,
-    /// Directory for result.json and the effective config.toml (written atomically).
-    /// The directory is written after every epoch and at the end, each
-    /// time as one unit (a crash leaves the last complete state); an
-    /// interrupted run continues with `--resume DIR`.
-    #[arg(long, value_name = "DIR")]
+    /// Run directory: result.json, config.toml, parameters (.json, .npz),
+    /// run and device state, manifest.json. Written after every epoch and
+    /// at the end, each time as one unit (a crash leaves the last finished
+    /// epoch); an interrupted run continues with `--resume DIR`.
+    #[arg(help_heading = "Run directory and output", long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Replace the run already in `--out DIR` (never a directory that
     /// holds something else).
-    #[arg(long, requires = "out")]
+    #[arg(help_heading = "Run directory and output", long, requires = "out")]
     pub force: bool,
     /// Print the result object as JSON on the last line of stdout.
-    #[arg(long)]
+    #[arg(help_heading = "Run directory and output", long)]
     pub json: bool,
     /// No progress bar or epoch lines.
-    #[arg(long)]
+    #[arg(help_heading = "Run directory and output", long)]
     pub quiet: bool,
     /// Continue from a run directory written by `train --out`: its
     /// `config.toml` is the base configuration (flags still override), its
@@ -42,13 +42,22 @@ pub struct TrainArgs {
     /// counters, wear), and its `run_state.json` where every random stream
     /// and the optimiser's moments stood. Trains `--epochs` more epochs,
     /// exactly as the uninterrupted run would have continued.
-    #[arg(long, value_name = "DIR", conflicts_with = "init_from")]
+    #[arg(
+        help_heading = "Run directory and output",
+        long,
+        value_name = "DIR",
+        conflicts_with = "init_from"
+    )]
     pub resume: Option<PathBuf>,
     /// Start from the weights and biases of a NumPy `.npz` file instead of
     /// the seeded random initialisation: arrays `W1, b1, W2, b2, …`, `W{k}`
     /// shaped (outputs, inputs) as a PyTorch `nn.Linear` weight (the
     /// `parameters.npz` that `--out` writes has this layout).
-    #[arg(long, value_name = "FILE.npz")]
+    #[arg(
+        help_heading = "Run directory and output",
+        long,
+        value_name = "FILE.npz"
+    )]
     pub init_from: Option<PathBuf>,
 }
 
@@ -67,7 +76,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
         check_out_dir(dir, args.force || same, "--out")?;
     }
     let data = dyadsim::data::load(&cfg.raw().data)?;
-    let mut progress = TerminalProgress::new(args.quiet);
+    let mut progress = TerminalProgress::new(args.quiet, cfg.raw().training.batch);
     if !args.quiet {
         eprintln!(
             "dyadsim train: {} {} on {} ({} train / {} test images), α = {}, β = {}, schedule {}, {} substrate, {} epoch{}",

@@ -361,6 +361,19 @@ impl Config {
         }
         self.crossbar.check(&self.device)?;
         let circuit = self.circuit.check()?;
+        if t.dynamics == DynamicsKind::Ode
+            && t.substrate == SubstrateKind::Crossbar
+            && self.circuit.integrator == crate::circuit::IntegratorKind::Rk45
+        {
+            let model = self.crossbar.load_model(&self.device)?;
+            if model.noise.read > 0.0 || self.crossbar.output_noise > 0.0 {
+                bail!(
+                    "circuit.integrator = \"rk45\" (the default) with training.dynamics = \"ode\" on a crossbar with read noise (device read_noise = {}, crossbar.output_noise = {}): every read redraws the noise, so ‖dv/dt‖ never falls below the noise floor and the adaptive step collapses, minutes per batch; use a fixed-step integrator (--integrator rk4 or euler; circuit.dt is then the read time in τ), or set both noises to 0",
+                    model.noise.read,
+                    self.crossbar.output_noise
+                );
+            }
+        }
         if t.dynamics == DynamicsKind::Ode && !learning.rule().is_dual() {
             bail!(
                 "training.dynamics = \"ode\" needs a dual-propagation rule (learning.rule = dp, dpt or dp-damped), not {:?}",

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod npz;
+pub mod provenance;
 pub mod result;
 pub mod run_dir;
 pub mod sweep;

@@ -403,6 +403,9 @@ pub struct Manifest {
     pub complete: bool,
     /// Every file of the directory and the SHA-256 (hex) of its contents.
     pub files: std::collections::BTreeMap<String, String>,
+    /// Version and commit, date and machine of the write.
+    #[serde(default)]
+    pub provenance: super::provenance::Provenance,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -603,6 +606,7 @@ pub fn save_run_state(
             .iter()
             .map(|(name, bytes)| (name.to_string(), sha256_hex(bytes)))
             .collect(),
+        provenance: super::provenance::Provenance::now(),
     };
     files.push((
         MANIFEST_FILE,

@@ -327,7 +327,8 @@ impl SweepSpec {
         grid.sort_by(|a, b| a.path.cmp(&b.path));
         let mut report = raw.report;
         if let Some(t) = &report.technology {
-            if t.is_relative() && !t.exists() {
+            // Relative to the spec; a shipped technology's name stays a name.
+            if t.is_relative() && dir.join(t).exists() {
                 report.technology = Some(dir.join(t));
             }
         }

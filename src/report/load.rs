@@ -248,10 +248,16 @@ pub fn load(path: &Path) -> Result<Dataset> {
         if settings_path.exists() {
             let text = std::fs::read_to_string(&settings_path)
                 .with_context(|| format!("cannot read {}", settings_path.display()))?;
-            data.settings = Some(
-                toml::from_str(&text)
-                    .with_context(|| format!("invalid {}", settings_path.display()))?,
-            );
+            let mut settings: crate::experiment::sweep::StoredSettings = toml::from_str(&text)
+                .with_context(|| format!("invalid {}", settings_path.display()))?;
+            // A technology stored beside the results (`technology.toml`)
+            // is named relative to them, so the directory can move.
+            if let Some(t) = &mut settings.report.technology {
+                if t.is_relative() && dir.join(&*t).exists() {
+                    *t = dir.join(&*t);
+                }
+            }
+            data.settings = Some(settings);
         }
     }
     if data.runs.is_empty() {

@@ -18,6 +18,7 @@
 pub mod feasibility;
 pub mod figures;
 pub mod load;
+pub mod table;
 pub mod technology;
 
 use crate::experiment::sweep::JobStatus;
@@ -386,14 +387,21 @@ pub fn generate_from(data: &Dataset, options: &ReportOptions) -> Result<ReportSu
     dynamics_figures(&mut b)?;
     hardware_figures(&mut b)?;
     feasibility_section(&mut b, options)?;
+    // The table behind it all, flat, for pandas or a spreadsheet.
+    let tech = table::technology_for(data, options.technology.as_deref())?;
+    table::write_results_csv(data, &tech, &dir.join("results.csv"))?;
+    b.blocks.push(Block::Para(
+        "Every run as one row — axes, status, accuracies, energy terms (J per training sample), latency and lifetimes — is in `results.csv` beside this report.".into(),
+    ));
 
+    // Written atomically (fsync, rename): an interrupted report never
+    // leaves a half-written page.
     let md = render_markdown(&b.blocks);
     let markdown = dir.join("report.md");
-    std::fs::write(&markdown, md)
-        .with_context(|| format!("cannot write {}", markdown.display()))?;
+    crate::experiment::run_dir::write_atomic(&markdown, md.as_bytes())?;
     let html_text = render_html(&title, &b.blocks, &dir)?;
     let html = dir.join("report.html");
-    std::fs::write(&html, html_text).with_context(|| format!("cannot write {}", html.display()))?;
+    crate::experiment::run_dir::write_atomic(&html, html_text.as_bytes())?;
     Ok(ReportSummary {
         markdown,
         html,
@@ -837,11 +845,7 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions) -> Result<()> {
         .technology
         .clone()
         .or_else(|| settings.report.technology.clone());
-    let tech = match &tech_path {
-        Some(p) => Technology::from_file(p)?,
-        None => Technology::from_toml_str(DEFAULT_TECHNOLOGY, "reram_taox_32nm")
-            .context("built-in technology")?,
-    };
+    let tech = table::technology_for(data, tech_path.as_deref())?;
     let mut req = settings.requirements.clone();
     let o = &options.requirements;
     req.accuracy_min = o.accuracy_min.or(req.accuracy_min);

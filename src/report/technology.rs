@@ -253,7 +253,44 @@ pub struct TechnologyParams {
     pub digital_energy_per_mac_j: f64,
 }
 
+/// The shipped technologies (`device_models/technology/*.toml`), by name.
+pub const BUILTIN_TECHNOLOGIES: [(&str, &str); 2] = [
+    (
+        "reram_taox_32nm",
+        include_str!("../../device_models/technology/reram_taox_32nm.toml"),
+    ),
+    (
+        "pcm_gst_32nm",
+        include_str!("../../device_models/technology/pcm_gst_32nm.toml"),
+    ),
+];
+
 impl Technology {
+    /// A shipped technology by name (`reram_taox_32nm`) or a technology
+    /// file by path, as `--technology` and the sweep's `[report]
+    /// technology` take it.
+    pub fn load(name_or_path: &Path) -> Result<Self> {
+        if name_or_path.exists() {
+            return Self::from_file(name_or_path);
+        }
+        let name = name_or_path.to_string_lossy();
+        let name = name.strip_suffix(".toml").unwrap_or(&name);
+        match BUILTIN_TECHNOLOGIES.iter().find(|(n, _)| *n == name) {
+            Some((n, text)) => {
+                Self::from_toml_str(text, n).with_context(|| format!("shipped technology {n}"))
+            }
+            None => anyhow::bail!(
+                "technology {}: neither a file nor a shipped technology ({})",
+                name_or_path.display(),
+                BUILTIN_TECHNOLOGIES
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
     /// Reads a technology file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)

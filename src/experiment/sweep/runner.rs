@@ -15,12 +15,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// The job runner of real sweeps: [`crate::experiment::train::run`] per
-/// job, with datasets loaded once per distinct `[data]` section and shared
-/// between jobs (read-only).
+/// job, with each distinct `[data]` section loaded once and shared between
+/// jobs (read-only): jobs that need a dataset another job is loading wait
+/// for it instead of loading a copy of their own.
 #[derive(Default)]
 pub struct TrainingRunner {
-    datasets: Mutex<HashMap<String, Arc<Dataset>>>,
+    datasets: Mutex<HashMap<String, DatasetSlot>>,
 }
+
+/// One dataset of a sweep: loaded by the first job that needs it.
+type DatasetSlot = Arc<Mutex<Option<Arc<Dataset>>>>;
 
 impl TrainingRunner {
     /// Trains one job's configuration; no observers (a sweep's progress
@@ -36,31 +40,37 @@ impl TrainingRunner {
         job: &Job,
         observers: &mut [&mut dyn crate::experiment::train::Observer],
     ) -> Result<RunResult> {
-        let data_cfg = &job.config.raw().data;
-        let key = serde_json::to_string(data_cfg).context("data config to JSON")?;
-        let cached = self
-            .datasets
-            .lock()
-            .map_err(|_| anyhow::anyhow!("dataset cache lock poisoned"))?
-            .get(&key)
-            .cloned();
-        let data = match cached {
-            Some(d) => d,
-            None => {
-                // Loaded outside the lock: two jobs may load the same data at
-                // once, which costs time but never blocks the other jobs.
-                let d = Arc::new(crate::data::load(data_cfg)?);
-                self.datasets
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("dataset cache lock poisoned"))?
-                    .insert(key, d.clone());
-                d
-            }
-        };
+        let data = self.dataset(&job.config.raw().data)?;
         let output = crate::experiment::train::run(&job.config, &data, observers)?;
         Ok(output.result)
     }
+
+    /// The dataset of `config`, loading it if no job has.
+    fn dataset(&self, config: &crate::data::DataConfig) -> Result<Arc<Dataset>> {
+        let key = serde_json::to_string(config).context("data config to JSON")?;
+        let slot = self
+            .datasets
+            .lock()
+            .map_err(|_| anyhow::anyhow!("dataset cache lock poisoned"))?
+            .entry(key)
+            .or_default()
+            .clone();
+        // Held while loading: other jobs of this dataset wait here (jobs of
+        // other datasets do not).
+        let mut loaded = slot
+            .lock()
+            .map_err(|_| anyhow::anyhow!("dataset lock poisoned"))?;
+        if let Some(d) = loaded.as_ref() {
+            return Ok(d.clone());
+        }
+        let d = Arc::new(crate::data::load(config)?);
+        *loaded = Some(d.clone());
+        Ok(d)
+    }
 }
+
+/// The copy of the sweep's technology file inside its output directory.
+pub const TECHNOLOGY_COPY: &str = "technology.toml";
 
 /// A sweep to run: a spec file and an output directory (results file and
 /// report settings), with the shard, parallelism and retry choices of
@@ -138,14 +148,21 @@ impl SweepRequest {
     {
         std::fs::create_dir_all(&self.out)
             .with_context(|| format!("cannot create {}", self.out.display()))?;
-        // Settings for `dyadsim report OUT` (technology path made absolute).
+        // Settings for `dyadsim report OUT`. A technology file is copied
+        // beside the results and named relative to them, so the sweep
+        // directory is self-contained and can move; a shipped technology
+        // stays a name.
         let mut settings = StoredSettings {
             report: plan.spec.report.clone(),
             requirements: plan.spec.requirements.clone(),
         };
         if let Some(t) = &settings.report.technology {
-            settings.report.technology =
-                Some(std::fs::canonicalize(t).unwrap_or_else(|_| t.clone()));
+            if t.is_file() {
+                let text = std::fs::read(t)
+                    .with_context(|| format!("[report] technology: cannot read {}", t.display()))?;
+                write_atomic(&self.out.join(TECHNOLOGY_COPY), &text)?;
+                settings.report.technology = Some(PathBuf::from(TECHNOLOGY_COPY));
+            }
         }
         let text = toml::to_string(&settings).context("serialising report settings")?;
         write_atomic(&self.out.join(REPORT_SETTINGS_FILE), text.as_bytes())?;

@@ -70,6 +70,10 @@ pub struct JobRecord {
     /// `i/n` when written by a shard.
     #[serde(default)]
     pub shard: Option<String>,
+    /// dyadsim version and commit, date and machine of the job (absent in
+    /// records written before provenance was recorded).
+    #[serde(default)]
+    pub provenance: Option<crate::experiment::provenance::Provenance>,
 }
 
 impl JobRecord {
@@ -106,6 +110,7 @@ impl JobRecord {
             result,
             wall_seconds,
             shard,
+            provenance: Some(crate::experiment::provenance::Provenance::now()),
         })
     }
 
