@@ -119,12 +119,6 @@ pub const PARAMETERS_FILE: &str = "parameters.json";
 /// File name of the saved parameters as NumPy arrays inside a run directory.
 pub const PARAMETERS_NPZ_FILE: &str = "parameters.npz";
 
-/// Writes the effective weights of `net` to `dir/parameters.json` (atomically).
-pub fn save_parameters(dir: &Path, net: &Network) -> Result<()> {
-    let json = serde_json::to_string(&saved_parameters(net)).context("serialising parameters")?;
-    write_atomic(&dir.join(PARAMETERS_FILE), json.as_bytes())
-}
-
 /// The effective weights of `net` in the `parameters.json` layout.
 fn saved_parameters(net: &Network) -> SavedParameters {
     SavedParameters {
