@@ -49,10 +49,7 @@ pub fn restore_run(dir: &Path, net: &mut Network) -> Result<usize> {
                 .restore_device_state(state)
                 .with_context(|| format!("{}: layer {}", path.display(), k + 1))?;
         }
-    }
-    if !path_exists(dir, DEVICE_STATE_FILE)
-        && net.layers.iter().any(|l| l.hardware_stats().is_some())
-    {
+    } else if net.layers.iter().any(|l| l.hardware_stats().is_some()) {
         bail!(
             "{}: the network is on crossbars but the directory has no {DEVICE_STATE_FILE}: resuming would start from fresh devices (was the run saved on the digital substrate?)",
             dir.display()
@@ -78,10 +75,6 @@ pub fn restore_run(dir: &Path, net: &mut Network) -> Result<usize> {
         }
     }
     Ok(saved.epochs_done)
-}
-
-fn path_exists(dir: &Path, name: &str) -> bool {
-    dir.join(name).exists()
 }
 
 /// `run_state.json`: what `--resume` needs besides parameters and devices.
@@ -166,15 +159,19 @@ pub fn load_parameters(path: &Path, net: &mut Network) -> Result<()> {
     Ok(())
 }
 
+/// The directory that holds `path` (`.` for a bare name).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// Writes `contents` to `path` atomically (temporary file in the same
 /// directory, fsync, rename), so a crash never leaves a half-written file.
 /// The file gets the usual mode (0666 less the process's umask, as any
 /// program's new file), so colleagues on shared storage can read it.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create directory {}", dir.display()))?;
     let name = path
@@ -254,10 +251,7 @@ fn sync_dir(dir: &Path) {
 /// new one). Files of the old directory that `files` does not name are
 /// gone afterwards.
 pub fn write_dir_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = parent_dir(dir);
     std::fs::create_dir_all(parent)
         .with_context(|| format!("cannot create directory {}", parent.display()))?;
     let name = dir
@@ -343,7 +337,7 @@ fn swap_into_place(new: &Path, dir: &Path) -> Result<()> {
 /// `dir` → a hidden sibling, `new` → `dir`, then the old one to `new`'s
 /// path (which the caller removes).
 fn swap_by_renames(new: &Path, dir: &Path) -> Result<()> {
-    let parent = dir.parent().unwrap_or(Path::new("."));
+    let parent = parent_dir(dir);
     let name = dir.file_name().unwrap_or_default();
     let (old, ()) = create_unique(parent, name, |p| std::fs::create_dir(p))?;
     std::fs::remove_dir(&old).with_context(|| format!("cannot use {}", old.display()))?;
@@ -402,7 +396,8 @@ pub struct Manifest {
     pub provenance: super::provenance::Provenance,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// The SHA-256 of `bytes` as lowercase hex (run manifests, sweep config hashes).
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(bytes)
         .iter()
@@ -446,10 +441,7 @@ pub fn check_out_dir(dir: &Path, replace: bool, flag: &str) -> Result<()> {
             }
         }
     }
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = parent_dir(dir);
     std::fs::create_dir_all(parent).with_context(|| {
         format!(
             "{flag} {}: cannot create {}",

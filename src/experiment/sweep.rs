@@ -66,7 +66,6 @@ use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 pub use runner::{SweepPlan, SweepRequest, TrainingRunner};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 pub use store::{merge_files, JobRecord, JobStatus, ResultStore, ResultWriter};
@@ -428,8 +427,7 @@ pub fn describe_assignment(axes: &[(String, toml::Value)]) -> String {
 /// SHA-256 (hex) of the canonical TOML of a complete configuration.
 pub fn config_hash(config: &Config) -> Result<String> {
     let canonical = toml::to_string(&config.to_table()?).context("serialising configuration")?;
-    let digest = Sha256::digest(canonical.as_bytes());
-    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::experiment::run_dir::sha256_hex(canonical.as_bytes()))
 }
 
 /// One grid point: its axis values and checked configuration.

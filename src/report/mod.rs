@@ -386,9 +386,9 @@ pub fn generate_from(data: &Dataset, options: &ReportOptions) -> Result<ReportSu
     accuracy_figures(&mut b)?;
     dynamics_figures(&mut b)?;
     hardware_figures(&mut b)?;
-    feasibility_section(&mut b, options)?;
-    // The table behind it all, flat, for pandas or a spreadsheet.
     let tech = table::technology_for(data, options.technology.as_deref())?;
+    feasibility_section(&mut b, options, &tech)?;
+    // The table behind it all, flat, for pandas or a spreadsheet.
     table::write_results_csv(data, &tech, &dir.join("results.csv"))?;
     b.blocks.push(Block::Para(
         "Every run as one row — axes, status, accuracies, energy terms (J per training sample), latency and lifetimes — is in `results.csv` beside this report.".into(),
@@ -838,14 +838,9 @@ fn hardware_figures(b: &mut Builder) -> Result<()> {
     Ok(())
 }
 
-fn feasibility_section(b: &mut Builder, options: &ReportOptions) -> Result<()> {
+fn feasibility_section(b: &mut Builder, options: &ReportOptions, tech: &Technology) -> Result<()> {
     let data = b.data;
     let settings = data.settings.clone().unwrap_or_default();
-    let tech_path = options
-        .technology
-        .clone()
-        .or_else(|| settings.report.technology.clone());
-    let tech = table::technology_for(data, tech_path.as_deref())?;
     let mut req = settings.requirements.clone();
     let o = &options.requirements;
     req.accuracy_min = o.accuracy_min.or(req.accuracy_min);
