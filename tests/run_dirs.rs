@@ -243,3 +243,73 @@ fn files_get_the_usual_mode() {
     let mode = std::fs::metadata(&dir).expect("meta").permissions().mode() & 0o777;
     assert_eq!(mode, usual_dir, "the run directory has mode {mode:o}");
 }
+
+/// `reproduce` records each finished row; a rerun after an interruption
+/// (here: the rows file cut in the middle of a line, as a kill leaves it)
+/// trains only the missing rows, and the table equals the uninterrupted one.
+#[test]
+fn interrupted_reproduce_trains_only_the_missing_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t");
+    let args = [
+        "reproduce",
+        "table1",
+        "--datasets",
+        "mnist",
+        "--epochs",
+        "1",
+        "--train-size",
+        "300",
+        "--set",
+        "data.validation_size=0",
+        "--set",
+        "data.test_size=200",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ];
+    let (code, first, err) = dyadsim(&args);
+    assert_eq!(code, 0, "{err}");
+    let rows_path = out.join("table1.rows.jsonl");
+    let text = std::fs::read_to_string(&rows_path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 9, "one recorded line per row");
+    // Keep four rows and half of the fifth.
+    let cut = format!(
+        "{}\n{}",
+        lines[..4].join("\n"),
+        &lines[4][..lines[4].len() / 2]
+    );
+    std::fs::write(&rows_path, cut).unwrap();
+    let (code, second, err) = dyadsim(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("4 finished rows recorded"), "{err}");
+    assert!(err.contains("line 5: not a table row"), "{err}");
+    assert_eq!(err.matches("running MNIST").count(), 5, "{err}");
+    let rows = |stdout: &str| -> Vec<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let m = &r["result"];
+                // Everything measured except the timings.
+                serde_json::json!([
+                    r["method"],
+                    r["config_hash"],
+                    m["test_accuracy"],
+                    m["train_loss"],
+                    m["lipschitz"],
+                    m["max_state"],
+                    m["status"]
+                ])
+            })
+            .collect()
+    };
+    assert_eq!(rows(&first), rows(&second));
+    // A third run trains nothing.
+    let (code, _, err) = dyadsim(&args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err.matches("running MNIST").count(), 0, "{err}");
+}

@@ -5,10 +5,12 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use dyadsim::experiment::config::DatasetName;
 use dyadsim::experiment::reproduce::{
-    accuracy_cell, run_table, table1_base, table1_rows, table2_base, table2_rows,
+    accuracy_cell, duration_words, run_table, table1_base, table1_rows, table2_base, table2_rows,
+    TableRow,
 };
 use dyadsim::experiment::run_dir::write_atomic;
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 /// Which table.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -39,7 +41,8 @@ pub struct ReproduceArgs {
     /// Further configuration overrides for every row (`path=value`).
     #[arg(long = "set")]
     pub set: Vec<String>,
-    /// Output directory for TABLE.md and TABLE.json.
+    /// Output directory for TABLE.md, TABLE.json and TABLE.rows.jsonl (the
+    /// finished rows; a rerun reuses those whose configuration is unchanged).
     #[arg(long, default_value = "reports/reproduce")]
     pub out: PathBuf,
     /// Print the table as JSON on the last line.
@@ -93,6 +96,12 @@ pub fn run_reproduce(args: &ReproduceArgs) -> Result<()> {
         extra.push(format!("data.data_dir={:?}", d.display().to_string()));
     }
     extra.extend(args.set.iter().cloned());
+    // Fails before hours of training, not after them.
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("--out: cannot create {}", args.out.display()))?;
+    let rows_path = args.out.join(format!("{name}.rows.jsonl"));
+    let (recorded, mut needs_newline) = read_recorded_rows(&rows_path)?;
+    let mut rows_file: Option<std::fs::File> = None;
     let table = run_table(
         name,
         expectation,
@@ -100,6 +109,33 @@ pub fn run_reproduce(args: &ReproduceArgs) -> Result<()> {
         &datasets,
         &rows,
         &extra,
+        &recorded,
+        &mut |row| {
+            let file = match &mut rows_file {
+                Some(f) => f,
+                None => rows_file.insert(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&rows_path)
+                        .with_context(|| {
+                            format!("cannot open {} for appending", rows_path.display())
+                        })?,
+                ),
+            };
+            // A line cut by a kill is ended first, so the new row starts a
+            // line of its own.
+            let mut line = if std::mem::take(&mut needs_newline) {
+                "\n".to_string()
+            } else {
+                String::new()
+            };
+            line.push_str(&serde_json::to_string(row).context("serialising a table row")?);
+            line.push('\n');
+            file.write_all(line.as_bytes())
+                .and_then(|()| file.sync_data())
+                .with_context(|| format!("cannot append to {}", rows_path.display()))
+        },
         &mut |label, result| match result {
             None => eprintln!("running {label} …"),
             Some(r) => eprintln!(
@@ -122,7 +158,46 @@ pub fn run_reproduce(args: &ReproduceArgs) -> Result<()> {
         );
     } else {
         println!("{md}");
-        println!("written to {}", args.out.display());
+        println!(
+            "written to {} ({} in all)",
+            args.out.display(),
+            duration_words(table.seconds_total)
+        );
     }
     Ok(())
+}
+
+/// The rows a previous (possibly interrupted) run of the table recorded,
+/// and whether the file ends inside a line. A line that is not a complete
+/// row (cut by a kill) is skipped with a warning; the row is then trained
+/// again.
+fn read_recorded_rows(path: &Path) -> Result<(Vec<TableRow>, bool)> {
+    let text = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), false)),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut rows = Vec::new();
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<TableRow>(line) {
+            Ok(row) if !row.config_hash.is_empty() => rows.push(row),
+            _ => eprintln!(
+                "warning: {} line {}: not a table row, skipped",
+                path.display(),
+                i + 1
+            ),
+        }
+    }
+    if !rows.is_empty() {
+        eprintln!(
+            "{}: {} finished rows recorded; rows with an unchanged configuration are not trained again",
+            path.display(),
+            rows.len()
+        );
+    }
+    let cut = text.last().is_some_and(|&b| b != b'\n');
+    Ok((rows, cut))
 }

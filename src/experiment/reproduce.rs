@@ -5,17 +5,23 @@
 //!
 //! Each table is a list of rows, each row a set of configuration
 //! assignments on top of the table's base; [`run_table`] trains them one
-//! after the other and collects the results.
+//! after the other and collects the results. A full-size table takes
+//! hours, so every finished row is handed to the caller to record, and a
+//! rerun reuses the recorded rows whose complete configuration (by hash)
+//! is unchanged.
 
 use super::config::{Config, DatasetName};
+use super::provenance::Provenance;
 use super::result::{RunResult, RunStatus};
+use super::sweep::config_hash;
 use super::train::run;
 use crate::data::load;
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
 
 /// One row of a reproduction table.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TableRow {
     /// Dataset.
     pub dataset: String,
@@ -25,6 +31,16 @@ pub struct TableRow {
     pub settings: Vec<String>,
     /// What the run measured.
     pub result: RunResult,
+    /// SHA-256 of the row's complete configuration: a recorded row is
+    /// reused only for the identical configuration.
+    #[serde(default)]
+    pub config_hash: String,
+    /// Wall time of the row's training and evaluation, seconds.
+    #[serde(default)]
+    pub seconds: f64,
+    /// Where and when the row was run.
+    #[serde(default)]
+    pub provenance: Provenance,
 }
 
 /// A finished table.
@@ -36,6 +52,9 @@ pub struct Table {
     pub paper_expectation: String,
     /// The rows.
     pub rows: Vec<TableRow>,
+    /// Wall time of all rows together, seconds (recorded rows count with
+    /// the time they took when they ran).
+    pub seconds_total: f64,
 }
 
 /// A row specification: label and assignments.
@@ -130,7 +149,11 @@ pub fn table2_base() -> Config {
 }
 
 /// Trains every row on every dataset; `extra` assignments (e.g. `--epochs`)
-/// apply to all rows. `progress` is told each row's label before it runs.
+/// apply to all rows. A row whose configuration hash matches one of
+/// `recorded` is taken from there instead of trained; every newly trained
+/// row is passed to `record` as soon as it is finished. `progress` is told
+/// each row's label before it runs and its result after.
+#[allow(clippy::too_many_arguments)]
 pub fn run_table(
     name: &str,
     expectation: &str,
@@ -138,6 +161,8 @@ pub fn run_table(
     datasets: &[DatasetName],
     rows: &[RowSpec],
     extra: &[String],
+    recorded: &[TableRow],
+    record: &mut dyn FnMut(&TableRow) -> Result<()>,
     progress: &mut dyn FnMut(&str, Option<&RunResult>),
 ) -> Result<Table> {
     let mut out = Vec::new();
@@ -149,30 +174,65 @@ pub fn run_table(
         for e in extra {
             probe.set(e)?;
         }
-        let data = load(&probe.data)?;
+        // Loaded on the first row that has to be trained: a rerun of a
+        // finished table needs no dataset.
+        let mut data = None;
         for (label, settings) in rows {
             let mut cfg = probe.clone();
             for s in settings.iter().chain(extra) {
                 cfg.set(s).with_context(|| format!("row '{label}'"))?;
             }
             let valid = cfg.check().with_context(|| format!("row '{label}'"))?;
+            let hash = config_hash(valid.raw())?;
             let ds = dataset.to_string();
-            progress(&format!("{ds}: {label}"), None);
-            let result = run(&valid, &data, &mut [])?.result;
-            progress(&format!("{ds}: {label}"), Some(&result));
-            out.push(TableRow {
+            let tag = format!("{ds}: {label}");
+            if let Some(done) = recorded.iter().find(|r| r.config_hash == hash) {
+                progress(&format!("{tag} (recorded)"), Some(&done.result));
+                out.push(TableRow {
+                    method: label.clone(),
+                    settings: settings.clone(),
+                    ..done.clone()
+                });
+                continue;
+            }
+            let data = match &mut data {
+                Some(d) => d,
+                None => data.insert(load(&probe.data)?),
+            };
+            progress(&tag, None);
+            let started = Instant::now();
+            let result = run(&valid, data, &mut [])?.result;
+            let row = TableRow {
                 dataset: ds,
                 method: label.clone(),
                 settings: settings.clone(),
                 result,
-            });
+                config_hash: hash,
+                seconds: started.elapsed().as_secs_f64(),
+                provenance: Provenance::now(),
+            };
+            progress(&tag, Some(&row.result));
+            record(&row)?;
+            out.push(row);
         }
     }
     Ok(Table {
         name: name.into(),
         paper_expectation: expectation.into(),
+        seconds_total: out.iter().map(|r| r.seconds).sum(),
         rows: out,
     })
+}
+
+/// A duration in words: `42 s`, `17.5 min`, `2.3 h`.
+pub fn duration_words(seconds: f64) -> String {
+    if seconds < 120.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 7200.0 {
+        format!("{:.1} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
 }
 
 /// The accuracy cell: percentage, or `diverged (epoch e, batch b, layer l)`.
@@ -194,10 +254,10 @@ impl Table {
             "# Reproduction of {}\n\n{}\n\n",
             self.name, self.paper_expectation
         );
-        s.push_str("| dataset | method | test accuracy (%) | Lipschitz estimate | max \\|s\\| | epochs |\n|---|---|---|---|---|---|\n");
+        s.push_str("| dataset | method | test accuracy (%) | Lipschitz estimate | max \\|s\\| | epochs | time |\n|---|---|---|---|---|---|---|\n");
         for r in &self.rows {
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {:.3e} | {} |\n",
+                "| {} | {} | {} | {} | {:.3e} | {} | {} |\n",
                 r.dataset,
                 r.method,
                 accuracy_cell(&r.result),
@@ -206,9 +266,32 @@ impl Table {
                     .map(|l| format!("{l:.2}"))
                     .unwrap_or_else(|| "n/a".into()),
                 r.result.max_state,
-                r.result.epochs.len()
+                r.result.epochs.len(),
+                duration_words(r.seconds)
             ));
         }
+        let machine = self.rows.iter().rev().find_map(|r| {
+            let p = &r.provenance;
+            p.cpu
+                .as_ref()
+                .map(|cpu| format!("{cpu}, {} cores, dyadsim {}", p.cores, p.dyadsim_version))
+        });
+        let last_date = self
+            .rows
+            .iter()
+            .map(|r| r.provenance.date_utc.as_str())
+            .max()
+            .unwrap_or("");
+        s.push_str(&format!(
+            "\nAll rows together took {} (rows one after the other){}{}.\n",
+            duration_words(self.seconds_total),
+            machine.map(|m| format!(" on {m}")).unwrap_or_default(),
+            if last_date.is_empty() {
+                String::new()
+            } else {
+                format!("; last row finished {last_date}")
+            }
+        ));
         s
     }
 }
