@@ -312,8 +312,11 @@ impl PyRun {
 
     /// The effective configuration as TOML (what `config.toml` holds).
     fn config_toml(&self) -> PyResult<String> {
-        toml::to_string_pretty(self.lock()?.cfg.raw())
-            .map_err(|e| PyValueError::new_err(format!("serialising the configuration: {e}")))
+        self.lock()?
+            .cfg
+            .raw()
+            .to_toml_string()
+            .map_err(|e| PyValueError::new_err(format!("{e:#}")))
     }
 
     /// Epochs trained in all, including those of the runs this one resumed.

@@ -6,6 +6,7 @@ use dyadsim::experiment::sweep::{
     ThreadPlan, TrainingRunner,
 };
 use dyadsim::experiment::RunResult;
+use dyadsim::report::count;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -92,8 +93,8 @@ where
     let shard = request.shard;
     if args.dry_run {
         println!(
-            "{} jobs in the grid, {} in shard {}/{}, {} pending:",
-            plan.jobs.len(),
+            "{} in the grid, {} in shard {}/{}, {} pending:",
+            count(plan.jobs.len(), "job"),
             plan.in_shard,
             shard.index,
             shard.count,
@@ -122,13 +123,13 @@ where
     }
     if !args.quiet {
         eprintln!(
-            "sweep: {} jobs, {} in this shard, {} already done, running {} ({} at once × {} SGEMM thread(s)); results → {}",
-            plan.jobs.len(),
+            "sweep: {}, {} in this shard, {} already done, running {} ({} at once × {}); results → {}",
+            count(plan.jobs.len(), "job"),
             plan.in_shard,
             plan.in_shard - plan.pending.len(),
             plan.to_run,
             threads.parallel_jobs,
-            threads.threads_per_job,
+            count(threads.threads_per_job, "SGEMM thread"),
             plan.results.display()
         );
     }
@@ -189,8 +190,9 @@ where
     }
     if !args.quiet {
         eprintln!(
-            "sweep: ran {} job(s): {} ok, {} diverged, {} failed; {} skipped (already recorded or run by another process)",
-            summary.ran, summary.ok, summary.diverged, summary.failed, summary.skipped
+            "sweep: ran {}: {} ok, {} diverged, {} failed; {} skipped (already recorded or run by another process)",
+            count(summary.ran, "job"),
+            summary.ok, summary.diverged, summary.failed, summary.skipped
         );
     }
     Ok(summary)

@@ -41,7 +41,11 @@ impl Crossbar {
             paired: self.paired,
             accumulator: self.controller.accumulator().to_vec(),
         };
-        serde_json::to_value(state).ok()
+        // Through JSON text, not `to_value`: the text writes each `f32`
+        // conductance as its shortest decimal (`0.4832252`), which reads
+        // back to the same `f32`; `to_value` would widen it digit by digit.
+        let text = serde_json::to_string(&state).ok()?;
+        serde_json::from_str(&text).ok()
     }
 
     /// The random streams' positions as JSON.

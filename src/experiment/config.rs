@@ -216,12 +216,33 @@ impl Config {
             .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {e}"))
     }
 
-    /// This configuration as a TOML table.
+    /// This configuration as a TOML table, every `f32` field as its
+    /// shortest round-trip decimal (`lr = 0.001`, not the widened
+    /// `0.0010000000474974513`); reading it back gives the same bits.
     pub fn to_table(&self) -> Result<toml::Table> {
-        match toml::Value::try_from(self).context("serialising configuration")? {
+        // TOML's serialiser widens `f32` to `f64` digit by digit; JSON's
+        // writes `f32` in its own shortest form (ryu), which parses back
+        // to the identical `f32`. `None` fields are left out, as TOML has
+        // no null.
+        let value = self.to_json()?;
+        match toml::Value::try_from(drop_nulls(value)).context("serialising configuration")? {
             toml::Value::Table(t) => Ok(t),
             _ => bail!("configuration did not serialise to a table"),
         }
+    }
+
+    /// This configuration as TOML text (as written to `config.toml`).
+    pub fn to_toml_string(&self) -> Result<String> {
+        // From the JSON value, whose members keep the fields' order (a
+        // `toml::Table` would sort them).
+        toml::to_string_pretty(&drop_nulls(self.to_json()?)).context("serialising configuration")
+    }
+
+    /// This configuration as a JSON value, every `f32` field as its
+    /// shortest round-trip decimal (as stored in sweep records).
+    pub fn to_json(&self) -> Result<serde_json::Value> {
+        let text = serde_json::to_string(self).context("serialising configuration")?;
+        serde_json::from_str(&text).context("serialising configuration")
     }
 
     /// Why setting the field `path` (e.g. `device.read_noise`) cannot
@@ -479,4 +500,59 @@ pub fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) -> Resu
         };
     }
     Ok(())
+}
+
+/// `value` without its `null` members (recursively): a `None` field is
+/// absent in TOML.
+fn drop_nulls(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, drop_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(drop_nulls).collect()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `f32` field is written as its shortest decimal, and the text
+    /// reads back to the identical configuration (bit for bit), through
+    /// TOML and through JSON; `Config::set` keeps the other fields' bits.
+    #[test]
+    fn f32_fields_are_written_shortest_and_read_back_exactly() {
+        let mut c = Config::default();
+        c.set("crossbar.lr=0.1").unwrap();
+        c.set("device.read_noise=0.037").unwrap();
+        let toml_text = c.to_toml_string().unwrap();
+        assert!(toml_text.contains("lr = 0.001\n"), "{toml_text}");
+        assert!(toml_text.contains("lr = 0.1\n"), "{toml_text}");
+        // No widened f32 (`0.0010000000474974513`, `0.8999999761581421`):
+        // every number of the defaults is a short decimal.
+        for line in toml_text.lines() {
+            let Some((_, v)) = line.split_once(" = ") else {
+                continue;
+            };
+            if let Ok(x) = v.parse::<f64>() {
+                assert!(x.to_string().len() <= 12, "widened: {line}");
+            }
+        }
+        let back: Config = toml::from_str(&toml_text).unwrap();
+        assert_eq!(back, c);
+        let json = c.to_json().unwrap();
+        assert_eq!(json["optimizer"]["lr"], serde_json::json!(0.001));
+        let back: Config = serde_json::from_value(json).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(Config::from_table(c.to_table().unwrap()).unwrap(), c);
+        // The fields keep their declared order in config.toml.
+        let seed = toml_text.find("seed =").unwrap();
+        let data = toml_text.find("[data]").unwrap();
+        assert!(seed < data, "{toml_text}");
+    }
 }

@@ -539,12 +539,7 @@ pub fn save_run_state(
         "result.json",
         serde_json::to_vec_pretty(result).context("serialising result")?,
     ));
-    files.push((
-        "config.toml",
-        toml::to_string_pretty(&cfg.raw())
-            .context("serialising config")?
-            .into_bytes(),
-    ));
+    files.push(("config.toml", cfg.raw().to_toml_string()?.into_bytes()));
     // Crossbar layers also leave their device state (conductances, pulse
     // counters) so the run can be inspected or resumed.
     let states: Vec<serde_json::Value> = network

@@ -78,6 +78,15 @@ pub enum Block {
     Figure(String, String, String),
 }
 
+/// `n` and the noun, plural unless `n` is 1: `1 job`, `3 jobs`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Sample mean and standard deviation (n − 1; 0 for one value).
 pub fn mean_std(xs: &[f64]) -> (f64, f64) {
     let n = xs.len() as f64;
@@ -351,11 +360,12 @@ pub fn generate_from(data: &Dataset, options: &ReportOptions) -> Result<ReportSu
         .clone()
         .unwrap_or_else(|| "dyadsim report".into());
     b.blocks.push(Block::Heading(1, title.clone()));
+    let count_runs = count;
     let count = |s: &str| data.runs.iter().filter(|r| r.status_label() == s).count();
     b.blocks.push(Block::Para(format!(
-        "Source: `{}` — {} run(s): {} ok, {} diverged, {} failed.",
+        "Source: `{}` — {}: {} ok, {} diverged, {} failed.",
         data.source,
-        data.runs.len(),
+        count_runs(data.runs.len(), "run"),
         count("ok"),
         count("diverged"),
         count("failed")

@@ -90,7 +90,7 @@ impl JobRecord {
             .map(|(p, v)| Ok((p.clone(), serde_json::to_value(v)?)))
             .collect::<Result<serde_json::Map<_, _>>>()
             .context("axis values to JSON")?;
-        let config = serde_json::to_value(job.config.raw()).context("configuration to JSON")?;
+        let config = job.config.raw().to_json()?;
         let (status, error, result) = match outcome {
             Ok(r) => (
                 r.status.into(),
