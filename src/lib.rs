@@ -8,6 +8,7 @@
 //! The modules are layers: each imports only the ones listed before it
 //! (`tests/layers.rs` checks this; `docs/DESIGN.md` §6 draws the map).
 
+pub mod numbers;
 pub mod check;
 pub mod kernels;
 pub mod linalg;

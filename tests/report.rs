@@ -112,7 +112,7 @@ fn tiny_sweep_report_has_figures_and_mentions_every_axis_value() {
         ] {
             assert!(text.contains(needle), "report lacks {needle}");
         }
-        assert!(text.contains("runaway_state"));
+        assert!(text.contains("runaway state"));
         assert!(text.contains("Hardware feasibility"));
         assert!(text.contains("reram_taox_32nm"));
     }
@@ -124,9 +124,26 @@ fn tiny_sweep_report_has_figures_and_mentions_every_axis_value() {
     );
     // accuracy ≥ 0.78 holds only for the two noise-free runs
     assert!(
-        md.contains("2 of 4 configuration(s) meet every requirement"),
+        md.contains("2 of 4 configurations meet every requirement"),
         "{md}"
     );
+    // The first screen says what was swept, what won, what did not finish
+    // and the verdict, then links every section.
+    let first_screen = &md[..md.find("## Runs").expect("runs section")];
+    for needle in [
+        "**Swept:** read-noise σ (relative to G) ∈ {0, 0.05} × nudging asymmetry α ∈ {0.25, 0.75}.",
+        "**Best configuration:** read noise σ = 0, α = 0.75 — 80.00 % test accuracy.",
+        "**Did not finish:** 1 run diverged, 0 runs failed — read noise σ = 0.05, α = 0.75 (1 of 1).",
+        "**Feasibility:** 2 of 4 configurations meet every requirement (accuracy ≥ 78.00%).",
+        "- [Hardware feasibility](#hardware-feasibility)",
+        "- [Runs](#runs)",
+    ] {
+        assert!(first_screen.contains(needle), "lacks {needle}:\n{first_screen}");
+    }
+    // The runs table is folded; the headings carry the ids the contents link.
+    assert!(md.contains("<details><summary>4 runs (click to unfold)</summary>"));
+    assert!(html.contains("<h2 id=\"hardware-feasibility\">"));
+    assert!(html.contains("<a href=\"#hardware-feasibility\">"));
 }
 
 #[test]

@@ -50,7 +50,12 @@ fn tiny_real_sweep_resumes_and_reports() {
     let md = std::fs::read_to_string(&r.markdown).unwrap();
     let html = std::fs::read_to_string(&r.html).unwrap();
     for text in [&md, &html] {
-        for needle in ["learning.alpha", "learning.rule", "0.0", "1.0", "dp", "dpt"] {
+        for needle in [
+            "learning.alpha",
+            "learning.rule",
+            "nudging asymmetry α ∈ {0, 1}",
+            "learning rule ∈ {DP, DP⊤}",
+        ] {
             assert!(text.contains(needle), "report lacks {needle}");
         }
         // every run trained and has an accuracy in the table

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use dyadsim::devices::{builtin_names, DeviceArray, DeviceModel};
 use dyadsim::experiment::config::parse_toml_value;
+use dyadsim::report::figures::{save_drawing, series_color, tick};
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -127,21 +128,17 @@ fn run_show(args: &ShowArgs) -> Result<()> {
         .unwrap_or_else(|| "device".into());
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create directory {}", args.out.display()))?;
-    let png = args.out.join(format!("pulse_response_{stem}.png"));
-    let svg = args.out.join(format!("pulse_response_{stem}.svg"));
     let title = format!("{}: {} up then {} down pulses", model.name, pulses, pulses);
-    {
-        let root = BitMapBackend::new(&png, (900, 560)).into_drawing_area();
-        draw_traces(root, &title, &traces)?;
-    }
-    {
-        let root = SVGBackend::new(&svg, (900, 560)).into_drawing_area();
-        draw_traces(root, &title, &traces)?;
-    }
+    let saved = save_drawing(
+        &args.out,
+        &format!("pulse_response_{stem}"),
+        (900, 560),
+        |root| draw_traces(root.clone(), &title, &traces),
+    )?;
     println!(
         "# pulse response written to {} and {}",
-        png.display(),
-        svg.display()
+        saved.png.display(),
+        saved.svg.display()
     );
     Ok(())
 }
@@ -186,18 +183,6 @@ pub fn pulse_response(
         .collect()
 }
 
-fn register_font() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // Embedded so plots never depend on system fonts.
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            include_bytes!("../../assets/DejaVuSans.ttf"),
-        );
-    });
-}
-
 fn draw_traces<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
@@ -206,7 +191,6 @@ fn draw_traces<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    register_font();
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("plotting: {e}");
     root.fill(&WHITE).map_err(err)?;
     let n = traces.iter().map(|t| t.len()).max().unwrap_or(1).max(2);
@@ -228,11 +212,13 @@ where
         .configure_mesh()
         .x_desc("pulse number")
         .y_desc("normalised conductance (G − G_min)/(G_max − G_min)")
+        .x_label_formatter(&|x: &f32| tick(f64::from(*x)))
+        .y_label_formatter(&|y: &f32| tick(f64::from(*y)))
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(err)?;
     for (k, t) in traces.iter().enumerate() {
-        let color = Palette99::pick(k).to_rgba();
+        let color = series_color(k);
         chart
             .draw_series(LineSeries::new(
                 t.iter().enumerate().map(|(i, &v)| (i as f32, v)),

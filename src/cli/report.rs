@@ -52,9 +52,9 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         },
     )?;
     eprintln!(
-        "report: {} run(s), {} figure file(s) → {} and {}",
-        summary.runs,
-        summary.figures.len(),
+        "report: {}, {} → {} and {}",
+        dyadsim::report::count(summary.runs, "run"),
+        dyadsim::report::count(summary.figures.len(), "figure file"),
         summary.markdown.display(),
         summary.html.display()
     );

@@ -5,10 +5,10 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use dyadsim::experiment::config::DatasetName;
 use dyadsim::experiment::reproduce::{
-    accuracy_cell, duration_words, run_table, table1_base, table1_rows, table2_base, table2_rows,
-    TableRow,
+    accuracy_cell, run_table, table1_base, table1_rows, table2_base, table2_rows, TableRow,
 };
 use dyadsim::experiment::run_dir::write_atomic;
+use dyadsim::numbers::duration_words;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

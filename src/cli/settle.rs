@@ -29,6 +29,7 @@ use dyadsim::experiment::train::build_network;
 use dyadsim::experiment::ValidConfig;
 use dyadsim::linalg::Mat;
 use dyadsim::network::{Activation, Architecture};
+use dyadsim::report::figures::{series_color, svg_string, svg_to_png, tick};
 use dyadsim::rules::dual::{DualInference, DualState};
 use dyadsim::rules::RuleKind;
 use plotters::coord::Shift;
@@ -386,20 +387,6 @@ pub fn run(args: &SettleArgs) -> Result<()> {
     Ok(())
 }
 
-static FONT: std::sync::Once = std::sync::Once::new();
-
-/// Registers the bundled DejaVu Sans as plotters' "sans-serif" (no system fonts).
-fn ensure_font() {
-    FONT.call_once(|| {
-        // The bytes are compiled in and known to be a valid TrueType font.
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            include_bytes!("../../assets/DejaVuSans.ttf"),
-        );
-    });
-}
-
 /// `(t, value)` points of one line.
 type Curve = Vec<(f64, f32)>;
 
@@ -407,21 +394,18 @@ const PANEL_W: u32 = 460;
 const PANEL_H: u32 = 230;
 
 fn plot(path: &Path, traces: &[Trace], picked: &[Vec<Vec<usize>>]) -> Result<()> {
-    ensure_font();
     let layers = traces.first().map_or(0, |t| t.widths.len()) as u32;
     let size = (PANEL_W * 2 * traces.len() as u32, PANEL_H * layers + 40);
     let is_svg = path.extension().is_some_and(|e| e == "svg");
     let err = |e: String| anyhow::anyhow!("cannot draw {}: {e}", path.display());
-    if is_svg {
-        let root = SVGBackend::new(path, size).into_drawing_area();
-        draw(&root, traces, picked).map_err(err)?;
-        root.present().map_err(|e| err(e.to_string()))?;
+    // Drawn as SVG; a PNG is that SVG rasterised with the bundled font.
+    let svg = svg_string(size, |root| draw(root, traces, picked).map_err(err))?;
+    let bytes = if is_svg {
+        svg.into_bytes()
     } else {
-        let root = BitMapBackend::new(path, size).into_drawing_area();
-        draw(&root, traces, picked).map_err(err)?;
-        root.present().map_err(|e| err(e.to_string()))?;
-    }
-    Ok(())
+        svg_to_png(&svg).with_context(|| format!("rasterising {}", path.display()))?
+    };
+    write_atomic(path, &bytes)
 }
 
 fn draw<DB: DrawingBackend>(
@@ -513,12 +497,14 @@ fn draw<DB: DrawingBackend>(
                 chart
                     .configure_mesh()
                     .x_desc("t / τ")
+                    .x_label_formatter(&|x: &f64| tick(*x))
+                    .y_label_formatter(&|y: &f32| tick(f64::from(*y)))
                     .label_style(("sans-serif", 11))
                     .light_line_style(WHITE.mix(0.0))
                     .draw()
                     .map_err(e)?;
                 for (j, (i, a, b)) in series.into_iter().enumerate() {
-                    let color = Palette99::pick(j).to_rgba();
+                    let color = series_color(j);
                     let clean = |v: Vec<(f64, f32)>| {
                         v.into_iter()
                             .filter(|p| p.1.is_finite())

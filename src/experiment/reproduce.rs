@@ -16,6 +16,7 @@ use super::result::{RunResult, RunStatus};
 use super::sweep::config_hash;
 use super::train::run;
 use crate::data::load;
+use crate::numbers::{duration_words, significant};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -224,17 +225,6 @@ pub fn run_table(
     })
 }
 
-/// A duration in words: `42 s`, `17.5 min`, `2.3 h`.
-pub fn duration_words(seconds: f64) -> String {
-    if seconds < 120.0 {
-        format!("{seconds:.0} s")
-    } else if seconds < 7200.0 {
-        format!("{:.1} min", seconds / 60.0)
-    } else {
-        format!("{:.1} h", seconds / 3600.0)
-    }
-}
-
 /// The accuracy cell: percentage, or `diverged (epoch e, batch b, layer l)`.
 pub fn accuracy_cell(r: &RunResult) -> String {
     match (&r.status, &r.diverged_at, r.test_accuracy) {
@@ -257,7 +247,7 @@ impl Table {
         s.push_str("| dataset | method | test accuracy (%) | Lipschitz estimate | max \\|s\\| | epochs | time |\n|---|---|---|---|---|---|---|\n");
         for r in &self.rows {
             s.push_str(&format!(
-                "| {} | {} | {} | {} | {:.3e} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
                 r.dataset,
                 r.method,
                 accuracy_cell(&r.result),
@@ -265,7 +255,7 @@ impl Table {
                     .lipschitz
                     .map(|l| format!("{l:.2}"))
                     .unwrap_or_else(|| "n/a".into()),
-                r.result.max_state,
+                significant(r.result.max_state, 3),
                 r.result.epochs.len(),
                 duration_words(r.seconds)
             ));

@@ -22,6 +22,7 @@ pub mod table;
 pub mod technology;
 
 use crate::experiment::sweep::JobStatus;
+pub use crate::numbers::{lifetime_words, scientific, si, significant};
 use crate::substrate::LayerHardwareStats;
 use anyhow::{Context, Result};
 use base64::Engine;
@@ -76,6 +77,10 @@ pub enum Block {
     Table(Vec<String>, Vec<Vec<String>>),
     /// A figure: caption and the PNG/SVG paths relative to the report.
     Figure(String, String, String),
+    /// Blocks shown folded, under a one-line summary (`<details>`).
+    Collapsed(String, Vec<Block>),
+    /// The table of contents: a link to every level-2 heading.
+    Contents,
 }
 
 /// `n` and the noun, plural unless `n` is 1: `1 job`, `3 jobs`.
@@ -102,19 +107,95 @@ fn is_seed(path: &str) -> bool {
     path == "seed" || path.ends_with(".seed")
 }
 
-/// `learning.alpha=0.5, learning.rule=dpt` without the seed (`run` if no axis).
+/// A swept configuration path in words: the axis label (with its unit)
+/// and the short name legends use. Unknown paths fall back to their last
+/// segment.
+pub fn axis_words(path: &str) -> (String, String) {
+    let known: Option<(&str, &str)> = match path {
+        "learning.alpha" => Some(("nudging asymmetry α", "α")),
+        "learning.beta" => Some(("nudging strength β", "β")),
+        "learning.rule" => Some(("learning rule", "rule")),
+        "learning.schedule" => Some(("inference schedule", "schedule")),
+        "learning.hidden_alpha" => Some(("hidden-layer asymmetry α_hidden", "α_hidden")),
+        "device.read_noise" => Some(("read-noise σ (relative to G)", "read noise σ")),
+        "device.write_noise" => Some(("write-noise σ (relative to a step)", "write noise σ")),
+        "device.dw_min" | "device.step" => Some(("conductance step (of the range)", "step")),
+        "crossbar.device" => Some(("device model", "device")),
+        "crossbar.lr" => Some(("crossbar learning rate", "lr")),
+        "crossbar.write" => Some(("write mode", "write")),
+        "optimizer.lr" => Some(("learning rate", "lr")),
+        "optimizer.kind" => Some(("optimizer", "optimizer")),
+        "training.batch" => Some(("batch size (samples)", "batch")),
+        "training.epochs" => Some(("epochs", "epochs")),
+        "training.substrate" => Some(("substrate", "substrate")),
+        "training.dynamics" => Some(("dynamics", "dynamics")),
+        "network.arch" => Some(("architecture", "arch")),
+        "network.activation" => Some(("activation", "activation")),
+        "data.dataset" => Some(("dataset", "dataset")),
+        "data.train_size" => Some(("training images", "train images")),
+        "seed" => Some(("seed", "seed")),
+        _ => None,
+    };
+    match known {
+        Some((long, short)) => (long.to_string(), short.to_string()),
+        None => {
+            let last = path.rsplit('.').next().unwrap_or(path).replace('_', " ");
+            (last.clone(), last)
+        }
+    }
+}
+
+/// An axis value in words: rules by their names in the paper (`DP⊤`),
+/// numbers without trailing zeros.
+pub fn value_words(path: &str, v: &Value) -> String {
+    match v {
+        Value::String(s) if path.ends_with("rule") => match s.as_str() {
+            "dp" => "DP".into(),
+            "dpt" => "DP⊤".into(),
+            "bp" => "BP".into(),
+            "dp-damped" => "DP (damped)".into(),
+            "bp-adv" => "BP + adversarial".into(),
+            other => other.to_string(),
+        },
+        Value::Number(n) => n
+            .as_f64()
+            .map_or_else(|| n.to_string(), |x| significant(x, 6)),
+        other => load::fmt_value(other),
+    }
+}
+
+/// `short name = value` of one axis, for legends and configuration labels.
+fn axis_term(path: &str, v: &Value) -> String {
+    format!("{} = {}", axis_words(path).1, value_words(path, v))
+}
+
+/// `read noise σ = 0.05, α = 0.5, rule = DP⊤` without the seed (`run` if
+/// no axis).
 fn seedless_label(r: &Run) -> String {
     let parts: Vec<String> = r
         .axes
         .iter()
         .filter(|(p, _)| !is_seed(p))
-        .map(|(p, v)| format!("{p}={}", load::fmt_value(v)))
+        .map(|(p, v)| axis_term(p, v))
         .collect();
     if parts.is_empty() {
         "run".into()
     } else {
         parts.join(", ")
     }
+}
+
+/// Every axis of a run in words, the seed included: `read noise σ = 0,
+/// α = 0.5, rule = DP⊤, seed = 2` (job `n` if no axis).
+fn run_words(r: &Run) -> String {
+    if r.axes.is_empty() {
+        return format!("job {}", r.job);
+    }
+    r.axes
+        .iter()
+        .map(|(p, v)| axis_term(p, v))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The distinct values an axis takes, in first-seen order.
@@ -165,7 +246,7 @@ fn metric_vs_axis(
     let key_of = |r: &Run| -> String {
         others
             .iter()
-            .filter_map(|p| r.axis(p).map(|v| format!("{p}={}", load::fmt_value(v))))
+            .filter_map(|p| r.axis(p).map(|v| axis_term(p, v)))
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -211,7 +292,7 @@ fn metric_vs_axis(
         .filter(|s| !s.points.is_empty())
         .collect();
     let cats = (!values.iter().all(Value::is_number))
-        .then(|| values.iter().map(load::fmt_value).collect());
+        .then(|| values.iter().map(|v| value_words(path, v)).collect());
     (series, cats)
 }
 
@@ -241,48 +322,14 @@ fn heat_cells(
         })
         .collect();
     (
-        xv.iter().map(load::fmt_value).collect(),
-        yv.iter().map(load::fmt_value).collect(),
+        xv.iter().map(|v| value_words(x, v)).collect(),
+        yv.iter().map(|v| value_words(y, v)).collect(),
         cells,
     )
 }
 
 fn fmt_opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map_or_else(|| "–".into(), f)
-}
-
-/// Engineering notation with an SI prefix: `1.23 pJ`.
-pub fn si(value: f64, unit: &str) -> String {
-    if !value.is_finite() {
-        return if value > 0.0 {
-            "∞".into()
-        } else {
-            "–".into()
-        };
-    }
-    if value == 0.0 {
-        return format!("0 {unit}");
-    }
-    const PREFIXES: [(f64, &str); 11] = [
-        (1e12, "T"),
-        (1e9, "G"),
-        (1e6, "M"),
-        (1e3, "k"),
-        (1.0, ""),
-        (1e-3, "m"),
-        (1e-6, "µ"),
-        (1e-9, "n"),
-        (1e-12, "p"),
-        (1e-15, "f"),
-        (1e-18, "a"),
-    ];
-    let a = value.abs();
-    let (scale, p) = PREFIXES
-        .iter()
-        .find(|(s, _)| a >= *s)
-        .copied()
-        .unwrap_or((1e-18, "a"));
-    format!("{:.3} {p}{unit}", value / scale)
 }
 
 /// A term for tables: `1.234 nJ (measured)`; `unit = "mm²"` prints an area
@@ -294,15 +341,8 @@ pub fn format_term(t: &Term, unit: &str) -> String {
         (_, p) => p.label(),
     };
     match t.value {
-        Some(v) if unit == "epochs" => {
-            let s = if v.is_finite() {
-                format!("{v:.3e}")
-            } else {
-                "∞".into()
-            };
-            format!("{s} ({label})")
-        }
-        Some(v) if unit == "mm²" => format!("{:.4} mm² ({label})", v * 1e6),
+        Some(v) if unit == "epochs" => format!("{} ({label})", scientific(v)),
+        Some(v) if unit == "mm²" => format!("{} mm² ({label})", significant(v * 1e6, 3)),
         Some(v) => format!("{} ({label})", si(v, unit)),
         None => "missing".into(),
     }
@@ -313,6 +353,8 @@ struct Builder<'a> {
     dir: PathBuf,
     blocks: Vec<Block>,
     files: Vec<PathBuf>,
+    /// The feasibility verdict in one sentence, for the summary.
+    verdict: Option<String>,
 }
 
 impl Builder<'_> {
@@ -339,6 +381,16 @@ fn accuracy(r: &Run) -> Option<f64> {
     r.metric(|x| x.test_accuracy)
 }
 
+/// Test accuracy in percent, the unit of every accuracy figure and table.
+fn accuracy_percent(r: &Run) -> Option<f64> {
+    accuracy(r).map(|a| 100.0 * a)
+}
+
+/// Accuracy axes run within 0–100 %.
+const PERCENT: Option<(f64, f64)> = Some((0.0, 100.0));
+/// Axes of quantities that cannot be negative.
+const NON_NEGATIVE: Option<(f64, f64)> = Some((0.0, f64::INFINITY));
+
 /// Writes the report for the input at `input` (see [`load()`]).
 pub fn generate(input: &Path, options: &ReportOptions) -> Result<ReportSummary> {
     let data = load(input)?;
@@ -354,44 +406,14 @@ pub fn generate_from(data: &Dataset, options: &ReportOptions) -> Result<ReportSu
         dir: dir.clone(),
         blocks: Vec::new(),
         files: Vec::new(),
+        verdict: None,
     };
     let title = options
         .title
         .clone()
         .unwrap_or_else(|| "dyadsim report".into());
     b.blocks.push(Block::Heading(1, title.clone()));
-    let count_runs = count;
-    let count = |s: &str| data.runs.iter().filter(|r| r.status_label() == s).count();
-    b.blocks.push(Block::Para(format!(
-        "Source: `{}` — {}: {} ok, {} diverged, {} failed.",
-        data.source,
-        count_runs(data.runs.len(), "run"),
-        count("ok"),
-        count("diverged"),
-        count("failed")
-    )));
-    for w in &data.warnings {
-        b.blocks.push(Block::Para(format!("Warning: {w}")));
-    }
-    if !data.axis_order.is_empty() {
-        let rows = data
-            .axis_order
-            .iter()
-            .map(|p| {
-                vec![
-                    format!("`{p}`"),
-                    axis_values(data, p)
-                        .iter()
-                        .map(load::fmt_value)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ]
-            })
-            .collect();
-        b.blocks.push(Block::Heading(2, "Swept axes".into()));
-        b.blocks
-            .push(Block::Table(vec!["axis".into(), "values".into()], rows));
-    }
+    let header_end = b.blocks.len();
     runs_table(&mut b);
     accuracy_figures(&mut b)?;
     dynamics_figures(&mut b)?;
@@ -403,6 +425,9 @@ pub fn generate_from(data: &Dataset, options: &ReportOptions) -> Result<ReportSu
     b.blocks.push(Block::Para(
         "Every run as one row — axes, status, accuracies, energy terms (J per training sample), latency and lifetimes — is in `results.csv` beside this report.".into(),
     ));
+    // The first screen: what was run, what came out, where to read on.
+    let summary = summary_blocks(&b);
+    b.blocks.splice(header_end..header_end, summary);
 
     // Written atomically (fsync, rename): an interrupted report never
     // leaves a half-written page.
@@ -420,10 +445,115 @@ pub fn generate_from(data: &Dataset, options: &ReportOptions) -> Result<ReportSu
     })
 }
 
+/// The report's first screen: the source, what was swept, the best
+/// configuration, what diverged or failed, the feasibility verdict, and the
+/// table of contents.
+fn summary_blocks(b: &Builder) -> Vec<Block> {
+    let data = b.data;
+    let mut out = Vec::new();
+    let status = |s: &str| data.runs.iter().filter(|r| r.status_label() == s).count();
+    let (ok, diverged, failed) = (status("ok"), status("diverged"), status("failed"));
+    out.push(Block::Para(format!(
+        "Source: `{}` — {}: {ok} ok, {diverged} diverged, {failed} failed.",
+        data.source,
+        count(data.runs.len(), "run"),
+    )));
+    for w in &data.warnings {
+        out.push(Block::Para(format!("Warning: {w}")));
+    }
+    out.push(Block::Heading(2, "Summary".into()));
+    let mut points: Vec<String> = Vec::new();
+    if data.axis_order.is_empty() {
+        points.push("**Runs:** no swept axes (single configuration).".into());
+    } else {
+        let axes: Vec<String> = data
+            .axis_order
+            .iter()
+            .map(|p| {
+                let values: Vec<String> = axis_values(data, p)
+                    .iter()
+                    .map(|v| value_words(p, v))
+                    .collect();
+                format!("{} ∈ {{{}}}", axis_words(p).0, values.join(", "))
+            })
+            .collect();
+        points.push(format!("**Swept:** {}.", axes.join(" × ")));
+    }
+    // Configurations pooled over seeds; the best by mean test accuracy
+    // among those where every seed has one.
+    let mut groups: Vec<(String, Vec<&Run>)> = Vec::new();
+    for r in &data.runs {
+        let key = seedless_label(r);
+        match groups.iter_mut().find(|g| g.0 == key) {
+            Some(g) => g.1.push(r),
+            None => groups.push((key, vec![r])),
+        }
+    }
+    let best = groups
+        .iter()
+        .filter_map(|(key, runs)| {
+            let accs: Vec<f64> = runs.iter().filter_map(|r| accuracy_percent(r)).collect();
+            (accs.len() == runs.len()).then(|| (key, mean_std(&accs), accs.len()))
+        })
+        .max_by(|a, b| a.1 .0.total_cmp(&b.1 .0));
+    match best {
+        Some((key, (mean, sd), n)) => {
+            let spread = if n > 1 {
+                format!(" ± {sd:.2}")
+            } else {
+                String::new()
+            };
+            let what = if groups.len() > 1 {
+                format!("**Best configuration:** {key}")
+            } else {
+                "**Test accuracy:**".to_string()
+            };
+            let over = if n > 1 {
+                format!(" (mean ± s.d. over {})", count(n, "seed"))
+            } else {
+                String::new()
+            };
+            points.push(format!("{what} — {mean:.2}{spread} % test accuracy{over}."));
+        }
+        None => {
+            points.push("**Best configuration:** none has a test accuracy for every seed.".into())
+        }
+    }
+    if diverged + failed > 0 {
+        let mut which: Vec<String> = groups
+            .iter()
+            .filter_map(|(key, runs)| {
+                let bad = runs.iter().filter(|r| r.status_label() != "ok").count();
+                (bad > 0).then(|| format!("{key} ({bad} of {})", runs.len()))
+            })
+            .collect();
+        let more = which.len().saturating_sub(6);
+        which.truncate(6);
+        if more > 0 {
+            which.push(format!("and {more} more"));
+        }
+        points.push(format!(
+            "**Did not finish:** {} diverged, {} failed — {}. The runs table gives where each stopped.",
+            count(diverged, "run"),
+            count(failed, "run"),
+            which.join("; ")
+        ));
+    } else {
+        points.push("**Did not finish:** none — every run finished without diverging.".into());
+    }
+    if let Some(v) = &b.verdict {
+        points.push(format!("**Feasibility:** {v}"));
+    }
+    out.extend(points.into_iter().map(Block::Para));
+    out.push(Block::Heading(2, "Contents".into()));
+    out.push(Block::Contents);
+    out
+}
+
 fn runs_table(b: &mut Builder) {
     let data = b.data;
     let mut header: Vec<String> = vec!["job".into()];
-    header.extend(data.axis_order.iter().cloned());
+    header.extend(data.axis_order.iter().map(|p| axis_words(p).1));
     header.extend(
         [
             "status",
@@ -442,14 +572,12 @@ fn runs_table(b: &mut Builder) {
         .map(|r| {
             let mut row = vec![r.job.to_string()];
             for p in &data.axis_order {
-                row.push(r.axis(p).map(load::fmt_value).unwrap_or_default());
+                row.push(r.axis(p).map(|v| value_words(p, v)).unwrap_or_default());
             }
             row.push(r.status_label().to_string());
             row.push(fmt_opt(accuracy(r), |a| format!("{:.2}%", a * 100.0)));
-            row.push(fmt_opt(r.metric(|x| x.lipschitz), |x| format!("{x:.3}")));
-            row.push(fmt_opt(r.metric(|x| Some(x.max_state)), |x| {
-                format!("{x:.3}")
-            }));
+            row.push(fmt_opt(r.metric(|x| x.lipschitz), |x| significant(x, 4)));
+            row.push(fmt_opt(r.metric(|x| Some(x.max_state)), scientific));
             row.push(fmt_opt(r.epoch_mean(|e| e.settle_time_mean), |x| {
                 format!("{x:.2}")
             }));
@@ -460,7 +588,10 @@ fn runs_table(b: &mut Builder) {
             } else if let Some(d) = r.result.as_ref().and_then(|x| x.diverged_at.as_ref()) {
                 format!(
                     "diverged: {} (epoch {}, batch {}, layer {})",
-                    d.reason, d.epoch, d.batch, d.layer
+                    d.reason.replace('_', " "),
+                    d.epoch,
+                    d.batch,
+                    d.layer
                 )
             } else {
                 String::new()
@@ -470,7 +601,10 @@ fn runs_table(b: &mut Builder) {
         })
         .collect();
     b.blocks.push(Block::Heading(2, "Runs".into()));
-    b.blocks.push(Block::Table(header, rows));
+    b.blocks.push(Block::Collapsed(
+        format!("{} (click to unfold)", count(data.runs.len(), "run")),
+        vec![Block::Table(header, rows)],
+    ));
 }
 
 fn plot_axes(data: &Dataset) -> Vec<String> {
@@ -489,23 +623,28 @@ fn accuracy_figures(b: &mut Builder) -> Result<()> {
     }
     b.blocks.push(Block::Heading(2, "Accuracy".into()));
     for p in &axes {
-        let (series, cats) = metric_vs_axis(data, p, &accuracy);
+        let (series, cats) = metric_vs_axis(data, p, &accuracy_percent);
         if series.is_empty() {
             b.blocks.push(Block::Para(format!(
                 "No run has a test accuracy to plot against `{p}`."
             )));
             continue;
         }
+        let (words, _) = axis_words(p);
         b.figure(
             Figure::Lines {
-                title: format!("Test accuracy vs {p}"),
-                x_label: p.clone(),
-                y_label: "test accuracy".into(),
+                title: format!("Test accuracy vs {words}"),
+                x_label: words.clone(),
+                y_label: "test accuracy (%)".into(),
                 x_categories: cats,
                 series,
+                y_limits: PERCENT,
             },
             &format!("accuracy_vs_{}", slug(p)),
-            format!("Final test accuracy against `{p}` (mean ± std over seeds and pooled runs)."),
+            format!(
+                "Final test accuracy against {} (`{p}`), mean ± std over seeds and pooled runs.",
+                axis_words(p).0
+            ),
         )?;
     }
     let pairs: Vec<(String, String)> = axes
@@ -516,18 +655,21 @@ fn accuracy_figures(b: &mut Builder) -> Result<()> {
         .collect();
     for (x, y) in &pairs {
         let (xv, yv, cells) = heat_cells(data, x, y, &accuracy);
+        let (xw, yw) = (axis_words(x).0, axis_words(y).0);
         b.figure(
             Figure::Heatmap {
-                title: format!("Test accuracy: {x} × {y}"),
-                x_label: x.clone(),
-                y_label: y.clone(),
+                title: format!("Test accuracy: {xw} × {yw}"),
+                x_label: xw.clone(),
+                y_label: yw.clone(),
                 x_values: xv,
                 y_values: yv,
                 cells,
                 percent: true,
+                scale: figures::ColourScale::MinMax,
+                value_label: "test accuracy".into(),
             },
             &format!("heatmap_{}_{}", slug(x), slug(y)),
-            format!("Mean final test accuracy for each (`{x}`, `{y}`); n/a = no run finished with an accuracy."),
+            format!("Mean final test accuracy for each {xw} (`{x}`) and {yw} (`{y}`); n/a = no run finished with an accuracy. The colours span the smallest to the largest cell (colour bar); the printed values are the accuracies."),
         )?;
     }
     // divergence map: fraction of runs that diverged or failed
@@ -572,16 +714,18 @@ fn accuracy_figures(b: &mut Builder) -> Result<()> {
     };
     b.figure(
         Figure::Heatmap {
-            title: "Divergence map (fraction diverged or failed)".into(),
-            x_label: x.clone(),
-            y_label: y.clone().unwrap_or_default(),
+            title: "Divergence map (share of runs diverged or failed)".into(),
+            x_label: axis_words(&x).0,
+            y_label: y.as_deref().map(|y| axis_words(y).0).unwrap_or_default(),
             x_values: xv,
             y_values: yv,
             cells,
             percent: true,
+            scale: figures::ColourScale::Fixed(0.0, 1.0),
+            value_label: "diverged or failed".into(),
         },
         "divergence_map",
-        "Fraction of runs per cell that diverged (non-finite or runaway states/weights) or failed."
+        "Share of runs per cell that diverged (non-finite or runaway states/weights) or failed, on a fixed 0–100 % colour scale."
             .into(),
     )?;
     Ok(())
@@ -603,28 +747,33 @@ fn dynamics_figures(b: &mut Builder) -> Result<()> {
         if !series.is_empty() {
             b.figure(
                 Figure::Lines {
-                    title: format!("Lipschitz estimate vs {p}"),
-                    x_label: p.clone(),
-                    y_label: "‖W_L⋯W_1‖₂".into(),
+                    title: format!("Lipschitz estimate vs {}", axis_words(p).0),
+                    x_label: axis_words(p).0,
+                    y_label: "Lipschitz estimate ‖W_L⋯W_1‖₂".into(),
                     x_categories: cats,
                     series,
+                    y_limits: NON_NEGATIVE,
                 },
                 &format!("lipschitz_vs_{}", slug(p)),
-                format!("Final Lipschitz estimate ‖W_L⋯W_1‖₂ against `{p}`."),
+                format!(
+                    "Final Lipschitz estimate ‖W_L⋯W_1‖₂ against {} (`{p}`).",
+                    axis_words(p).0
+                ),
             )?;
         }
         let (series, cats) = metric_vs_axis(data, p, &settle);
         if !series.is_empty() {
             b.figure(
                 Figure::Lines {
-                    title: format!("Settle time vs {p}"),
-                    x_label: p.clone(),
-                    y_label: "mean settle time (τ)".into(),
+                    title: format!("Settle time vs {}", axis_words(p).0),
+                    x_label: axis_words(p).0,
+                    y_label: "mean settle time (units of τ)".into(),
                     x_categories: cats,
                     series,
+                    y_limits: NON_NEGATIVE,
                 },
                 &format!("settle_vs_{}", slug(p)),
-                format!("Mean settle time of the neuron circuit (units of τ, averaged over epochs) against `{p}`."),
+                format!("Mean settle time of the neuron circuit (units of τ, averaged over epochs) against {} (`{p}`).", axis_words(p).0),
             )?;
         }
     }
@@ -668,15 +817,16 @@ fn dynamics_figures(b: &mut Builder) -> Result<()> {
             .filter(|s| !s.points.is_empty())
             .collect()
     };
-    let lc = curves(|e| e.test_accuracy);
+    let lc = curves(|e| e.test_accuracy.map(|a| 100.0 * a));
     if !lc.is_empty() {
         b.figure(
             Figure::Lines {
                 title: "Learning curves".into(),
                 x_label: "epoch".into(),
-                y_label: "test accuracy".into(),
+                y_label: "test accuracy (%)".into(),
                 x_categories: None,
                 series: lc,
+                y_limits: PERCENT,
             },
             "learning_curves",
             "Test accuracy after each epoch, per configuration (mean ± std over seeds; first 12 configurations). A diverged run stops early.".into(),
@@ -692,9 +842,10 @@ fn dynamics_figures(b: &mut Builder) -> Result<()> {
             Figure::Lines {
                 title: "Angle to the BP gradient".into(),
                 x_label: "epoch".into(),
-                y_label: "angle (degrees)".into(),
+                y_label: "angle to the BP gradient (degrees)".into(),
                 x_categories: None,
                 series: ga,
+                y_limits: Some((0.0, 180.0)),
             },
             "gradient_angle",
             "Angle between the rule's weight gradient and back-propagation's on a fixed batch, per epoch.".into(),
@@ -782,12 +933,16 @@ fn hardware_figures(b: &mut Builder) -> Result<()> {
             }
             b.figure(
                 Figure::Histogram {
-                    title: format!("{what} — {}", r.label()),
+                    title: format!("{what} — {}", run_words(r)),
                     x_label: unit.to_string(),
                     series,
                 },
                 &format!("{key}_{i}"),
-                format!("{what} at the end of the run `{}`, per layer.", r.label()),
+                format!(
+                    "{what} at the end of job {} ({}), per layer.",
+                    r.job,
+                    run_words(r)
+                ),
             )?;
             drawn += 1;
         }
@@ -830,12 +985,13 @@ fn hardware_figures(b: &mut Builder) -> Result<()> {
             Figure::Lines {
                 title: "Write pulses per device".into(),
                 x_label: "layer".into(),
-                y_label: "pulses per device".into(),
+                y_label: "write pulses per device".into(),
                 x_categories: Some((1..=depth).map(|k| format!("layer {k}")).collect()),
                 series,
+                y_limits: NON_NEGATIVE,
             },
             "pulses_per_device",
-            format!("Write pulses per device over the whole run per layer: the layer's mean and its most-worn device, each mean ± std over the {} crossbar run(s).", with_hw.len()),
+            format!("Write pulses per device over the whole run per layer: the layer's mean and its most-worn device, each mean ± std over the {}.", count(with_hw.len(), "crossbar run")),
         )?;
         drawn += 1;
     }
@@ -893,7 +1049,7 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions, tech: &Technolo
             "Device model `{}`: {}, {}, {}, G range {}–{}.",
             d.name,
             match d.endurance_pulses {
-                Some(e) => format!("endurance {e:.3e} pulses (device model)"),
+                Some(e) => format!("endurance {} pulses (device model)", scientific(e)),
                 None => "endurance not stated (technology value used)".into(),
             },
             stated(d.pulse_energy_j, "J", "energy per pulse"),
@@ -919,17 +1075,35 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions, tech: &Technolo
         match RunCounts::from_run(&r.config, result) {
             Ok(c) => groups[g].2.push(estimate(&c, &tech.params)),
             Err(e) => b.blocks.push(Block::Para(format!(
-                "Run {}: no estimate ({e:#}).",
-                r.label()
+                "Job {} ({}): no estimate ({e:#}).",
+                r.job,
+                run_words(r)
             ))),
         }
     }
     let pooled_runs = groups.iter().any(|g| g.1.len() > 1);
     let mut rows = Vec::new();
     let mut pooled: Vec<(usize, Estimate)> = Vec::new();
-    for (gi, (key, _, ests)) in groups.iter().enumerate() {
+    for (gi, (key, members, ests)) in groups.iter().enumerate() {
         let Some(e) = Estimate::pooled(ests) else {
             continue;
+        };
+        // Time per epoch on the chip: latency per sample × training images.
+        let seconds_per_epoch = e
+            .latency_s
+            .value
+            .map(|l| l * data.runs[members[0]].config.data.train_size as f64);
+        let lifetime = |t: &Term| match t.value {
+            Some(v) => format!(
+                "{} ({})",
+                lifetime_words(v, seconds_per_epoch),
+                t.provenance.label()
+            ),
+            None => "missing".into(),
+        };
+        let ratio = match (e.total_energy_j.value, e.digital_energy_j.value) {
+            (Some(a), Some(d)) if a > 0.0 => format!("{}×", significant(d / a, 3)),
+            _ => "–".into(),
         };
         rows.push(vec![
             key.clone(),
@@ -940,13 +1114,17 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions, tech: &Technolo
             format_term(&e.neuron_energy_j, "J"),
             format_term(&e.total_energy_j, "J"),
             format_term(&e.digital_energy_j, "J"),
+            ratio,
             format_term(&e.latency_s, "s"),
             format_term(&e.area_m2, "mm²"),
-            format_term(&e.lifetime_median_epochs, "epochs"),
-            format_term(&e.lifetime_1pct_epochs, "epochs"),
+            lifetime(&e.lifetime_median_epochs),
+            lifetime(&e.lifetime_1pct_epochs),
         ]);
         pooled.push((gi, e));
     }
+    b.blocks
+        .push(Block::Heading(3, "Energy per training sample".into()));
+    energy_breakdown(b, &groups, &pooled)?;
     b.blocks
         .push(Block::Heading(3, "Estimates per configuration".into()));
     if pooled_runs {
@@ -954,6 +1132,9 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions, tech: &Technolo
             "Runs differing only in the seed are pooled: every term is the mean over the seeds (missing if any seed lacks it; a diverged seed counts with the counts of its shortened run), lifetimes the shortest.".into(),
         ));
     }
+    b.blocks.push(Block::Para(
+        "Lifetimes in epochs until the median device (or the first 1 % of devices) reaches its endurance, and the time that is on the chip: epochs × training images × latency per sample, training without pause.".into(),
+    ));
     b.blocks.push(Block::Table(
         [
             "configuration",
@@ -964,10 +1145,11 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions, tech: &Technolo
             "neurons",
             "total / sample",
             "digital BP / sample",
+            "digital ÷ analog",
             "latency / sample",
             "area",
-            "lifetime (median, epochs)",
-            "lifetime (1 %, epochs)",
+            "lifetime (median device)",
+            "lifetime (first 1 % of devices)",
         ]
         .map(String::from)
         .to_vec(),
@@ -978,14 +1160,21 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions, tech: &Technolo
         b.blocks.push(Block::Para(
             "No requirements set (`[requirements]` in the sweep spec or `--require-*` flags): no verdict.".into(),
         ));
+        b.verdict = Some(
+            "no requirements set, so no verdict; the estimates per configuration are under Hardware feasibility.".into(),
+        );
     } else {
         let req_text = [
             req.accuracy_min
                 .map(|a| format!("accuracy ≥ {:.2}%", a * 100.0)),
             req.energy_per_sample_max_j
                 .map(|e| format!("energy per sample ≤ {}", si(e, "J"))),
-            req.lifetime_min_epochs
-                .map(|l| format!("lifetime (first 1 % of devices) ≥ {l} epochs")),
+            req.lifetime_min_epochs.map(|l| {
+                format!(
+                    "lifetime (first 1 % of devices) ≥ {} epochs",
+                    scientific(l)
+                )
+            }),
         ]
         .into_iter()
         .flatten()
@@ -1041,10 +1230,13 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions, tech: &Technolo
             .to_vec(),
             rows,
         ));
-        b.blocks.push(Block::Para(format!(
-            "{passing} of {} configuration(s) meet every requirement.",
-            pooled.len()
-        )));
+        let sentence = format!(
+            "{passing} of {} {} every requirement ({req_text}).",
+            count(pooled.len(), "configuration"),
+            if passing == 1 { "meets" } else { "meet" }
+        );
+        b.blocks.push(Block::Para(sentence.clone()));
+        b.verdict = Some(sentence);
     }
     let estimates = &pooled;
     let prov: BTreeMap<&str, usize> = estimates.iter().fold(BTreeMap::new(), |mut m, (_, e)| {
@@ -1055,7 +1247,7 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions, tech: &Technolo
         || prov.contains_key(Provenance::Estimated.label())
     {
         b.blocks.push(Block::Para(
-            "Totals marked *estimated* or *missing* rest on analytic counts; emit the counters listed in `src/report/feasibility.rs` (`RunResult.hardware.layers[*]`) to make them measured.".into(),
+            "A total marked *estimated* contains at least one analytic term (in these runs typically the neuron integration of a discrete schedule, costed at one τ per layer update); *missing* means a term had no data at all. Runs with `training.dynamics = \"ode\"` on a crossbar count settle times and make the neuron term measured.".into(),
         ));
     }
     b.blocks
@@ -1066,7 +1258,7 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions, tech: &Technolo
         .map(|(k, q)| {
             vec![
                 format!("`{k}`"),
-                format!("{} {}", q.value, q.unit),
+                quantity_words(q.value, &q.unit),
                 Technology::meaning(k).to_string(),
                 q.source.clone(),
             ]
@@ -1081,15 +1273,265 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions, tech: &Technolo
     Ok(())
 }
 
+/// A technology constant with its unit as people write it: `1200 µm²`,
+/// `10 µS`, `128` (a count has no unit), `10¹² pulses`.
+fn quantity_words(value: f64, unit: &str) -> String {
+    let unit = match unit {
+        "1" | "" => "",
+        "um^2" => "µm²",
+        "mm^2" => "mm²",
+        "nm^2" => "nm²",
+        "F^2" => "F²",
+        "uS" => "µS",
+        "us" => "µs",
+        "uW" => "µW",
+        "kOhm" => "kΩ",
+        "Ohm" => "Ω",
+        "MOhm" => "MΩ",
+        other => other,
+    };
+    let number = if value.abs() >= 1e5 {
+        scientific(value)
+    } else {
+        significant(value, 6)
+    };
+    if unit.is_empty() {
+        number
+    } else {
+        format!("{number} {unit}")
+    }
+}
+
+/// The energy-per-sample chart (stacked terms per configuration beside the
+/// digital baseline) and the sentences that read it: which term dominates
+/// and how the totals compare with digital BP.
+fn energy_breakdown(
+    b: &mut Builder,
+    groups: &[(String, Vec<usize>, Vec<Estimate>)],
+    pooled: &[(usize, Estimate)],
+) -> Result<()> {
+    const MAX_BARS: usize = 12;
+    if pooled.is_empty() {
+        b.blocks.push(Block::Para(
+            "No configuration has an estimate: no energy breakdown.".into(),
+        ));
+        return Ok(());
+    }
+    type TermOf = fn(&Estimate) -> &Term;
+    let terms: [(&str, TermOf); 5] = [
+        ("crossbar reads", |e| &e.read_energy_j),
+        ("ADC", |e| &e.adc_energy_j),
+        ("DAC", |e| &e.dac_energy_j),
+        ("write pulses", |e| &e.write_energy_j),
+        ("neuron integration", |e| &e.neuron_energy_j),
+    ];
+    let shown: Vec<&(usize, Estimate)> = pooled.iter().take(MAX_BARS).collect();
+    let largest = shown
+        .iter()
+        .flat_map(|(_, e)| [e.total_energy_j.value, e.digital_energy_j.value])
+        .flatten()
+        .fold(0.0, f64::max);
+    // One SI prefix for the whole axis.
+    let (scale, prefix) = [
+        (1.0, ""),
+        (1e-3, "m"),
+        (1e-6, "µ"),
+        (1e-9, "n"),
+        (1e-12, "p"),
+    ]
+    .into_iter()
+    .find(|(s, _)| largest >= *s)
+    .unwrap_or((1e-15, "f"));
+    // The digital baseline (3 MACs per weight per sample) depends only on
+    // the architecture: one bar per distinct value, below the analog bars.
+    let mut digital: Vec<f64> = Vec::new();
+    for (_, e) in &shown {
+        if let Some(d) = e.digital_energy_j.value {
+            if !digital.iter().any(|x| (x - d).abs() <= 1e-9 * d.abs()) {
+                digital.push(d);
+            }
+        }
+    }
+    let mut categories: Vec<String> = shown.iter().map(|(gi, _)| groups[*gi].0.clone()).collect();
+    for k in 0..digital.len() {
+        categories.push(if digital.len() == 1 {
+            "digital BP (baseline)".into()
+        } else {
+            format!("digital BP (baseline {})", k + 1)
+        });
+    }
+    let mut segments: Vec<(String, Vec<f64>)> = terms
+        .iter()
+        .map(|(name, term)| {
+            let values = shown
+                .iter()
+                .map(|(_, e)| term(e).value.unwrap_or(0.0) / scale)
+                .chain(digital.iter().map(|_| 0.0))
+                .collect();
+            (name.to_string(), values)
+        })
+        .collect();
+    let digital_segment = shown
+        .iter()
+        .map(|_| 0.0)
+        .chain(digital.iter().map(|d| d / scale))
+        .collect();
+    segments.push(("digital MACs".into(), digital_segment));
+    b.figure(
+        Figure::Bars {
+            title: "Energy per training sample by term".into(),
+            value_label: format!("energy per training sample ({prefix}J)"),
+            categories,
+            segments,
+        },
+        "energy_breakdown",
+        format!(
+            "Energy per training sample of each configuration, stacked by term, and the digital baseline (3 MACs per weight per sample at the technology's energy per MAC){}.",
+            if pooled.len() > MAX_BARS {
+                format!("; the first {MAX_BARS} of {} configurations", pooled.len())
+            } else {
+                String::new()
+            }
+        ),
+    )?;
+    // Which term dominates, and by how much.
+    let mut dominant: Vec<(&str, f64, f64, &str)> = Vec::new();
+    for (gi, e) in pooled {
+        let Some(total) = e.total_energy_j.value.filter(|t| *t > 0.0) else {
+            continue;
+        };
+        if let Some((name, v)) = terms
+            .iter()
+            .filter_map(|(name, t)| t(e).value.map(|v| (*name, v)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+        {
+            dominant.push((name, v, total, groups[*gi].0.as_str()));
+        }
+    }
+    let mut sentences = Vec::new();
+    if let Some(first) = dominant.first() {
+        let same = dominant.iter().all(|d| d.0 == first.0);
+        let share = |d: &(&str, f64, f64, &str)| 100.0 * d.1 / d.2;
+        let (lo, hi) = dominant
+            .iter()
+            .map(share)
+            .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
+        let cheapest = dominant
+            .iter()
+            .min_by(|a, b| a.2.total_cmp(&b.2))
+            .unwrap_or(first);
+        if same {
+            sentences.push(format!(
+                "{} is the largest term in every configuration ({} – {} % of the total); in the cheapest, `{}`, it is {} of {}.",
+                capitalise(first.0),
+                significant(lo, 2),
+                significant(hi, 2),
+                cheapest.3,
+                si(cheapest.1, "J"),
+                si(cheapest.2, "J")
+            ));
+        } else {
+            sentences.push(format!(
+                "The largest term differs between configurations; in the cheapest, `{}`, it is {}: {} of {} ({} %).",
+                cheapest.3,
+                cheapest.0,
+                si(cheapest.1, "J"),
+                si(cheapest.2, "J"),
+                significant(share(cheapest), 2)
+            ));
+        }
+    }
+    let ratios: Vec<(f64, f64, f64)> = pooled
+        .iter()
+        .filter_map(|(_, e)| {
+            let (a, d) = (e.total_energy_j.value?, e.digital_energy_j.value?);
+            (a > 0.0).then_some((d / a, a, d))
+        })
+        .collect();
+    if let (Some(best), Some(worst)) = (
+        ratios.iter().max_by(|a, b| a.0.total_cmp(&b.0)),
+        ratios.iter().min_by(|a, b| a.0.total_cmp(&b.0)),
+    ) {
+        let words = |r: f64| {
+            if r >= 1.0 {
+                format!("{}× less than digital BP", significant(r, 2))
+            } else {
+                format!("{}× more than digital BP", significant(1.0 / r, 2))
+            }
+        };
+        sentences.push(format!(
+            "Against the digital baseline of {} per sample, the analog totals range from {} ({}) to {} ({}).",
+            si(best.2, "J"),
+            si(best.1, "J"),
+            words(best.0),
+            si(worst.1, "J"),
+            words(worst.0)
+        ));
+    }
+    if !sentences.is_empty() {
+        b.blocks.push(Block::Para(sentences.join(" ")));
+    }
+    Ok(())
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
 fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The anchor of a heading as GitHub computes it (lower case, spaces to
+/// `-`, punctuation dropped); the HTML page uses the same ids.
+pub fn anchor(text: &str) -> String {
+    text.trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The level-2 headings of a document, for its table of contents.
+fn contents(blocks: &[Block]) -> Vec<&str> {
+    blocks
+        .iter()
+        .filter_map(|b| match b {
+            Block::Heading(2, t) if t != "Contents" => Some(t.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Renders blocks as GitHub-flavoured Markdown.
 pub fn render_markdown(blocks: &[Block]) -> String {
     let mut s = String::new();
+    render_markdown_into(&mut s, blocks, blocks);
+    s
+}
+
+fn render_markdown_into(s: &mut String, blocks: &[Block], document: &[Block]) {
     for block in blocks {
         match block {
+            Block::Collapsed(summary, inner) => {
+                let _ = writeln!(s, "<details><summary>{}</summary>\n", esc(summary));
+                render_markdown_into(s, inner, document);
+                let _ = writeln!(s, "</details>\n");
+            }
+            Block::Contents => {
+                for h in contents(document) {
+                    let _ = writeln!(s, "- [{h}](#{})", anchor(h));
+                }
+                s.push('\n');
+            }
             Block::Heading(level, text) => {
                 let _ = writeln!(s, "{} {text}\n", "#".repeat(*level as usize));
             }
@@ -1121,7 +1563,6 @@ pub fn render_markdown(blocks: &[Block]) -> String {
             }
         }
     }
-    s
 }
 
 fn esc(s: &str) -> String {
@@ -1183,13 +1624,47 @@ pub fn render_html(title: &str, blocks: &[Block], dir: &Path) -> Result<String> 
          td,th{{border:1px solid #bbb;padding:3px 7px;text-align:left;vertical-align:top}}\
          th{{background:#eee}} figure{{margin:1.5em 0}} img{{max-width:100%}}\
          figcaption{{font-style:italic;color:#444}} code{{background:#f4f4f4;padding:0 3px}}\
+         details>summary{{cursor:pointer;color:#235;margin:0.5em 0}} ul.contents{{columns:2}}\
          </style></head><body>\n",
         esc(title)
     );
+    render_html_into(&mut s, blocks, blocks, dir)?;
+    s.push_str("</body></html>\n");
+    Ok(s)
+}
+
+fn render_html_into(
+    s: &mut String,
+    blocks: &[Block],
+    document: &[Block],
+    dir: &Path,
+) -> Result<()> {
     for block in blocks {
         match block {
             Block::Heading(level, text) => {
-                let _ = writeln!(s, "<h{level}>{}</h{level}>", inline_html(text));
+                let _ = writeln!(
+                    s,
+                    "<h{level} id=\"{}\">{}</h{level}>",
+                    esc(&anchor(text)),
+                    inline_html(text)
+                );
+            }
+            Block::Collapsed(summary, inner) => {
+                let _ = writeln!(s, "<details><summary>{}</summary>", inline_html(summary));
+                render_html_into(s, inner, document, dir)?;
+                s.push_str("</details>\n");
+            }
+            Block::Contents => {
+                s.push_str("<ul class=\"contents\">");
+                for h in contents(document) {
+                    let _ = write!(
+                        s,
+                        "<li><a href=\"#{}\">{}</a></li>",
+                        esc(&anchor(h)),
+                        inline_html(h)
+                    );
+                }
+                s.push_str("</ul>\n");
             }
             Block::Para(text) => {
                 let _ = writeln!(s, "<p>{}</p>", inline_html(text));
@@ -1223,6 +1698,5 @@ pub fn render_html(title: &str, blocks: &[Block], dir: &Path) -> Result<String> 
             }
         }
     }
-    s.push_str("</body></html>\n");
-    Ok(s)
+    Ok(())
 }
