@@ -37,6 +37,9 @@ enum Command {
     Merge(cli::sweep::MergeArgs),
     /// Figures, Markdown/HTML report and hardware feasibility from sweep or run results.
     Report(cli::report::ReportArgs),
+    /// Runs sweep jobs sent on stdin (started by `dyadsim sweep`, one per parallel job).
+    #[command(hide = true)]
+    SweepWorker,
 }
 
 fn main() {
@@ -50,6 +53,10 @@ fn main() {
         Command::Sweep(a) => cli::sweep::run(a),
         Command::Merge(a) => cli::sweep::merge(a),
         Command::Report(a) => cli::report::run(a),
+        Command::SweepWorker => dyadsim::experiment::sweep::worker::serve(
+            std::io::stdin().lock(),
+            std::io::stdout().lock(),
+        ),
     };
     if let Err(e) = outcome {
         eprintln!("error: {e:#}");

@@ -345,3 +345,60 @@ fn cli_path_writes_shard_files_and_report_settings() {
     let settings = std::fs::read_to_string(out.join("report-settings.toml")).unwrap();
     assert!(settings.contains("accuracy_min = 0.6"), "{settings}");
 }
+
+/// The streaming plan (`SweepSpec::pending`, no job kept in memory) picks
+/// exactly the jobs the materialised grid would, fresh and on resume, for
+/// every shard and with failed jobs kept or retried.
+#[test]
+fn streaming_pending_equals_the_materialised_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("results.jsonl");
+    let jobs = spec().jobs().unwrap();
+    let materialised = |store: &ResultStore, shard: Shard, retry: bool| -> Vec<usize> {
+        jobs.iter()
+            .filter(|j| shard.contains(j.index))
+            .filter(|j| match store.latest(&j.hash) {
+                None => true,
+                Some(r) => retry && r.status == JobStatus::Failed,
+            })
+            .map(|j| j.index)
+            .collect()
+    };
+    let shards: Vec<Shard> = ["0/1", "0/3", "2/3"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let empty = ResultStore::open(&path).unwrap();
+    for &shard in &shards {
+        let fresh = spec().pending(&empty, shard, false).unwrap();
+        assert_eq!(fresh, materialised(&empty, shard, false));
+    }
+    // Record five jobs, one of them failed.
+    let failing = |job: &Job| {
+        if job.index == 3 {
+            anyhow::bail!("a failure")
+        }
+        fake(job)
+    };
+    let opts = SweepOptions {
+        limit: Some(5),
+        ..Default::default()
+    };
+    run_sweep(&jobs, &path, &opts, failing, |_| {}).unwrap();
+    let store = ResultStore::open(&path).unwrap();
+    assert_eq!(store.records.len(), 5);
+    for &shard in &shards {
+        for retry in [false, true] {
+            let streamed = spec().pending(&store, shard, retry).unwrap();
+            assert_eq!(
+                streamed,
+                materialised(&store, shard, retry),
+                "{shard:?} {retry}"
+            );
+        }
+    }
+    let all = spec().pending(&store, Shard::default(), false).unwrap();
+    assert_eq!(all, (5..12).collect::<Vec<_>>());
+    let retried = spec().pending(&store, Shard::default(), true).unwrap();
+    assert_eq!(retried, [3, 5, 6, 7, 8, 9, 10, 11]);
+}

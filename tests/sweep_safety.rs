@@ -1,5 +1,6 @@
-//! Sweeps share an output directory safely: two processes split the grid
-//! instead of running it twice, results stay inside `--out`, an axis lists
+//! Sweeps share an output directory safely: a job whose process is killed
+//! is recorded as failed and the sweep goes on, two processes split the
+//! grid instead of running it twice, results stay inside `--out`, an axis lists
 //! each value once, `merge` refuses files that are not one sweep's shards
 //! and `report` skips an unreadable line instead of refusing the file.
 
@@ -35,6 +36,98 @@ fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect()
+}
+
+/// The worker processes (children) of process `pid`.
+#[cfg(target_os = "linux")]
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+                out.extend(
+                    text.split_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A job's process killed with SIGKILL (as the out-of-memory killer does)
+/// is recorded as failed with how it died; the next job runs in a fresh
+/// worker, the sweep exits 0, and a rerun does not retry the failed job
+/// unless asked to.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_killed_job_is_recorded_as_failed_and_the_sweep_goes_on() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    // Job 0 trains for a long time (it is killed long before it ends),
+    // job 1 for one epoch.
+    let spec = spec(tmp.path(), "[axes]\n\"training.epochs\" = [5000, 1]\n");
+    let out = tmp.path().join("out");
+    let mut sweep = std::process::Command::new(env!("CARGO_BIN_EXE_dyadsim"))
+        .args([
+            "sweep",
+            spec.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--jobs",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sweep");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let worker = loop {
+        if let Some(&w) = children(sweep.id()).first() {
+            break w;
+        }
+        assert!(std::time::Instant::now() < deadline, "no worker started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // Let it get into training, then kill it as the OOM killer would.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &worker.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let output = loop {
+        if let Some(_status) = sweep.try_wait().expect("wait") {
+            break sweep.wait_with_output().expect("output");
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = sweep.kill();
+            panic!("the sweep did not finish after its worker was killed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "sweep failed: {stderr}");
+    let records = lines(&out.join("results.jsonl"));
+    assert_eq!(records.len(), 2, "{stderr}");
+    let by_job = |j: u64| {
+        records
+            .iter()
+            .find(|r| r["job"] == j)
+            .unwrap_or_else(|| panic!("job {j} not recorded: {stderr}"))
+    };
+    assert_eq!(by_job(0)["status"], "failed");
+    let error = by_job(0)["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("killed by signal 9 (SIGKILL"),
+        "the record says how the job died: {error}"
+    );
+    assert_eq!(by_job(1)["status"], "ok", "the next job ran: {stderr}");
+    assert!(stderr.contains("1 ok, 0 diverged, 1 failed"), "{stderr}");
+    // A rerun keeps the failed record (nothing to run) …
+    let (code, err) = cmd("sweep", spec.to_str().unwrap(), out.to_str().unwrap(), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("ran 0 jobs"), "{err}");
+    assert_eq!(lines(&out.join("results.jsonl")).len(), 2);
 }
 
 #[test]

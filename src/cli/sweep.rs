@@ -1,14 +1,14 @@
 //! `dyadsim sweep` and `dyadsim merge`.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use dyadsim::experiment::sweep::{
     describe_assignment, merge_files, Job, JobRecord, JobStatus, Shard, SweepRequest, SweepSummary,
-    ThreadPlan, TrainingRunner,
+    ThreadPlan, WorkerPool,
 };
 use dyadsim::experiment::RunResult;
 use dyadsim::report::count;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 /// Run a grid of training jobs from a sweep spec, in parallel, resumably.
@@ -56,10 +56,14 @@ pub struct MergeArgs {
     pub out: PathBuf,
 }
 
-/// `dyadsim sweep` with the real training loop.
+/// `dyadsim sweep` with the real training loop, each job in a worker
+/// process (`dyadsim sweep-worker`) so that a job that aborts or is killed
+/// is recorded as failed and the sweep goes on.
 pub fn run(args: &SweepArgs) -> Result<()> {
-    let runner = TrainingRunner::default();
-    run_with(args, |job| runner.run(job)).map(|_| ())
+    let exe = std::env::current_exe()
+        .context("locating the dyadsim executable to start the sweep's worker processes")?;
+    let workers = WorkerPool::new(exe, vec!["sweep-worker".into()], Vec::new());
+    run_with(args, |job| workers.run(job)).map(|_| ())
 }
 
 impl SweepArgs {
@@ -85,6 +89,25 @@ where
     if args.jobs == Some(0) {
         anyhow::bail!("--jobs 0: must be ≥ 1 (leave it out for one job per core)");
     }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(jobs) = args.jobs {
+        // Each parallel job is a worker process with its own copy of the
+        // dataset (≈210 MB for MNIST) and its own arrays; training is
+        // compute-bound, so jobs beyond the cores only add memory.
+        let most = 4 * cores;
+        if jobs > most {
+            anyhow::bail!(
+                "--jobs {jobs}: at most {most} on this machine (4 per core; it has {}): every parallel job is a process with its own dataset and arrays, and jobs beyond the cores only wait for them",
+                count(cores, "core")
+            );
+        }
+        if jobs > cores && !args.quiet {
+            eprintln!(
+                "warning: --jobs {jobs} runs more jobs at once than the machine's {}: they share the cores (no faster) and each holds its own dataset in memory",
+                count(cores, "core")
+            );
+        }
+    }
     let request = args.request();
     let plan = request.plan()?;
     for w in &plan.warnings {
@@ -94,23 +117,28 @@ where
     if args.dry_run {
         println!(
             "{} in the grid, {} in shard {}/{}, {} pending:",
-            count(plan.jobs.len(), "job"),
+            count(plan.total, "job"),
             plan.in_shard,
             shard.index,
             shard.count,
             plan.pending.len()
         );
+        // Printed as each job is built: a long grid lists at once.
+        let mut listing = std::io::BufWriter::new(std::io::stdout().lock());
         for j in plan.pending_jobs() {
-            println!(
+            let j = j?;
+            writeln!(
+                listing,
                 "  job {:>4}  {}  {}",
                 j.index,
                 &j.hash[..12],
                 describe_assignment(&j.axes)
-            );
+            )
+            .context("writing the job list")?;
         }
+        listing.flush().context("writing the job list")?;
         return Ok(SweepSummary::default());
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let matmul_env = std::env::var("MATMUL_NUM_THREADS")
         .ok()
         .and_then(|v| v.parse().ok());
@@ -121,10 +149,16 @@ where
         // oversubscribe the cores.
         std::env::set_var("MATMUL_NUM_THREADS", threads.threads_per_job.to_string());
     }
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // A worker process's own rayon pool (per-device passes of a
+        // crossbar) gets the job's share of the cores, as the sweep's pool
+        // would give it in one process.
+        std::env::set_var("RAYON_NUM_THREADS", threads.threads_per_job.to_string());
+    }
     if !args.quiet {
         eprintln!(
             "sweep: {}, {} in this shard, {} already done, running {} ({} at once × {}); results → {}",
-            count(plan.jobs.len(), "job"),
+            count(plan.total, "job"),
             plan.in_shard,
             plan.in_shard - plan.pending.len(),
             plan.to_run,
@@ -203,8 +237,9 @@ pub fn merge(args: &MergeArgs) -> Result<()> {
     let inputs: Vec<&std::path::Path> = args.inputs.iter().map(PathBuf::as_path).collect();
     let n = merge_files(&inputs, &args.out)?;
     eprintln!(
-        "merge: {n} record(s) from {} file(s) → {}",
-        inputs.len(),
+        "merge: {} from {} → {}",
+        count(n, "record"),
+        count(inputs.len(), "file"),
         args.out.display()
     );
     Ok(())

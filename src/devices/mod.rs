@@ -556,6 +556,31 @@ pub fn builtin_names() -> Vec<&'static str> {
     BUILTIN_MODELS.iter().map(|(n, _)| *n).collect()
 }
 
+/// Parsed shipped models by name and overrides, bounded so that a sweep
+/// over a device parameter does not grow it without end.
+mod builtin_cache {
+    use super::DeviceModel;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    const CAPACITY: usize = 64;
+    static CACHE: Mutex<Option<HashMap<String, DeviceModel>>> = Mutex::new(None);
+
+    pub(super) fn get(key: &str) -> Option<DeviceModel> {
+        CACHE.lock().ok()?.as_ref()?.get(key).cloned()
+    }
+
+    pub(super) fn put(key: String, model: &DeviceModel) {
+        if let Ok(mut cache) = CACHE.lock() {
+            let map = cache.get_or_insert_with(HashMap::new);
+            if map.len() >= CAPACITY {
+                map.clear();
+            }
+            map.insert(key, model.clone());
+        }
+    }
+}
+
 impl DeviceModel {
     /// Loads a model by shipped name or by path to a TOML file, applies the
     /// per-run overrides (`device.KEY = VALUE`) and validates every field.
@@ -563,8 +588,20 @@ impl DeviceModel {
     /// Errors name the model file, the key and the expected type or range;
     /// an unknown name lists the shipped models.
     pub fn load(name_or_path: &str, overrides: &toml::Table) -> Result<Self> {
+        // A shipped model's text never changes: the parsed model is kept
+        // (a sweep checks every job's configuration, and parsing is most of
+        // that). Files are read each time, since they may be edited.
+        let builtin = BUILTIN_MODELS.iter().any(|(n, _)| *n == name_or_path);
+        let key = builtin.then(|| format!("{name_or_path}\n{overrides}"));
+        if let Some(model) = key.as_ref().and_then(|k| builtin_cache::get(k)) {
+            return Ok(model);
+        }
         let (origin, text) = Self::source_text(name_or_path)?;
-        Self::from_toml_str(&text, &origin, overrides)
+        let model = Self::from_toml_str(&text, &origin, overrides)?;
+        if let Some(k) = key {
+            builtin_cache::put(k, &model);
+        }
+        Ok(model)
     }
 
     /// Where a name resolves to: `(description of the origin, TOML text)`.

@@ -435,13 +435,13 @@ fn check_memory(arch: &Architecture, substrate: SubstrateKind, batch: usize) -> 
     };
     if needed > available as f64 {
         bail!(
-            "network.arch '{arch}' needs at least {:.1} GiB on the {} substrate ({:.3e} weights{}), the machine has {:.1} GiB available: choose smaller widths",
-            needed / GIB,
+            "network.arch '{arch}' needs at least {} GiB on the {} substrate ({} weights{}), the machine has {:.1} GiB available: choose smaller widths",
+            crate::numbers::significant(needed / GIB, 3),
             match substrate {
                 SubstrateKind::Digital => "digital",
                 SubstrateKind::Crossbar => "crossbar",
             },
-            weights,
+            crate::numbers::scientific(weights),
             if states > weights * per_weight {
                 format!(", batch {batch}")
             } else {
@@ -455,12 +455,31 @@ fn check_memory(arch: &Architecture, substrate: SubstrateKind, batch: usize) -> 
 
 const GIB: f64 = (1u64 << 30) as f64;
 
-/// `MemAvailable` of `/proc/meminfo` in bytes (Linux), else `None`.
+/// `MemAvailable` of `/proc/meminfo` in bytes (Linux), else `None`. Read
+/// at most once a second: a sweep checks a million configurations in a
+/// few seconds, and the kernel's figure does not change meaningfully
+/// between them.
 fn available_memory_bytes() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    static LAST: Mutex<Option<(Instant, Option<u64>)>> = Mutex::new(None);
+    let read = || {
+        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    };
+    let Ok(mut last) = LAST.lock() else {
+        return read();
+    };
+    match *last {
+        Some((at, value)) if at.elapsed() < Duration::from_secs(1) => value,
+        _ => {
+            let value = read();
+            *last = Some((Instant::now(), value));
+            value
+        }
+    }
 }
 
 /// Parses a command-line value as TOML (`0.5`, `true`, `[1, 2]`, `"x"`),

@@ -31,9 +31,12 @@
 //! Axis keys are config paths (`learning.alpha`); unquoted dotted keys
 //! (`learning.alpha = [...]`) are accepted too. Every job's configuration is
 //! built and checked ([`Config::from_table`] + [`Config::check`]) by
-//! [`SweepSpec::jobs`] before anything runs, so an unknown field, an empty
+//! [`SweepSpec::pending`] before anything runs, so an unknown field, an empty
 //! axis or a wrong type is an error naming the axis, not a failed job an
-//! hour into the sweep.
+//! hour into the sweep. The grid is streamed: the check runs in parallel
+//! and keeps no job, and each job is built again ([`SweepSpec::job`]) when
+//! it starts, so a grid of a million jobs needs tens of megabytes, not
+//! gigabytes.
 //!
 //! # Jobs, hashes, shards
 //!
@@ -59,6 +62,7 @@
 
 pub mod runner;
 pub mod store;
+pub mod worker;
 
 use crate::experiment::config::{set_path, Config, ValidConfig};
 use crate::experiment::result::{RunResult, RunStatus};
@@ -69,6 +73,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 pub use store::{merge_files, JobRecord, JobStatus, ResultStore, ResultWriter};
+pub use worker::WorkerPool;
 
 /// One swept config field and its values.
 #[derive(Clone, Debug, PartialEq)]
@@ -385,10 +390,10 @@ impl SweepSpec {
         Config::from_table(table)?.check()
     }
 
-    /// Expands and validates every job. Each axis value is first checked on
-    /// its own against the base (so the error names the axis and value),
-    /// then every combination.
-    pub fn jobs(&self) -> Result<Vec<Job>> {
+    /// Checks the base configuration and every axis value on its own
+    /// against it, so that an error names the axis and value rather than
+    /// the first job that combines them.
+    pub fn check_axes(&self) -> Result<()> {
         Config::from_table(self.base.clone())
             .and_then(|c| c.check())
             .context("[base] configuration")?;
@@ -398,21 +403,68 @@ impl SweepSpec {
                     .with_context(|| format!("axis '{}' = {value}", axis.path))?;
             }
         }
-        (0..self.job_count())
-            .map(|index| {
-                let axes = self.assignment(index);
-                let config = self
-                    .build(&axes)
-                    .with_context(|| format!("job {index} ({})", describe_assignment(&axes)))?;
-                let hash = config_hash(config.raw())?;
-                Ok(Job {
-                    index,
-                    axes,
-                    config,
-                    hash,
-                })
+        Ok(())
+    }
+
+    /// Builds and checks job `index` of the grid: its axis values, its
+    /// configuration and its hash. Errors name the job and its values.
+    pub fn job(&self, index: usize) -> Result<Job> {
+        let axes = self.assignment(index);
+        let config = self
+            .build(&axes)
+            .with_context(|| format!("job {index} ({})", describe_assignment(&axes)))?;
+        let hash = config_hash(config.raw())?;
+        Ok(Job {
+            index,
+            axes,
+            config,
+            hash,
+        })
+    }
+
+    /// Expands and validates every job ([`SweepSpec::check_axes`], then
+    /// each combination). For large grids prefer [`SweepSpec::pending`],
+    /// which keeps no job in memory.
+    pub fn jobs(&self) -> Result<Vec<Job>> {
+        self.check_axes()?;
+        (0..self.job_count()).map(|index| self.job(index)).collect()
+    }
+
+    /// The grid indices of `shard`'s jobs that `store` has no usable record
+    /// of, in grid order. Every job of the shard is built and checked (in
+    /// parallel, none kept), so a combination that is invalid is an error
+    /// before anything runs; its hash is computed only when there are
+    /// records to compare it with.
+    pub fn pending(
+        &self,
+        store: &ResultStore,
+        shard: Shard,
+        retry_failed: bool,
+    ) -> Result<Vec<usize>> {
+        self.check_axes()?;
+        let compare = !store.records.is_empty();
+        let indices: Vec<usize> = (0..self.job_count())
+            .filter(|&i| shard.contains(i))
+            .collect();
+        let pending: Vec<Result<Option<usize>>> = indices
+            .par_iter()
+            .map(|&index| {
+                if !compare {
+                    let axes = self.assignment(index);
+                    self.build(&axes)
+                        .with_context(|| format!("job {index} ({})", describe_assignment(&axes)))?;
+                    return Ok(Some(index));
+                }
+                let job = self.job(index)?;
+                let runs = match store.latest(&job.hash) {
+                    None => true,
+                    Some(r) => retry_failed && r.status == JobStatus::Failed,
+                };
+                Ok(runs.then_some(index))
             })
-            .collect()
+            .collect();
+        // The first error in grid order, as a sequential check would give.
+        pending.into_iter().filter_map(Result::transpose).collect()
     }
 }
 
@@ -603,10 +655,56 @@ where
         .filter(|j| options.shard.contains(j.index))
         .count();
     let mut pending = pending_jobs(jobs, &store, options.shard, options.retry_failed);
-    let skipped = in_shard - pending.len();
+    let counts = GridCounts {
+        total: jobs.len(),
+        in_shard,
+        skipped: in_shard - pending.len(),
+    };
     if let Some(limit) = options.limit {
         pending.truncate(limit);
     }
+    run_pending(
+        pending.len(),
+        |k| Ok(std::borrow::Cow::Borrowed(pending[k])),
+        counts,
+        store,
+        results_path,
+        options,
+        runner,
+        on_done,
+    )
+}
+
+/// The sizes a [`SweepSummary`] reports besides what ran.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GridCounts {
+    /// Jobs in the full grid.
+    pub total: usize,
+    /// Jobs in this shard.
+    pub in_shard: usize,
+    /// Jobs of this shard already recorded.
+    pub skipped: usize,
+}
+
+/// Runs `count` pending jobs, the `k`-th given by `job_at(k)` (built when
+/// it starts, so a grid of a million jobs is never in memory at once);
+/// `store` holds the records read so far. See [`run_sweep`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_pending<'a, J, R, D>(
+    count: usize,
+    job_at: J,
+    counts: GridCounts,
+    store: ResultStore,
+    results_path: &Path,
+    options: &SweepOptions,
+    runner: R,
+    on_done: D,
+) -> Result<SweepSummary>
+where
+    J: Fn(usize) -> Result<std::borrow::Cow<'a, Job>> + Sync,
+    R: Fn(&Job) -> Result<RunResult> + Sync,
+    D: Fn(&JobRecord) + Sync,
+{
     let writer = ResultWriter::append(results_path)?;
     let claims = Claims::new(results_path, store)?;
     let threads = if options.parallel_jobs == 0 {
@@ -615,16 +713,18 @@ where
         options.parallel_jobs
     };
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.min(pending.len().max(1)))
+        .num_threads(threads.min(count.max(1)))
         .thread_name(|i| format!("sweep-job-{i}"))
         .build()
         .context("building the sweep thread pool")?;
     let shard_label = (options.shard.count > 1)
         .then(|| format!("{}/{}", options.shard.index, options.shard.count));
     let outcomes: Vec<Result<JobOutcome>> = pool.install(|| {
-        pending
-            .par_iter()
-            .map(|job| {
+        (0..count)
+            .into_par_iter()
+            .map(|k| {
+                let job = job_at(k)?;
+                let job = job.as_ref();
                 // Another process on the same output directory may run
                 // this job already, or have finished it since this one
                 // read the results.
@@ -663,9 +763,9 @@ where
             .collect()
     });
     let mut summary = SweepSummary {
-        total: jobs.len(),
-        in_shard,
-        skipped,
+        total: counts.total,
+        in_shard: counts.in_shard,
+        skipped: counts.skipped,
         ..Default::default()
     };
     for o in outcomes {

@@ -3,7 +3,7 @@
 //! job runner that trains each job with the real training executor.
 
 use super::{
-    pending_jobs, run_sweep, Job, JobRecord, ResultStore, Shard, StoredSettings, SweepOptions,
+    run_pending, GridCounts, Job, JobRecord, ResultStore, Shard, StoredSettings, SweepOptions,
     SweepSpec, SweepSummary, ThreadPlan, REPORT_SETTINGS_FILE,
 };
 use crate::data::Dataset;
@@ -109,18 +109,15 @@ impl SweepRequest {
     /// job runs) and the results recorded so far.
     pub fn plan(&self) -> Result<SweepPlan> {
         let spec = SweepSpec::from_file(&self.spec)?;
-        let jobs = spec.jobs()?;
         let results = self.out.join(self.shard.file_name(&spec.output.results));
         let store = ResultStore::open(&results)?;
-        let pending: Vec<usize> = pending_jobs(&jobs, &store, self.shard, self.retry_failed)
-            .into_iter()
-            .map(|j| j.index)
-            .collect();
-        let in_shard = jobs.iter().filter(|j| self.shard.contains(j.index)).count();
+        let pending = spec.pending(&store, self.shard, self.retry_failed)?;
+        let total = spec.job_count();
+        let in_shard = (0..total).filter(|&i| self.shard.contains(i)).count();
         let to_run = self.limit.map_or(pending.len(), |l| l.min(pending.len()));
         Ok(SweepPlan {
             spec,
-            jobs,
+            total,
             results,
             warnings: store.warnings.clone(),
             pending,
@@ -172,7 +169,24 @@ impl SweepRequest {
             retry_failed: self.retry_failed,
             limit: self.limit,
         };
-        run_sweep(&plan.jobs, &plan.results, &options, runner, on_done)
+        // Records written since the plan was made (another process on this
+        // directory) are read again here; claims skip what it has taken.
+        let store = ResultStore::open(&plan.results)?;
+        let counts = GridCounts {
+            total: plan.total,
+            in_shard: plan.in_shard,
+            skipped: plan.in_shard - plan.pending.len(),
+        };
+        run_pending(
+            plan.to_run,
+            |k| plan.spec.job(plan.pending[k]).map(std::borrow::Cow::Owned),
+            counts,
+            store,
+            &plan.results,
+            &options,
+            runner,
+            on_done,
+        )
     }
 
     /// [`SweepRequest::plan`] then [`SweepRequest::run`] with one job per
@@ -194,8 +208,9 @@ impl SweepRequest {
 pub struct SweepPlan {
     /// The parsed spec.
     pub spec: SweepSpec,
-    /// Every job of the grid, in grid order.
-    pub jobs: Vec<Job>,
+    /// Jobs in the full grid (each built when it starts:
+    /// [`SweepSpec::job`]).
+    pub total: usize,
     /// The results file of this shard.
     pub results: PathBuf,
     /// Problems found reading the results so far (a truncated last line…).
@@ -209,8 +224,9 @@ pub struct SweepPlan {
 }
 
 impl SweepPlan {
-    /// The pending jobs, in grid order.
-    pub fn pending_jobs(&self) -> impl Iterator<Item = &Job> {
-        self.pending.iter().map(|&i| &self.jobs[i])
+    /// The pending jobs, in grid order, each built as the iterator reaches
+    /// it.
+    pub fn pending_jobs(&self) -> impl Iterator<Item = Result<Job>> + '_ {
+        self.pending.iter().map(|&i| self.spec.job(i))
     }
 }
