@@ -149,6 +149,23 @@ fn settle_rejects_bad_input_cleanly() {
             vec!["settle", "--integrator", "leapfrog"],
             "circuit.integrator",
         ),
+        // Training flags settle cannot use are refused, with the reason.
+        (
+            vec!["settle", "--epochs", "3"],
+            "--epochs 3 cannot affect `dyadsim settle`",
+        ),
+        (
+            vec!["settle", "--set", "optimizer.lr=0.1"],
+            "cannot affect `dyadsim settle`: settle takes no optimiser step",
+        ),
+        (
+            vec!["angle", "--dynamics", "ode"],
+            "--dynamics ode cannot affect `dyadsim angle`",
+        ),
+        (
+            vec!["angle", "--test-size", "100"],
+            "the batch comes from the training split",
+        ),
     ] {
         let (code, _, err) = dyadsim(&args);
         assert_ne!(code, 0, "{args:?} should fail");

@@ -19,9 +19,31 @@ pub struct AngleArgs {
     pub json: bool,
 }
 
+/// What `dyadsim angle` does not use of the training flags: it compares
+/// one batch's gradients at initialisation, with the discrete schedule.
+const UNUSED: &[(&str, &str)] = &[
+    (
+        "training.epochs",
+        "the angle is taken on one batch, without training",
+    ),
+    (
+        "optimizer",
+        "the angle compares gradients; no optimiser step is taken",
+    ),
+    ("data.test_size", "the batch comes from the training split"),
+    (
+        "training.dynamics",
+        "the angle uses the discrete inference schedule",
+    ),
+    (
+        "circuit",
+        "the angle uses the discrete inference schedule, not the circuit",
+    ),
+];
+
 /// Runs `dyadsim angle` on the first `training.batch` training images.
 pub fn run_angle(args: &AngleArgs) -> Result<()> {
-    let cfg = args.run.resolve()?;
+    let cfg = args.run.resolve_raw_for("angle", UNUSED)?.check()?;
     let data = dyadsim::data::load(&cfg.raw().data)?;
     let mut net = build_network(&cfg)?;
     let mut learner = Learner::new(cfg.learning());

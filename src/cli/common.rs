@@ -109,11 +109,6 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// Builds and checks the configuration.
-    pub fn resolve(&self) -> Result<ValidConfig> {
-        self.resolve_raw()?.check()
-    }
-
     /// [`RunArgs::resolve`] for `train`: also refuses every flag and
     /// `--set` the run cannot use (an ignored option would mislead).
     pub fn resolve_for_training(&self) -> Result<ValidConfig> {
@@ -126,9 +121,21 @@ impl RunArgs {
         cfg.check()
     }
 
-    /// Builds the configuration without the final check.
-    pub fn resolve_raw(&self) -> Result<Config> {
-        Ok(self.resolve_with_origins()?.0)
+    /// Builds the configuration for `dyadsim COMMAND`, refusing every flag
+    /// or `--set` whose path starts with one of `unused`'s prefixes: the
+    /// flags the command shares with `train` but cannot use (the pair's
+    /// second part says why).
+    pub fn resolve_raw_for(&self, command: &str, unused: &[(&str, &str)]) -> Result<Config> {
+        let (cfg, given) = self.resolve_with_origins()?;
+        for (path, origin) in &given {
+            let hit = unused
+                .iter()
+                .find(|(prefix, _)| path == prefix || path.starts_with(&format!("{prefix}.")));
+            if let Some((_, why)) = hit {
+                anyhow::bail!("{origin} cannot affect `dyadsim {command}`: {why}");
+            }
+        }
+        Ok(cfg)
     }
 
     /// The configuration, and for every field a flag or `--set` gave, its

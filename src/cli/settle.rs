@@ -186,8 +186,19 @@ fn resolve(args: &SettleArgs) -> Result<Config> {
     // Explicit --set assignments stay last so they win.
     sets.append(&mut run.set);
     run.set = sets;
-    run.resolve_raw()
+    run.resolve_raw_for("settle", UNUSED)
 }
+
+/// What `dyadsim settle` does not use of the training flags: it integrates
+/// the circuit's ODE for one batch, without training.
+const UNUSED: &[(&str, &str)] = &[
+    ("training.epochs", "settle runs one batch, without training"),
+    ("optimizer", "settle takes no optimiser step"),
+    (
+        "training.dynamics",
+        "settle always integrates the circuit's ODE",
+    ),
+];
 
 /// Settles the batch for one rule and records sample `sample`.
 fn trace_one(

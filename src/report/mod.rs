@@ -1169,12 +1169,8 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions, tech: &Technolo
                 .map(|a| format!("accuracy ≥ {:.2}%", a * 100.0)),
             req.energy_per_sample_max_j
                 .map(|e| format!("energy per sample ≤ {}", si(e, "J"))),
-            req.lifetime_min_epochs.map(|l| {
-                format!(
-                    "lifetime (first 1 % of devices) ≥ {} epochs",
-                    scientific(l)
-                )
-            }),
+            req.lifetime_min_epochs
+                .map(|l| format!("lifetime (first 1 % of devices) ≥ {} epochs", scientific(l))),
         ]
         .into_iter()
         .flatten()
