@@ -128,7 +128,16 @@ fn run_show(args: &ShowArgs) -> Result<()> {
         .unwrap_or_else(|| "device".into());
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create directory {}", args.out.display()))?;
-    let title = format!("{}: {} up then {} down pulses", model.name, pulses, pulses);
+    let title = if model.pairing.one_sided {
+        // A one-sided device (PCM) only grows; the pair's other device
+        // lowers the weight, and a refresh resets both.
+        format!(
+            "{}: {pulses} up pulses (one-sided device: no down pulses)",
+            model.name
+        )
+    } else {
+        format!("{}: {pulses} up then {pulses} down pulses", model.name)
+    };
     let saved = save_drawing(
         &args.out,
         &format!("pulse_response_{stem}"),
