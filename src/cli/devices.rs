@@ -6,6 +6,9 @@
 //! overrides) and plots its pulse response — normalised conductance
 //! against pulse number, `N` up pulses then `N` down pulses, for a few
 //! devices drawn with the model's device-to-device variation — to PNG and SVG.
+//! `dyadsim devices trace NAME --out FILE.csv` writes the same simulated
+//! pulse response as a table, one row per pulse, in the columns a lab's
+//! measured trace would have.
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -28,7 +31,34 @@ pub struct DevicesArgs {
 pub enum DevicesAction {
     /// Print a model's parameters and plot its pulse response.
     Show(ShowArgs),
+    /// Write a model's simulated pulse response as CSV (device, pulse, direction, conductance_us).
+    Trace(TraceArgs),
 }
+
+/// Arguments of `dyadsim devices trace`.
+#[derive(Args, Debug, Clone)]
+pub struct TraceArgs {
+    /// Shipped model name (see `dyadsim devices`) or path to a model TOML file.
+    pub name: String,
+    /// Override a model parameter, e.g. `--set dw_min_dtod=0.1` (repeatable).
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    pub set: Vec<String>,
+    /// Up pulses per device, then as many down pulses (none for a one-sided device).
+    #[arg(long, default_value_t = 1000)]
+    pub pulses: usize,
+    /// Devices, each drawn with the model's device-to-device variation.
+    #[arg(long, default_value_t = 10)]
+    pub devices: usize,
+    /// Seed of the device variation and cycle-to-cycle noise.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The CSV file to write (written atomically).
+    #[arg(long, value_name = "FILE.csv")]
+    pub out: PathBuf,
+}
+
+/// Most pulses per direction and devices a trace may have (10⁸ rows).
+const TRACE_MAX_ROWS: usize = 100_000_000;
 
 /// Arguments of `dyadsim devices show`.
 #[derive(Args, Debug, Clone)]
@@ -76,12 +106,15 @@ pub fn run(args: &DevicesArgs) -> Result<()> {
             Ok(())
         }
         Some(DevicesAction::Show(show)) => run_show(show),
+        Some(DevicesAction::Trace(trace)) => run_trace(trace),
     }
 }
 
-fn run_show(args: &ShowArgs) -> Result<()> {
+/// `--set FIELD=VALUE` assignments of a model as overrides (`device.`
+/// prefix optional).
+fn model_overrides(set: &[String]) -> Result<toml::Table> {
     let mut overrides = toml::Table::new();
-    for a in &args.set {
+    for a in set {
         let (field, value) = a
             .split_once('=')
             .with_context(|| format!("--set '{a}': expected FIELD=VALUE"))?;
@@ -89,6 +122,77 @@ fn run_show(args: &ShowArgs) -> Result<()> {
         let field = field.strip_prefix("device.").unwrap_or(field);
         overrides.insert(field.to_string(), parse_toml_value(value.trim()));
     }
+    Ok(overrides)
+}
+
+/// Writes the simulated pulse response of `--devices` devices as CSV:
+/// `device,pulse,direction,conductance_us`, the conductance read (ideally,
+/// without read noise) after each pulse, `pulse` counted from 0 within each
+/// direction, every device starting from its lower bound (or the symmetry
+/// point of an unbounded model).
+fn run_trace(args: &TraceArgs) -> Result<()> {
+    let model = DeviceModel::load(&args.name, &model_overrides(&args.set)?)?;
+    if args.pulses == 0 {
+        bail!("--pulses 0: a trace needs at least 1 pulse per direction");
+    }
+    if args.devices == 0 {
+        bail!("--devices 0: a trace needs at least 1 device");
+    }
+    let rows = args.pulses.saturating_mul(2).saturating_mul(args.devices);
+    if rows > TRACE_MAX_ROWS {
+        bail!(
+            "--pulses {} --devices {}: {} rows; at most {} (10⁸) per trace",
+            args.pulses,
+            args.devices,
+            rows,
+            TRACE_MAX_ROWS
+        );
+    }
+    let traces = pulse_response(&model, args.devices, args.pulses, args.seed);
+    let (g_min, g_max) = (model.conductance.g_min_us, model.conductance.g_max_us);
+    let to_us = |g: f32| g_min + g as f64 * (g_max - g_min);
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(["device", "pulse", "direction", "conductance_us"])?;
+    for (device, trace) in traces.iter().enumerate() {
+        // trace[0] is the state before the first pulse.
+        for (k, &g) in trace.iter().enumerate().skip(1) {
+            let (direction, pulse) = if k <= args.pulses {
+                ("up", k - 1)
+            } else {
+                ("down", k - 1 - args.pulses)
+            };
+            writer.write_record([
+                device.to_string(),
+                pulse.to_string(),
+                direction.to_string(),
+                format!("{}", to_us(g) as f32),
+            ])?;
+        }
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("writing the trace: {e}"))?;
+    dyadsim::experiment::run_dir::write_atomic(&args.out, &bytes)
+        .with_context(|| format!("--out {}", args.out.display()))?;
+    eprintln!(
+        "trace of {}: {}, {} each → {}",
+        model.name,
+        dyadsim::report::count(args.devices, "device"),
+        if model.pairing.one_sided {
+            format!(
+                "{} (one-sided: no down pulses)",
+                dyadsim::report::count(args.pulses, "up pulse")
+            )
+        } else {
+            format!("{} up then {} down pulses", args.pulses, args.pulses)
+        },
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn run_show(args: &ShowArgs) -> Result<()> {
+    let overrides = model_overrides(&args.set)?;
     let model = DeviceModel::load(&args.name, &overrides)?;
     // The model file itself documents every parameter with unit and source.
     let (origin, text) = DeviceModel::source_text(&args.name)?;
