@@ -149,6 +149,7 @@ fn settle_rejects_bad_input_cleanly() {
             vec!["settle", "--integrator", "leapfrog"],
             "circuit.integrator",
         ),
+        (vec!["settle", "--batch", "0"], "--batch 0 (training.batch)"),
         // Training flags settle cannot use are refused, with the reason.
         (
             vec!["settle", "--epochs", "3"],

@@ -284,8 +284,17 @@ pub fn run(args: &SettleArgs) -> Result<()> {
         "test" => &data.test,
         other => bail!("--split {other}: allowed values are train and test"),
     };
+    ensure!(
+        raw.training.batch > 0,
+        "--batch 0 (training.batch): settle needs a batch of at least 1 image"
+    );
     let batch = raw.training.batch.min(split.len());
-    ensure!(batch > 0, "the {} split is empty", args.split);
+    ensure!(
+        batch > 0,
+        "the {} split is empty (data.{}_size = 0)",
+        args.split,
+        args.split
+    );
     ensure!(
         args.sample < batch,
         "--sample {} is outside the batch of {batch} (training.batch)",
