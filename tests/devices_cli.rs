@@ -206,3 +206,31 @@ fn trace_of_a_one_sided_device_has_up_rows_only_and_bad_input_is_named() {
         );
     }
 }
+
+/// `devices show` states where the model's devices balance up and down
+/// pulses, from the steps and found by alternating pulses; for the
+/// soft-bounds ReRAM preset both sit at its g_center 0.375 (where the
+/// preset puts w = 0), and a one-sided device has none.
+#[test]
+fn show_states_the_symmetry_point() {
+    let out = dyadsim(&["devices", "show", "reram_sb", "--no-plot"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("# symmetry point ("))
+        .unwrap_or_else(|| panic!("no symmetry point line in:\n{text}"));
+    let numbers: Vec<f64> = line
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // "… over 200 devices drawn with seed 1): A ± a from the steps (200 of 200 …); F ± f found …"
+    let analytic = numbers[2];
+    let found = numbers[6];
+    assert!((analytic - 0.375).abs() < 0.01, "{line}");
+    assert!((found - 0.375).abs() < 0.02, "{line}");
+    let pcm = dyadsim(&["devices", "show", "pcm", "--no-plot"]);
+    assert!(
+        String::from_utf8_lossy(&pcm.stdout).contains("# symmetry point: none (a one-sided device")
+    );
+}

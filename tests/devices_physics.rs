@@ -654,3 +654,118 @@ fn anchor_and_bound_spread_conventions_are_checked() {
     );
     assert!(msg.contains("c2c_add") && msg.contains("≥ 0"), "{msg}");
 }
+
+// ---------------------------------------------------------------------
+// The symmetry point (zero-shifting, Kim et al. 2019): where an up and a
+// down pulse change the conductance equally.
+// ---------------------------------------------------------------------
+
+/// A soft-bounds device with nominal bounds [0, 1], symmetry point
+/// c = 0.375 and up/down bias u = 0.2 (aihwkit convention: up step Δ, down
+/// step (1 − u)Δ) balances where Δ(1 − g)/(1 − c) = (1 − u)Δ g/c, i.e.
+/// g* = (1/(1 − c)) / (1/(1 − c) + (1 − u)/c). The analytic point is that
+/// closed form, and alternating pulses (noise-free) find it within a step.
+#[test]
+fn soft_bounds_symmetry_point_has_its_closed_form_and_pulses_find_it() {
+    let m = noise_free(
+        "reram_sb",
+        &[
+            ("up_down", 0.2.into()),
+            ("up_down_dtod", 0.0.into()),
+            ("dw_min_dtod", 0.0.into()),
+            ("bound_dtod_lo", 0.0.into()),
+            ("bound_dtod_hi", 0.0.into()),
+        ],
+    );
+    let c = m.bounds.g_center as f64;
+    let expected = (1.0 / (1.0 - c)) / (1.0 / (1.0 - c) + 0.8 / c);
+    let mut a = DeviceArray::new(&m, 3, 7);
+    for i in 0..3 {
+        assert_eq!(a.bounds(i), (0.0, 1.0));
+        let analytic = a.symmetry_point(i).expect("a soft-bounds device balances") as f64;
+        assert!(
+            (analytic - expected).abs() < 1e-5,
+            "{analytic} vs {expected}"
+        );
+        // From the lower bound, 2000 pairs of steps of 0.001 reach it.
+        a.program(i, 0.0);
+        let before = a.pulse_count(i);
+        let found = a.find_symmetry_point(i, 2000, 100) as f64;
+        assert!(
+            (found - expected).abs() < 2.0 * m.step.dw_min as f64,
+            "found {found}, closed form {expected}"
+        );
+        // Every calibration pulse counts as a write.
+        assert_eq!(a.pulse_count(i) - before, 2 * (2000 + 100));
+    }
+}
+
+/// An exponential-step device (`reram_es`, its aihwkit ExpStep preset) with
+/// its device-to-device spreads: the bisection's point balances the two
+/// steps (checked against a dense scan of the same steps), and alternating
+/// pulses with the model's full cycle-to-cycle noise find it on average.
+#[test]
+fn exponential_symmetry_point_balances_the_steps_and_pulses_find_it() {
+    let noisy = model("reram_es", &[("write_noise", 0.0.into())]);
+    let quiet = noise_free("reram_es", &[]);
+    let n = 40;
+    let mut with_noise = DeviceArray::new(&noisy, n, 3);
+    let without = DeviceArray::new(&quiet, n, 3);
+    let mut errors = Vec::new();
+    for i in 0..n {
+        let (lo, hi) = without.bounds(i);
+        let Some(analytic) = without.symmetry_point(i) else {
+            continue;
+        };
+        assert!(lo <= analytic && analytic <= hi);
+        // The same device's steps on a fine grid change sign there: one
+        // noise-free up–down pair moves the state by less than a step's
+        // thousandth at the point, and up below, down above it.
+        let pair_drift = |g: f32| {
+            let mut probe = DeviceArray::new(&quiet, n, 3);
+            probe.program(i, g);
+            probe.pulse(i, 1);
+            probe.pulse(i, -1);
+            probe.conductance(i) - g
+        };
+        let step = quiet.step.dw_min;
+        assert!(
+            pair_drift(analytic).abs() < 0.02 * step,
+            "{}",
+            pair_drift(analytic)
+        );
+        if analytic - 0.05 > lo {
+            assert!(pair_drift(analytic - 0.05) > 0.0);
+        }
+        if analytic + 0.05 < hi {
+            assert!(pair_drift(analytic + 0.05) < 0.0);
+        }
+        // With cycle-to-cycle noise (5 steps' σ per pulse) the found point
+        // scatters around the analytic one.
+        with_noise.program(i, lo);
+        let found = with_noise.find_symmetry_point(i, 4000, 2000);
+        errors.push((found - analytic) as f64);
+    }
+    assert!(errors.len() > n / 2, "most devices balance somewhere");
+    let (mean, sd) = mean_std(&errors);
+    assert!(mean.abs() < 0.02, "found − analytic: mean {mean}, sd {sd}");
+    assert!(sd < 0.05, "found − analytic: mean {mean}, sd {sd}");
+}
+
+/// A constant-step device with unequal steps never balances: no point.
+#[test]
+fn an_unbalanced_constant_step_device_has_no_symmetry_point() {
+    let m = noise_free(
+        "constant_step",
+        &[("up_down", 0.3.into()), ("up_down_dtod", 0.0.into())],
+    );
+    let a = DeviceArray::new(&m, 2, 1);
+    assert_eq!(a.symmetry_point(0), None);
+    let balanced = noise_free("constant_step", &[("up_down_dtod", 0.0.into())]);
+    // Equal steps balance everywhere: the bisection returns a point inside.
+    let b = DeviceArray::new(&balanced, 1, 1);
+    let (lo, hi) = b.bounds(0);
+    if let Some(p) = b.symmetry_point(0) {
+        assert!(lo <= p && p <= hi);
+    }
+}

@@ -125,6 +125,62 @@ fn model_overrides(set: &[String]) -> Result<toml::Table> {
     Ok(overrides)
 }
 
+/// Devices drawn for the symmetry-point summary of `devices show`.
+const SYMMETRY_DEVICES: usize = 200;
+
+/// Where the model's devices balance up and down pulses (their symmetry
+/// points, Kim et al. 2019), from the physics and as a chip finds them by
+/// alternating pulses, beside the model's `g_center` (where w = 0 sits):
+/// one comment line for `devices show`.
+fn symmetry_point_summary(model: &DeviceModel, seed: u64) -> String {
+    if model.pairing.one_sided {
+        return "# symmetry point: none (a one-sided device only moves up; its pair's other device lowers the weight)".into();
+    }
+    if !model.bounds.bounded || model.nominal_step() <= 0.0 {
+        return "# symmetry point: none (an unbounded or continuous device has no state-dependent balance)".into();
+    }
+    let step = model.nominal_step() as f64;
+    // A pair moves the state towards the point by about a step times the
+    // steps' slope: four ranges' worth of steps converge for the shipped
+    // state-dependent models; then up to 2000 pairs are averaged.
+    let pairs = ((4.0 / step).ceil() as usize).clamp(200, 50_000);
+    let average = pairs.min(2000);
+    let mut array = DeviceArray::new(model, SYMMETRY_DEVICES, seed);
+    let mut analytic = Vec::new();
+    let mut found = Vec::new();
+    for i in 0..SYMMETRY_DEVICES {
+        if array.is_stuck(i) {
+            continue;
+        }
+        if let Some(p) = array.symmetry_point(i) {
+            analytic.push(p as f64);
+        }
+        let (lo, _) = array.bounds(i);
+        array.program(i, lo);
+        found.push(array.find_symmetry_point(i, pairs, average) as f64);
+    }
+    let stats = |xs: &[f64]| {
+        let (m, sd) = dyadsim::report::mean_std(xs);
+        format!("{m:.3} ± {sd:.3}")
+    };
+    let analytic_words = if analytic.is_empty() {
+        "the steps balance nowhere in the range (each device drifts to a bound)".to_string()
+    } else {
+        format!(
+            "{} from the steps ({} of {} devices balance)",
+            stats(&analytic),
+            analytic.len(),
+            found.len()
+        )
+    };
+    format!(
+        "# symmetry point (normalised g where an up and a down pulse balance; mean ± sd over {} drawn with seed {seed}): {analytic_words}; {} found by {pairs} alternating up/down pairs from the lower bound; g_center (w = 0) = {}",
+        dyadsim::report::count(found.len(), "device"),
+        stats(&found),
+        model.bounds.g_center
+    )
+}
+
 /// Writes the simulated pulse response of `--devices` devices as CSV:
 /// `device,pulse,direction,conductance_us`, the conductance read (ideally,
 /// without read noise) after each pulse, `pulse` counted from 0 within each
@@ -211,6 +267,7 @@ fn run_show(args: &ShowArgs) -> Result<()> {
             println!("{field} = {value}");
         }
     }
+    println!("\n{}", symmetry_point_summary(&model, args.seed));
     if args.no_plot {
         return Ok(());
     }

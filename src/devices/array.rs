@@ -10,7 +10,7 @@
 //! is drawn once at construction; cycle-to-cycle and write noise at every
 //! pulse.
 
-use super::{Anchor, DeviceModel, Response, StepConvention};
+use super::{Anchor, DeviceModel, Position, Response, StepConvention};
 use crate::kernels::pulse::{
     constant_block, BlockReads, C2c, DeviceRecord as Device, DrawPool, PulseTotals, BLOCK_EVENTS,
     STUCK_HIGH, STUCK_LOW,
@@ -661,6 +661,77 @@ impl DeviceArray {
     pub fn bounds(&self, i: usize) -> (f32, f32) {
         let d = &self.devices()[i];
         (d.lo, d.hi)
+    }
+
+    /// The symmetry point of device `i` from its physics: the state where
+    /// an up pulse and a down pulse change the conductance by the same
+    /// amount, `Δg_i^up f^up(g) = Δg_i^down f^down(g)` (zero mean drift
+    /// under alternating pulses; H. Kim, M. Rasch, T. Gokmen et al.,
+    /// "Zero-shifting technique for deep neural network training on
+    /// resistive cross-point arrays", arXiv 1907.10228, 2019). Found by bisection on `[g_lo,i, g_hi,i]`;
+    /// `None` for an unbounded or stuck device, or one whose steps do not
+    /// balance anywhere in its range (a constant-step device with unequal
+    /// steps drifts to a bound).
+    pub fn symmetry_point(&self, i: usize) -> Option<f32> {
+        let d = &self.devices()[i];
+        if d.is_stuck() || !(d.lo.is_finite() && d.hi.is_finite()) {
+            return None;
+        }
+        let m = &self.model;
+        // Mean change of an up–down pair at g: positive below the point.
+        let imbalance = |g: f32| {
+            let p = Position {
+                g,
+                lo: d.lo,
+                hi: d.hi,
+            };
+            d.step_up * m.response_factor_at(p, true) - d.step_down * m.response_factor_at(p, false)
+        };
+        let (mut a, mut b) = (d.lo, d.hi);
+        let (fa, fb) = (imbalance(a), imbalance(b));
+        if fa == 0.0 {
+            return Some(a);
+        }
+        if fb == 0.0 {
+            return Some(b);
+        }
+        if fa.signum() == fb.signum() {
+            return None;
+        }
+        for _ in 0..60 {
+            let mid = 0.5 * (a + b);
+            if imbalance(mid).signum() == fa.signum() {
+                a = mid;
+            } else {
+                b = mid;
+            }
+        }
+        Some(0.5 * (a + b))
+    }
+
+    /// The symmetry point of device `i` as a chip finds it: `pairs`
+    /// alternating up and down pulses from the device's present state (the
+    /// state drifts to where the two steps balance), then the mean state
+    /// over `average` more pairs, read after each down pulse and each up
+    /// pulse. Every pulse is counted as a write (pulse counters, wear,
+    /// endurance), as on the chip; the device is left where the sequence
+    /// ends.
+    pub fn find_symmetry_point(&mut self, i: usize, pairs: usize, average: usize) -> f32 {
+        for _ in 0..pairs {
+            self.pulse(i, 1);
+            self.pulse(i, -1);
+        }
+        if average == 0 {
+            return self.visible(i);
+        }
+        let mut sum = 0.0f64;
+        for _ in 0..average {
+            self.pulse(i, 1);
+            sum += self.visible(i) as f64;
+            self.pulse(i, -1);
+            sum += self.visible(i) as f64;
+        }
+        (sum / (2 * average) as f64) as f32
     }
 
     /// Whether device `i` is stuck (at `G_min` or `G_max`).
