@@ -256,6 +256,31 @@ fn training(c: &mut Criterion) {
     group.finish();
 }
 
+/// Stochastic pulse trains against mixed-precision writes (digital
+/// accumulator, whole pulses per device) on the same network, device and
+/// batch, side by side (issue "On-chip learning that works on realistic
+/// devices": mixed precision at ≥ 50 % of the stochastic samples/s).
+fn write_schemes(c: &mut Criterion) {
+    let (train, _) = load_raw(DatasetName::Mnist, None).expect("embedded MNIST");
+    let mut group = training_group(c, "crossbar_train_784-256-128-10_reram_es_batch50_write");
+    for rule in ["bp", "dpt"] {
+        for write in ["stochastic", "mixed_precision"] {
+            let mut settings = vec![
+                "network.arch=\"784-256-128-10\"".to_string(),
+                format!("learning.rule=\"{rule}\""),
+                "training.batch=50".into(),
+                "training.substrate=\"crossbar\"".into(),
+                "crossbar.device=\"reram_es\"".into(),
+                "crossbar.lr=0.1".into(),
+            ];
+            settings.push(format!("crossbar.write=\"{write}\""));
+            let mut trainer = Trainer::of(config_of(&settings), &train, 10_000);
+            bench_training(&mut group, (rule, write), &mut trainer, (5_000, 1000));
+        }
+    }
+    group.finish();
+}
+
 fn update_and_reads(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let (n_out, n_in, batch) = (256, 784, 50);
@@ -526,6 +551,7 @@ fn pulse_paths_side_by_side(_: &mut Criterion) {
 criterion_group!(
     benches,
     training,
+    write_schemes,
     aihwkit_parity,
     aihwkit_parity_update,
     pulse_paths_side_by_side,

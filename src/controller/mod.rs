@@ -357,6 +357,12 @@ impl Controller {
                 self.stats.pulse_phases += 1;
                 collect_events(&self.counts, &mut events);
             }
+            (WriteScheme::MixedPrecision, UpdateGranularity::PerSample) => {
+                for b in 0..grad.left.ncols() {
+                    self.mixed_precision_sample(grad, b, &mut events);
+                    self.stats.pulse_phases += 1;
+                }
+            }
             (scheme, UpdateGranularity::PerSample) => {
                 for b in 0..grad.left.ncols() {
                     let single = OuterProductGradient {
@@ -442,6 +448,71 @@ impl Controller {
             }
         }
         collect_events(&self.counts, events);
+    }
+
+    /// Mixed-precision pulse counts of sample `b` (Nandakumar et al.,
+    /// Front. Neurosci. 2018: the digital accumulator χ += ΔW, and each
+    /// device receives the whole pulses `n = trunc(χ/Δw)` it owes, χ −= nΔw),
+    /// appended to `events` in index order.
+    ///
+    /// The same arithmetic, element by element, as the dense route
+    /// (`dense_delta`, `delta_with_bias`, `dense_events`: ΔW_ij =
+    /// −η·(c·(L_i R_j)), the bias column from `0 + L_i`), so the same bits,
+    /// without materialising ΔW: a cross-point whose left or right signal
+    /// is zero gets ΔW = ±0, which leaves χ (never −0) and the counts as
+    /// they are, so only the nonzero rows of each nonzero column are
+    /// visited — on MNIST most input pixels and many ReLU outputs are zero.
+    /// A non-finite signal falls back to visiting everything (0·∞ is NaN).
+    fn mixed_precision_sample(
+        &mut self,
+        grad: &OuterProductGradient,
+        b: usize,
+        events: &mut Vec<PulseEvent>,
+    ) {
+        let (n_out, n_in) = (self.n_out, self.n_in);
+        let left = &grad.left.as_slice()[b * n_out..(b + 1) * n_out];
+        let right = &grad.right.as_slice()[b * n_in..(b + 1) * n_in];
+        let (c, lr, dw) = (grad.scale, self.lr, self.dw);
+        let all_finite = left.iter().chain(right).all(|v| v.is_finite());
+        let rows: Vec<usize> = (0..n_out)
+            .filter(|&i| !all_finite || left[i] != 0.0)
+            .collect();
+        // Σ |ΔW|/Δw over the sample in index order, as the dense route sums it.
+        let mut requested = 0.0f64;
+        let mut owe = |chi: &mut f32, d: f32, index: usize, events: &mut Vec<PulseEvent>| {
+            requested += (d.abs() / dw) as f64;
+            *chi += d;
+            let n = trunc(*chi / dw);
+            *chi -= n * dw;
+            if n != 0.0 {
+                events.push(PulseEvent {
+                    index: index as u32,
+                    pulses: n as i32,
+                });
+            }
+        };
+        for (j, &r) in right.iter().enumerate() {
+            if all_finite && r == 0.0 {
+                continue;
+            }
+            let column = &mut self.accumulator[j * n_out..(j + 1) * n_out];
+            for &i in &rows {
+                let d = -(lr * (c * (left[i] * r)));
+                owe(&mut column[i], d, i + j * n_out, events);
+            }
+        }
+        // The bias column: ΔW_i = −η·(c·(0 + L_i))·bias_input.
+        let column = &mut self.accumulator[n_in * n_out..(n_in + 1) * n_out];
+        for &i in &rows {
+            let g = (0.0 + left[i]) * c;
+            let g = if self.bias_input == 1.0 {
+                g
+            } else {
+                g * self.bias_input
+            };
+            owe(&mut column[i], -(lr * g), i + n_in * n_out, events);
+        }
+        self.stats.requested_pulse_events += requested;
     }
 
     /// Stochastic coincidence counts of sample `b`, appended to `events`.
@@ -760,6 +831,20 @@ fn pow_u32(mut x: f64, mut n: u32) -> f64 {
 }
 
 /// Non-zero counts as events, in index order.
+/// `x` rounded toward zero, as `f32::trunc` (which the baseline x86-64
+/// target calls in libm, a function call per device): below 2²³ the
+/// conversion through `i32` is exact, above every `f32` is an integer
+/// already; NaN stays NaN. (A −0 where `trunc` gives −0 only for
+/// `x ∈ (−1, 0)`, whose count is 0 either way.)
+#[inline(always)]
+fn trunc(x: f32) -> f32 {
+    if x.abs() < 8_388_608.0 {
+        (x as i32) as f32
+    } else {
+        x
+    }
+}
+
 fn collect_events(counts: &[i32], events: &mut Vec<PulseEvent>) {
     events.extend(
         counts
@@ -804,6 +889,100 @@ fn binomial_inverse_from(u: f64, n: u32, p: f64, p_zero: f64) -> u32 {
 mod tests {
     use super::*;
     use rand_chacha::ChaCha8Rng;
+
+    /// The dense per-sample mixed-precision route (ΔW materialised, every
+    /// device visited), kept here as the reference the sparse route must
+    /// match bit for bit.
+    fn dense_mixed_reference(
+        ctl: &mut Controller,
+        grad: &OuterProductGradient,
+        events: &mut Vec<PulseEvent>,
+    ) {
+        for b in 0..grad.left.ncols() {
+            let single = OuterProductGradient {
+                left: grad.left.columns(b, 1).into_owned(),
+                right: grad.right.columns(b, 1).into_owned(),
+                scale: grad.scale,
+            };
+            ctl.dense_delta(&single);
+            let delta = ctl.delta_with_bias(&single);
+            ctl.dense_events(WriteScheme::MixedPrecision, &delta, events);
+        }
+    }
+
+    #[test]
+    fn sparse_mixed_precision_matches_the_dense_route_bit_for_bit() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for (n_out, n_in, bias_input, lr) in [(7, 13, 1.0f32, 0.1f32), (33, 20, 0.5, 0.37)] {
+            let dw = 0.003;
+            let make = || {
+                Controller::new(
+                    WriteScheme::MixedPrecision,
+                    UpdateGranularity::PerSample,
+                    31,
+                    false,
+                    lr,
+                    dw,
+                    bias_input,
+                    n_out,
+                    n_in,
+                    5,
+                )
+            };
+            let (mut sparse, mut dense) = (make(), make());
+            for batch in 0..40 {
+                let cols = 1 + batch % 5;
+                // Signals with exact zeros (ReLU outputs, blank pixels),
+                // negative zeros and a wide range of magnitudes.
+                let mut signal = |n: usize| {
+                    Mat::from_fn(n, cols, |_, _| {
+                        let u: f32 = rng.gen();
+                        if u < 0.3 {
+                            0.0
+                        } else if u < 0.35 {
+                            -0.0
+                        } else {
+                            let v: f32 = rng.gen::<f32>() * 2.0 - 1.0;
+                            v * 10f32.powi(rng.gen_range(-3..2))
+                        }
+                    })
+                };
+                let grad = OuterProductGradient {
+                    left: signal(n_out),
+                    right: signal(n_in),
+                    scale: if batch % 2 == 0 {
+                        1.0 / cols as f32
+                    } else {
+                        -0.7
+                    },
+                };
+                let mut want = Vec::new();
+                sparse.stats.updates += 0;
+                dense_mixed_reference(&mut dense, &grad, &mut want);
+                let got = match sparse.plan(&grad) {
+                    WritePlan::Pulses(events) => events,
+                    WritePlan::Analog(_) => panic!("pulsed controller"),
+                };
+                assert_eq!(got, want, "batch {batch}");
+                let bits = |c: &Controller| {
+                    c.accumulator
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(
+                    bits(&sparse),
+                    bits(&dense),
+                    "accumulator after batch {batch}"
+                );
+                assert_eq!(
+                    sparse.stats.requested_pulse_events.to_bits(),
+                    dense.stats.requested_pulse_events.to_bits()
+                );
+            }
+            assert!(sparse.stats.pulse_phases > 0);
+        }
+    }
 
     /// A per-sample stochastic controller with update management and bias
     /// input 1 (the crossbar's defaults), for the sampler-law tests.
