@@ -312,4 +312,10 @@ fn interrupted_reproduce_trains_only_the_missing_rows() {
     let (code, _, err) = dyadsim(&args);
     assert_eq!(code, 0, "{err}");
     assert_eq!(err.matches("running MNIST").count(), 0, "{err}");
+    // The table says it is shortened, and by what.
+    let md = std::fs::read_to_string(out.join("table1.md")).unwrap();
+    assert!(
+        md.contains("**A shortened table:** every row ran with `training.epochs=1`, `data.train_size=300`, `data.validation_size=0`, `data.test_size=200`"),
+        "{md}"
+    );
 }

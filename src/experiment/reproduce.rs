@@ -56,6 +56,11 @@ pub struct Table {
     /// Wall time of all rows together, seconds (recorded rows count with
     /// the time they took when they ran).
     pub seconds_total: f64,
+    /// Assignments applied to every row on top of the paper's settings
+    /// (e.g. `training.epochs=1` for a shortened table; the data directory
+    /// is not listed, it does not change the run).
+    #[serde(default)]
+    pub common_settings: Vec<String>,
 }
 
 /// A row specification: label and assignments.
@@ -222,6 +227,11 @@ pub fn run_table(
         paper_expectation: expectation.into(),
         seconds_total: out.iter().map(|r| r.seconds).sum(),
         rows: out,
+        common_settings: extra
+            .iter()
+            .filter(|a| !a.starts_with("data.data_dir"))
+            .cloned()
+            .collect(),
     })
 }
 
@@ -244,6 +254,17 @@ impl Table {
             "# Reproduction of {}\n\n{}\n\n",
             self.name, self.paper_expectation
         );
+        if !self.common_settings.is_empty() {
+            let list: Vec<String> = self
+                .common_settings
+                .iter()
+                .map(|a| format!("`{a}`"))
+                .collect();
+            s.push_str(&format!(
+                "**A shortened table:** every row ran with {} on top of the paper's settings.\n\n",
+                list.join(", ")
+            ));
+        }
         s.push_str("| dataset | method | test accuracy (%) | Lipschitz estimate | max \\|s\\| | epochs | time |\n|---|---|---|---|---|---|---|\n");
         for r in &self.rows {
             s.push_str(&format!(
