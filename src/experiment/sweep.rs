@@ -675,6 +675,19 @@ where
     )
 }
 
+/// Runs one job, turning a panic into the error `job panicked: MESSAGE`
+/// (the job is then recorded as failed, and the sweep goes on).
+pub(crate) fn run_catching_panics(job: impl FnOnce() -> Result<RunResult>) -> Result<RunResult> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(anyhow::anyhow!("job panicked: {msg}"))
+    })
+}
+
 /// The sizes a [`SweepSummary`] reports besides what ran.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GridCounts {
@@ -732,16 +745,7 @@ where
                     return Ok(JobOutcome::ElsewhereOrDone);
                 };
                 let start = Instant::now();
-                let outcome =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner(job)))
-                        .unwrap_or_else(|panic| {
-                            let msg = panic
-                                .downcast_ref::<String>()
-                                .cloned()
-                                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                                .unwrap_or_else(|| "unknown panic".into());
-                            Err(anyhow::anyhow!("job panicked: {msg}"))
-                        });
+                let outcome = run_catching_panics(|| runner(job));
                 if let Err(e) = &outcome {
                     if e.is::<crate::experiment::train::Interrupted>() {
                         // A job stopped by its caller (Ctrl-C in Python) has

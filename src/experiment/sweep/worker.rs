@@ -27,7 +27,7 @@
 //! worker that died. End of input ends the worker; a worker whose parent
 //! died stops its job after the batch in progress.
 
-use super::{config_hash, Job, TrainingRunner};
+use super::{config_hash, run_catching_panics, Job, TrainingRunner};
 use crate::experiment::config::Config;
 use crate::experiment::train::{Interrupted, Observer};
 use crate::experiment::RunResult;
@@ -325,17 +325,7 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<()> {
             continue;
         }
         let request: Request = serde_json::from_str(&line).context("parsing a job request")?;
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_request(&runner, &request)
-        }))
-        .unwrap_or_else(|panic| {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(anyhow::anyhow!("job panicked: {msg}"))
-        });
+        let outcome = run_catching_panics(|| run_request(&runner, &request));
         let reply = match outcome {
             Ok(result) => Reply {
                 index: request.index,
