@@ -198,6 +198,20 @@ fn run_words(r: &Run) -> String {
         .join(", ")
 }
 
+/// The runs grouped by configuration (runs that differ only in the seed
+/// share one), in first-seen order, each with its [`seedless_label`].
+fn configurations(data: &Dataset) -> Vec<(String, Vec<&Run>)> {
+    let mut groups: Vec<(String, Vec<&Run>)> = Vec::new();
+    for r in &data.runs {
+        let key = seedless_label(r);
+        match groups.iter_mut().find(|g| g.0 == key) {
+            Some(g) => g.1.push(r),
+            None => groups.push((key, vec![r])),
+        }
+    }
+    groups
+}
+
 /// The distinct values an axis takes, in first-seen order.
 fn axis_values(data: &Dataset, path: &str) -> Vec<Value> {
     let mut out: Vec<Value> = Vec::new();
@@ -481,14 +495,7 @@ fn summary_blocks(b: &Builder) -> Vec<Block> {
     }
     // Configurations pooled over seeds; the best by mean test accuracy
     // among those where every seed has one.
-    let mut groups: Vec<(String, Vec<&Run>)> = Vec::new();
-    for r in &data.runs {
-        let key = seedless_label(r);
-        match groups.iter_mut().find(|g| g.0 == key) {
-            Some(g) => g.1.push(r),
-            None => groups.push((key, vec![r])),
-        }
-    }
+    let groups = configurations(data);
     let best = groups
         .iter()
         .filter_map(|(key, runs)| {
@@ -785,15 +792,7 @@ fn dynamics_figures(b: &mut Builder) -> Result<()> {
     // Per-epoch curves, one per configuration: runs differing only in the
     // seed are averaged epoch by epoch (± std over seeds).
     let curves = |key: load::EpochMetric| -> Vec<Series> {
-        let mut groups: Vec<(String, Vec<&Run>)> = Vec::new();
-        for r in &data.runs {
-            let label = seedless_label(r);
-            match groups.iter_mut().find(|g| g.0 == label) {
-                Some(g) => g.1.push(r),
-                None => groups.push((label, vec![r])),
-            }
-        }
-        groups
+        configurations(data)
             .into_iter()
             .take(12)
             .map(|(label, runs)| {
