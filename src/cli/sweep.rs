@@ -62,7 +62,7 @@ pub struct MergeArgs {
 pub fn run(args: &SweepArgs) -> Result<()> {
     let exe = std::env::current_exe()
         .context("locating the dyadsim executable to start the sweep's worker processes")?;
-    let workers = WorkerPool::new(exe, vec!["sweep-worker".into()], Vec::new());
+    let workers = WorkerPool::new(exe, vec!["sweep-worker".into()]);
     run_with(args, |job| workers.run(job)).map(|_| ())
 }
 

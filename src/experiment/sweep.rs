@@ -409,10 +409,7 @@ impl SweepSpec {
     /// Builds and checks job `index` of the grid: its axis values, its
     /// configuration and its hash. Errors name the job and its values.
     pub fn job(&self, index: usize) -> Result<Job> {
-        let axes = self.assignment(index);
-        let config = self
-            .build(&axes)
-            .with_context(|| format!("job {index} ({})", describe_assignment(&axes)))?;
+        let (axes, config) = self.job_config(index)?;
         let hash = config_hash(config.raw())?;
         Ok(Job {
             index,
@@ -420,6 +417,16 @@ impl SweepSpec {
             config,
             hash,
         })
+    }
+
+    /// The axis values and checked configuration of job `index`, without
+    /// its hash.
+    fn job_config(&self, index: usize) -> Result<(Vec<(String, toml::Value)>, ValidConfig)> {
+        let axes = self.assignment(index);
+        let config = self
+            .build(&axes)
+            .with_context(|| format!("job {index} ({})", describe_assignment(&axes)))?;
+        Ok((axes, config))
     }
 
     /// Expands and validates every job ([`SweepSpec::check_axes`], then
@@ -450,17 +457,11 @@ impl SweepSpec {
             .par_iter()
             .map(|&index| {
                 if !compare {
-                    let axes = self.assignment(index);
-                    self.build(&axes)
-                        .with_context(|| format!("job {index} ({})", describe_assignment(&axes)))?;
+                    self.job_config(index)?;
                     return Ok(Some(index));
                 }
                 let job = self.job(index)?;
-                let runs = match store.latest(&job.hash) {
-                    None => true,
-                    Some(r) => retry_failed && r.status == JobStatus::Failed,
-                };
-                Ok(runs.then_some(index))
+                Ok(store.needs_run(&job.hash, retry_failed).then_some(index))
             })
             .collect();
         // The first error in grid order, as a sequential check would give.
@@ -625,10 +626,7 @@ pub fn pending_jobs<'a>(
 ) -> Vec<&'a Job> {
     jobs.iter()
         .filter(|j| shard.contains(j.index))
-        .filter(|j| match store.latest(&j.hash) {
-            None => true,
-            Some(r) => retry_failed && r.status == JobStatus::Failed,
-        })
+        .filter(|j| store.needs_run(&j.hash, retry_failed))
         .collect()
 }
 
@@ -865,10 +863,7 @@ impl Claims {
             .map_err(|_| anyhow::anyhow!("results store lock poisoned"))?;
         let (store, read) = &mut *guard;
         *read = store.read_appended(&self.results, *read)?;
-        let done = store
-            .latest(&job.hash)
-            .is_some_and(|r| !(retry_failed && r.status == JobStatus::Failed));
-        Ok((!done).then_some(claim))
+        Ok(store.needs_run(&job.hash, retry_failed).then_some(claim))
     }
 }
 

@@ -233,6 +233,15 @@ impl ResultStore {
         self.latest.get(hash).map(|&i| &self.records[i])
     }
 
+    /// Whether the job of `hash` still has to run: it has no record, or
+    /// its record is `failed` and failed jobs are retried.
+    pub fn needs_run(&self, hash: &str, retry_failed: bool) -> bool {
+        match self.latest(hash) {
+            None => true,
+            Some(r) => retry_failed && r.status == JobStatus::Failed,
+        }
+    }
+
     /// One record per config hash, ordered by job index.
     pub fn unique(&self) -> Vec<&JobRecord> {
         let mut out: Vec<&JobRecord> = self.latest.values().map(|&i| &self.records[i]).collect();

@@ -84,18 +84,16 @@ struct Worker {
 pub struct WorkerPool {
     program: PathBuf,
     args: Vec<String>,
-    env: Vec<(String, String)>,
     idle: Mutex<Vec<Worker>>,
 }
 
 impl WorkerPool {
-    /// Workers are started as `program args…` with `env` added to the
-    /// environment (e.g. the SGEMM and rayon thread counts of a job).
-    pub fn new(program: PathBuf, args: Vec<String>, env: Vec<(String, String)>) -> Self {
+    /// Workers are started as `program args…` and inherit this process's
+    /// environment (the SGEMM and rayon thread counts the sweep sets).
+    pub fn new(program: PathBuf, args: Vec<String>) -> Self {
         Self {
             program,
             args,
-            env,
             idle: Mutex::new(Vec::new()),
         }
     }
@@ -140,7 +138,6 @@ impl WorkerPool {
         let mut command = Command::new(&self.program);
         command
             .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
