@@ -94,6 +94,9 @@ pub struct RunArgs {
     /// Controller write scheme: stochastic, mixed_precision, exact; implies --substrate crossbar [default: stochastic].
     #[arg(help_heading = "Hardware", long)]
     pub write: Option<String>,
+    /// On-chip learning algorithm: sgd, ttv2, cttv2, agad (Tiki-Taka family, settings in [crossbar.transfer]); implies --substrate crossbar [default: sgd].
+    #[arg(help_heading = "Hardware", long)]
+    pub algorithm: Option<String>,
     /// Inference dynamics: discrete or ode [default: discrete].
     #[arg(help_heading = "Circuit (--dynamics ode)", long)]
     pub dynamics: Option<String>,
@@ -220,17 +223,20 @@ impl RunArgs {
         push("training.substrate", "substrate", text(&self.substrate));
         push("crossbar.device", "device", text(&self.device));
         push("crossbar.write", "write", text(&self.write));
+        push("crossbar.algorithm", "algorithm", text(&self.algorithm));
         push("training.dynamics", "dynamics", text(&self.dynamics));
         push("circuit.integrator", "integrator", text(&self.integrator));
         push("circuit.tol", "tol", float64(self.tol));
         push("circuit.t_max", "t-max", float64(self.t_max));
-        if self.device.is_some() || self.write.is_some() {
-            // Naming a device or write scheme implies the crossbar substrate.
+        if self.device.is_some() || self.write.is_some() || self.algorithm.is_some() {
+            // Naming a device, write scheme or algorithm implies the crossbar substrate.
             if self.substrate.is_none() {
                 let origin = if self.device.is_some() {
                     "--device"
-                } else {
+                } else if self.write.is_some() {
                     "--write"
+                } else {
+                    "--algorithm"
                 };
                 assignments.insert(
                     0,

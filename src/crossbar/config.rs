@@ -1,6 +1,7 @@
 //! The crossbar's settings (TOML `[crossbar]`): mapping, periphery,
 //! controller and bookkeeping switches, with their range checks.
 
+use super::transfer::{Algorithm, TransferConfig};
 use crate::check::check_positive;
 use crate::controller::{PulseTrains, UpdateGranularity, WriteScheme};
 use crate::devices::DeviceModel;
@@ -101,6 +102,12 @@ pub struct CrossbarConfig {
     /// full-scale drive instead (an upper bound). Results are otherwise
     /// unchanged.
     pub read_energy: bool,
+    /// On-chip learning algorithm: `sgd` (pulsed SGD into the weight
+    /// devices), `ttv2`, `cttv2` or `agad` (the Tiki-Taka family: a fast
+    /// array and transfers, see [`crate::crossbar::transfer`]).
+    pub algorithm: Algorithm,
+    /// Settings of the Tiki-Taka family (`[crossbar.transfer]`).
+    pub transfer: TransferConfig,
 }
 
 impl Default for CrossbarConfig {
@@ -127,6 +134,8 @@ impl Default for CrossbarConfig {
             time_per_batch: 0.0,
             histogram_bins: 20,
             read_energy: true,
+            algorithm: Algorithm::Sgd,
+            transfer: TransferConfig::default(),
         }
     }
 }
@@ -195,6 +204,13 @@ impl CrossbarConfig {
                 "crossbar.write = {:?} needs pulses of finite size, but device model '{}' is continuous (dw_min = 0); use write = \"exact\" or set device.dw_min",
                 self.write,
                 model.name
+            );
+        }
+        if self.algorithm.transfers() {
+            self.transfer.check(self.algorithm, self.write)?;
+        } else if self.transfer != TransferConfig::default() {
+            bail!(
+                "crossbar.transfer settings only act with a Tiki-Taka algorithm; set crossbar.algorithm = \"ttv2\", \"cttv2\" or \"agad\" (it is \"sgd\")"
             );
         }
         if model.pairing.one_sided && self.mapping == Mapping::Reference {

@@ -71,7 +71,7 @@ simd_builds!(
 );
 
 /// The name serde gives a unit variant (`differential`, `stochastic`…).
-fn serde_name<T: Serialize>(value: &T) -> String {
+pub(super) fn serde_name<T: Serialize>(value: &T) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(s)) => s,
         _ => String::new(),
@@ -161,6 +161,7 @@ impl Crossbar {
             conductance_histogram: self.conductance_histogram(bins),
             weight_histogram: self.weight_histogram(bins),
             pulse_histogram: None,
+            transfer: self.transfer.as_ref().map(|t| t.stats()),
         }
     }
 

@@ -48,7 +48,8 @@
 //! `counters` the read and converter counters (read energy) and the
 //! layer's typed hardware statistics ([`WeightArray::hardware_stats`]);
 //! `cache` the read caches a write keeps up to date; `write` the
-//! controller's writes; `state` the serialisable device and continuation
+//! controller's writes; [`transfer`] the Tiki-Taka family (`crossbar.algorithm`:
+//! a fast array, the hidden matrix and the transfers into the weights); `state` the serialisable device and continuation
 //! state. The vector kernels of the direct product are in
 //! `kernels::gather`.
 
@@ -59,12 +60,14 @@ mod mapping;
 mod periphery;
 mod read_model;
 mod state;
+pub mod transfer;
 mod write;
 
 pub use config::{CrossbarConfig, InputScaling, Mapping};
 pub use counters::ReadStats;
 pub use periphery::{Converters, Periphery, ReadDirection};
 pub use state::CrossbarState;
+pub use transfer::{Algorithm, TransferConfig};
 
 use crate::controller::{Controller, ControllerStats, PulseEvent};
 use crate::devices::array::NoiseRng;
@@ -131,6 +134,9 @@ pub struct Crossbar {
     /// The DAC and ADC of each read direction.
     periphery: Periphery,
     refreshes: u64,
+    /// Fast array, hidden matrix and transfer schedule (`crossbar.algorithm`
+    /// other than `sgd`); the devices above are then the slow array `C`.
+    transfer: Option<Box<transfer::Transfer>>,
 }
 
 impl Crossbar {
@@ -257,7 +263,17 @@ impl Crossbar {
             stats: ReadStats::default(),
             periphery: Periphery::of(config),
             refreshes: 0,
+            transfer: None,
         };
+        if config.algorithm.transfers() {
+            xb.transfer = Some(Box::new(transfer::Transfer::new(
+                config,
+                device_overrides,
+                n_out,
+                n_in,
+                seed,
+            )?));
+        }
         xb.refresh_cache();
         Ok(xb)
     }
@@ -321,10 +337,30 @@ impl Crossbar {
         self.devices.conductance_histogram(bins)
     }
 
-    /// Sets the device clock forward (drift acts on the next read).
+    /// The fast array `A` of a Tiki-Taka-family layer (`None` for `sgd`).
+    pub fn fast_array(&self) -> Option<&Crossbar> {
+        self.transfer.as_deref().map(|t| t.fast())
+    }
+
+    /// The hidden matrix `H` of a TTv2-family layer (column-major, bias
+    /// column last; pulses of the weight devices, weight units with exact writes).
+    pub fn hidden_matrix(&self) -> Option<&[f32]> {
+        self.transfer.as_deref().map(|t| t.hidden())
+    }
+
+    /// The column choppers of a TTv2-family layer (`true` = negative sign).
+    pub fn column_choppers(&self) -> Option<&[bool]> {
+        self.transfer.as_deref().map(|t| t.in_chopper())
+    }
+
+    /// Sets the device clock forward (drift acts on the next read); a
+    /// Tiki-Taka layer's fast array shares the clock.
     pub fn advance_clock(&mut self, seconds: f64) {
         if seconds <= 0.0 {
             return;
+        }
+        if let Some(t) = self.transfer.as_mut() {
+            t.advance_clock(seconds);
         }
         self.devices.advance_time(seconds);
         if self.devices.drifts() {

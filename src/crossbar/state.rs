@@ -1,6 +1,7 @@
 //! The serialisable state of a crossbar: its devices (`--out`, resumed
 //! runs) and the positions of its random streams (continuation state).
 
+use super::transfer::{TransferSnapshot, TransferStreams};
 use super::Crossbar;
 use crate::devices::array::{DeviceArrayState, NoiseRng};
 use anyhow::{bail, Context, Result};
@@ -19,6 +20,9 @@ pub struct CrossbarState {
     pub paired: bool,
     /// Mixed-precision accumulator (empty otherwise).
     pub accumulator: Vec<f32>,
+    /// Fast array, hidden matrix, choppers and schedule of a Tiki-Taka layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<TransferSnapshot>,
 }
 
 /// The positions of a crossbar's random streams (its continuation state):
@@ -29,6 +33,8 @@ struct CrossbarContinuation {
     device_noise: NoiseRng,
     controller: rand_xoshiro::Xoshiro256PlusPlus,
     read_noise: NoiseRng,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    transfer: Option<TransferStreams>,
 }
 
 impl Crossbar {
@@ -40,6 +46,10 @@ impl Crossbar {
             devices: self.devices.state(),
             paired: self.paired,
             accumulator: self.controller.accumulator().to_vec(),
+            transfer: match &self.transfer {
+                Some(t) => Some(t.snapshot()?),
+                None => None,
+            },
         };
         // Through JSON text, not `to_value`: the text writes each `f32`
         // conductance as its shortest decimal (`0.4832252`), which reads
@@ -54,6 +64,10 @@ impl Crossbar {
             device_noise: self.devices.noise_rng().clone(),
             controller: self.controller.rng().clone(),
             read_noise: self.read_rng.clone(),
+            transfer: match &self.transfer {
+                Some(t) => Some(t.streams()?),
+                None => None,
+            },
         })
         .ok()
     }
@@ -65,6 +79,11 @@ impl Crossbar {
         self.devices.set_noise_rng(s.device_noise);
         self.controller.set_rng(s.controller);
         self.read_rng = s.read_noise;
+        match (self.transfer.as_mut(), s.transfer) {
+            (Some(t), Some(streams)) => t.restore_streams(streams)?,
+            (None, None) => {}
+            _ => bail!("crossbar continuation state: the algorithm differs (transfer streams present in one, not the other)"),
+        }
         Ok(())
     }
 
@@ -88,6 +107,13 @@ impl Crossbar {
         }
         self.devices.restore(&s.devices)?;
         self.controller.set_accumulator(&s.accumulator)?;
+        match (self.transfer.as_mut(), &s.transfer) {
+            (Some(t), Some(snapshot)) => t.restore(snapshot)?,
+            (None, None) => {}
+            _ => bail!(
+                "crossbar device state: the algorithm differs (a fast array in one, not the other)"
+            ),
+        }
         self.refresh_cache();
         Ok(())
     }

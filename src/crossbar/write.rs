@@ -15,6 +15,14 @@ impl Crossbar {
     pub(super) fn write(&mut self, grad: &OuterProductGradient) {
         self.generation += 1;
         self.ensure_cache();
+        if let Some(mut transfer) = self.transfer.take() {
+            // Tiki-Taka family: the gradient goes into the fast array, the
+            // transfers pulse these devices (the slow array).
+            transfer.update(self, grad);
+            self.transfer = Some(transfer);
+            self.after_write();
+            return;
+        }
         if self.controller.plans_per_sample() {
             self.apply_pipelined(grad);
             self.after_write();
@@ -22,7 +30,6 @@ impl Crossbar {
         }
         match self.controller.plan(grad) {
             WritePlan::Analog(delta) => {
-                let half = 0.5 / self.config.w_scale;
                 let drifting = self.devices.drifts();
                 if drifting {
                     // Drift invalidates the caches below; rebuilt on the next read.
@@ -30,25 +37,8 @@ impl Crossbar {
                 }
                 let track_lines = self.line_conductance_valid;
                 for (idx, &dw) in delta.iter().enumerate() {
-                    if dw == 0.0 {
-                        continue;
-                    }
-                    let old = if track_lines {
-                        self.crosspoint_conductance_s(idx)
-                    } else {
-                        0.0
-                    };
-                    let dg = dw * half;
-                    if self.paired {
-                        self.devices.nudge(2 * idx, dg);
-                        self.devices.nudge(2 * idx + 1, -dg);
-                    } else {
-                        self.devices.nudge(idx, dg);
-                    }
-                    self.refresh_entry(idx);
-                    if track_lines {
-                        let new = self.crosspoint_conductance_s(idx);
-                        self.add_line_conductance(idx, new - old);
+                    if dw != 0.0 {
+                        self.nudge_weight(idx, dw, track_lines);
                     }
                 }
             }
@@ -59,6 +49,29 @@ impl Crossbar {
             }
         }
         self.after_write();
+    }
+
+    /// Changes weight `idx` by `dw` exactly (an analog write): both devices
+    /// of a pair by `±dw/(2 w_scale)`, a single device by `dw/(2 w_scale)`;
+    /// the read caches follow, and the line conductances if `track_lines`.
+    pub(super) fn nudge_weight(&mut self, idx: usize, dw: f32, track_lines: bool) {
+        let old = if track_lines {
+            self.crosspoint_conductance_s(idx)
+        } else {
+            0.0
+        };
+        let dg = dw * (0.5 / self.config.w_scale);
+        if self.paired {
+            self.devices.nudge(2 * idx, dg);
+            self.devices.nudge(2 * idx + 1, -dg);
+        } else {
+            self.devices.nudge(idx, dg);
+        }
+        self.refresh_entry(idx);
+        if track_lines {
+            let new = self.crosspoint_conductance_s(idx);
+            self.add_line_conductance(idx, new - old);
+        }
     }
 
     /// What a pulse write updates besides the devices (read caches and line

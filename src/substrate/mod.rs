@@ -18,7 +18,7 @@
 pub mod stats;
 
 use crate::linalg::{Mat, Vector};
-pub use stats::{HardwareSummary, HardwareTotals, LayerHardwareStats};
+pub use stats::{HardwareSummary, HardwareTotals, LayerHardwareStats, TransferStats};
 
 /// A rank-B gradient in factored form: `∇W = scale · left · rightᵀ`,
 /// `∇b = scale · left · 1`.

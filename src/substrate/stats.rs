@@ -144,6 +144,34 @@ pub struct LayerHardwareStats {
     /// records one (the crossbar does not; not written when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pulse_histogram: Option<Histogram>,
+    /// The transfers and the fast array of a Tiki-Taka-family layer
+    /// (`crossbar.algorithm` other than `sgd`; not written otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<TransferStats>,
+}
+
+/// Counters of the transfers of one layer (`hardware.layers[k].transfer`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TransferStats {
+    /// `ttv2`, `cttv2` or `agad`.
+    pub algorithm: String,
+    /// Transfers (each reads `columns_per_transfer` columns).
+    pub transfers: u64,
+    /// One-hot column reads of `A` (each one forward read of one sample).
+    pub column_reads: u64,
+    /// Pulses the transfers wrote into `C` (also in the layer's pulse counts).
+    pub slow_pulses: u64,
+    /// Column resets of `A` (`reset_fast`).
+    pub fast_resets: u64,
+    /// Pulses of the symmetry-point calibration of `A` (also in `A`'s counts).
+    pub calibration_pulses: u64,
+    /// Largest |H| at the end of the run (pulses of `C`; weight units with exact writes).
+    pub hidden_abs_max: f64,
+    /// Chopper sign flips.
+    pub chopper_flips: u64,
+    /// The fast array's own statistics (devices, pulses, reads, wear).
+    pub fast_array: Box<LayerHardwareStats>,
 }
 
 /// Read counters summed over the layers (`hardware.total.reads`).
@@ -204,6 +232,15 @@ impl HardwareTotals {
     /// is the union of the layers' ranges, energies and drive conductances
     /// add up where they were counted.
     pub fn of(layers: &[LayerHardwareStats]) -> Self {
+        // A Tiki-Taka layer's fast array is hardware too: its devices,
+        // pulses and reads count with the layer's.
+        let arrays: Vec<LayerHardwareStats> = layers
+            .iter()
+            .flat_map(|l| {
+                std::iter::once(l.clone()).chain(l.transfer.iter().map(|t| (*t.fast_array).clone()))
+            })
+            .collect();
+        let layers = arrays.as_slice();
         let sum = |f: fn(&LayerHardwareStats) -> u64| layers.iter().map(f).sum::<u64>();
         let fold =
             |f: fn(&LayerHardwareStats) -> Option<f64>, init: f64, g: fn(f64, f64) -> f64| {
