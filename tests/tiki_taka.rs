@@ -234,7 +234,7 @@ fn choppers_flip_as_specified() {
     }
 }
 
-fn run(cfg: &CrossbarConfig, xb: &mut Crossbar, rng: &mut ChaCha8Rng, updates: usize) {
+fn run(xb: &mut Crossbar, rng: &mut ChaCha8Rng, updates: usize) {
     let (n_out, n_in) = (xb.n_out(), xb.n_in());
     for _ in 0..updates {
         let g = random_gradient(rng, n_out, n_in, 4);
@@ -243,7 +243,6 @@ fn run(cfg: &CrossbarConfig, xb: &mut Crossbar, rng: &mut ChaCha8Rng, updates: u
         let mut y = Mat::zeros(0, 0);
         xb.forward(&x, &mut y);
     }
-    let _ = cfg;
 }
 
 /// Every algorithm: the same seed gives the same bits, and a layer rebuilt
@@ -272,8 +271,8 @@ fn every_algorithm_is_reproducible_and_resumes_exactly() {
                 || Crossbar::with_parameters(&cfg, &toml::Table::new(), &w0, &b0, 8).unwrap();
             let (mut a, mut b) = (build(), build());
             let (mut ra, mut rb) = (rng.clone(), rng.clone());
-            run(&cfg, &mut a, &mut ra, 30);
-            run(&cfg, &mut b, &mut rb, 30);
+            run(&mut a, &mut ra, 30);
+            run(&mut b, &mut rb, 30);
             assert_eq!(
                 a.device_state(),
                 b.device_state(),
@@ -286,8 +285,8 @@ fn every_algorithm_is_reproducible_and_resumes_exactly() {
             c.restore_device_state(&devices).unwrap();
             c.restore_continuation_state(&streams).unwrap();
             let mut rc = ra.clone();
-            run(&cfg, &mut a, &mut ra, 30);
-            run(&cfg, &mut c, &mut rc, 30);
+            run(&mut a, &mut ra, 30);
+            run(&mut c, &mut rc, 30);
             assert_eq!(
                 a.device_state(),
                 c.device_state(),

@@ -79,6 +79,12 @@ use mapping::CrossPointSplit;
 use rand::SeedableRng;
 use read_model::{mvm, RepeatRead};
 
+/// The seed of random stream `k` of a layer seeded with `seed` (1 devices,
+/// 3 controller, 4 read noise, 5 and 6 the Tiki-Taka fast array and choppers).
+pub(crate) fn stream_seed(seed: u64, k: u64) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(k)
+}
+
 /// A crossbar layer: devices, periphery and controller.
 #[derive(Clone)]
 pub struct Crossbar {
@@ -205,7 +211,7 @@ impl Crossbar {
         }
         let model = config.load_model(device_overrides)?;
         let n = n_out * (n_in + 1);
-        let mix = |k: u64| seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(k);
+        let mix = |k: u64| stream_seed(seed, k);
         let paired = config.mapping == Mapping::Differential;
         let devices = DeviceArray::new(&model, if paired { 2 * n } else { n }, mix(1));
         let factor = match (config.mapping, model.pairing.one_sided) {

@@ -284,7 +284,7 @@ pub(super) struct Transfer {
     m_d: f32,
     rng: Xoshiro256PlusPlus,
     stats: TransferStats,
-    /// Scratch: one column read, the chopped gradient.
+    /// Scratch: one column read and the pulse events of its transfer.
     column: Vec<f32>,
     events: Vec<PulseEvent>,
 }
@@ -326,7 +326,7 @@ impl Transfer {
         n_in: usize,
         seed: u64,
     ) -> Result<Self> {
-        let mix = |k: u64| seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(k);
+        let mix = |k: u64| super::stream_seed(seed, k);
         let mut fast_config = config.clone();
         fast_config.algorithm = Algorithm::Sgd;
         fast_config.lr = 1.0;
