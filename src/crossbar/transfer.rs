@@ -56,7 +56,7 @@
 //!
 //! **Calibration.** Before training every device of `A` is driven to its
 //! symmetry point by alternating up and down pulses
-//! ([`DeviceArray::find_symmetry_point`], the zero-shifting technique of
+//! ([`crate::devices::DeviceArray::find_symmetry_point`], the zero-shifting technique of
 //! H. Kim et al., arXiv 1907.10228), programmed there, and `A`'s zero
 //! `r_ij` is read off; the pulses count in `A`'s wear and energy and in
 //! [`TransferStats::calibration_pulses`].
@@ -289,7 +289,7 @@ pub(super) struct Transfer {
     events: Vec<PulseEvent>,
 }
 
-/// The serialisable state of a [`Transfer`] (inside the crossbar's device state).
+/// The serialisable state of a layer's transfer part (inside the crossbar's device state).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TransferSnapshot {
     fast: serde_json::Value,
@@ -309,7 +309,7 @@ pub struct TransferSnapshot {
     stats: TransferStats,
 }
 
-/// The random streams of a [`Transfer`] (inside the crossbar's continuation state).
+/// The random streams of a layer's transfer part (inside the crossbar's continuation state).
 #[derive(Serialize, Deserialize)]
 pub struct TransferStreams {
     fast: serde_json::Value,
