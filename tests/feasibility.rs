@@ -329,3 +329,67 @@ fn defaulted_schedule_is_the_rules_default() {
     // 48 steps · (10 ns + 8 · 6 ns) + 20 estimated slots · 50 ns / batch 10
     close(e.latency_s.value, 48.0 * 58e-9 + 20.0 * 50e-9 / 10.0);
 }
+
+/// A Tiki-Taka layer (`crossbar.algorithm` ≠ sgd) is costed with its fast
+/// array `A`: A's reads, conversions, pulses and wear add to the layer's,
+/// its tiles to the area, and its update plus one pulse slot per column
+/// transfer to the write time. A's one-hot column reads drive one input
+/// line, so unmeasured they are charged one row's share of its Σ G.
+#[test]
+fn a_fast_array_counts_with_its_layer() {
+    let tech = Technology::from_toml_str(TECH, "test").unwrap();
+    let config = json!({"network": {"arch": "2-2"}, "learning": {"schedule": "jacobi:4"},
+                        "training": {"batch": 10, "substrate": "crossbar"}});
+    // g 0.25 → 3.5 µS and 0.75 → 8.5 µS: Σ G = 24 µS for either array
+    let array =
+        |pulses: u64, mean: f64, max: u64, forward: u64, adc: u64, updates: u64, slots: u64| {
+            json!({
+                "devices": 4,
+                "reads": {"forward_samples": forward, "transposed_samples": 0,
+                          "adc_conversions": adc, "dac_conversions": adc},
+                "pulses_applied": pulses,
+                "pulses_per_device_mean": mean, "pulses_per_device_max": max,
+                "controller": {"updates": updates}, "update_pulse_slots": slots,
+                "conductance_histogram": {"edges": [0.0, 0.5, 1.0], "counts": [2, 2]},
+                "conductance_range_used": {"min_normalised": 0.0, "max_normalised": 1.0,
+                                           "min_us": 1.0, "max_us": 11.0}
+            })
+        };
+    let sgd_layer = array(40, 10.0, 20, 100, 200, 10, 310);
+    let mut layer = array(40, 10.0, 20, 100, 200, 0, 0);
+    layer["transfer"] = json!({
+        "algorithm": "ttv2", "transfers": 30, "column_reads": 30, "slow_pulses": 40,
+        // A: 400 pulses, 100 per device, 250 on the most-worn; 30 column reads
+        "fast_array": array(400, 100.0, 250, 30, 60, 10, 310)
+    });
+    let result = |layer: serde_json::Value| json!({"samples_seen": 100, "epochs": [{}, {}], "hardware": {"layers": [layer]}});
+    let plain = estimate(&counts(config.clone(), result(sgd_layer)), &tech.params);
+    let c = counts(config, result(layer));
+    let l = &c.layers[0];
+    let a = l.fast_array.as_deref().expect("the fast array is costed");
+    assert!(a.one_hot_reads && !l.one_hot_reads);
+    close(l.update_pulse_slots, 30.0); // one slot per column moved into C
+    close(l.updates, 10.0); // A's updates
+    let e = estimate(&c, &tech.params);
+    // reads: C as before; A: 30 one-hot reads of one line (24 µS / 3 rows)
+    close(
+        e.read_energy_j.value,
+        0.25 * 10e-9 * (100.0 * 24e-6 + 30.0 * 8e-6) / 100.0,
+    );
+    close(e.adc_energy_j.value, (200.0 + 60.0) * 64e-15 / 100.0);
+    close(e.write_energy_j.value, (40.0 + 400.0) * 0.5e-12 / 100.0);
+    // writes: (31 slots of A + 3 transfer slots) per update, 50 ns, batch 10
+    let latency = |e: &dyadsim::report::feasibility::Estimate| e.latency_s.value.unwrap();
+    close(
+        Some(latency(&e) - latency(&plain)),
+        (31.0 + 3.0 - 31.0) * 50e-9 / 10.0,
+    );
+    // wear: A's most-worn device (250 pulses in 2 epochs) limits the life
+    close(e.lifetime_median_epochs.value, 1e6 * 2.0 / 100.0);
+    close(e.lifetime_1pct_epochs.value, 1e6 * 2.0 / 250.0);
+    // area: A takes another 4×4 tile with its own ADC (8 edge lines / 8)
+    close(
+        Some(e.area_m2.value.unwrap() - plain.area_m2.value.unwrap()),
+        16.0 * 4.0 * 1e-16 + 1e-12,
+    );
+}

@@ -34,6 +34,13 @@
 //! * **Digital baseline** — a BP step costs 3 MACs per weight (forward,
 //!   backward, gradient): `E_digital = 3·Σ n_in·n_out·E_MAC`.
 //!
+//! A Tiki-Taka layer (`crossbar.algorithm` ttv2, cttv2, agad) is costed
+//! with its fast array `A` as a second array of the same shape: A's reads,
+//! conversions, pulses (calibration included) and wear add to the layer's,
+//! its tiles and ADCs to the area, and the layer's write time is A's pulse
+//! slots plus one slot per column moved into the weights. A's one-hot column
+//! reads drive one input line; unmeasured, each is charged `ΣG / rows`.
+//!
 //! For crossbar runs the emulated device model (`crossbar.device` with the
 //! run's `device.*` overrides) supplies endurance, pulse energy, pulse width
 //! and the G range wherever it states them; the technology fills the rest.
@@ -136,6 +143,13 @@ pub struct LayerCounts {
     pub updates: Option<f64>,
     /// Endurance rating of the device model (pulses).
     pub endurance_pulses: Option<f64>,
+    /// Every read of this array drives one input line (the one-hot column
+    /// reads of a Tiki-Taka fast array), so an unmeasured read is charged
+    /// one line's share of the array's conductance.
+    pub one_hot_reads: bool,
+    /// The layer's Tiki-Taka fast array `A` (`crossbar.algorithm` ≠ sgd),
+    /// costed as a second array of the same shape.
+    pub fast_array: Option<Box<LayerCounts>>,
 }
 
 /// Everything the cost model needs from one run.
@@ -264,31 +278,21 @@ impl RunCounts {
                         ..Default::default()
                     };
                 };
-                let reads = &h.reads;
-                let finite = |x: f64| x.is_finite().then_some(x);
-                LayerCounts {
-                    n_in: w[0],
-                    n_out: w[1],
-                    devices: Some(h.devices as f64),
-                    forward_reads: Some(reads.forward_samples as f64),
-                    transposed_reads: Some(reads.transposed_samples as f64),
-                    read_drive_conductance_s: reads.read_drive_conductance_s.and_then(finite),
-                    conductance_sum_s: conductance_sum_from_histogram(h),
-                    adc_conversions: Some(reads.adc_conversions as f64),
-                    dac_conversions: reads.dac_conversions.map(|n| n as f64),
-                    pulses_total: Some(h.pulses_applied as f64),
-                    // The crossbar records no per-device distribution.
-                    pulses_median: None,
-                    pulses_p99: None,
-                    pulses_mean: finite(h.pulses_per_device_mean),
-                    pulses_max: Some(h.pulses_per_device_max as f64),
-                    write_energy_j: h.pulse_energy_j.and_then(finite),
-                    update_pulse_slots: h.update_pulse_slots.map(|s| s as f64),
-                    updates: Some(h.controller.updates as f64),
-                    // The device model's endurance comes from the stored
-                    // configuration (`DeviceConstants`).
-                    endurance_pulses: None,
+                let mut counts = array_counts(h, w[0], w[1]);
+                if let Some(t) = &h.transfer {
+                    // A Tiki-Taka layer's fast array is on the chip too
+                    // (its own tiles, reads, conversions, pulses and wear,
+                    // calibration included). The layer's slow array is
+                    // written by the transfers only: one pulse slot
+                    // (`max_pulses` = 1) per column moved, once per update
+                    // of the fast array.
+                    let mut fast = array_counts(&t.fast_array, w[0], w[1]);
+                    fast.one_hot_reads = true;
+                    counts.update_pulse_slots = Some(t.column_reads as f64);
+                    counts.updates = fast.updates;
+                    counts.fast_array = Some(Box::new(fast));
                 }
+                counts
             })
             .collect();
         let settle: Vec<f64> = result
@@ -403,122 +407,135 @@ pub fn estimate(c: &RunCounts, t: &TechnologyParams) -> Estimate {
     let mut life_p1: Option<f64> = None;
     let mut life_prov = Measured;
     let depth = c.layers.len();
-    for (k, l) in c.layers.iter().enumerate() {
-        let rows = (l.n_in + 1) as f64; // inputs + bias row
-        let cols = l.n_out as f64;
-        let analytic_devices = rows * cols * t.devices_per_weight;
-        let devices = l.devices.unwrap_or(analytic_devices);
-        macs += l.n_in as f64 * l.n_out as f64;
+    for (k, layer) in c.layers.iter().enumerate() {
+        macs += layer.n_in as f64 * layer.n_out as f64;
         // one dyadic neuron per hidden and output unit
-        neurons += l.n_out as f64;
-        // Analytic per-sample reads: every layer is read forward once per
-        // sequential step it takes part in; feedback (transposed) reads
-        // exist for layers k ≥ 2 only.
-        let per_sample_steps = (c.schedule_steps / depth.max(1) as f64).max(1.0);
-        let fwd_est = samples * per_sample_steps;
-        let trn_est = if k == 0 {
-            0.0
-        } else {
-            samples * per_sample_steps
-        };
-        let (fwd, fwd_p) = l
-            .forward_reads
-            .map_or((fwd_est, Estimated), |r| (r, Measured));
-        let (trn, trn_p) = l
-            .transposed_reads
-            .map_or((trn_est, Estimated), |r| (r, Measured));
-        let (g_sum, g_p) = l
-            .conductance_sum_s
-            .map_or((devices * g_mean, Estimated), |g| (g, Measured));
-        // --- read energy
-        // Discrete reads are pulses of t_read; the continuous-time circuit
-        // reads for the whole settle time, so its estimate uses t_settle.
-        let (e_read, p_read) = if let (Some(x), false) = (l.read_drive_conductance_s, c.ode) {
-            (v2 * t.read_pulse_s * x, Measured)
-        } else if c.ode {
-            let directions = if k == 0 { 1.0 } else { 2.0 };
-            (
-                v2 * g_sum * t_settle * directions * samples,
-                g_p.worst(settle.provenance).worst(Estimated),
-            )
-        } else {
-            (v2 * t.read_pulse_s * (fwd + trn) * g_sum, Estimated)
-        };
-        read = (read.0 + e_read, read.1.worst(p_read));
-        // --- converters
-        let (fwd_c, trn_c) = if c.ode {
-            // the controller samples s̄ and δ once per sample for the update
-            (samples, if k == 0 { 0.0 } else { samples })
-        } else {
-            (fwd, trn)
-        };
-        let conv_p = if c.ode { Estimated } else { fwd_p.worst(trn_p) };
-        let adc_est = fwd_c * l.n_out as f64 + trn_c * l.n_in as f64;
-        let dac_est = fwd_c * l.n_in as f64 + trn_c * l.n_out as f64;
-        let (n_adc, p_adc) = l
-            .adc_conversions
-            .map_or((adc_est, conv_p.worst(Estimated)), |n| (n, Measured));
-        let (n_dac, p_dac) = l
-            .dac_conversions
-            .map_or((dac_est, conv_p.worst(Estimated)), |n| (n, Measured));
-        adc = (
-            adc.0 + n_adc * t.adc_energy_per_conversion_j,
-            adc.1.worst(p_adc),
-        );
-        dac = (
-            dac.0 + n_dac * t.dac_energy_per_conversion_j,
-            dac.1.worst(p_dac),
-        );
-        // --- writes
-        match (l.write_energy_j, l.pulses_total) {
-            // the device model's own per-pulse energy wins over the technology's
-            (Some(e), _) => write.0 += e,
-            (None, Some(p)) => write.0 += p * pulse_energy,
-            (None, None) => write.1 = Missing,
-        }
-        match (l.update_pulse_slots, l.updates) {
-            (Some(s), Some(u)) if u > 0.0 => slots.0 = f64::max(slots.0, s / u),
-            _ => {
-                slots.0 = f64::max(slots.0, t.write_slots_per_update);
-                slots.1 = Estimated;
+        neurons += layer.n_out as f64;
+        // The layer's write phases: its array's, then its fast array's
+        // (a Tiki-Taka layer updates A, then moves columns into C).
+        let mut layer_slots = 0.0;
+        // The weight array, then its fast array if it has one.
+        for l in std::iter::once(layer).chain(layer.fast_array.as_deref()) {
+            let rows = (l.n_in + 1) as f64; // inputs + bias row
+            let cols = l.n_out as f64;
+            let analytic_devices = rows * cols * t.devices_per_weight;
+            let devices = l.devices.unwrap_or(analytic_devices);
+            // Analytic per-sample reads: every layer is read forward once per
+            // sequential step it takes part in; feedback (transposed) reads
+            // exist for layers k ≥ 2 only.
+            let per_sample_steps = (c.schedule_steps / depth.max(1) as f64).max(1.0);
+            let fwd_est = samples * per_sample_steps;
+            let trn_est = if k == 0 {
+                0.0
+            } else {
+                samples * per_sample_steps
+            };
+            let (fwd, fwd_p) = l
+                .forward_reads
+                .map_or((fwd_est, Estimated), |r| (r, Measured));
+            let (trn, trn_p) = l
+                .transposed_reads
+                .map_or((trn_est, Estimated), |r| (r, Measured));
+            let (g_sum, g_p) = l
+                .conductance_sum_s
+                .map_or((devices * g_mean, Estimated), |g| (g, Measured));
+            // --- read energy
+            // Discrete reads are pulses of t_read; the continuous-time circuit
+            // reads for the whole settle time, so its estimate uses t_settle.
+            let (e_read, p_read) = if let (Some(x), false) = (l.read_drive_conductance_s, c.ode) {
+                (v2 * t.read_pulse_s * x, Measured)
+            } else if l.one_hot_reads {
+                // one input line at full scale: that line's devices, ΣG / rows
+                let x = l.read_drive_conductance_s;
+                x.map_or((v2 * t.read_pulse_s * fwd * g_sum / rows, Estimated), |x| {
+                    (v2 * t.read_pulse_s * x, Measured)
+                })
+            } else if c.ode {
+                let directions = if k == 0 { 1.0 } else { 2.0 };
+                (
+                    v2 * g_sum * t_settle * directions * samples,
+                    g_p.worst(settle.provenance).worst(Estimated),
+                )
+            } else {
+                (v2 * t.read_pulse_s * (fwd + trn) * g_sum, Estimated)
+            };
+            read = (read.0 + e_read, read.1.worst(p_read));
+            // --- converters
+            let (fwd_c, trn_c) = if c.ode && !l.one_hot_reads {
+                // the controller samples s̄ and δ once per sample for the update
+                (samples, if k == 0 { 0.0 } else { samples })
+            } else {
+                (fwd, trn)
+            };
+            let conv_p = if c.ode { Estimated } else { fwd_p.worst(trn_p) };
+            let adc_est = fwd_c * l.n_out as f64 + trn_c * l.n_in as f64;
+            let dac_est = fwd_c * l.n_in as f64 + trn_c * l.n_out as f64;
+            let (n_adc, p_adc) = l
+                .adc_conversions
+                .map_or((adc_est, conv_p.worst(Estimated)), |n| (n, Measured));
+            let (n_dac, p_dac) = l
+                .dac_conversions
+                .map_or((dac_est, conv_p.worst(Estimated)), |n| (n, Measured));
+            adc = (
+                adc.0 + n_adc * t.adc_energy_per_conversion_j,
+                adc.1.worst(p_adc),
+            );
+            dac = (
+                dac.0 + n_dac * t.dac_energy_per_conversion_j,
+                dac.1.worst(p_dac),
+            );
+            // --- writes
+            match (l.write_energy_j, l.pulses_total) {
+                // the device model's own per-pulse energy wins over the technology's
+                (Some(e), _) => write.0 += e,
+                (None, Some(p)) => write.0 += p * pulse_energy,
+                (None, None) => write.1 = Missing,
             }
-        }
-        // --- lifetime
-        let endurance = l
-            .endurance_pulses
-            .or(dev.endurance_pulses)
-            .unwrap_or(t.endurance_pulses);
-        if let Some(p) = l.pulses_total {
-            let mean = l.pulses_mean.unwrap_or(p / devices.max(1.0));
-            // Without quantiles: the mean stands for the median (uniform
-            // wear), the most-worn device for the 1 % (conservative).
-            let (med, p99, prov) = match (l.pulses_median, l.pulses_p99) {
-                (Some(m), Some(q)) => (m, q, Measured),
-                (Some(m), None) => (m, l.pulses_max.unwrap_or(m), Estimated),
-                _ => (mean, l.pulses_max.unwrap_or(mean), Estimated),
-            };
-            life_prov = life_prov.worst(prov);
-            let epochs = c.epochs.max(1.0);
-            let lm = if med > 0.0 {
-                endurance * epochs / med
+            match (l.update_pulse_slots, l.updates) {
+                (Some(s), Some(u)) if u > 0.0 => layer_slots += s / u,
+                _ => {
+                    layer_slots += t.write_slots_per_update;
+                    slots.1 = Estimated;
+                }
+            }
+            // --- lifetime
+            let endurance = l
+                .endurance_pulses
+                .or(dev.endurance_pulses)
+                .unwrap_or(t.endurance_pulses);
+            if let Some(p) = l.pulses_total {
+                let mean = l.pulses_mean.unwrap_or(p / devices.max(1.0));
+                // Without quantiles: the mean stands for the median (uniform
+                // wear), the most-worn device for the 1 % (conservative).
+                let (med, p99, prov) = match (l.pulses_median, l.pulses_p99) {
+                    (Some(m), Some(q)) => (m, q, Measured),
+                    (Some(m), None) => (m, l.pulses_max.unwrap_or(m), Estimated),
+                    _ => (mean, l.pulses_max.unwrap_or(mean), Estimated),
+                };
+                life_prov = life_prov.worst(prov);
+                let epochs = c.epochs.max(1.0);
+                let lm = if med > 0.0 {
+                    endurance * epochs / med
+                } else {
+                    f64::INFINITY
+                };
+                let lp = if p99 > 0.0 {
+                    endurance * epochs / p99
+                } else {
+                    f64::INFINITY
+                };
+                life_med = Some(life_med.map_or(lm, |x: f64| x.min(lm)));
+                life_p1 = Some(life_p1.map_or(lp, |x: f64| x.min(lp)));
             } else {
-                f64::INFINITY
-            };
-            let lp = if p99 > 0.0 {
-                endurance * epochs / p99
-            } else {
-                f64::INFINITY
-            };
-            life_med = Some(life_med.map_or(lm, |x: f64| x.min(lm)));
-            life_p1 = Some(life_p1.map_or(lp, |x: f64| x.min(lp)));
-        } else {
-            life_prov = Missing;
+                life_prov = Missing;
+            }
+            // --- area: tiles holding rows × (cols·devices_per_weight) devices
+            let weights_per_tile_col = (t.array_cols / t.devices_per_weight).floor().max(1.0);
+            let tiles = (rows / t.array_rows).ceil() * (cols / weights_per_tile_col).ceil();
+            area_cells += tiles * t.array_rows * t.array_cols;
+            adcs += tiles * ((t.array_rows + t.array_cols) / t.columns_per_adc).ceil();
         }
-        // --- area: tiles holding rows × (cols·devices_per_weight) devices
-        let weights_per_tile_col = (t.array_cols / t.devices_per_weight).floor().max(1.0);
-        let tiles = (rows / t.array_rows).ceil() * (cols / weights_per_tile_col).ceil();
-        area_cells += tiles * t.array_rows * t.array_cols;
-        adcs += tiles * ((t.array_rows + t.array_cols) / t.columns_per_adc).ceil();
+        slots.0 = f64::max(slots.0, layer_slots);
     }
     let per = |x: f64| x / samples;
     let read_t = Term::new(per(read.0), read.1);
@@ -639,5 +656,37 @@ impl Verdict {
         ok(req.accuracy_min.is_some(), self.accuracy)
             && ok(req.energy_per_sample_max_j.is_some(), self.energy)
             && ok(req.lifetime_min_epochs.is_some(), self.lifetime)
+    }
+}
+
+/// The counts of one array's hardware statistics (`n_in`, `n_out` from the
+/// architecture).
+fn array_counts(h: &LayerHardwareStats, n_in: usize, n_out: usize) -> LayerCounts {
+    let reads = &h.reads;
+    let finite = |x: f64| x.is_finite().then_some(x);
+    LayerCounts {
+        n_in,
+        n_out,
+        devices: Some(h.devices as f64),
+        forward_reads: Some(reads.forward_samples as f64),
+        transposed_reads: Some(reads.transposed_samples as f64),
+        read_drive_conductance_s: reads.read_drive_conductance_s.and_then(finite),
+        conductance_sum_s: conductance_sum_from_histogram(h),
+        adc_conversions: Some(reads.adc_conversions as f64),
+        dac_conversions: reads.dac_conversions.map(|n| n as f64),
+        pulses_total: Some(h.pulses_applied as f64),
+        // The crossbar records no per-device distribution.
+        pulses_median: None,
+        pulses_p99: None,
+        pulses_mean: finite(h.pulses_per_device_mean),
+        pulses_max: Some(h.pulses_per_device_max as f64),
+        write_energy_j: h.pulse_energy_j.and_then(finite),
+        update_pulse_slots: h.update_pulse_slots.map(|s| s as f64),
+        updates: Some(h.controller.updates as f64),
+        // The device model's endurance comes from the stored
+        // configuration (`DeviceConstants`).
+        endurance_pulses: None,
+        one_hot_reads: false,
+        fast_array: None,
     }
 }
