@@ -7,7 +7,7 @@
 mod common;
 
 use common::{config, mnist_subset};
-use dyadsim::experiment::result::RunStatus;
+use dyadsim::experiment::result::{DivergenceCause, RunStatus};
 use dyadsim::experiment::train::run;
 
 fn table2_run(rule: &str, stop_on_runaway: bool) -> dyadsim::experiment::RunResult {
@@ -60,6 +60,13 @@ fn dpt_stays_bounded_and_learns_while_dp_runs_away() {
     );
     let at = dp.diverged_at.expect("where DP diverged");
     assert_eq!(at.reason, "runaway_state");
+    // DP's runaway is its feedback loop's gain (paper Appendix A.1), not
+    // weights that Adam drove away
+    assert_eq!(at.cause, Some(DivergenceCause::LoopGain), "{at:?}");
+    assert_eq!(at.weight_norms.len(), 5);
+    for (now, before) in at.weight_norms.iter().zip(&at.weight_norms_before) {
+        assert!(*now < 2.0 * before, "{at:?}");
+    }
     assert!(
         at.epoch == 1 && at.batch >= 1 && at.layer >= 1 && at.layer <= 5,
         "{at:?}"
@@ -77,4 +84,30 @@ fn divergence_stops_the_run_and_says_where() {
     // The JSON never carries NaN.
     let json = serde_json::to_string(&dp).unwrap();
     assert!(!json.contains("NaN"));
+}
+
+/// Plain pulsed SGD on `pcm` under DP⊤ (the default 784-512-512-10) runs
+/// away within a few batches because its writes (a few hundred states, strongly asymmetric steps)
+/// blow the weights up: the record says so, with the norms that show it.
+#[test]
+fn a_crossbar_runaway_from_the_writes_is_told_apart_from_loop_gain() {
+    let cfg = config(&[
+        "training.substrate=\"crossbar\"",
+        "crossbar.device=\"pcm\"",
+        "crossbar.algorithm=\"sgd\"",
+        "training.epochs=1",
+        "seed=1",
+    ])
+    .check()
+    .unwrap();
+    let result = run(&cfg, &mnist_subset(300, 100), &mut []).unwrap().result;
+    let at = result.diverged_at.expect("plain SGD on pcm diverges");
+    assert_eq!(at.cause, Some(DivergenceCause::Writes), "{at:?}");
+    let grew = at
+        .weight_norms
+        .iter()
+        .zip(&at.weight_norms_before)
+        .any(|(now, before)| *now >= 2.0 * before);
+    assert!(grew, "{at:?}");
+    assert!(at.describe().contains("the writes drove the weights away"));
 }

@@ -169,6 +169,9 @@ fn mixed_precision_pcm_with_drift_keeps_its_bits() {
             "crossbar",
             "--device",
             "pcm",
+            // plain pulsed SGD, not the model's recommended ttv2
+            "--algorithm",
+            "sgd",
             "--write",
             "mixed_precision",
             "--set",

@@ -129,16 +129,26 @@ fn py_to_table(value: &Bound<'_, PyAny>, what: &str) -> PyResult<toml::Table> {
 /// sections), `"path"` (a TOML file), `"toml"` (TOML text).
 fn resolve_config(kind: &str, config: &Bound<'_, PyAny>) -> PyResult<Config> {
     match kind {
-        "dict" => Config::from_table(py_to_table(config, "config")?).map_err(to_py_err),
+        // The device model's recommended crossbar settings fill the fields
+        // the configuration leaves out, as on the command line.
+        "dict" => {
+            Config::from_table_recommended(py_to_table(config, "config")?, "the configuration dict")
+                .map_err(to_py_err)
+        }
         "path" => {
             let path: PathBuf = config.extract()?;
-            Config::from_file(&path).map_err(to_py_err)
+            Config::from_file_recommended(&path).map_err(to_py_err)
         }
         "toml" => {
             let text: String = config.extract()?;
+            // Parsed as a configuration first, for the CLI's error messages.
             toml::from_str::<Config>(&text)
                 .context("invalid configuration")
-                .map_err(to_py_err)
+                .map_err(to_py_err)?;
+            let table: toml::Table = toml::from_str(&text)
+                .context("invalid configuration")
+                .map_err(to_py_err)?;
+            Config::from_table_recommended(table, "the configuration text").map_err(to_py_err)
         }
         other => Err(PyValueError::new_err(format!(
             "unknown configuration kind {other:?}"

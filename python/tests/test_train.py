@@ -199,3 +199,17 @@ def test_save_replaces_a_run_only_when_asked(tmp_path):
     with pytest.raises(ValueError, match="holds no run"):
         run.save(tmp_path / "mine", overwrite=True)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def test_a_device_models_recommended_setting_applies_as_on_the_cli():
+    tiny = {
+        "network": {"arch": "784-8-10"},
+        "training": {"epochs": 1, "batch": 20, "substrate": "crossbar"},
+        "data": {"train_size": 40, "validation_size": 0, "test_size": 20},
+    }
+    run = dyadsim.train({**tiny, "crossbar": {"device": "pcm"}})
+    assert run.config["crossbar"]["algorithm"] == "ttv2"
+    assert run.config["sources"]["crossbar.algorithm"].endswith("pcm.toml (built in), recommended")
+    mine = dyadsim.train({**tiny, "crossbar": {"device": "pcm", "algorithm": "sgd"}})
+    assert mine.config["crossbar"]["algorithm"] == "sgd"
+    assert mine.config["sources"]["crossbar.algorithm"] == "the configuration dict"

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use dyadsim::experiment::config::Config;
+use dyadsim::experiment::config::{table_has, Config, Given};
 use dyadsim::experiment::ValidConfig;
 use std::path::PathBuf;
 
@@ -91,10 +91,10 @@ pub struct RunArgs {
     /// Device model of a crossbar run (shipped name or path to a TOML file); implies --substrate crossbar.
     #[arg(help_heading = "Hardware", long)]
     pub device: Option<String>,
-    /// Controller write scheme: stochastic, mixed_precision, exact; implies --substrate crossbar [default: stochastic].
+    /// Controller write scheme: stochastic, mixed_precision, exact; implies --substrate crossbar [default: stochastic; exact on the continuous ideal model, its recommendation].
     #[arg(help_heading = "Hardware", long)]
     pub write: Option<String>,
-    /// On-chip learning algorithm: sgd, ttv2, cttv2, agad (Tiki-Taka family, settings in [crossbar.transfer]); implies --substrate crossbar [default: sgd].
+    /// On-chip learning algorithm: sgd, ttv2, cttv2, agad (Tiki-Taka family, settings in [crossbar.transfer]); implies --substrate crossbar [default: sgd, or the device model's recommendation].
     #[arg(help_heading = "Hardware", long)]
     pub algorithm: Option<String>,
     /// Inference dynamics: discrete or ode [default: discrete].
@@ -264,6 +264,26 @@ impl RunArgs {
             cfg.set_as(&assignment, &origin)?;
             given.push((path, origin));
         }
+        // The device model's recommended crossbar settings fill the fields
+        // that neither the configuration file nor an option gave.
+        let file = match &self.config {
+            Some(path) => Some((
+                Config::file_table(path)?,
+                format!("config file {}", path.display()),
+            )),
+            None => None,
+        };
+        cfg.apply_recommended(&|path| {
+            let by_option = given
+                .iter()
+                .rev()
+                .find(|(p, _)| path == p || path.starts_with(&format!("{p}.")));
+            if let Some((_, origin)) = by_option {
+                return Some(Given::Option(origin.clone()));
+            }
+            let (table, origin) = file.as_ref()?;
+            table_has(table, path).then(|| Given::InConfiguration(origin.clone()))
+        })?;
         Ok((cfg, given))
     }
 }

@@ -126,10 +126,7 @@ impl Observer for TerminalProgress {
         self.line(&text);
     }
     fn on_divergence(&mut self, e: &DivergenceEvent) {
-        self.line(&format!(
-            "diverged: {} in layer {} (value {:.3e}) at epoch {}, batch {}",
-            e.reason, e.layer, e.value, e.epoch, e.batch
-        ));
+        self.line(&format!("diverged: {}", e.describe()));
     }
     fn on_finish(&mut self, _result: &dyadsim::experiment::RunResult) {
         if let Some(b) = self.bar.take() {

@@ -92,6 +92,9 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             cfg.raw().training.epochs,
             if cfg.raw().training.epochs == 1 { "" } else { "s" }
         );
+        for line in recommended_lines(cfg.raw())? {
+            eprintln!("{line}");
+        }
     }
     let (network, epochs_before) = match (&args.resume, &args.init_from) {
         (None, None) => (build_network(&cfg)?, 0),
@@ -142,10 +145,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             result.samples_per_second
         );
         if let Some(d) = &result.diverged_at {
-            println!(
-                "diverged at epoch {}, batch {}, layer {}: {} ({:.3e})",
-                d.epoch, d.batch, d.layer, d.reason, d.value
-            );
+            println!("diverged: {}", d.describe());
         }
     }
     Ok(())
@@ -174,6 +174,33 @@ impl Observer for Checkpoints<'_> {
         )
         .with_context(|| format!("writing the checkpoint into --out {}", self.dir.display()))
     }
+}
+
+/// One line per setting the device model recommended and the run took,
+/// saying how to override it.
+fn recommended_lines(cfg: &dyadsim::experiment::config::Config) -> Result<Vec<String>> {
+    let table = cfg.to_table()?;
+    let mut lines = Vec::new();
+    for (path, source) in &cfg.sources {
+        if !source.ends_with(", recommended") {
+            continue;
+        }
+        let mut value = None;
+        let mut current = &table;
+        for (i, part) in path.split('.').enumerate() {
+            match current.get(part) {
+                Some(toml::Value::Table(t)) => current = t,
+                Some(v) if i + 1 == path.split('.').count() => value = Some(v.to_string()),
+                _ => break,
+            }
+        }
+        let value = value.unwrap_or_else(|| "?".into());
+        lines.push(format!(
+            "  {path} = {value}, recommended by the {} (--set {path}=… overrides it)",
+            source.trim_end_matches(", recommended")
+        ));
+    }
+    Ok(lines)
 }
 
 /// Whether two paths name the same directory.

@@ -66,6 +66,17 @@ pub enum WriteScheme {
     Exact,
 }
 
+impl WriteScheme {
+    /// The name used in configuration files (`crossbar.write`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            WriteScheme::Stochastic => "stochastic",
+            WriteScheme::MixedPrecision => "mixed_precision",
+            WriteScheme::Exact => "exact",
+        }
+    }
+}
+
 /// Whether each sample or each batch is a pulse phase.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
 #[serde(rename_all = "snake_case")]

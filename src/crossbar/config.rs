@@ -201,8 +201,8 @@ impl CrossbarConfig {
         }
         if model.nominal_step() <= 0.0 && self.write != WriteScheme::Exact {
             bail!(
-                "crossbar.write = {:?} needs pulses of finite size, but device model '{}' is continuous (dw_min = 0); use write = \"exact\" or set device.dw_min",
-                self.write,
+                "crossbar.write = \"{}\" needs pulses of finite size, but device model '{}' is continuous (dw_min = 0); use write = \"exact\" or set device.dw_min",
+                self.write.name(),
                 model.name
             );
         }

@@ -90,6 +90,18 @@ pub enum Algorithm {
     Agad,
 }
 
+impl std::fmt::Display for Algorithm {
+    /// The name used in configuration files (`crossbar.algorithm`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Algorithm::Sgd => "sgd",
+            Algorithm::Ttv2 => "ttv2",
+            Algorithm::Cttv2 => "cttv2",
+            Algorithm::Agad => "agad",
+        })
+    }
+}
+
 impl Algorithm {
     /// Whether the algorithm uses a fast array and transfers.
     pub fn transfers(self) -> bool {

@@ -57,6 +57,47 @@ pub const RESPONSE_KEYS: &[(&str, ResponseKind)] = &[
     ("exp_z_offset", ResponseKind::Exponential),
 ];
 
+/// The `[recommended]` table of a model file: crossbar settings that the
+/// model needs to learn at `dyadsim train --device NAME` (say a Tiki-Taka
+/// algorithm for a device whose plain pulsed SGD diverges), with how they
+/// were found. A run applies each setting unless its configuration file, a
+/// flag or `--set` gives that field, and records where every one came from
+/// (`sources` in the run's configuration).
+///
+/// ```toml
+/// [recommended]
+/// source = "measured: DP⊤ and BP, 784-512-512-10, 10,000 MNIST images"
+/// crossbar = { algorithm = "ttv2" }
+/// ```
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Recommended {
+    /// How the settings were found (a measurement, a paper's preset).
+    pub source: String,
+    /// Fields of the `[crossbar]` section (nested tables for its
+    /// subsections, e.g. `transfer = { fast_lr = 0.1 }`).
+    pub crossbar: toml::Table,
+}
+
+impl Recommended {
+    /// The settings as `(crossbar.PATH, value)`, nested tables flattened
+    /// (`crossbar.transfer.fast_lr`), sorted by path.
+    pub fn settings(&self) -> Vec<(String, toml::Value)> {
+        fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value)>) {
+            for (key, value) in table {
+                let path = format!("{prefix}.{key}");
+                match value {
+                    toml::Value::Table(t) => walk(&path, t, out),
+                    v => out.push((path, v.clone())),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk("crossbar", &self.crossbar, &mut out);
+        out
+    }
+}
+
 /// A model file as written: the flat keys (see `device_models/README.md`
 /// for units and meaning; [`DeviceModel`]'s fields document each key too).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -115,6 +156,10 @@ pub struct RawDeviceModel {
     pub refresh_threshold: f32,
     pub pulse_width_ns: f64,
     pub pulse_energy_pj: f64,
+    /// `[recommended]`: crossbar settings (`crossbar.KEY`) the model needs
+    /// to learn, applied unless the run sets them; optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommended: Option<Recommended>,
 }
 
 impl RawDeviceModel {
@@ -254,6 +299,7 @@ impl TryFrom<RawDeviceModel> for DeviceModel {
                 pulse_width_ns: r.pulse_width_ns,
                 pulse_energy_pj: r.pulse_energy_pj,
             },
+            recommended: r.recommended,
         })
     }
 }
@@ -335,6 +381,7 @@ impl From<&DeviceModel> for RawDeviceModel {
             refresh_threshold: m.pairing.refresh_threshold,
             pulse_width_ns: m.cost.pulse_width_ns,
             pulse_energy_pj: m.cost.pulse_energy_pj,
+            recommended: m.recommended.clone(),
         }
     }
 }
@@ -431,8 +478,8 @@ fn apply_override(
     value: &toml::Value,
     origin: &str,
 ) -> Result<()> {
-    if matches!(field, "name" | "description" | "source") {
-        bail!("device.{field}: metadata of model file {origin} cannot be overridden");
+    if matches!(field, "name" | "description" | "source" | "recommended") {
+        bail!("device.{field}: metadata of model file {origin} cannot be overridden (crossbar settings are set as crossbar.KEY)");
     }
     let Some(current) = table.get(field) else {
         if RESPONSE_KEYS.iter().any(|(k, _)| *k == field) {

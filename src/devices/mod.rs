@@ -518,6 +518,8 @@ pub struct DeviceModel {
     pub pairing: Pairing,
     /// Cost-model constants of a write pulse.
     pub cost: PulseCost,
+    /// Crossbar settings the model recommends (`[recommended]`), if any.
+    pub recommended: Option<file::Recommended>,
 }
 
 /// The shipped models: name and embedded file text.

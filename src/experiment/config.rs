@@ -13,6 +13,7 @@ pub use crate::rules::config::LearningConfig;
 use crate::rules::config::LearningParams;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Everything a run needs. Serialises to the `config.toml` written beside results.
@@ -39,6 +40,13 @@ pub struct Config {
     pub device: toml::Table,
     /// Continuous-time circuit (used when `training.dynamics = "ode"`).
     pub circuit: CircuitConfig,
+    /// Where the fields a device model recommends (`[recommended]` in its
+    /// file) got their values: `crossbar.algorithm = "device model
+    /// device_models/pcm.toml (built in), recommended"`, or the flag, `--set`
+    /// or configuration that set them instead. Written by
+    /// [`Config::apply_recommended`]; a record, it does not affect the run.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -54,8 +62,21 @@ impl Default for Config {
             crossbar: CrossbarConfig::default(),
             device: toml::Table::new(),
             circuit: CircuitConfig::default(),
+            sources: BTreeMap::new(),
         }
     }
+}
+
+/// How a run's own settings gave a field, for [`Config::apply_recommended`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Given {
+    /// The field is in the configuration the run was built from (a file,
+    /// a table, a sweep's job); `0` names it (`config file run.toml`). A
+    /// source that configuration already records for the field is kept (a
+    /// resumed run's `config.toml` keeps "recommended").
+    InConfiguration(String),
+    /// A flag or `--set` gave it; what the user wrote (`--algorithm sgd`).
+    Option(String),
 }
 
 /// Topology (TOML `[network]`).
@@ -287,6 +308,86 @@ impl Config {
         }
     }
 
+    /// Applies the crossbar settings the run's device model recommends
+    /// (`[recommended]` in its model file, DESIGN.md §4.1) to every field
+    /// `given` does not name, and records in [`Config::sources`] where each
+    /// recommended field's value came from. Digital runs are left alone; a
+    /// device model that does not load is left to [`Config::check`] to
+    /// report.
+    pub fn apply_recommended(&mut self, given: &dyn Fn(&str) -> Option<Given>) -> Result<()> {
+        if self.training.substrate != SubstrateKind::Crossbar {
+            return Ok(());
+        }
+        let name = self.crossbar.device.clone();
+        let Ok(model) = crate::devices::DeviceModel::load(&name, &self.device) else {
+            return Ok(());
+        };
+        let Some(recommended) = &model.recommended else {
+            return Ok(());
+        };
+        let origin = crate::devices::DeviceModel::source_text(&name)
+            .map_or_else(|_| name.clone(), |(origin, _)| origin);
+        let mut table = self.to_table()?;
+        let mut sources = self.sources.clone();
+        let mut applied = false;
+        for (path, value) in recommended.settings() {
+            match given(&path) {
+                Some(Given::Option(by)) => {
+                    sources.insert(path, by);
+                }
+                Some(Given::InConfiguration(from)) => {
+                    sources.entry(path).or_insert(from);
+                }
+                None => {
+                    set_path(&mut table, &path, value.clone())
+                        .and_then(|()| Config::from_table(table.clone()).map(drop))
+                        .with_context(|| {
+                            format!("device model file {origin}: [recommended] {path} = {value}")
+                        })?;
+                    sources.insert(path, format!("device model {origin}, recommended"));
+                    applied = true;
+                }
+            }
+        }
+        if applied {
+            *self = Config::from_table(table)?;
+        }
+        self.sources = sources;
+        Ok(())
+    }
+
+    /// [`Config::from_file`], then the device model's recommendations
+    /// ([`Config::apply_recommended`]) for every field the file does not
+    /// hold.
+    pub fn from_file_recommended(path: &Path) -> Result<Self> {
+        let mut cfg = Config::from_file(path)?;
+        let table = Config::file_table(path)?;
+        let origin = format!("config file {}", path.display());
+        cfg.apply_recommended(&|field| {
+            table_has(&table, field).then(|| Given::InConfiguration(origin.clone()))
+        })?;
+        Ok(cfg)
+    }
+
+    /// The TOML table of a configuration file, as written (the fields it
+    /// gives, without defaults).
+    pub fn file_table(path: &Path) -> Result<toml::Table> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// [`Config::from_table`], then the device model's recommendations
+    /// ([`Config::apply_recommended`]) for every field the table does not
+    /// hold (`origin` names the table in [`Config::sources`]).
+    pub fn from_table_recommended(table: toml::Table, origin: &str) -> Result<Self> {
+        let mut cfg = Config::from_table(table.clone())?;
+        cfg.apply_recommended(&|path| {
+            table_has(&table, path).then(|| Given::InConfiguration(origin.to_string()))
+        })?;
+        Ok(cfg)
+    }
+
     /// Applies `path.to.field=value` (value parsed as TOML, else taken as a string).
     pub fn set(&mut self, assignment: &str) -> Result<()> {
         self.set_as(assignment, &format!("--set '{assignment}'"))
@@ -380,7 +481,22 @@ impl Config {
         if !(dv.state_limit > 0.0 && dv.weight_limit > 0.0) {
             bail!("divergence.state_limit and divergence.weight_limit must be > 0");
         }
-        self.crossbar.check(&self.device)?;
+        self.crossbar.check(&self.device).map_err(|e| {
+            // A value the device model recommended is the model file's error.
+            let recommended: Vec<String> = self
+                .sources
+                .iter()
+                .filter_map(|(p, s)| {
+                    let model = s.strip_suffix(", recommended")?;
+                    Some(format!("{p} from the [recommended] table of {model}"))
+                })
+                .collect();
+            if recommended.is_empty() {
+                e
+            } else {
+                e.context(format!("with {}", recommended.join(", ")))
+            }
+        })?;
         let circuit = self.circuit.check()?;
         if t.dynamics == DynamicsKind::Ode
             && t.substrate == SubstrateKind::Crossbar
@@ -492,6 +608,20 @@ pub fn parse_toml_value(text: &str) -> toml::Value {
             .unwrap_or(toml::Value::String(text.to_string())),
         Err(_) => toml::Value::String(text.to_string()),
     }
+}
+
+/// Whether `table` holds the field `a.b.c`.
+pub fn table_has(table: &toml::Table, path: &str) -> bool {
+    let mut current = table;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        match (current.get(part), parts.peek()) {
+            (Some(_), None) => return true,
+            (Some(toml::Value::Table(t)), Some(_)) => current = t,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Sets `a.b.c = value` inside `table`, creating intermediate tables only

@@ -4,6 +4,7 @@
 //! Every number that can fail to exist (a diverged run has no meaningful
 //! accuracy) is an `Option`, serialised as `null` — never NaN.
 
+pub use crate::metrics::DivergenceCause;
 use serde::{Deserialize, Serialize};
 
 /// Whether a run finished normally.
@@ -41,6 +42,55 @@ pub struct DivergenceEvent {
     pub reason: String,
     /// The offending magnitude (max |s| or max |w|; infinity if non-finite).
     pub value: f64,
+    /// Why the run diverged ([`crate::metrics::diagnose_divergence`]);
+    /// absent in results written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<DivergenceCause>,
+    /// ‖W_k‖₂ of every layer when the run diverged (power iteration).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weight_norms: Vec<f64>,
+    /// ‖W_k‖₂ of every layer at the start of the epoch it diverged in (the
+    /// run's initial weights in epoch 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weight_norms_before: Vec<f64>,
+    /// The network's Lipschitz estimate ‖W_L⋯W_1‖₂ when it diverged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lipschitz: Option<f64>,
+}
+
+impl DivergenceEvent {
+    /// One line for people: what diverged where, why and what to change.
+    pub fn describe(&self) -> String {
+        let mut text = format!(
+            "{} in layer {} ({:.3e}) at epoch {}, batch {}",
+            self.reason.replace('_', " "),
+            self.layer,
+            self.value,
+            self.epoch,
+            self.batch
+        );
+        let norms = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self.cause {
+            Some(DivergenceCause::Writes) => text.push_str(&format!(
+                "; cause: the writes drove the weights away (‖W_k‖₂ {} at the epoch's start, {} now): lower the learning rate (crossbar.lr) or use --algorithm ttv2 or --write mixed_precision",
+                norms(&self.weight_norms_before),
+                norms(&self.weight_norms)
+            )),
+            Some(DivergenceCause::LoopGain) => text.push_str(&format!(
+                "; cause: the inference's loop gain (‖W_k‖₂ {} now, {} at the epoch's start; Lipschitz {}) is too large for the schedule: lower learning.beta or learning.alpha or the weight scale, or use dp-damped",
+                norms(&self.weight_norms),
+                norms(&self.weight_norms_before),
+                self.lipschitz.map_or("n/a".to_string(), |l| format!("{l:.3e}"))
+            )),
+            None => {}
+        }
+        text
+    }
 }
 
 /// Measurements after one epoch.

@@ -30,7 +30,7 @@
 //!
 //! Axis keys are config paths (`learning.alpha`); unquoted dotted keys
 //! (`learning.alpha = [...]`) are accepted too. Every job's configuration is
-//! built and checked ([`Config::from_table`] + [`Config::check`]) by
+//! built and checked ([`Config::from_table_recommended`] + [`Config::check`]) by
 //! [`SweepSpec::pending`] before anything runs, so an unknown field, an empty
 //! axis or a wrong type is an error naming the axis, not a failed job an
 //! hour into the sweep. The grid is streamed: the check runs in parallel
@@ -387,14 +387,16 @@ impl SweepSpec {
         for (path, value) in assignment {
             set_path(&mut table, path, value.clone()).with_context(|| format!("axis '{path}'"))?;
         }
-        Config::from_table(table)?.check()
+        // The device model's recommendations fill what neither the base
+        // nor the job's axes give (the job's configuration records them).
+        Config::from_table_recommended(table, "sweep spec")?.check()
     }
 
     /// Checks the base configuration and every axis value on its own
     /// against it, so that an error names the axis and value rather than
     /// the first job that combines them.
     pub fn check_axes(&self) -> Result<()> {
-        Config::from_table(self.base.clone())
+        Config::from_table_recommended(self.base.clone(), "sweep spec")
             .and_then(|c| c.check())
             .context("[base] configuration")?;
         for axis in self.grid.iter().chain(self.zip.iter()) {

@@ -8,7 +8,10 @@ use super::result::{DivergenceEvent, EpochRecord, RunResult, RunStatus};
 use super::ValidConfig;
 use crate::data::{epoch_batches, Dataset, Split};
 use crate::linalg::{Mat, Vector};
-use crate::metrics::{first_runaway, gradient_angle, lipschitz_estimate};
+use crate::metrics::{
+    diagnose_divergence, first_runaway, gradient_angle, lipschitz_estimate, weight_norms,
+    DivergenceCause,
+};
 use crate::network::{argmax_columns, initial_parameters, Network};
 pub use crate::rules::learner::{EpochSettler, SettleSummary};
 use crate::rules::learner::{Learner, Settler};
@@ -235,6 +238,11 @@ pub fn run_continued(
     let mut epochs = Vec::new();
     let mut diverged_at: Option<DivergenceEvent> = None;
     let mut overall_max_state = 0.0f32;
+    // ‖W_k‖₂ at the start of the current epoch, against which a divergence
+    // is diagnosed (a read-out of the stored weights: no device is touched).
+    let read_weights =
+        |network: &Network| -> Vec<Mat> { network.layers.iter().map(|l| l.weights()).collect() };
+    let mut norms_at_epoch_start = weight_norms(&read_weights(&network));
     'epochs: for epoch in 1..=raw.training.epochs {
         let epoch_start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
@@ -272,12 +280,18 @@ pub fn run_continued(
             .or(circuit_divergence)
             {
                 if diverged_at.is_none() {
+                    let (cause, norms, lipschitz) =
+                        diagnose_divergence(&norms_at_epoch_start, &read_weights(&network));
                     let event = DivergenceEvent {
                         epoch,
                         batch: b + 1,
                         layer,
                         reason: reason.clone(),
                         value,
+                        cause: Some(cause),
+                        weight_norms: norms,
+                        weight_norms_before: norms_at_epoch_start.clone(),
+                        lipschitz,
                     };
                     for o in observers.iter_mut() {
                         o.on_divergence(&event);
@@ -320,12 +334,19 @@ pub fn run_continued(
             first_runaway(&weight_max, raw.divergence.weight_limit, "weight")
         {
             if diverged_at.is_none() {
+                // A weight past the limit (or not finite) was put there by
+                // the updates, whatever the norms say.
+                let (_, norms, lipschitz) = diagnose_divergence(&norms_at_epoch_start, &weights);
                 let event = DivergenceEvent {
                     epoch,
                     batch: batches_per_epoch,
                     layer,
                     reason,
                     value,
+                    cause: Some(DivergenceCause::Writes),
+                    weight_norms: norms,
+                    weight_norms_before: norms_at_epoch_start.clone(),
+                    lipschitz,
                 };
                 for o in observers.iter_mut() {
                     o.on_divergence(&event);
@@ -335,6 +356,9 @@ pub fn run_continued(
             stop = true;
         }
         let weights_finite = weight_max.iter().all(|m| m.is_finite());
+        if !stop {
+            norms_at_epoch_start = weight_norms(&weights);
+        }
         let angle = if raw.training.track_angle && weights_finite && rule_needs_dual {
             data.train.batch(&angle_batch, classes, &mut x, &mut y);
             Some(gradient_angle(&mut network, &mut learner, &x, &y).angle_deg)

@@ -110,6 +110,80 @@ pub fn gradient_angle(net: &mut Network, learner: &mut Learner, x: &Mat, y: &Mat
 
 /// First layer (1-based) whose value exceeds `limit` or is non-finite, with
 /// the reason and magnitude.
+/// Why a run diverged: what to change.
+#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DivergenceCause {
+    /// The updates (on a crossbar: the writes) drove a layer's weights far
+    /// from where the epoch began — ‖W_k‖₂ grew by at least
+    /// [`WRITE_GROWTH`], or a weight ran away or became
+    /// non-finite. Lower the learning rate (`crossbar.lr`), or write
+    /// through a Tiki-Taka algorithm or mixed-precision writes.
+    Writes,
+    /// The weights are near where the epoch began, but their gain is too
+    /// large for the inference's schedule: the nudged fixed-point iteration
+    /// amplifies instead of settling. Lower β or α, the weight scale, or
+    /// use a damped rule or schedule.
+    LoopGain,
+}
+
+impl std::fmt::Display for DivergenceCause {
+    /// The name the result files use.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DivergenceCause::Writes => "writes",
+            DivergenceCause::LoopGain => "loop_gain",
+        })
+    }
+}
+
+/// Growth of a layer's ‖W_k‖₂ within an epoch from which a divergence is
+/// blamed on the writes rather than on the inference's loop gain. Learning
+/// moves the norms slowly (a few percent per epoch at the defaults); the
+/// runaways of plain pulsed SGD on few-state devices come with norms grown
+/// many times within a few batches.
+pub const WRITE_GROWTH: f64 = 2.0;
+
+/// ‖W_k‖₂ of each layer (50 power iterations; non-finite weights give +∞).
+pub fn weight_norms(weights: &[Mat]) -> Vec<f64> {
+    weights
+        .iter()
+        .map(|w| {
+            if w.iter().all(|v| v.is_finite()) {
+                crate::rules::dual::spectral_norm_estimate(w, 50) as f64
+            } else {
+                f64::INFINITY
+            }
+        })
+        .collect()
+}
+
+/// Why a run diverged, from the layers' norms at the start of the epoch
+/// (`before`) and the weights now: [`DivergenceCause::Writes`] when a
+/// layer's ‖W_k‖₂ grew by [`WRITE_GROWTH`] or more (or is not finite),
+/// else [`DivergenceCause::LoopGain`]. Returns the cause, the norms now and
+/// the Lipschitz estimate (when finite).
+pub fn diagnose_divergence(
+    before: &[f64],
+    weights: &[Mat],
+) -> (DivergenceCause, Vec<f64>, Option<f64>) {
+    let now = weight_norms(weights);
+    let grown = now.iter().zip(before).any(|(&n, &b)| {
+        !n.is_finite() || (b > 0.0 && n >= WRITE_GROWTH * b) || (b == 0.0 && n > 0.0)
+    });
+    let lipschitz = now
+        .iter()
+        .all(|n| n.is_finite())
+        .then(|| lipschitz_estimate(weights, 500))
+        .filter(|l| l.is_finite());
+    let cause = if grown {
+        DivergenceCause::Writes
+    } else {
+        DivergenceCause::LoopGain
+    };
+    (cause, now, lipschitz)
+}
+
 pub fn first_runaway(layer_max: &[f32], limit: f32, what: &str) -> Option<(usize, String, f64)> {
     for (k, &m) in layer_max.iter().enumerate() {
         if !m.is_finite() {

@@ -594,11 +594,15 @@ fn runs_table(b: &mut Builder) {
                 e.lines().next().unwrap_or_default().to_string()
             } else if let Some(d) = r.result.as_ref().and_then(|x| x.diverged_at.as_ref()) {
                 format!(
-                    "diverged: {} (epoch {}, batch {}, layer {})",
+                    "diverged: {} (epoch {}, batch {}, layer {}{})",
                     d.reason.replace('_', " "),
                     d.epoch,
                     d.batch,
-                    d.layer
+                    d.layer,
+                    d.cause.map_or(String::new(), |c| format!(
+                        "; cause: {}",
+                        c.to_string().replace('_', " ")
+                    ))
                 )
             } else {
                 String::new()
