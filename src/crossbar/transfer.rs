@@ -270,6 +270,19 @@ pub(super) struct Transfer {
     /// `A`: same devices and periphery as `C`, its own controller (rate 1;
     /// the fast rate goes into the gradient's scale).
     fast: Box<Crossbar>,
+    /// `A`'s zero, `H`, the choppers, the running means and the schedule:
+    /// what the saved state holds besides `A`'s devices.
+    state: TransferState,
+    rng: Xoshiro256PlusPlus,
+    /// Scratch: one column read and the pulse events of its transfer.
+    column: Vec<f32>,
+    events: Vec<PulseEvent>,
+}
+
+/// The state of a layer's transfer part besides `A`'s devices (inside the
+/// crossbar's device state).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TransferState {
     /// `A`'s zero `r_ij` per cross-point (weight units, column-major, bias last).
     zero: Vec<f32>,
     /// `A`'s devices at calibration (for `reset_fast`).
@@ -294,31 +307,17 @@ pub(super) struct Transfer {
     /// Running means of the largest |input| and |error| per sample.
     m_x: f32,
     m_d: f32,
-    rng: Xoshiro256PlusPlus,
+    /// Transfer counters.
     stats: TransferStats,
-    /// Scratch: one column read and the pulse events of its transfer.
-    column: Vec<f32>,
-    events: Vec<PulseEvent>,
 }
 
 /// The serialisable state of a layer's transfer part (inside the crossbar's device state).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TransferSnapshot {
+    /// `A`'s device state.
     fast: serde_json::Value,
-    zero: Vec<f32>,
-    zero_state: Vec<f32>,
-    hidden: Vec<f32>,
-    in_chopper: Vec<bool>,
-    out_chopper: Vec<bool>,
-    mean: Vec<f32>,
-    past_mean: Vec<f32>,
-    switched: Vec<bool>,
-    next_column: usize,
-    pending: u64,
-    sweeps: u64,
-    m_x: f32,
-    m_d: f32,
-    stats: TransferStats,
+    /// Everything else.
+    state: TransferState,
 }
 
 /// The random streams of a layer's transfer part (inside the crossbar's continuation state).
@@ -358,32 +357,34 @@ impl Transfer {
             chopper_random: t.chopper_random_for(config.algorithm),
             config: t.clone(),
             fast: Box::new(fast),
-            zero: vec![0.0; n],
-            zero_state: Vec::new(),
-            hidden: vec![0.0; n],
-            in_chopper: vec![false; n_in + 1],
-            out_chopper: vec![false; n_out],
-            mean: if config.algorithm == Algorithm::Agad {
-                vec![0.0; n]
-            } else {
-                Vec::new()
+            state: TransferState {
+                zero: vec![0.0; n],
+                zero_state: Vec::new(),
+                hidden: vec![0.0; n],
+                in_chopper: vec![false; n_in + 1],
+                out_chopper: vec![false; n_out],
+                mean: if config.algorithm == Algorithm::Agad {
+                    vec![0.0; n]
+                } else {
+                    Vec::new()
+                },
+                past_mean: if config.algorithm == Algorithm::Agad {
+                    vec![0.0; n]
+                } else {
+                    Vec::new()
+                },
+                switched: vec![false; n_in + 1],
+                next_column: 0,
+                pending: 0,
+                sweeps: 0,
+                m_x: 0.0,
+                m_d: 0.0,
+                stats: TransferStats {
+                    algorithm: super::counters::serde_name(&config.algorithm),
+                    ..TransferStats::default()
+                },
             },
-            past_mean: if config.algorithm == Algorithm::Agad {
-                vec![0.0; n]
-            } else {
-                Vec::new()
-            },
-            switched: vec![false; n_in + 1],
-            next_column: 0,
-            pending: 0,
-            sweeps: 0,
-            m_x: 0.0,
-            m_d: 0.0,
             rng: Xoshiro256PlusPlus::seed_from_u64(mix(6)),
-            stats: TransferStats {
-                algorithm: super::counters::serde_name(&config.algorithm),
-                ..TransferStats::default()
-            },
             column: Vec::new(),
             events: Vec::new(),
         };
@@ -398,12 +399,12 @@ impl Transfer {
 
     /// `H` (column-major, bias column last).
     pub(super) fn hidden(&self) -> &[f32] {
-        &self.hidden
+        &self.state.hidden
     }
 
     /// The column choppers (`true` = negative sign).
     pub(super) fn in_chopper(&self) -> &[bool] {
-        &self.in_chopper
+        &self.state.in_chopper
     }
 
     /// Drives every device of `A` to its symmetry point by alternating
@@ -428,15 +429,15 @@ impl Transfer {
                 let point = fast.devices.find_symmetry_point(i, pairs, average);
                 fast.devices.program(i, point);
             }
-            self.stats.calibration_pulses = fast.devices.total_pulse_count() - before;
+            self.state.stats.calibration_pulses = fast.devices.total_pulse_count() - before;
             fast.devices.end_write();
             fast.refresh_cache();
         }
-        let n = self.zero.len();
+        let n = self.state.zero.len();
         for idx in 0..n {
-            self.zero[idx] = fast.weight_at(idx);
+            self.state.zero[idx] = fast.weight_at(idx);
         }
-        self.zero_state = (0..fast.devices.len())
+        self.state.zero_state = (0..fast.devices.len())
             .map(|i| fast.devices.conductance(i))
             .collect();
     }
@@ -453,10 +454,10 @@ impl Transfer {
         };
         let chopped = self.chopped(grad, rate);
         self.fast.write(&chopped);
-        self.pending += batch as u64;
+        self.state.pending += batch as u64;
         let every = self.config.transfer_every as u64;
-        while self.pending >= every {
-            self.pending -= every;
+        while self.state.pending >= every {
+            self.state.pending -= every;
             self.transfer(slow, exact);
         }
     }
@@ -482,12 +483,12 @@ impl Transfer {
         for b in 0..grad.left.ncols() {
             let x = crate::linalg::max_abs_slice(grad.right.column(b).as_slice()).max(bias);
             let d = scale * crate::linalg::max_abs_slice(grad.left.column(b).as_slice());
-            ema(&mut self.m_x, x);
-            ema(&mut self.m_d, d);
+            ema(&mut self.state.m_x, x);
+            ema(&mut self.state.m_d, d);
         }
         let g = self.fast.config.bl as f32 * self.fast.pulse_weight();
-        if self.m_x > 0.0 && self.m_d > 0.0 {
-            self.config.fast_lr * g / (self.m_x * self.m_d)
+        if self.state.m_x > 0.0 && self.state.m_d > 0.0 {
+            self.config.fast_lr * g / (self.state.m_x * self.state.m_d)
         } else {
             self.config.fast_lr * g
         }
@@ -498,18 +499,18 @@ impl Transfer {
     fn chopped(&self, grad: &OuterProductGradient, rate: f32) -> OuterProductGradient {
         let mut left = grad.left.clone();
         let mut right = grad.right.clone();
-        if self.out_chopper.iter().any(|&c| c) {
+        if self.state.out_chopper.iter().any(|&c| c) {
             for mut col in left.column_iter_mut() {
-                for (v, &c) in col.iter_mut().zip(&self.out_chopper) {
+                for (v, &c) in col.iter_mut().zip(&self.state.out_chopper) {
                     if c {
                         *v = -*v;
                     }
                 }
             }
         }
-        if self.in_chopper.iter().any(|&c| c) {
+        if self.state.in_chopper.iter().any(|&c| c) {
             for mut col in right.column_iter_mut() {
-                for (v, &c) in col.iter_mut().zip(&self.in_chopper) {
+                for (v, &c) in col.iter_mut().zip(&self.state.in_chopper) {
                     if c {
                         *v = -*v;
                     }
@@ -525,13 +526,13 @@ impl Transfer {
 
     /// One transfer: `columns_per_transfer` columns, in turn.
     fn transfer(&mut self, slow: &mut Crossbar, exact: bool) {
-        self.stats.transfers += 1;
-        let n_cols = self.in_chopper.len();
+        self.state.stats.transfers += 1;
+        let n_cols = self.state.in_chopper.len();
         for _ in 0..self.config.columns_per_transfer.min(n_cols as u32) {
-            let j = self.next_column;
+            let j = self.state.next_column;
             self.transfer_column(slow, j, exact);
-            self.next_column = (j + 1) % n_cols;
-            if self.next_column == 0 {
+            self.state.next_column = (j + 1) % n_cols;
+            if self.state.next_column == 0 {
                 self.end_sweep();
             }
         }
@@ -541,24 +542,24 @@ impl Transfer {
     fn end_sweep(&mut self) {
         let p = self.config.output_chopper_probability;
         if p > 0.0 {
-            for c in self.out_chopper.iter_mut() {
+            for c in self.state.out_chopper.iter_mut() {
                 if self.rng.gen::<f32>() < p {
                     *c = !*c;
-                    self.stats.chopper_flips += 1;
+                    self.state.stats.chopper_flips += 1;
                 }
             }
         }
-        self.sweeps += 1;
+        self.state.sweeps += 1;
     }
 
     /// Reads column `j` of `A`, integrates it into `H` and writes the pulses
     /// owed into column `j` of `C` (module documentation).
     fn transfer_column(&mut self, slow: &mut Crossbar, j: usize, exact: bool) {
-        let n_out = self.out_chopper.len();
-        let n_cols = self.in_chopper.len() as f32;
+        let n_out = self.state.out_chopper.len();
+        let n_cols = self.state.in_chopper.len() as f32;
         let mut column = std::mem::take(&mut self.column);
         self.fast.read_column(j, &mut column);
-        self.stats.column_reads += 1;
+        self.state.stats.column_reads += 1;
         let lr = slow.config.lr * self.config.transfer_lr;
         let scale = if exact {
             lr
@@ -576,10 +577,10 @@ impl Transfer {
         let period = chopper_period(self.chopper_probability);
         // AGAD (aihwkit DynamicTransfer): the sample of the chopper period
         // this read is, and the running mean's momentum.
-        let sample = (self.sweeps % period) + 1;
+        let sample = (self.state.sweeps % period) + 1;
         let sample_momentum = (self.config.tail_weighting / period as f32).min(1.0);
-        let switched = std::mem::replace(&mut self.switched[j], false);
-        let in_chop = self.in_chopper[j];
+        let switched = std::mem::replace(&mut self.state.switched[j], false);
+        let in_chop = self.state.in_chopper[j];
         let max_steps = self.config.max_pulses as f32;
         let keep = self.config.momentum;
         self.events.clear();
@@ -587,20 +588,21 @@ impl Transfer {
             let idx = i + j * n_out;
             let signal = if agad {
                 if switched {
-                    self.past_mean[idx] = self.mean[idx];
+                    self.state.past_mean[idx] = self.state.mean[idx];
                 }
-                let signal = read - self.past_mean[idx];
-                self.mean[idx] = self.mean[idx] * (1.0 - sample_momentum) + read * sample_momentum;
+                let signal = read - self.state.past_mean[idx];
+                self.state.mean[idx] =
+                    self.state.mean[idx] * (1.0 - sample_momentum) + read * sample_momentum;
                 signal
             } else {
-                read - self.zero[idx]
+                read - self.state.zero[idx]
             };
-            let signed = if in_chop != self.out_chopper[i] {
+            let signed = if in_chop != self.state.out_chopper[i] {
                 -signal
             } else {
                 signal
             };
-            let mut h = self.hidden[idx] + signed * scale;
+            let mut h = self.state.hidden[idx] + signed * scale;
             if exact {
                 if h != 0.0 {
                     let track = slow.line_conductance_valid && !slow.devices.drifts();
@@ -619,13 +621,13 @@ impl Transfer {
                     pulses: n as i32,
                 });
             }
-            self.hidden[idx] = h;
+            self.state.hidden[idx] = h;
         }
         self.column = column;
         // AGAD writes only once the running mean has seen a chopper period.
-        let ready = !agad || self.sweeps > period;
+        let ready = !agad || self.state.sweeps > period;
         if !self.events.is_empty() && ready {
-            self.stats.slow_pulses += self
+            self.state.stats.slow_pulses += self
                 .events
                 .iter()
                 .map(|e| e.pulses.unsigned_abs() as u64)
@@ -636,8 +638,8 @@ impl Transfer {
             self.events = events;
         }
         if self.config.reset_fast {
-            self.fast.reset_column(j, &self.zero_state);
-            self.stats.fast_resets += 1;
+            self.fast.reset_column(j, &self.state.zero_state);
+            self.state.stats.fast_resets += 1;
         }
         self.switch_chopper(j, sample == period);
     }
@@ -646,7 +648,7 @@ impl Transfer {
     /// each period (agad).
     fn switch_chopper(&mut self, j: usize, period_end: bool) {
         let p = self.chopper_probability;
-        if p <= 0.0 || j + 1 == self.in_chopper.len() {
+        if p <= 0.0 || j + 1 == self.state.in_chopper.len() {
             // No choppers, or the bias column (constant drive, unchopped).
             return;
         }
@@ -656,18 +658,18 @@ impl Transfer {
             period_end
         };
         if flip {
-            self.in_chopper[j] = !self.in_chopper[j];
-            self.switched[j] = true;
-            self.stats.chopper_flips += 1;
+            self.state.in_chopper[j] = !self.state.in_chopper[j];
+            self.state.switched[j] = true;
+            self.state.stats.chopper_flips += 1;
         }
     }
 
     /// The statistics for the layer's hardware report.
     pub(super) fn stats(&self) -> TransferStats {
         TransferStats {
-            hidden_abs_max: self.hidden.iter().fold(0.0f32, |m, h| m.max(h.abs())) as f64,
+            hidden_abs_max: self.state.hidden.iter().fold(0.0f32, |m, h| m.max(h.abs())) as f64,
             fast_array: Box::new(self.fast.layer_stats()),
-            ..self.stats.clone()
+            ..self.state.stats.clone()
         }
     }
 
@@ -675,53 +677,28 @@ impl Transfer {
     pub(super) fn snapshot(&self) -> Option<TransferSnapshot> {
         Some(TransferSnapshot {
             fast: self.fast.device_state_json()?,
-            zero: self.zero.clone(),
-            zero_state: self.zero_state.clone(),
-            hidden: self.hidden.clone(),
-            in_chopper: self.in_chopper.clone(),
-            out_chopper: self.out_chopper.clone(),
-            mean: self.mean.clone(),
-            past_mean: self.past_mean.clone(),
-            switched: self.switched.clone(),
-            next_column: self.next_column,
-            pending: self.pending,
-            sweeps: self.sweeps,
-            m_x: self.m_x,
-            m_d: self.m_d,
-            stats: self.stats.clone(),
+            state: self.state.clone(),
         })
     }
 
     /// Restores [`Transfer::snapshot`].
     pub(super) fn restore(&mut self, s: &TransferSnapshot) -> Result<()> {
-        let sizes_match = s.zero.len() == self.zero.len()
-            && s.hidden.len() == self.hidden.len()
-            && s.in_chopper.len() == self.in_chopper.len()
-            && s.out_chopper.len() == self.out_chopper.len()
-            && s.mean.len() == self.mean.len()
-            && s.past_mean.len() == self.past_mean.len()
-            && s.switched.len() == self.switched.len()
-            && s.next_column < self.in_chopper.len();
+        let (new, old) = (&s.state, &self.state);
+        let sizes_match = new.zero.len() == old.zero.len()
+            && new.hidden.len() == old.hidden.len()
+            && new.in_chopper.len() == old.in_chopper.len()
+            && new.out_chopper.len() == old.out_chopper.len()
+            && new.mean.len() == old.mean.len()
+            && new.past_mean.len() == old.past_mean.len()
+            && new.switched.len() == old.switched.len()
+            && new.next_column < old.in_chopper.len();
         if !sizes_match {
             bail!("crossbar device state: the transfer state (A, H, choppers) does not fit this layer or algorithm");
         }
         self.fast
             .restore_devices(&s.fast)
             .context("the fast array A")?;
-        self.zero.clone_from(&s.zero);
-        self.zero_state.clone_from(&s.zero_state);
-        self.hidden.clone_from(&s.hidden);
-        self.in_chopper.clone_from(&s.in_chopper);
-        self.out_chopper.clone_from(&s.out_chopper);
-        self.mean.clone_from(&s.mean);
-        self.past_mean.clone_from(&s.past_mean);
-        self.switched.clone_from(&s.switched);
-        self.next_column = s.next_column;
-        self.pending = s.pending;
-        self.sweeps = s.sweeps;
-        self.m_x = s.m_x;
-        self.m_d = s.m_d;
-        self.stats = s.stats.clone();
+        self.state.clone_from(&s.state);
         Ok(())
     }
 
