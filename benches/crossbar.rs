@@ -167,12 +167,18 @@ impl Trainer {
     }
 }
 
-/// Device pulses applied to `net` so far (both devices of a pair count).
+/// Device pulses applied to `net` so far (both devices of a pair count;
+/// a Tiki-Taka layer's fast array too).
 fn pulses_of(net: &Network) -> u64 {
     net.layers
         .iter()
         .filter_map(|l| l.hardware_stats())
-        .map(|h| h.pulses_applied)
+        .map(|h| {
+            h.pulses_applied
+                + h.transfer
+                    .as_ref()
+                    .map_or(0, |t| t.fast_array.pulses_applied)
+        })
         .sum()
 }
 

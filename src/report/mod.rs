@@ -951,18 +951,35 @@ fn hardware_figures(b: &mut Builder) -> Result<()> {
         }
     }
     // Per-device write pulses per layer: mean and maximum, per configuration.
-    type Stat = fn(&LayerHardwareStats) -> f64;
+    type Stat = fn(&LayerHardwareStats) -> Option<f64>;
     let layer_stat =
-        |r: &Run, k: usize, stat: Stat| -> Option<f64> { hardware_layers(r).get(k).map(stat) };
+        |r: &Run, k: usize, stat: Stat| -> Option<f64> { hardware_layers(r).get(k).and_then(stat) };
     let depth = with_hw
         .iter()
         .map(|r| hardware_layers(r).len())
         .max()
         .unwrap_or(0);
-    // pooled over runs: mean ± std across runs of each per-run statistic
-    let stats: [(Stat, &str); 2] = [
-        (|l| l.pulses_per_device_mean, "mean device"),
-        (|l| l.pulses_per_device_max as f64, "most-worn device"),
+    // pooled over runs: mean ± std across runs of each per-run statistic; a
+    // Tiki-Taka layer's fast array A (its own devices) as series of its own
+    let stats: [(Stat, &str); 4] = [
+        (|l| Some(l.pulses_per_device_mean), "mean device"),
+        (|l| Some(l.pulses_per_device_max as f64), "most-worn device"),
+        (
+            |l| {
+                l.transfer
+                    .as_ref()
+                    .map(|t| t.fast_array.pulses_per_device_mean)
+            },
+            "fast array A: mean device",
+        ),
+        (
+            |l| {
+                l.transfer
+                    .as_ref()
+                    .map(|t| t.fast_array.pulses_per_device_max as f64)
+            },
+            "fast array A: most-worn device",
+        ),
     ];
     let series: Vec<Series> = stats
         .iter()
@@ -994,7 +1011,7 @@ fn hardware_figures(b: &mut Builder) -> Result<()> {
                 y_limits: NON_NEGATIVE,
             },
             "pulses_per_device",
-            format!("Write pulses per device over the whole run per layer: the layer's mean and its most-worn device, each mean ± std over the {}.", count(with_hw.len(), "crossbar run")),
+            format!("Write pulses per device over the whole run per layer: the layer's mean and its most-worn device (and those of a Tiki-Taka layer's fast array A, over the runs that have one), each mean ± std over the {}.", count(with_hw.len(), "crossbar run")),
         )?;
         drawn += 1;
     }
