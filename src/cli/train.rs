@@ -180,27 +180,15 @@ impl Observer for Checkpoints<'_> {
 /// saying how to override it.
 fn recommended_lines(cfg: &dyadsim::experiment::config::Config) -> Result<Vec<String>> {
     let table = cfg.to_table()?;
-    let mut lines = Vec::new();
-    for (path, source) in &cfg.sources {
-        if !source.ends_with(", recommended") {
-            continue;
-        }
-        let mut value = None;
-        let mut current = &table;
-        for (i, part) in path.split('.').enumerate() {
-            match current.get(part) {
-                Some(toml::Value::Table(t)) => current = t,
-                Some(v) if i + 1 == path.split('.').count() => value = Some(v.to_string()),
-                _ => break,
-            }
-        }
-        let value = value.unwrap_or_else(|| "?".into());
-        lines.push(format!(
-            "  {path} = {value}, recommended by the {} (--set {path}=… overrides it)",
-            source.trim_end_matches(", recommended")
-        ));
-    }
-    Ok(lines)
+    Ok(cfg
+        .recommended_fields()
+        .into_iter()
+        .map(|(path, model)| {
+            let value = dyadsim::experiment::config::table_get(&table, path)
+                .map_or_else(|| "?".to_string(), |v| v.to_string());
+            format!("  {path} = {value}, recommended by the {model} (--set {path}=… overrides it)")
+        })
+        .collect())
 }
 
 /// Whether two paths name the same directory.

@@ -67,6 +67,9 @@ impl Default for Config {
     }
 }
 
+/// The end of a [`Config::sources`] entry whose value a device model recommended.
+const RECOMMENDED: &str = ", recommended";
+
 /// How a run's own settings gave a field, for [`Config::apply_recommended`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Given {
@@ -344,7 +347,7 @@ impl Config {
                         .with_context(|| {
                             format!("device model file {origin}: [recommended] {path} = {value}")
                         })?;
-                    sources.insert(path, format!("device model {origin}, recommended"));
+                    sources.insert(path, format!("device model {origin}{RECOMMENDED}"));
                     applied = true;
                 }
             }
@@ -354,6 +357,16 @@ impl Config {
         }
         self.sources = sources;
         Ok(())
+    }
+
+    /// The fields whose values a device model recommended, with the model
+    /// (`device model device_models/pcm.toml (built in)`), from
+    /// [`Config::sources`].
+    pub fn recommended_fields(&self) -> Vec<(&str, &str)> {
+        self.sources
+            .iter()
+            .filter_map(|(path, source)| Some((path.as_str(), source.strip_suffix(RECOMMENDED)?)))
+            .collect()
     }
 
     /// [`Config::from_file`], then the device model's recommendations
@@ -484,12 +497,9 @@ impl Config {
         self.crossbar.check(&self.device).map_err(|e| {
             // A value the device model recommended is the model file's error.
             let recommended: Vec<String> = self
-                .sources
-                .iter()
-                .filter_map(|(p, s)| {
-                    let model = s.strip_suffix(", recommended")?;
-                    Some(format!("{p} from the [recommended] table of {model}"))
-                })
+                .recommended_fields()
+                .into_iter()
+                .map(|(p, model)| format!("{p} from the [recommended] table of {model}"))
                 .collect();
             if recommended.is_empty() {
                 e
@@ -612,16 +622,20 @@ pub fn parse_toml_value(text: &str) -> toml::Value {
 
 /// Whether `table` holds the field `a.b.c`.
 pub fn table_has(table: &toml::Table, path: &str) -> bool {
+    table_get(table, path).is_some()
+}
+
+/// The value of the field `a.b.c` in `table`, if it holds one.
+pub fn table_get<'a>(table: &'a toml::Table, path: &str) -> Option<&'a toml::Value> {
+    let (sections, field) = path.rsplit_once('.').unwrap_or(("", path));
     let mut current = table;
-    let mut parts = path.split('.').peekable();
-    while let Some(part) = parts.next() {
-        match (current.get(part), parts.peek()) {
-            (Some(_), None) => return true,
-            (Some(toml::Value::Table(t)), Some(_)) => current = t,
-            _ => return false,
+    for part in sections.split('.').filter(|p| !p.is_empty()) {
+        match current.get(part)? {
+            toml::Value::Table(t) => current = t,
+            _ => return None,
         }
     }
-    false
+    current.get(field)
 }
 
 /// Sets `a.b.c = value` inside `table`, creating intermediate tables only
@@ -670,6 +684,23 @@ fn drop_nulls(value: serde_json::Value) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_are_found_by_path_and_only_fields() {
+        let table: toml::Table =
+            toml::from_str("seed = 3\n[crossbar]\nlr = 0.5\n[crossbar.transfer]\nfast_lr = 0.2\n")
+                .unwrap();
+        assert_eq!(table_get(&table, "seed"), Some(&toml::Value::Integer(3)));
+        assert_eq!(
+            table_get(&table, "crossbar.lr"),
+            Some(&toml::Value::Float(0.5))
+        );
+        assert!(table_has(&table, "crossbar.transfer.fast_lr"));
+        assert!(table_has(&table, "crossbar.transfer")); // a section given as a whole
+        assert!(!table_has(&table, "crossbar.algorithm"));
+        assert!(!table_has(&table, "seed.x")); // a value is no section
+        assert!(!table_has(&table, "learning.alpha"));
+    }
 
     /// Every `f32` field is written as its shortest decimal, and the text
     /// reads back to the identical configuration (bit for bit), through
