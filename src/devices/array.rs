@@ -1036,6 +1036,9 @@ impl DeviceArray {
                 }
                 .factor(c, x, up)
             }),
+            Response::Piecewise(table) => {
+                self.apply_steady(events, targets, sink, move |x, up| table.factor(x, up))
+            }
         }
     }
 

@@ -10,8 +10,8 @@
 //! the table first, with the same checks.
 
 use super::{
-    Anchor, Bounds, Conductance, DeviceModel, Drift, Endurance, Faults, Noise, Pairing, PulseCost,
-    Response, Step, StepConvention,
+    Anchor, Bounds, Conductance, DeviceModel, Drift, Endurance, Faults, Noise, Pairing,
+    PiecewiseTable, PulseCost, Response, Step, StepConvention,
 };
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,8 @@ pub enum ResponseKind {
     SoftBounds,
     /// [`Response::Exponential`].
     Exponential,
+    /// [`Response::Piecewise`].
+    Piecewise,
 }
 
 impl ResponseKind {
@@ -41,6 +43,7 @@ impl ResponseKind {
             ResponseKind::Linear => "linear",
             ResponseKind::SoftBounds => "soft_bounds",
             ResponseKind::Exponential => "exponential",
+            ResponseKind::Piecewise => "piecewise",
         }
     }
 }
@@ -56,6 +59,9 @@ pub const RESPONSE_KEYS: &[(&str, ResponseKind)] = &[
     ("exp_z_slope", ResponseKind::Exponential),
     ("exp_z_offset", ResponseKind::Exponential),
 ];
+
+/// The table keys of `response = "piecewise"` (arrays of factors).
+pub const PIECEWISE_KEYS: [&str; 2] = ["piecewise_up", "piecewise_down"];
 
 /// The `[recommended]` table of a model file: crossbar settings that the
 /// model needs to learn at `dyadsim train --device NAME` (say a Tiki-Taka
@@ -144,6 +150,10 @@ pub struct RawDeviceModel {
     pub exp_z_slope: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exp_z_offset: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub piecewise_up: Option<Vec<f32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub piecewise_down: Option<Vec<f32>>,
     pub levels: u32,
     pub read_noise: f32,
     pub stuck_at_min: f32,
@@ -219,6 +229,17 @@ impl TryFrom<RawDeviceModel> for DeviceModel {
                 );
             }
         }
+        for (key, table) in [
+            ("piecewise_up", &r.piecewise_up),
+            ("piecewise_down", &r.piecewise_down),
+        ] {
+            if kind != ResponseKind::Piecewise && table.is_some() {
+                bail!(
+                    "{key} is a parameter of response = \"piecewise\", not of response = \"{}\": remove the line",
+                    kind.name()
+                );
+            }
+        }
         let need = |key: &str| {
             r.response_key(key).ok_or_else(|| {
                 anyhow!(
@@ -243,6 +264,16 @@ impl TryFrom<RawDeviceModel> for DeviceModel {
                 z_slope: need("exp_z_slope")?,
                 z_offset: need("exp_z_offset")?,
             },
+            ResponseKind::Piecewise => {
+                let table = |key: &str, v: &Option<Vec<f32>>| {
+                    v.clone().ok_or_else(|| {
+                        anyhow!("missing field `{key}` (required by response = \"piecewise\": an array of step factors at equidistant points of the range)")
+                    })
+                };
+                let up = table("piecewise_up", &r.piecewise_up)?;
+                let down = table("piecewise_down", &r.piecewise_down)?;
+                Response::Piecewise(PiecewiseTable::new(&up, &down)?)
+            }
         };
         Ok(DeviceModel {
             name: r.name,
@@ -311,6 +342,7 @@ impl From<&DeviceModel> for RawDeviceModel {
         let (mut slope_up, mut slope_down) = (None, None);
         let (mut exp_a_up, mut exp_a_down, mut exp_gamma_up) = (None, None, None);
         let (mut exp_gamma_down, mut exp_z_slope, mut exp_z_offset) = (None, None, None);
+        let (mut piecewise_up, mut piecewise_down) = (None, None);
         let response = match m.response {
             Response::Ideal => ResponseKind::Ideal,
             Response::Constant => ResponseKind::Constant,
@@ -334,6 +366,11 @@ impl From<&DeviceModel> for RawDeviceModel {
                 (exp_gamma_down, exp_z_slope, exp_z_offset) =
                     (Some(gamma_down), Some(z_slope), Some(z_offset));
                 ResponseKind::Exponential
+            }
+            Response::Piecewise(table) => {
+                piecewise_up = Some(table.up().to_vec());
+                piecewise_down = Some(table.down().to_vec());
+                ResponseKind::Piecewise
             }
         };
         RawDeviceModel {
@@ -369,6 +406,8 @@ impl From<&DeviceModel> for RawDeviceModel {
             exp_gamma_down,
             exp_z_slope,
             exp_z_offset,
+            piecewise_up,
+            piecewise_down,
             levels: m.step.levels,
             read_noise: m.noise.read,
             stuck_at_min: m.faults.stuck_at_min,
@@ -397,6 +436,7 @@ const CHOICES: &[(&str, &[&str])] = &[
             ResponseKind::Linear.name(),
             ResponseKind::SoftBounds.name(),
             ResponseKind::Exponential.name(),
+            ResponseKind::Piecewise.name(),
         ],
     ),
     (
@@ -495,6 +535,10 @@ fn apply_override(
             table.insert(field.to_string(), number);
             return Ok(());
         }
+        if PIECEWISE_KEYS.contains(&field) {
+            table.insert(field.to_string(), float_array(field, value, origin)?);
+            return Ok(());
+        }
         let mut known: Vec<&String> = table.keys().collect();
         known.sort();
         bail!(
@@ -502,6 +546,10 @@ fn apply_override(
             known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
         );
     };
+    if let toml::Value::Array(_) = current {
+        table.insert(field.to_string(), float_array(field, value, origin)?);
+        return Ok(());
+    }
     let converted = match (current, value) {
         (toml::Value::Float(_), toml::Value::Integer(i)) => toml::Value::Float(*i as f64),
         (toml::Value::Float(_), toml::Value::Float(_))
@@ -515,6 +563,26 @@ fn apply_override(
     };
     table.insert(field.to_string(), converted);
     Ok(())
+}
+
+/// An override of a table key (`piecewise_up`, say) as an array of floats,
+/// integers converted; anything else is an error naming the key.
+fn float_array(field: &str, value: &toml::Value, origin: &str) -> Result<toml::Value> {
+    let toml::Value::Array(items) = value else {
+        bail!("device.{field} = {value}: expected an array of numbers, e.g. [1.0, 0.8, 0.5] (for model file {origin})");
+    };
+    let floats = items
+        .iter()
+        .enumerate()
+        .map(|(k, v)| match v {
+            toml::Value::Integer(i) => Ok(toml::Value::Float(*i as f64)),
+            toml::Value::Float(_) => Ok(v.clone()),
+            _ => Err(anyhow!(
+                "device.{field}[{k}] = {v}: expected a number (for model file {origin})"
+            )),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(toml::Value::Array(floats))
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@
 //! - `soft_bounds`: `linear` with `s_up = 1/(1 − x_c)`, `s_down = 1/x_c`, so the step vanishes at the bounds;
 //! - `exponential`: `z = a_z x + b_z`, `f_up = max(0, 1 − A_up e^{γ_up z})`,
 //!   `f_down = max(0, 1 − A_down e^{−γ_down z})` (aihwkit ExpStep, fitted to Gong et al. 2018);
+//! - `piecewise`:   `f_up`, `f_down` tabulated at `N` equidistant points of `x ∈ [0, 1]`,
+//!   linearly interpolated (aihwkit PiecewiseStepDevice; a measured device's response,
+//!   `dyadsim devices fit --response piecewise`);
 //! - `ideal`:       no bounds, no noise; `exact` writes apply the exact real-valued change.
 //!
 //! The nominal steps `Δg_i^{up/down}` carry the device-to-device spread
@@ -71,6 +74,9 @@ use std::path::Path;
 /// of one response is a new field of its variant (and its key in
 /// [`mod@file`]). The parameters shared by every response live in the other
 /// fields of [`DeviceModel`].
+// The table variant is ½ kB: kept inline (not boxed) so that the response
+// stays `Copy` and the pulse loop's closure holds it without indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Response {
     /// No bounds, no noise, continuous (exact writes apply real-valued
@@ -117,6 +123,93 @@ pub enum Response {
         /// `b_z` in `z = a_z x + b_z` (file key `exp_z_offset`).
         z_offset: f32,
     },
+    /// Lookup table: `f_up`, `f_down` given at `N` equidistant positions
+    /// `x_k = k/(N − 1)` of the range and linearly interpolated between
+    /// them, held at the end values outside `[0, 1]` (aihwkit
+    /// PiecewiseStepDevice, `rpu_piecewisestep_device.cpp`, which reads the
+    /// position within each device's own bounds: `anchor = "own_bounds"`;
+    /// with `absolute` the table spans the nominal range). File keys
+    /// `piecewise_up`, `piecewise_down`: arrays of `N` factors, `2 ≤ N ≤`
+    /// [`PIECEWISE_MAX_POINTS`]. What `dyadsim devices fit --response
+    /// piecewise` writes for a measured trace.
+    Piecewise(PiecewiseTable),
+}
+
+/// Most points of a [`Response::Piecewise`] table (a fixed capacity keeps
+/// the response `Copy`, so that the pulse loop holds it in registers and
+/// stack like the parametric ones).
+pub const PIECEWISE_MAX_POINTS: usize = 64;
+
+/// The factors of a [`Response::Piecewise`] response at `points`
+/// equidistant positions (entries past `points` are 0 and unused).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PiecewiseTable {
+    points: usize,
+    up: [f32; PIECEWISE_MAX_POINTS],
+    down: [f32; PIECEWISE_MAX_POINTS],
+}
+
+impl PiecewiseTable {
+    /// The table of the factors `up[k]`, `down[k]` at `x_k = k/(N − 1)`;
+    /// an error names the file key whose values are out of range (both of
+    /// the same length `N`, `2 ≤ N ≤ 64`, finite and ≥ 0, each with a
+    /// positive entry).
+    pub fn new(up: &[f32], down: &[f32]) -> Result<Self> {
+        for (key, v) in [("piecewise_up", up), ("piecewise_down", down)] {
+            if v.len() < 2 || v.len() > PIECEWISE_MAX_POINTS {
+                bail!(
+                    "{key} has {} values; a table needs 2 to {PIECEWISE_MAX_POINTS}",
+                    v.len()
+                );
+            }
+            if let Some((k, x)) = v
+                .iter()
+                .enumerate()
+                .find(|(_, x)| !(x.is_finite() && **x >= 0.0))
+            {
+                bail!("{key}[{k}] = {x}: factors must be finite and ≥ 0");
+            }
+            if v.iter().all(|&x| x == 0.0) {
+                bail!("{key} is all 0: the device could never move that way");
+            }
+        }
+        if up.len() != down.len() {
+            bail!(
+                "piecewise_up has {} values and piecewise_down {}: both tables need the same points",
+                up.len(),
+                down.len()
+            );
+        }
+        let mut t = Self {
+            points: up.len(),
+            up: [0.0; PIECEWISE_MAX_POINTS],
+            down: [0.0; PIECEWISE_MAX_POINTS],
+        };
+        t.up[..up.len()].copy_from_slice(up);
+        t.down[..down.len()].copy_from_slice(down);
+        Ok(t)
+    }
+
+    /// The up factors `f_up(x_k)`.
+    pub fn up(&self) -> &[f32] {
+        &self.up[..self.points]
+    }
+
+    /// The down factors `f_down(x_k)`.
+    pub fn down(&self) -> &[f32] {
+        &self.down[..self.points]
+    }
+
+    /// The interpolated factor at `x` (clamped to `[0, 1]`).
+    #[inline(always)]
+    pub fn factor(&self, x: f32, up: bool) -> f32 {
+        let values = if up { &self.up } else { &self.down };
+        let sections = (self.points - 1) as f32;
+        let s = x.clamp(0.0, 1.0) * sections;
+        let k = (s as usize).min(self.points - 2);
+        let t = s - k as f32;
+        (1.0 - t) * values[k] + t * values[k + 1]
+    }
 }
 
 impl Response {
@@ -128,6 +221,7 @@ impl Response {
             Response::Linear { .. } => "linear",
             Response::SoftBounds => "soft_bounds",
             Response::Exponential { .. } => "exponential",
+            Response::Piecewise(_) => "piecewise",
         }
     }
 
@@ -180,6 +274,7 @@ impl Response {
                 }
                 .max(0.0)
             }
+            Response::Piecewise(table) => table.factor(x, up),
         }
     }
 
@@ -234,7 +329,7 @@ impl Response {
             (Anchor::OwnBounds, _) | (_, Response::Ideal | Response::Constant) => {
                 (lo, 1.0 / (hi - lo))
             }
-            (Anchor::Absolute, Response::Linear { .. }) => (0.0, 1.0),
+            (Anchor::Absolute, Response::Linear { .. } | Response::Piecewise(_)) => (0.0, 1.0),
             // x = c + (g − c)/(hi − lo)
             (Anchor::Absolute, Response::Exponential { .. }) => {
                 let width = hi - lo;
