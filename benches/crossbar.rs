@@ -585,8 +585,45 @@ fn algorithms(c: &mut Criterion) {
     group.finish();
 }
 
+/// `dyadsim devices fit` on 200-device traces of 1,000 up and 1,000 down
+/// pulses (issue target: under a second): `ecram` fitted as linear and
+/// piecewise, `reram_sb` as soft bounds, `reram_es` as exponential.
+fn device_fit(c: &mut Criterion) {
+    use dyadsim::devices::fit::{fit_trace, FitOptions, FitResponse, Trace};
+    let trace_text = |name: &str| {
+        let model = DeviceModel::load(name, &toml::Table::new()).expect("shipped model");
+        Trace::simulate(&model, 200, 1000, 1).to_csv()
+    };
+    let mut group = c.benchmark_group("devices_fit_200x1000");
+    group.sample_size(10);
+    for (name, model, response) in [
+        ("linear", "ecram", FitResponse::Linear),
+        ("soft_bounds", "reram_sb", FitResponse::SoftBounds),
+        ("exponential", "reram_es", FitResponse::Exponential),
+        ("piecewise16", "ecram", FitResponse::Piecewise(16)),
+    ] {
+        let text = trace_text(model);
+        let trace = Trace::from_reader(text.as_bytes(), model).expect("trace");
+        let opts = FitOptions {
+            response,
+            name: "bench".into(),
+            origin: model.into(),
+            bootstrap: 200,
+            seed: 1,
+        };
+        group.bench_function(name, |b| b.iter(|| fit_trace(&trace, &opts).expect("fit")));
+        if name == "linear" {
+            group.bench_function("read_csv", |b| {
+                b.iter(|| Trace::from_reader(text.as_bytes(), model).expect("trace"))
+            });
+        }
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    device_fit,
     training,
     write_schemes,
     algorithms,

@@ -33,6 +33,37 @@ pub enum DevicesAction {
     Show(ShowArgs),
     /// Write a model's simulated pulse response as CSV (device, pulse, direction, conductance_us).
     Trace(TraceArgs),
+    /// Fit a model file to a pulse trace (measured or from `devices trace`), with standard errors.
+    Fit(FitArgs),
+}
+
+/// Arguments of `dyadsim devices fit`.
+#[derive(Args, Debug, Clone)]
+pub struct FitArgs {
+    /// The trace: CSV with the columns device, pulse, direction (up or down), conductance_us;
+    /// for each device its up pulses, then its down pulses, the conductance read after each.
+    pub trace: PathBuf,
+    /// The response form to fit: linear, soft_bounds, exponential or piecewise.
+    #[arg(long, value_parser = ["linear", "soft_bounds", "exponential", "piecewise"])]
+    pub response: String,
+    /// Points of the piecewise table (2–64; piecewise only) [default: 16].
+    #[arg(long)]
+    pub points: Option<usize>,
+    /// The model file to write (atomically); loads with `--device MODEL.toml`.
+    #[arg(long, value_name = "MODEL.toml")]
+    pub out: PathBuf,
+    /// The model's name [default: the file name of --out without .toml].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Bootstrap replicates (resampled devices) for the standard errors (≥ 20).
+    #[arg(long, default_value_t = 200)]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the fit (parameters, standard errors, residual) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `dyadsim devices trace`.
@@ -107,6 +138,7 @@ pub fn run(args: &DevicesArgs) -> Result<()> {
         }
         Some(DevicesAction::Show(show)) => run_show(show),
         Some(DevicesAction::Trace(trace)) => run_trace(trace),
+        Some(DevicesAction::Fit(fit)) => run_fit(fit),
     }
 }
 
@@ -204,30 +236,16 @@ fn run_trace(args: &TraceArgs) -> Result<()> {
             TRACE_MAX_ROWS
         );
     }
-    let traces = pulse_response(&model, args.devices, args.pulses, args.seed);
-    let (g_min, g_max) = (model.conductance.g_min_us, model.conductance.g_max_us);
-    let to_us = |g: f32| g_min + g as f64 * (g_max - g_min);
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record(["device", "pulse", "direction", "conductance_us"])?;
-    for (device, trace) in traces.iter().enumerate() {
-        // trace[0] is the state before the first pulse.
-        for (k, &g) in trace.iter().enumerate().skip(1) {
-            let (direction, pulse) = if k <= args.pulses {
-                ("up", k - 1)
-            } else {
-                ("down", k - 1 - args.pulses)
-            };
-            writer.write_record([
-                device.to_string(),
-                pulse.to_string(),
-                direction.to_string(),
-                format!("{}", to_us(g) as f32),
-            ])?;
-        }
+    // A continuous (ideal) model is pulsed with a step of 1 % of the range,
+    // as `devices show` plots it.
+    let mut pulsed = model.clone();
+    if pulsed.nominal_step() <= 0.0 {
+        pulsed.step.dw_min = 0.01;
+        pulsed.response = dyadsim::devices::Response::Constant;
     }
-    let bytes = writer
-        .into_inner()
-        .map_err(|e| anyhow::anyhow!("writing the trace: {e}"))?;
+    let trace =
+        dyadsim::devices::fit::Trace::simulate(&pulsed, args.devices, args.pulses, args.seed);
+    let bytes = trace.to_csv().into_bytes();
     dyadsim::experiment::run_dir::write_atomic(&args.out, &bytes)
         .with_context(|| format!("--out {}", args.out.display()))?;
     eprintln!(
@@ -244,6 +262,87 @@ fn run_trace(args: &TraceArgs) -> Result<()> {
         },
         args.out.display()
     );
+    Ok(())
+}
+
+/// `dyadsim devices fit`: the model file, a table of the parameters on
+/// stderr, and with `--json` the fit on stdout.
+fn run_fit(args: &FitArgs) -> Result<()> {
+    use dyadsim::devices::fit::{fit_trace, FitOptions, FitResponse, Trace};
+    let response = match (args.response.as_str(), args.points) {
+        ("piecewise", points) => FitResponse::Piecewise(points.unwrap_or(16)),
+        (other, Some(_)) => bail!(
+            "--points sets the table of --response piecewise; it has no meaning with --response {other}"
+        ),
+        ("linear", None) => FitResponse::Linear,
+        ("soft_bounds", None) => FitResponse::SoftBounds,
+        ("exponential", None) => FitResponse::Exponential,
+        (other, None) => bail!("--response {other}: expected linear, soft_bounds, exponential or piecewise"),
+    };
+    if args.out.extension().and_then(|e| e.to_str()) != Some("toml") {
+        bail!(
+            "--out {}: a model file ends in .toml (it loads with --device FILE.toml)",
+            args.out.display()
+        );
+    }
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => args
+            .out
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("fitted")
+            .to_string(),
+    };
+    let trace = Trace::read(&args.trace)?;
+    let fit = fit_trace(
+        &trace,
+        &FitOptions {
+            response,
+            name,
+            origin: args.trace.display().to_string(),
+            bootstrap: args.bootstrap,
+            seed: args.seed,
+        },
+    )?;
+    let text = fit.model_toml()?;
+    dyadsim::experiment::run_dir::write_atomic(&args.out, text.as_bytes())
+        .with_context(|| format!("--out {}", args.out.display()))?;
+    eprintln!(
+        "fitted {} to {}: {} devices ({} stuck), {} steps",
+        args.response,
+        args.trace.display(),
+        fit.devices,
+        trace.devices.len() - fit.devices,
+        fit.steps
+    );
+    eprintln!("  {:<20} {:>14} {:>14}", "parameter", "value", "std. error");
+    for v in &fit.values {
+        eprintln!("  {:<20} {:>14.6e} {:>14.3e}", v.key, v.value, v.std_error);
+    }
+    eprintln!(
+        "  residual rms {:.3e} of the range (noise model {:.3e}) → {}",
+        fit.residual_rms,
+        fit.noise_rms,
+        args.out.display()
+    );
+    for w in &fit.warnings {
+        eprintln!("warning: {w}");
+    }
+    if args.json {
+        let json = serde_json::json!({
+            "model": args.out.display().to_string(),
+            "response": args.response,
+            "devices": fit.devices,
+            "stuck_devices": trace.devices.len() - fit.devices,
+            "steps": fit.steps,
+            "residual_rms": fit.residual_rms,
+            "noise_rms": fit.noise_rms,
+            "parameters": fit.values,
+            "warnings": fit.warnings,
+        });
+        println!("{json}");
+    }
     Ok(())
 }
 

@@ -170,6 +170,37 @@ pub struct RawDeviceModel {
     /// to learn, applied unless the run sets them; optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recommended: Option<Recommended>,
+    /// `[fit]`: how `dyadsim devices fit` made the model (its trace, the
+    /// residual and every parameter's standard error); a record, not a
+    /// setting (the physics reads the keys above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit: Option<FitRecord>,
+}
+
+/// The `[fit]` table of a fitted model file: where the parameters came
+/// from and how well they are known.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FitRecord {
+    /// The trace file fitted.
+    pub trace: String,
+    /// The response form fitted.
+    pub response: String,
+    /// Devices fitted (moving).
+    pub devices: usize,
+    /// Devices that never moved (counted as stuck).
+    pub stuck_devices: usize,
+    /// Steps in the fit (clipped steps left out).
+    pub steps: usize,
+    /// Bootstrap replicates behind the standard errors.
+    pub bootstrap: usize,
+    /// Root-mean-square residual of the steps (fraction of the range).
+    pub residual_rms: f64,
+    /// The fitted noise model's root-mean-square step noise (fraction of
+    /// the range); close to `residual_rms` when the mean response fits.
+    pub noise_rms: f64,
+    /// Standard error of each fitted key (same units as the key).
+    pub std_errors: std::collections::BTreeMap<String, f64>,
 }
 
 impl RawDeviceModel {
@@ -331,6 +362,7 @@ impl TryFrom<RawDeviceModel> for DeviceModel {
                 pulse_energy_pj: r.pulse_energy_pj,
             },
             recommended: r.recommended,
+            fit: r.fit,
         })
     }
 }
@@ -421,6 +453,7 @@ impl From<&DeviceModel> for RawDeviceModel {
             pulse_width_ns: m.cost.pulse_width_ns,
             pulse_energy_pj: m.cost.pulse_energy_pj,
             recommended: m.recommended.clone(),
+            fit: m.fit.clone(),
         }
     }
 }
@@ -518,7 +551,10 @@ fn apply_override(
     value: &toml::Value,
     origin: &str,
 ) -> Result<()> {
-    if matches!(field, "name" | "description" | "source" | "recommended") {
+    if matches!(
+        field,
+        "name" | "description" | "source" | "recommended" | "fit"
+    ) {
         bail!("device.{field}: metadata of model file {origin} cannot be overridden (crossbar settings are set as crossbar.KEY)");
     }
     let Some(current) = table.get(field) else {

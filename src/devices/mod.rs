@@ -60,6 +60,7 @@
 
 pub mod array;
 pub mod file;
+pub mod fit;
 
 pub use array::{DeviceArray, Histogram, PulseEvent, PulseOutcome};
 
@@ -615,6 +616,9 @@ pub struct DeviceModel {
     pub cost: PulseCost,
     /// Crossbar settings the model recommends (`[recommended]`), if any.
     pub recommended: Option<file::Recommended>,
+    /// How `dyadsim devices fit` made the model, if it did (`[fit]`: the
+    /// trace, the residual, each parameter's standard error).
+    pub fit: Option<file::FitRecord>,
 }
 
 /// The shipped models: name and embedded file text.
