@@ -37,6 +37,7 @@ __all__ = [
     "Device",
     "Run",
     "device",
+    "fit_device",
     "devices",
     "fashion_mnist",
     "load_results",
@@ -532,3 +533,33 @@ def device(name: str, **overrides: Any) -> Device:
     ``ValueError``.
     """
     return Device(json.loads(_dyadsim.device(os.fspath(name), overrides)))
+
+
+def fit_device(
+    trace: PathLike,
+    response: str,
+    out: PathLike,
+    *,
+    points: Optional[int] = None,
+    name: Optional[str] = None,
+    bootstrap: int = 200,
+    seed: int = 1,
+) -> Dict[str, Any]:
+    """Fit a device model to a pulse trace (``dyadsim devices fit``).
+
+    ``trace`` is a CSV file with the columns ``device, pulse, direction,
+    conductance_us`` (for each device its up pulses, then its down pulses,
+    the conductance read after each; a lab's measurement or
+    ``dyadsim devices trace``); ``response`` is ``"linear"``,
+    ``"soft_bounds"``, ``"exponential"`` or ``"piecewise"`` (with
+    ``points`` table points, default 16). The model file is written to
+    ``out`` (``.toml``; it loads with ``device(out)`` and as a run's
+    ``crossbar.device``). Returns the fit: ``parameters`` (each ``key``,
+    ``value``, ``std_error``), ``residual_rms``, ``noise_rms``,
+    ``devices``, ``stuck_devices``, ``steps``, ``warnings``. A bad trace
+    raises ``ValueError`` naming the row and column; a missing file
+    ``OSError``.
+    """
+    return json.loads(
+        _dyadsim.fit_device(os.fspath(trace), response, os.fspath(out), points, name, bootstrap, seed)
+    )

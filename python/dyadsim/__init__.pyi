@@ -99,3 +99,13 @@ class Device:
 
 def devices() -> List[str]: ...
 def device(name: str, **overrides: Any) -> Device: ...
+def fit_device(
+    trace: PathLike,
+    response: str,
+    out: PathLike,
+    *,
+    points: Optional[int] = ...,
+    name: Optional[str] = ...,
+    bootstrap: int = ...,
+    seed: int = ...,
+) -> Dict[str, Any]: ...

@@ -973,6 +973,34 @@ fn device(name: &str, overrides: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(json.to_string())
 }
 
+/// `dyadsim.fit_device`: `dyadsim devices fit` — a model file fitted to a
+/// pulse trace, written to `out`; the fit as JSON (the CLI's `--json`).
+#[pyfunction]
+#[pyo3(signature = (trace, response, out, points=None, name=None, bootstrap=200, seed=1))]
+#[allow(clippy::too_many_arguments)]
+fn fit_device(
+    trace: PathBuf,
+    response: &str,
+    out: PathBuf,
+    points: Option<usize>,
+    name: Option<String>,
+    bootstrap: usize,
+    seed: u64,
+) -> PyResult<String> {
+    use dyadsim::devices::fit::{fit_file, FitRequest};
+    let (_, _, json) = fit_file(&FitRequest {
+        trace,
+        response: response.to_string(),
+        points,
+        out,
+        name,
+        bootstrap,
+        seed,
+    })
+    .map_err(to_py_err)?;
+    Ok(json.to_string())
+}
+
 /// The version of the Rust crate the extension was built from.
 #[pyfunction]
 fn version() -> &'static str {
@@ -992,6 +1020,7 @@ fn _dyadsim(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(report, m)?)?;
     m.add_function(wrap_pyfunction!(devices, m)?)?;
     m.add_function(wrap_pyfunction!(device, m)?)?;
+    m.add_function(wrap_pyfunction!(fit_device, m)?)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
     Ok(())
 }

@@ -91,6 +91,31 @@ def test_the_device_catalogue_is_the_cli_one(cli):
         dyadsim.device("no_such_model")
 
 
+def test_fit_device_is_the_cli_fit_and_its_model_loads(cli, tmp_path):
+    trace = tmp_path / "trace.csv"
+    cli("devices", "trace", "ecram", "--pulses", "1500", "--devices", "40", "--out", trace)
+    fit = dyadsim.fit_device(trace, "linear", tmp_path / "mine.toml", bootstrap=50)
+    on_cli = json.loads(
+        cli(
+            "devices", "fit", trace, "--response", "linear", "--out", tmp_path / "cli.toml",
+            "--bootstrap", "50", "--json",
+        ).stdout.strip().splitlines()[-1]
+    )
+    assert fit["parameters"] == on_cli["parameters"]
+    values = {p["key"]: p for p in fit["parameters"]}
+    assert abs(values["dw_min"]["value"] - 0.001) < 0.05 * 0.001
+    mine = dyadsim.device(tmp_path / "mine.toml")
+    assert mine.params["response"] == "linear" and mine.params["name"] == "mine"
+    with pytest.raises(ValueError, match="points"):
+        dyadsim.fit_device(trace, "linear", tmp_path / "x.toml", points=8)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("device,pulse,direction,conductance_us\n0,0,up,nan\n")
+    with pytest.raises(ValueError, match="row 2, column conductance_us"):
+        dyadsim.fit_device(bad, "linear", tmp_path / "x.toml")
+    with pytest.raises(OSError):
+        dyadsim.fit_device(tmp_path / "missing.csv", "linear", tmp_path / "x.toml")
+
+
 def test_mnist_splits_as_the_cli():
     for split, n in [("train", 50_000), ("validation", 10_000), ("test", 10_000)]:
         x, y = dyadsim.mnist(split)

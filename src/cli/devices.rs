@@ -268,52 +268,22 @@ fn run_trace(args: &TraceArgs) -> Result<()> {
 /// `dyadsim devices fit`: the model file, a table of the parameters on
 /// stderr, and with `--json` the fit on stdout.
 fn run_fit(args: &FitArgs) -> Result<()> {
-    use dyadsim::devices::fit::{fit_trace, FitOptions, FitResponse, Trace};
-    let response = match (args.response.as_str(), args.points) {
-        ("piecewise", points) => FitResponse::Piecewise(points.unwrap_or(16)),
-        (other, Some(_)) => bail!(
-            "--points sets the table of --response piecewise; it has no meaning with --response {other}"
-        ),
-        ("linear", None) => FitResponse::Linear,
-        ("soft_bounds", None) => FitResponse::SoftBounds,
-        ("exponential", None) => FitResponse::Exponential,
-        (other, None) => bail!("--response {other}: expected linear, soft_bounds, exponential or piecewise"),
-    };
-    if args.out.extension().and_then(|e| e.to_str()) != Some("toml") {
-        bail!(
-            "--out {}: a model file ends in .toml (it loads with --device FILE.toml)",
-            args.out.display()
-        );
-    }
-    let name = match &args.name {
-        Some(n) => n.clone(),
-        None => args
-            .out
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("fitted")
-            .to_string(),
-    };
-    let trace = Trace::read(&args.trace)?;
-    let fit = fit_trace(
-        &trace,
-        &FitOptions {
-            response,
-            name,
-            origin: args.trace.display().to_string(),
-            bootstrap: args.bootstrap,
-            seed: args.seed,
-        },
-    )?;
-    let text = fit.model_toml()?;
-    dyadsim::experiment::run_dir::write_atomic(&args.out, text.as_bytes())
-        .with_context(|| format!("--out {}", args.out.display()))?;
+    use dyadsim::devices::fit::{fit_file, FitRequest};
+    let (fit, traced, json) = fit_file(&FitRequest {
+        trace: args.trace.clone(),
+        response: args.response.clone(),
+        points: args.points,
+        out: args.out.clone(),
+        name: args.name.clone(),
+        bootstrap: args.bootstrap,
+        seed: args.seed,
+    })?;
     eprintln!(
         "fitted {} to {}: {} devices ({} stuck), {} steps",
         args.response,
         args.trace.display(),
         fit.devices,
-        trace.devices.len() - fit.devices,
+        traced - fit.devices,
         fit.steps
     );
     eprintln!("  {:<20} {:>14} {:>14}", "parameter", "value", "std. error");
@@ -330,17 +300,6 @@ fn run_fit(args: &FitArgs) -> Result<()> {
         eprintln!("warning: {w}");
     }
     if args.json {
-        let json = serde_json::json!({
-            "model": args.out.display().to_string(),
-            "response": args.response,
-            "devices": fit.devices,
-            "stuck_devices": trace.devices.len() - fit.devices,
-            "steps": fit.steps,
-            "residual_rms": fit.residual_rms,
-            "noise_rms": fit.noise_rms,
-            "parameters": fit.values,
-            "warnings": fit.warnings,
-        });
         println!("{json}");
     }
     Ok(())

@@ -319,6 +319,96 @@ impl FitResponse {
     }
 }
 
+impl FitResponse {
+    /// The form named `name` (`linear`, `soft_bounds`, `exponential`,
+    /// `piecewise`), with `points` table points for `piecewise` (default
+    /// 16); `points` with another form is an error, not ignored.
+    pub fn from_name(name: &str, points: Option<usize>) -> Result<Self> {
+        Ok(match (name, points) {
+            ("piecewise", points) => FitResponse::Piecewise(points.unwrap_or(16)),
+            (other, Some(_)) => bail!(
+                "points (--points) set the table of the piecewise response; they have no meaning with response {other}"
+            ),
+            ("linear", None) => FitResponse::Linear,
+            ("soft_bounds", None) => FitResponse::SoftBounds,
+            ("exponential", None) => FitResponse::Exponential,
+            (other, None) => bail!(
+                "response {other}: expected linear, soft_bounds, exponential or piecewise"
+            ),
+        })
+    }
+}
+
+/// A fit of a trace file into a model file, as `dyadsim devices fit` and
+/// Python's `dyadsim.fit_device` ask for it.
+#[derive(Clone, Debug)]
+pub struct FitRequest {
+    /// The trace (CSV).
+    pub trace: std::path::PathBuf,
+    /// The response form's name.
+    pub response: String,
+    /// Piecewise table points.
+    pub points: Option<usize>,
+    /// The model file to write (`.toml`).
+    pub out: std::path::PathBuf,
+    /// The model's name (default: `out`'s file stem).
+    pub name: Option<String>,
+    /// Bootstrap replicates.
+    pub bootstrap: usize,
+    /// Bootstrap seed.
+    pub seed: u64,
+}
+
+/// Runs `request`: reads the trace, fits, writes the model file atomically;
+/// returns the fit, the trace's device count and the fit as the JSON
+/// object `--json` prints (`model`, `response`, `devices`,
+/// `stuck_devices`, `steps`, `residual_rms`, `noise_rms`, `parameters`,
+/// `warnings`).
+pub fn fit_file(request: &FitRequest) -> Result<(Fit, usize, serde_json::Value)> {
+    let response = FitResponse::from_name(&request.response, request.points)?;
+    let out = &request.out;
+    if out.extension().and_then(|e| e.to_str()) != Some("toml") {
+        bail!(
+            "out {}: a model file ends in .toml (it loads with --device FILE.toml)",
+            out.display()
+        );
+    }
+    let name = match &request.name {
+        Some(n) => n.clone(),
+        None => out
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("fitted")
+            .to_string(),
+    };
+    let trace = Trace::read(&request.trace)?;
+    let fit = fit_trace(
+        &trace,
+        &FitOptions {
+            response,
+            name,
+            origin: request.trace.display().to_string(),
+            bootstrap: request.bootstrap,
+            seed: request.seed,
+        },
+    )?;
+    let text = fit.model_toml()?;
+    crate::experiment::run_dir::write_atomic(out, text.as_bytes())
+        .with_context(|| format!("writing the fitted model {}", out.display()))?;
+    let json = serde_json::json!({
+        "model": out.display().to_string(),
+        "response": request.response,
+        "devices": fit.devices,
+        "stuck_devices": trace.devices.len() - fit.devices,
+        "steps": fit.steps,
+        "residual_rms": fit.residual_rms,
+        "noise_rms": fit.noise_rms,
+        "parameters": fit.values,
+        "warnings": fit.warnings,
+    });
+    Ok((fit, trace.devices.len(), json))
+}
+
 /// Settings of a fit.
 #[derive(Clone, Debug)]
 pub struct FitOptions {
