@@ -369,7 +369,7 @@ pub fn fit_file(request: &FitRequest) -> Result<(Fit, usize, serde_json::Value)>
     let out = &request.out;
     if out.extension().and_then(|e| e.to_str()) != Some("toml") {
         bail!(
-            "out {}: a model file ends in .toml (it loads with --device FILE.toml)",
+            "the model file {} (--out) must end in .toml (it loads with --device FILE.toml)",
             out.display()
         );
     }
