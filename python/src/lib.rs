@@ -988,17 +988,20 @@ fn fit_device(
     seed: u64,
 ) -> PyResult<String> {
     use dyadsim::devices::fit::{fit_file, FitRequest};
-    let (_, _, json) = fit_file(&FitRequest {
+    let fitted = fit_file(&FitRequest {
         trace,
         response: response.to_string(),
         points,
-        out,
+        out: out.clone(),
         name,
         bootstrap,
         seed,
     })
     .map_err(to_py_err)?;
-    Ok(json.to_string())
+    dyadsim::experiment::run_dir::write_atomic(&out, fitted.text.as_bytes())
+        .with_context(|| format!("writing the fitted model {}", out.display()))
+        .map_err(to_py_err)?;
+    Ok(fitted.json.to_string())
 }
 
 /// The version of the Rust crate the extension was built from.

@@ -269,7 +269,7 @@ fn run_trace(args: &TraceArgs) -> Result<()> {
 /// stderr, and with `--json` the fit on stdout.
 fn run_fit(args: &FitArgs) -> Result<()> {
     use dyadsim::devices::fit::{fit_file, FitRequest};
-    let (fit, traced, json) = fit_file(&FitRequest {
+    let fitted = fit_file(&FitRequest {
         trace: args.trace.clone(),
         response: args.response.clone(),
         points: args.points,
@@ -278,6 +278,9 @@ fn run_fit(args: &FitArgs) -> Result<()> {
         bootstrap: args.bootstrap,
         seed: args.seed,
     })?;
+    dyadsim::experiment::run_dir::write_atomic(&args.out, fitted.text.as_bytes())
+        .with_context(|| format!("--out {}", args.out.display()))?;
+    let (fit, traced) = (&fitted.fit, fitted.traced_devices);
     eprintln!(
         "fitted {} to {}: {} devices ({} stuck), {} steps",
         args.response,
@@ -300,7 +303,7 @@ fn run_fit(args: &FitArgs) -> Result<()> {
         eprintln!("warning: {w}");
     }
     if args.json {
-        println!("{json}");
+        println!("{}", fitted.json);
     }
     Ok(())
 }

@@ -359,12 +359,25 @@ pub struct FitRequest {
     pub seed: u64,
 }
 
-/// Runs `request`: reads the trace, fits, writes the model file atomically;
-/// returns the fit, the trace's device count and the fit as the JSON
-/// object `--json` prints (`model`, `response`, `devices`,
-/// `stuck_devices`, `steps`, `residual_rms`, `noise_rms`, `parameters`,
-/// `warnings`).
-pub fn fit_file(request: &FitRequest) -> Result<(Fit, usize, serde_json::Value)> {
+/// What [`fit_file`] gives: the fit, the model file's text for
+/// `request.out` (the caller writes it, atomically), the trace's device
+/// count and the fit as the JSON object `--json` prints (`model`,
+/// `response`, `devices`, `stuck_devices`, `steps`, `residual_rms`,
+/// `noise_rms`, `parameters`, `warnings`).
+pub struct FittedFile {
+    /// The fit.
+    pub fit: Fit,
+    /// The model file's text.
+    pub text: String,
+    /// Devices in the trace (stuck ones included).
+    pub traced_devices: usize,
+    /// The fit as JSON.
+    pub json: serde_json::Value,
+}
+
+/// Runs `request`: checks it, reads the trace and fits (the caller writes
+/// [`FittedFile::text`] to `request.out`).
+pub fn fit_file(request: &FitRequest) -> Result<FittedFile> {
     let response = FitResponse::from_name(&request.response, request.points)?;
     let out = &request.out;
     if out.extension().and_then(|e| e.to_str()) != Some("toml") {
@@ -393,8 +406,6 @@ pub fn fit_file(request: &FitRequest) -> Result<(Fit, usize, serde_json::Value)>
         },
     )?;
     let text = fit.model_toml()?;
-    crate::experiment::run_dir::write_atomic(out, text.as_bytes())
-        .with_context(|| format!("writing the fitted model {}", out.display()))?;
     let json = serde_json::json!({
         "model": out.display().to_string(),
         "response": request.response,
@@ -406,7 +417,12 @@ pub fn fit_file(request: &FitRequest) -> Result<(Fit, usize, serde_json::Value)>
         "parameters": fit.values,
         "warnings": fit.warnings,
     });
-    Ok((fit, trace.devices.len(), json))
+    Ok(FittedFile {
+        fit,
+        text,
+        traced_devices: trace.devices.len(),
+        json,
+    })
 }
 
 /// Settings of a fit.
