@@ -490,6 +490,24 @@ struct Steps {
     dg: Vec<f64>,
 }
 
+impl Steps {
+    /// The steps of one direction's reads `v` (magnitudes: `v_k − v_{k−1}`
+    /// up, `v_{k−1} − v_k` down), each with its position before
+    /// ([`position_before`]), for the reads `k` that `keep` accepts.
+    fn of(v: &[f64], up: bool, keep: impl Fn(usize) -> bool) -> Self {
+        let mut out = Steps {
+            x: Vec::new(),
+            dg: Vec::new(),
+        };
+        for k in (1..v.len()).filter(|&k| keep(k)) {
+            out.x.push(position_before(v, k, POSITION_WINDOW));
+            let dg = v[k] - v[k - 1];
+            out.dg.push(if up { dg } else { -dg });
+        }
+        out
+    }
+}
+
 /// Sufficient statistics of one device and direction on a basis.
 #[derive(Clone)]
 struct Stats {
@@ -1151,15 +1169,7 @@ pub fn fit_trace(trace: &Trace, opts: &FitOptions) -> Result<Fit> {
             let seqs = sequences(d);
             let mut ends = [b.1, b.0];
             for (dir, v) in seqs.iter().enumerate() {
-                let mut steps = Steps {
-                    x: Vec::new(),
-                    dg: Vec::new(),
-                };
-                for k in 1..v.len() {
-                    steps.x.push(position_before(v, k, POSITION_WINDOW));
-                    let dg = v[k] - v[k - 1];
-                    steps.dg.push(if dir == 0 { dg } else { -dg });
-                }
+                let steps = Steps::of(v, dir == 0, |_| true);
                 let s = Stats::of(&steps, &Basis::Line);
                 if let Some(c) = solve(&s, &Basis::Line) {
                     // up: α + βG = 0 at G_hi (β < 0); down: at G_lo (β > 0).
@@ -1207,25 +1217,15 @@ pub fn fit_trace(trace: &Trace, opts: &FitOptions) -> Result<Fit> {
             sizes.sort_by(f64::total_cmp);
             let median = sizes[sizes.len() / 2];
             let margin = (1.5 * typical).max(4.0 * median);
-            let mut out = Steps {
-                x: Vec::new(),
-                dg: Vec::new(),
-            };
-            for k in 1..v.len() {
+            Steps::of(&v, dir == 0, |k| {
                 let at = sm[k];
-                let clipped = if dir == 0 {
-                    at >= hi - margin
+                // Not clipped.
+                if dir == 0 {
+                    at < hi - margin
                 } else {
-                    at <= lo + margin
-                };
-                if clipped {
-                    continue;
+                    at > lo + margin
                 }
-                out.x.push(position_before(&v, k, POSITION_WINDOW));
-                let dg = v[k] - v[k - 1];
-                out.dg.push(if dir == 0 { dg } else { -dg });
-            }
-            out
+            })
         });
         steps.push(per_dir);
     }
