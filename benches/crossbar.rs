@@ -621,8 +621,121 @@ fn device_fit(c: &mut Criterion) {
     group.finish();
 }
 
+/// Issue target: an IR-drop forward read of a 256×256 tile at batch 50
+/// within 10× an ideal read. One tile: 255 inputs + the bias line (256
+/// rows) × 128 outputs (256 device columns), `reram_es` programmed to
+/// random weights, no read noise, 0.35 Ω per segment (aihwkit's IR-drop
+/// anchor; see `docs/benchmarks.md`). Side by side: the ideal read; the
+/// read once the transfer matrix is known (unchanged devices, what
+/// evaluation reads see); the read right after the devices changed (the
+/// transfer matrix recomputed, exact and first order); and the direct
+/// solve of the batch's 50 right-hand sides.
+fn ir_drop(c: &mut Criterion) {
+    use dyadsim::crossbar::ir_drop::{SolveSettings, TileSpan};
+    use dyadsim::crossbar::{IrDropSolver, ReadDirection};
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let (n_out, n_in, batch) = (128, 255, 50);
+    let w0 = Mat::from_fn(n_out, n_in, |_, _| (rng.gen::<f32>() - 0.5) * 0.2);
+    let b0 = Vector::zeros(n_out);
+    let x = Mat::from_fn(n_in, batch, |_, _| rng.gen::<f32>());
+    // Two input batches in turn: a repeat of the same inputs only redraws
+    // the noise (see `update_and_reads`).
+    let inputs = [
+        x.clone(),
+        Mat::from_fn(n_in, batch, |_, _| rng.gen::<f32>()),
+    ];
+    let mut turn = 0usize;
+    let mut quiet = toml::Table::new();
+    quiet.insert("read_noise".into(), toml::Value::Float(0.0));
+    let base = CrossbarConfig {
+        device: "reram_es".into(),
+        ..CrossbarConfig::default()
+    };
+    let build = |cfg: &CrossbarConfig| {
+        Crossbar::with_parameters(cfg, &quiet, &w0, &b0, 1).expect("crossbar")
+    };
+    let lines = |solver| CrossbarConfig {
+        line_resistance_ohm: 0.35,
+        ir_drop: solver,
+        ..base.clone()
+    };
+    let mut group = c.benchmark_group("ir_drop_256x256_batch50");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
+    group.throughput(Throughput::Elements(batch as u64));
+    let mut out = Mat::zeros(0, 0);
+    let mut ideal = build(&base);
+    group.bench_function("ideal_read", |b| {
+        b.iter(|| {
+            turn += 1;
+            ideal.forward(&inputs[turn % 2], &mut out)
+        })
+    });
+    let mut exact = build(&lines(IrDropSolver::Exact));
+    exact.forward(&x, &mut out);
+    group.bench_function("exact_read_known_transfer", |b| {
+        b.iter(|| {
+            turn += 1;
+            exact.forward(&inputs[turn % 2], &mut out)
+        })
+    });
+    group.bench_function("ideal_read_after_programming", |b| {
+        b.iter(|| {
+            ideal.set_parameters(&w0, &b0);
+            ideal.forward(&x, &mut out)
+        })
+    });
+    group.bench_function("exact_read_after_programming", |b| {
+        b.iter(|| {
+            exact.set_parameters(&w0, &b0);
+            exact.forward(&x, &mut out)
+        })
+    });
+    let mut first = build(&lines(IrDropSolver::FirstOrder));
+    group.bench_function("first_order_read_after_programming", |b| {
+        b.iter(|| {
+            first.set_parameters(&w0, &b0);
+            first.forward(&x, &mut out)
+        })
+    });
+    let tile = TileSpan {
+        row: 0,
+        rows: n_in + 1,
+        col: 0,
+        cols: 2 * n_out,
+    };
+    let network = exact
+        .tile_network(tile, ReadDirection::Forward)
+        .expect("network");
+    let drives: Vec<f64> = (0..(n_in + 1) * batch)
+        .map(|k| {
+            if k / batch < n_in {
+                x.as_slice()[(k % batch) * n_in + k / batch] as f64
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let settings = SolveSettings {
+        tolerance: 1e-7,
+        max_iterations: 10_000,
+    };
+    let solved = network.solve(&drives, batch, settings);
+    println!(
+        "ir_drop: direct solve of the batch took {} sweeps (converged: {})",
+        solved.iterations, solved.converged
+    );
+    group.bench_function("exact_solve_of_the_batch", |b| {
+        b.iter(|| network.solve(&drives, batch, settings))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    ir_drop,
     device_fit,
     training,
     write_schemes,

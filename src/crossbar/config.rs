@@ -31,6 +31,57 @@ pub enum InputScaling {
     Fixed,
 }
 
+/// How a read with line resistance finds the cross-points' voltages.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IrDropSolver {
+    /// The tile's resistive network solved to `ir_drop_tolerance`
+    /// (block Gauss–Seidel over lines; one solve per driven line whenever
+    /// the devices change).
+    #[default]
+    Exact,
+    /// The transfer matrix to first order in the resistances, from the
+    /// ideal-line currents: `O(rows·cols)` per refresh, for training;
+    /// accurate while the drops stay at a few percent (see
+    /// [`crate::crossbar::ir_drop`]).
+    FirstOrder,
+}
+
+impl IrDropSolver {
+    /// The setting's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            IrDropSolver::Exact => "exact",
+            IrDropSolver::FirstOrder => "first_order",
+        }
+    }
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
+}
+
+fn is_zero_usize(v: &usize) -> bool {
+    *v == 0
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+fn is_default_tolerance(v: &f64) -> bool {
+    *v == DEFAULT_IR_DROP_TOLERANCE
+}
+
+fn is_default_iterations(v: &u32) -> bool {
+    *v == DEFAULT_IR_DROP_MAX_ITERATIONS
+}
+
+/// Default `crossbar.ir_drop_tolerance`.
+pub const DEFAULT_IR_DROP_TOLERANCE: f64 = 1e-7;
+/// Default `crossbar.ir_drop_max_iterations`.
+pub const DEFAULT_IR_DROP_MAX_ITERATIONS: u32 = 10_000;
+
 /// Crossbar, periphery and controller settings (TOML `[crossbar]`).
 ///
 /// Periphery defaults are aihwkit's `PresetIOParameters` (7-bit DAC,
@@ -108,6 +159,37 @@ pub struct CrossbarConfig {
     pub algorithm: Algorithm,
     /// Settings of the Tiki-Taka family (`[crossbar.transfer]`).
     pub transfer: TransferConfig,
+    /// Wire resistance (Ω) of one segment of a word or bit line, between
+    /// neighbouring cells and between the periphery and the first cell
+    /// (0 = ideal lines, the default). Reads then solve the tile's
+    /// resistive network ([`crate::crossbar::ir_drop`]).
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub line_resistance_ohm: f64,
+    /// Output resistance of a line driver (Ω), in series with the line.
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub driver_resistance_ohm: f64,
+    /// Input resistance of a sense amplifier (Ω), in series with the line.
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub sense_resistance_ohm: f64,
+    /// `exact` or `first_order` solution of the lines (with resistance).
+    #[serde(skip_serializing_if = "is_default")]
+    pub ir_drop: IrDropSolver,
+    /// Exact solve: stop when no sensed current changes by more than this
+    /// fraction of the largest between two sweeps.
+    #[serde(skip_serializing_if = "is_default_tolerance")]
+    pub ir_drop_tolerance: f64,
+    /// Exact solve: sweeps before giving up (counted as unconverged).
+    #[serde(skip_serializing_if = "is_default_iterations")]
+    pub ir_drop_max_iterations: u32,
+    /// Input lines (rows, bias line included) of one physical tile; a layer
+    /// with more is split over several tiles, each with its own lines and
+    /// periphery (0 = the whole layer in one tile).
+    #[serde(skip_serializing_if = "is_zero_usize")]
+    pub tile_rows: usize,
+    /// Device columns of one physical tile (a differential pair takes two
+    /// neighbouring columns, so even; 0 = the whole layer in one tile).
+    #[serde(skip_serializing_if = "is_zero_usize")]
+    pub tile_cols: usize,
 }
 
 impl Default for CrossbarConfig {
@@ -136,6 +218,14 @@ impl Default for CrossbarConfig {
             read_energy: true,
             algorithm: Algorithm::Sgd,
             transfer: TransferConfig::default(),
+            line_resistance_ohm: 0.0,
+            driver_resistance_ohm: 0.0,
+            sense_resistance_ohm: 0.0,
+            ir_drop: IrDropSolver::Exact,
+            ir_drop_tolerance: DEFAULT_IR_DROP_TOLERANCE,
+            ir_drop_max_iterations: DEFAULT_IR_DROP_MAX_ITERATIONS,
+            tile_rows: 0,
+            tile_cols: 0,
         }
     }
 }
@@ -213,10 +303,73 @@ impl CrossbarConfig {
                 "crossbar.transfer settings only act with a Tiki-Taka algorithm; set crossbar.algorithm = \"ttv2\", \"cttv2\" or \"agad\" (it is \"sgd\")"
             );
         }
+        self.check_lines()?;
         if model.pairing.one_sided && self.mapping == Mapping::Reference {
             bail!(
                 "crossbar.mapping = \"reference\" is not available for the one-sided model '{}' (it needs a pair)",
                 model.name
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether reads see line resistance (any of the three resistances > 0).
+    pub fn has_line_resistance(&self) -> bool {
+        self.line_resistances().iter().any(|r| *r > 0.0)
+    }
+
+    fn line_resistances(&self) -> [f64; 3] {
+        [
+            self.line_resistance_ohm,
+            self.driver_resistance_ohm,
+            self.sense_resistance_ohm,
+        ]
+    }
+
+    /// The range checks of the line-resistance and tile settings.
+    fn check_lines(&self) -> Result<()> {
+        for (field, r) in [
+            ("line_resistance_ohm", self.line_resistance_ohm),
+            ("driver_resistance_ohm", self.driver_resistance_ohm),
+            ("sense_resistance_ohm", self.sense_resistance_ohm),
+        ] {
+            if !(r.is_finite() && (0.0..=1e9).contains(&r)) {
+                bail!("crossbar.{field} = {r} is out of range: 0..=1e9 Ω (0 = none)");
+            }
+        }
+        if !(self.ir_drop_tolerance.is_finite()
+            && self.ir_drop_tolerance > 0.0
+            && self.ir_drop_tolerance < 1.0)
+        {
+            bail!(
+                "crossbar.ir_drop_tolerance = {} is out of range: 0 < tolerance < 1",
+                self.ir_drop_tolerance
+            );
+        }
+        if self.ir_drop_max_iterations == 0 {
+            bail!("crossbar.ir_drop_max_iterations must be ≥ 1");
+        }
+        if !self.has_line_resistance() {
+            let solver_set = self.ir_drop != IrDropSolver::default()
+                || self.ir_drop_tolerance != DEFAULT_IR_DROP_TOLERANCE
+                || self.ir_drop_max_iterations != DEFAULT_IR_DROP_MAX_ITERATIONS;
+            if solver_set {
+                bail!(
+                    "crossbar.ir_drop, ir_drop_tolerance and ir_drop_max_iterations only act with line resistance; set crossbar.line_resistance_ohm (or driver_/sense_resistance_ohm) > 0"
+                );
+            }
+        } else if self.mapping == Mapping::Reference {
+            bail!(
+                "crossbar.line_resistance_ohm (IR drop) is modelled for the differential mapping only; set crossbar.mapping = \"differential\" or the resistances to 0"
+            );
+        }
+        if self.tile_rows == 1 {
+            bail!("crossbar.tile_rows = 1 is out of range: 0 (the whole layer) or ≥ 2");
+        }
+        if self.tile_cols != 0 && (self.tile_cols < 2 || self.tile_cols % 2 == 1) {
+            bail!(
+                "crossbar.tile_cols = {} is out of range: 0 (the whole layer) or an even number ≥ 2 (a differential pair takes two columns)",
+                self.tile_cols
             );
         }
         Ok(())

@@ -56,6 +56,7 @@
 mod cache;
 pub mod config;
 mod counters;
+pub mod ir_drop;
 mod mapping;
 mod periphery;
 mod read_model;
@@ -63,7 +64,7 @@ mod state;
 pub mod transfer;
 mod write;
 
-pub use config::{CrossbarConfig, InputScaling, Mapping};
+pub use config::{CrossbarConfig, InputScaling, IrDropSolver, Mapping};
 pub use counters::ReadStats;
 pub use periphery::{Converters, Periphery, ReadDirection};
 pub use state::CrossbarState;
@@ -143,6 +144,9 @@ pub struct Crossbar {
     /// Fast array, hidden matrix and transfer schedule (`crossbar.algorithm`
     /// other than `sgd`); the devices above are then the slow array `C`.
     transfer: Option<Box<transfer::Transfer>>,
+    /// Read weights through resistive lines (`crossbar.line_resistance_ohm`
+    /// or a periphery resistance > 0; `None`: ideal lines).
+    lines: Option<Box<ir_drop::LineReads>>,
 }
 
 impl Crossbar {
@@ -270,6 +274,7 @@ impl Crossbar {
             periphery: Periphery::of(config),
             refreshes: 0,
             transfer: None,
+            lines: config.has_line_resistance().then(Default::default),
         };
         if config.algorithm.transfers() {
             xb.transfer = Some(Box::new(transfer::Transfer::new(
@@ -390,16 +395,18 @@ impl WeightArray for Crossbar {
 
     fn forward(&mut self, x: &Mat, out: &mut Mat) {
         self.ensure_cache();
+        self.ensure_line_reads(ReadDirection::Forward);
         let batch = x.ncols();
         ensure_shape(out, self.n_out, batch);
         self.stats.forward_reads += 1;
         self.stats.forward_samples += batch as u64;
         self.count_read(x, ReadDirection::Forward);
         if self.ideal_read(ReadDirection::Forward) {
-            gemm(1.0, &self.w_read, Op::N, x, Op::N, 0.0, out);
+            let (w, b) = self.read_matrices(ReadDirection::Forward);
+            gemm(1.0, w, Op::N, x, Op::N, 0.0, out);
             let bias = self.config.bias_input;
             for mut col in out.column_iter_mut() {
-                for (o, b) in col.iter_mut().zip(self.b_read.iter()) {
+                for (o, b) in col.iter_mut().zip(b.iter()) {
                     *o += if bias == 1.0 { *b } else { b * bias };
                 }
             }
@@ -409,10 +416,11 @@ impl WeightArray for Crossbar {
             return;
         }
         self.dac(x, ReadDirection::Forward);
-        mvm(&self.w_read, Op::N, &self.x_scaled, out);
+        let (w, b) = self.read_matrices(ReadDirection::Forward);
+        mvm(w, Op::N, &self.x_scaled, out);
         // Contiguous column slices: nalgebra's column views iterate
         // element by element, which kept this loop scalar.
-        let bias = self.b_read.as_slice();
+        let bias = b.as_slice();
         for (column, &d) in out
             .as_mut_slice()
             .chunks_exact_mut(self.n_out.max(1))
@@ -429,17 +437,20 @@ impl WeightArray for Crossbar {
 
     fn transposed(&mut self, d: &Mat, out: &mut Mat) {
         self.ensure_cache();
+        self.ensure_line_reads(ReadDirection::Transposed);
         let batch = d.ncols();
         ensure_shape(out, self.n_in, batch);
         self.stats.transposed_reads += 1;
         self.stats.transposed_samples += batch as u64;
         self.count_read(d, ReadDirection::Transposed);
         if self.ideal_read(ReadDirection::Transposed) {
-            gemm(1.0, &self.w_read, Op::T, d, Op::N, 0.0, out);
+            let (w, _) = self.read_matrices(ReadDirection::Transposed);
+            gemm(1.0, w, Op::T, d, Op::N, 0.0, out);
             return;
         }
         self.dac(d, ReadDirection::Transposed);
-        mvm(&self.w_read, Op::T, &self.x_scaled, out);
+        let (w, _) = self.read_matrices(ReadDirection::Transposed);
+        mvm(w, Op::T, &self.x_scaled, out);
         self.analog_output(out, ReadDirection::Transposed);
     }
 

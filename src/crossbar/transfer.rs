@@ -743,7 +743,9 @@ impl Crossbar {
         self.ensure_cache();
         let n_out = self.n_out;
         out.clear();
-        if j < self.n_in {
+        if self.lines.is_some() {
+            self.line_column(j, out);
+        } else if j < self.n_in {
             out.extend_from_slice(&self.w_read.as_slice()[j * n_out..(j + 1) * n_out]);
         } else {
             out.extend_from_slice(self.b_read.as_slice());
