@@ -393,3 +393,50 @@ fn a_fast_array_counts_with_its_layer() {
         16.0 * 4.0 * 1e-16 + 1e-12,
     );
 }
+
+/// Line losses: a layer whose full-scale read loses the share f of its
+/// power in the lines costs E_read·f/(1 − f) more, in the total too; its
+/// own tile size (run configuration) replaces the technology's for the area;
+/// both come from the stored run (`hardware.layers[k].ir_drop`, `[crossbar]`).
+#[test]
+fn line_losses_and_the_runs_tile_size_are_costed() {
+    let tech = Technology::from_toml_str(TECH, "test").unwrap();
+    let plain = estimate(&one_crossbar("discrete", None), &tech.params);
+    close(plain.line_energy_j.value, 0.0);
+    let config = json!({
+        "network": {"arch": "2-2"},
+        "learning": {"schedule": "jacobi:4"},
+        "training": {"batch": 10, "dynamics": "discrete"},
+        "crossbar": {"line_resistance_ohm": 2.0, "tile_rows": 2, "tile_cols": 2}
+    });
+    let result = json!({
+        "samples_seen": 100,
+        "hardware": {"layers": [{
+            "devices": 12,
+            "reads": {"forward_samples": 100, "transposed_samples": 0,
+                      "adc_conversions": 200, "dac_conversions": 200},
+            "pulses_applied": 1000,
+            "update_pulse_slots": 310, "controller": {"updates": 10},
+            "ir_drop": {"tile_rows": 2, "tile_cols": 2,
+                        "full_scale_reads": [{"tile_rows": 2, "tile_cols": 2,
+                         "line_power_fraction": 0.2}]}
+        }]}
+    });
+    let mut c = counts(config, result);
+    c.layers[0].conductance_sum_s = Some(10e-6);
+    let e = estimate(&c, &tech.params);
+    let read = e.read_energy_j.value.unwrap();
+    close(Some(read), plain.read_energy_j.value.unwrap());
+    close(e.line_energy_j.value, read * 0.2 / 0.8);
+    assert_eq!(e.line_energy_j.provenance, Provenance::Estimated);
+    assert!(e.total_energy_j.value.unwrap() > plain.total_energy_j.value.unwrap());
+    // 3 rows × 2 outputs in 2 × 2 tiles (one weight per tile row):
+    // ⌈3/2⌉·⌈2/1⌉ = 4 tiles of 4 cells, against one 4 × 4 tile; each tile
+    // has ⌈(2 + 2)/8⌉ = 1 ADC of 1 µm², three more than the one tile.
+    let cells = |e: &dyadsim::report::feasibility::Estimate| e.area_m2.value.unwrap();
+    let cell_area = 4.0 * 1e-16;
+    close(
+        Some(cells(&e) - cells(&plain)),
+        (4.0 * 4.0 - 16.0) * cell_area + 3.0 * 1e-12,
+    );
+}

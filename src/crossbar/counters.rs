@@ -162,6 +162,7 @@ impl Crossbar {
             weight_histogram: self.weight_histogram(bins),
             pulse_histogram: None,
             transfer: self.transfer.as_ref().map(|t| t.stats()),
+            ir_drop: self.ir_drop_stats(),
         }
     }
 

@@ -874,3 +874,123 @@ impl Crossbar {
         }
     }
 }
+
+use crate::substrate::{FullScaleRead, IrDropStats};
+
+impl Crossbar {
+    /// The layer's IR-drop statistics (`None` with ideal lines): its solve
+    /// counters and full-scale reads of the present devices at its own
+    /// tile size and at square tiles of 64 … 1024 lines (those smaller
+    /// than the layer) and the whole layer in one tile.
+    pub(super) fn ir_drop_stats(&self) -> Option<IrDropStats> {
+        let lines = self.lines.as_deref()?;
+        let (rows, cols) = (self.n_in + 1, 2 * self.n_out);
+        let own = (
+            if self.config.tile_rows == 0 {
+                rows
+            } else {
+                self.config.tile_rows.min(rows)
+            },
+            if self.config.tile_cols == 0 {
+                cols
+            } else {
+                self.config.tile_cols.min(cols)
+            },
+        );
+        let mut sizes = vec![own];
+        for s in [64usize, 128, 256, 512, 1024] {
+            let size = (s.min(rows), s.min(cols));
+            if s < rows.max(cols) && !sizes.contains(&size) {
+                sizes.push(size);
+            }
+        }
+        if !sizes.contains(&(rows, cols)) {
+            sizes.push((rows, cols));
+        }
+        let full_scale_reads = sizes
+            .into_iter()
+            .map(|(r, c)| self.full_scale_read(r, c))
+            .collect();
+        let c = lines.counts;
+        Some(IrDropStats {
+            line_resistance_ohm: self.config.line_resistance_ohm,
+            driver_resistance_ohm: self.config.driver_resistance_ohm,
+            sense_resistance_ohm: self.config.sense_resistance_ohm,
+            solver: self.config.ir_drop.name().into(),
+            tile_rows: own.0,
+            tile_cols: own.1,
+            tiles: self.tiles().len(),
+            refreshes: c.refreshes,
+            sweeps_total: c.sweeps_total,
+            sweeps_max: c.sweeps_max,
+            unconverged: c.unconverged,
+            full_scale_reads,
+        })
+    }
+
+    /// A full-scale forward read (every input line at 1 V) of the present
+    /// devices cut into `tile_rows × tile_cols` tiles, solved exactly.
+    fn full_scale_read(&self, tile_rows: usize, tile_cols: usize) -> FullScaleRead {
+        let n_out = self.n_out;
+        let settings = SolveSettings {
+            tolerance: self.config.ir_drop_tolerance,
+            max_iterations: self.config.ir_drop_max_iterations,
+        };
+        let spans = tiles(self.n_in + 1, 2 * n_out, tile_rows, tile_cols);
+        let (mut loss_sum, mut loss_max, mut cells) = (0.0f64, 0.0f64, 0usize);
+        let (mut line_power, mut total_power) = (0.0f64, 0.0f64);
+        let mut converged = true;
+        let mut with_lines = vec![0.0f64; n_out];
+        let mut ideal = vec![0.0f64; n_out];
+        for tile in &spans {
+            let Ok(network) = self.tile_network(*tile, ReadDirection::Forward) else {
+                converged = false;
+                continue;
+            };
+            let drives = vec![1.0; tile.rows];
+            let s = network.solve(&drives, 1, settings);
+            converged &= s.converged;
+            let p = network.power(&drives, &s, 0);
+            line_power += p.lines_w + p.periphery_w;
+            total_power += p.cells_w + p.lines_w + p.periphery_w;
+            for a in 0..tile.rows {
+                for b in 0..tile.cols {
+                    let drop = s.driven_potentials[a * tile.cols + b]
+                        - s.sensed_potentials[b * tile.rows + a];
+                    let loss = 1.0 - drop;
+                    loss_sum += loss;
+                    loss_max = loss_max.max(loss);
+                    cells += 1;
+                    let c = tile.col + b;
+                    let sign = if c % 2 == 0 { 1.0 } else { -1.0 };
+                    ideal[c / 2] += sign * self.cell_conductance_s(tile.row + a, c);
+                }
+            }
+            for (b, current) in s.currents.iter().enumerate() {
+                let c = tile.col + b;
+                let sign = if c % 2 == 0 { 1.0 } else { -1.0 };
+                with_lines[c / 2] += sign * current;
+            }
+        }
+        let rms = |v: &mut dyn Iterator<Item = f64>| {
+            let (sum, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x * x, n + 1));
+            (sum / n.max(1) as f64).sqrt()
+        };
+        let error = rms(&mut with_lines.iter().zip(&ideal).map(|(a, b)| a - b));
+        let scale = rms(&mut ideal.iter().copied());
+        FullScaleRead {
+            tile_rows,
+            tile_cols,
+            tiles: spans.len(),
+            mean_voltage_loss: loss_sum / cells.max(1) as f64,
+            max_voltage_loss: loss_max,
+            line_power_fraction: if total_power > 0.0 {
+                line_power / total_power
+            } else {
+                0.0
+            },
+            output_error: if scale > 0.0 { error / scale } else { 0.0 },
+            converged,
+        }
+    }
+}

@@ -13,6 +13,11 @@
 //!   (measured `conductance_sum_s`, else devices·(G_min+G_max)/2).
 //!   Circuit (`ode`) runs keep the arrays driven for the whole settle time:
 //!   `E_read = V_r²·ΣG·T_settle` per array and direction.
+//! * **Line losses** — with line resistance (`crossbar.line_resistance_ohm`,
+//!   driver or sense resistance) the run's end-of-run full-scale read
+//!   reports the share f of the read power dissipated in the wires and
+//!   periphery at the layer's tile size; the reads cost `E_read·f/(1 − f)`
+//!   more (estimated: the share at full-scale drive stands for every read).
 //! * **Converters** — `E_ADC = N_ADC·FOM_W·2^bits` (Walden), `E_DAC =
 //!   N_DAC·E_dac`. A forward read of an n_in → n_out layer converts n_in
 //!   inputs and n_out outputs; a transposed read the other way round.
@@ -23,7 +28,8 @@
 //! * **Latency** — `T_settle + reads_serial·(t_r + lines_per_ADC·t_conv) +
 //!   slots·t_w / B` (one array-parallel write of `slots` pulse slots per
 //!   mini-batch of B samples).
-//! * **Area** — tiles of `rows × cols` cells (cell area in F²·F²), ADCs on
+//! * **Area** — tiles of `rows × cols` cells (the run's `crossbar.tile_rows ×
+//!   tile_cols` when it sets them, else the technology's; cell area in F²·F²), ADCs on
 //!   both edges of each tile (DP reads both ways) shared by `columns_per_adc`
 //!   lines, one neuron per hidden/output unit.
 //! * **Lifetime** — per-device pulses per epoch r; the median device wears
@@ -150,6 +156,14 @@ pub struct LayerCounts {
     /// The layer's Tiki-Taka fast array `A` (`crossbar.algorithm` ≠ sgd),
     /// costed as a second array of the same shape.
     pub fast_array: Option<Box<LayerCounts>>,
+    /// Share of a full-scale read's power lost in the lines and periphery
+    /// resistances at the layer's tile size (from the run's end-of-run
+    /// full-scale read; `None` with ideal lines).
+    pub line_power_fraction: Option<f64>,
+    /// The run's own tile geometry (`crossbar.tile_rows`, `tile_cols`:
+    /// input lines × device columns), which replaces the technology's
+    /// `array_rows × array_cols` for this layer's area.
+    pub tile: Option<(f64, f64)>,
 }
 
 /// Everything the cost model needs from one run.
@@ -267,6 +281,22 @@ impl RunCounts {
         let widths = &arch.0;
         let hw = result.hardware.as_ref();
         let hw_layers: &[LayerHardwareStats] = hw.map_or(&[], |h| h.layers.as_slice());
+        // A run that sets its tile size, or reads through resistive lines
+        // (whose tiles it then reports, the whole layer for 0), is costed
+        // with it; otherwise the technology's tile size stands in.
+        let xb = &config.crossbar;
+        let tile_of = |h: &LayerHardwareStats, n_in: usize, n_out: usize| {
+            if let Some(d) = h
+                .ir_drop
+                .as_ref()
+                .filter(|d| d.tile_rows > 0 && d.tile_cols > 0)
+            {
+                return Some((d.tile_rows as f64, d.tile_cols as f64));
+            }
+            let or = |set: usize, whole: usize| (if set > 0 { set } else { whole }) as f64;
+            (xb.tile_rows > 0 || xb.tile_cols > 0)
+                .then(|| (or(xb.tile_rows, n_in + 1), or(xb.tile_cols, 2 * n_out)))
+        };
         let layers = widths
             .windows(2)
             .enumerate()
@@ -279,6 +309,7 @@ impl RunCounts {
                     };
                 };
                 let mut counts = array_counts(h, w[0], w[1]);
+                counts.tile = tile_of(h, w[0], w[1]);
                 if let Some(t) = &h.transfer {
                     // A Tiki-Taka layer's fast array is on the chip too
                     // (its own tiles, reads, conversions, pulses and wear,
@@ -288,6 +319,7 @@ impl RunCounts {
                     // of the fast array.
                     let mut fast = array_counts(&t.fast_array, w[0], w[1]);
                     fast.one_hot_reads = true;
+                    fast.tile = tile_of(&t.fast_array, w[0], w[1]);
                     counts.update_pulse_slots = Some(t.column_reads as f64);
                     counts.updates = fast.updates;
                     counts.fast_array = Some(Box::new(fast));
@@ -351,6 +383,9 @@ impl Term {
 pub struct Estimate {
     /// Crossbar read energy (J/sample).
     pub read_energy_j: Term,
+    /// Read energy lost in the lines and periphery resistances (J/sample;
+    /// 0 with ideal lines).
+    pub line_energy_j: Term,
     /// ADC energy (J/sample).
     pub adc_energy_j: Term,
     /// DAC energy (J/sample).
@@ -395,6 +430,7 @@ pub fn estimate(c: &RunCounts, t: &TechnologyParams) -> Estimate {
     let pulse_width = dev.pulse_width_s.unwrap_or(t.write_pulse_s);
 
     let mut read = (0.0, Measured);
+    let mut lines = (0.0, Measured);
     let mut adc = (0.0, Measured);
     let mut dac = (0.0, Measured);
     let mut write = (0.0, Measured);
@@ -460,6 +496,13 @@ pub fn estimate(c: &RunCounts, t: &TechnologyParams) -> Estimate {
                 (v2 * t.read_pulse_s * (fwd + trn) * g_sum, Estimated)
             };
             read = (read.0 + e_read, read.1.worst(p_read));
+            // --- line losses: a full-scale read loses the share f of its
+            // power in the wires and periphery, so the cells' E_read comes
+            // with E_read·f/(1 − f) more.
+            if let Some(f) = l.line_power_fraction {
+                lines.0 += e_read * f / (1.0 - f);
+                lines.1 = lines.1.worst(p_read).worst(Estimated);
+            }
             // --- converters
             let (fwd_c, trn_c) = if c.ode && !l.one_hot_reads {
                 // the controller samples s̄ and δ once per sample for the update
@@ -530,15 +573,17 @@ pub fn estimate(c: &RunCounts, t: &TechnologyParams) -> Estimate {
                 life_prov = Missing;
             }
             // --- area: tiles holding rows × (cols·devices_per_weight) devices
-            let weights_per_tile_col = (t.array_cols / t.devices_per_weight).floor().max(1.0);
-            let tiles = (rows / t.array_rows).ceil() * (cols / weights_per_tile_col).ceil();
-            area_cells += tiles * t.array_rows * t.array_cols;
-            adcs += tiles * ((t.array_rows + t.array_cols) / t.columns_per_adc).ceil();
+            let (array_rows, array_cols) = l.tile.unwrap_or((t.array_rows, t.array_cols));
+            let weights_per_tile_col = (array_cols / t.devices_per_weight).floor().max(1.0);
+            let tiles = (rows / array_rows).ceil() * (cols / weights_per_tile_col).ceil();
+            area_cells += tiles * array_rows * array_cols;
+            adcs += tiles * ((array_rows + array_cols) / t.columns_per_adc).ceil();
         }
         slots.0 = f64::max(slots.0, layer_slots);
     }
     let per = |x: f64| x / samples;
     let read_t = Term::new(per(read.0), read.1);
+    let lines_t = Term::new(per(lines.0), lines.1);
     let adc_t = Term::new(per(adc.0), adc.1);
     let dac_t = Term::new(per(dac.0), dac.1);
     let write_t = if write.1 == Missing {
@@ -551,7 +596,7 @@ pub fn estimate(c: &RunCounts, t: &TechnologyParams) -> Estimate {
         // as good as the settle time it is computed from
         settle.provenance,
     );
-    let terms = [read_t, adc_t, dac_t, write_t, neuron_t];
+    let terms = [read_t, lines_t, adc_t, dac_t, write_t, neuron_t];
     let total = terms.iter().filter_map(|x| x.value).sum::<f64>();
     let prov = terms.iter().fold(Measured, |p, x| p.worst(x.provenance));
     // Latency: settle (or the serial read steps of a discrete schedule),
@@ -570,6 +615,7 @@ pub fn estimate(c: &RunCounts, t: &TechnologyParams) -> Estimate {
     };
     Estimate {
         read_energy_j: read_t,
+        line_energy_j: lines_t,
         adc_energy_j: adc_t,
         dac_energy_j: dac_t,
         write_energy_j: write_t,
@@ -610,6 +656,7 @@ impl Estimate {
         };
         Some(Estimate {
             read_energy_j: mean(&|e| e.read_energy_j),
+            line_energy_j: mean(&|e| e.line_energy_j),
             adc_energy_j: mean(&|e| e.adc_energy_j),
             dac_energy_j: mean(&|e| e.dac_energy_j),
             write_energy_j: mean(&|e| e.write_energy_j),
@@ -688,5 +735,12 @@ fn array_counts(h: &LayerHardwareStats, n_in: usize, n_out: usize) -> LayerCount
         endurance_pulses: None,
         one_hot_reads: false,
         fast_array: None,
+        line_power_fraction: h
+            .ir_drop
+            .as_ref()
+            .and_then(|d| d.full_scale_reads.first())
+            .map(|r| r.line_power_fraction)
+            .filter(|f| f.is_finite() && (0.0..1.0).contains(f)),
+        tile: None,
     }
 }

@@ -1102,6 +1102,11 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions, tech: &Technolo
         }
     }
     let pooled_runs = groups.iter().any(|g| g.1.len() > 1);
+    // The line-loss column only where some run has resistive lines.
+    let with_lines = groups
+        .iter()
+        .flat_map(|g| &g.2)
+        .any(|e| e.line_energy_j.value.is_some_and(|v| v > 0.0));
     let mut rows = Vec::new();
     let mut pooled: Vec<(usize, Estimate)> = Vec::new();
     for (gi, (key, members, ests)) in groups.iter().enumerate() {
@@ -1125,9 +1130,11 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions, tech: &Technolo
             (Some(a), Some(d)) if a > 0.0 => format!("{}×", significant(d / a, 3)),
             _ => "–".into(),
         };
-        rows.push(vec![
-            key.clone(),
-            format_term(&e.read_energy_j, "J"),
+        let mut row = vec![key.clone(), format_term(&e.read_energy_j, "J")];
+        if with_lines {
+            row.push(format_term(&e.line_energy_j, "J"));
+        }
+        row.extend([
             format_term(&e.adc_energy_j, "J"),
             format_term(&e.dac_energy_j, "J"),
             format_term(&e.write_energy_j, "J"),
@@ -1140,6 +1147,7 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions, tech: &Technolo
             lifetime(&e.lifetime_median_epochs),
             lifetime(&e.lifetime_1pct_epochs),
         ]);
+        rows.push(row);
         pooled.push((gi, e));
     }
     b.blocks
@@ -1155,26 +1163,28 @@ fn feasibility_section(b: &mut Builder, options: &ReportOptions, tech: &Technolo
     b.blocks.push(Block::Para(
         "Lifetimes in epochs until the median device (or the first 1 % of devices) reaches its endurance, and the time that is on the chip: epochs × training images × latency per sample, training without pause.".into(),
     ));
+    let mut header = vec!["configuration", "reads"];
+    if with_lines {
+        header.push("line losses");
+    }
+    header.extend([
+        "ADC",
+        "DAC",
+        "writes",
+        "neurons",
+        "total / sample",
+        "digital BP / sample",
+        "digital ÷ analog",
+        "latency / sample",
+        "area",
+        "lifetime (median device)",
+        "lifetime (first 1 % of devices)",
+    ]);
     b.blocks.push(Block::Table(
-        [
-            "configuration",
-            "reads",
-            "ADC",
-            "DAC",
-            "writes",
-            "neurons",
-            "total / sample",
-            "digital BP / sample",
-            "digital ÷ analog",
-            "latency / sample",
-            "area",
-            "lifetime (median device)",
-            "lifetime (first 1 % of devices)",
-        ]
-        .map(String::from)
-        .to_vec(),
+        header.into_iter().map(String::from).collect(),
         rows,
     ));
+    ir_drop_section(b);
     b.blocks.push(Block::Heading(3, "Verdict".into()));
     if !req.any() {
         b.blocks.push(Block::Para(
@@ -1318,6 +1328,88 @@ fn quantity_words(value: f64, unit: &str) -> String {
     }
 }
 
+/// The IR-drop table: for every configuration whose crossbar has resistive
+/// lines, each layer's end-of-run full-scale read per tile size (the
+/// layer's own first). Nothing without line resistance.
+fn ir_drop_section(b: &mut Builder) {
+    let percent = |x: f64| format!("{:.2} %", 100.0 * x);
+    let cells = |f: &crate::substrate::FullScaleRead| {
+        vec![
+            format!("{} × {}", f.tile_rows, f.tile_cols),
+            f.tiles.to_string(),
+            percent(f.mean_voltage_loss),
+            percent(f.max_voltage_loss),
+            percent(f.line_power_fraction),
+            percent(f.output_error),
+            if f.converged {
+                "yes".into()
+            } else {
+                "no".into()
+            },
+        ]
+    };
+    // Per configuration (first seed) and layer: the run's own tile size.
+    let mut own = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    let mut by_size: Option<(String, Vec<Vec<String>>)> = None;
+    for r in &b.data.runs {
+        let key = seedless_label(r);
+        let Some(hw) = r.result.as_ref().and_then(|x| x.hardware.as_ref()) else {
+            continue;
+        };
+        if seen.contains(&key) || hw.layers.iter().all(|l| l.ir_drop.is_none()) {
+            continue;
+        }
+        seen.push(key.clone());
+        let mut sizes = Vec::new();
+        for (k, layer) in hw.layers.iter().enumerate() {
+            let Some(d) = &layer.ir_drop else { continue };
+            let Some(first) = d.full_scale_reads.first() else {
+                continue;
+            };
+            let mut row = vec![key.clone(), format!("{}", k + 1)];
+            row.extend(cells(first));
+            own.push(row);
+            for f in &d.full_scale_reads {
+                let mut row = vec![format!("{}", k + 1)];
+                row.extend(cells(f));
+                sizes.push(row);
+            }
+        }
+        if by_size.is_none() {
+            by_size = Some((key, sizes));
+        }
+    }
+    if own.is_empty() {
+        return;
+    }
+    let columns = [
+        "tile",
+        "tiles",
+        "mean voltage loss",
+        "worst voltage loss",
+        "line power",
+        "output error",
+        "converged",
+    ];
+    b.blocks
+        .push(Block::Heading(3, "IR drop by tile size".into()));
+    b.blocks.push(Block::Para(
+        "Each layer's devices at the end of the run, read at full scale (every input line, the bias line included, at the DAC's full scale) through lines with the run's resistances and solved exactly, in tiles of input lines × device columns (a differential pair takes two columns). *Voltage loss*: the share of the drive a cell does not see (mean over cells, and the worst cell); *line power*: the share of the read's power dissipated in the wires and the periphery resistances (the feasibility estimate adds it to the read energy as line losses); *output error*: RMS of the layer's output error over the RMS ideal output. The accuracy cost of a tile size is the test accuracy of runs trained and tested with it (a sweep over `crossbar.tile_rows` and `tile_cols`; the accuracy table above). First seed of each configuration, at its own tile size:".into(),
+    ));
+    let mut header = vec!["configuration".to_string(), "layer".to_string()];
+    header.extend(columns.iter().map(|c| c.to_string()));
+    b.blocks.push(Block::Table(header, own));
+    if let Some((key, rows)) = by_size {
+        b.blocks.push(Block::Para(format!(
+            "The devices of {key} read in tiles of other sizes (the layer's own first, then square tiles of 64 … 1024 lines smaller than the layer, then the whole layer in one tile):"
+        )));
+        let mut header = vec!["layer".to_string()];
+        header.extend(columns.iter().map(|c| c.to_string()));
+        b.blocks.push(Block::Table(header, rows));
+    }
+}
+
 /// The energy-per-sample chart (stacked terms per configuration beside the
 /// digital baseline) and the sentences that read it: which term dominates
 /// and how the totals compare with digital BP.
@@ -1334,14 +1426,25 @@ fn energy_breakdown(
         return Ok(());
     }
     type TermOf = fn(&Estimate) -> &Term;
-    let terms: [(&str, TermOf); 5] = [
+    let all_terms: [(&str, TermOf); 6] = [
         ("crossbar reads", |e| &e.read_energy_j),
+        ("line losses", |e| &e.line_energy_j),
         ("ADC", |e| &e.adc_energy_j),
         ("DAC", |e| &e.dac_energy_j),
         ("write pulses", |e| &e.write_energy_j),
         ("neuron integration", |e| &e.neuron_energy_j),
     ];
     let shown: Vec<&(usize, Estimate)> = pooled.iter().take(MAX_BARS).collect();
+    // Line losses only where some configuration has resistive lines.
+    let terms: Vec<(&str, TermOf)> = all_terms
+        .into_iter()
+        .filter(|(name, term)| {
+            *name != "line losses"
+                || shown
+                    .iter()
+                    .any(|(_, e)| term(e).value.is_some_and(|v| v > 0.0))
+        })
+        .collect();
     let largest = shown
         .iter()
         .flat_map(|(_, e)| [e.total_energy_j.value, e.digital_energy_j.value])

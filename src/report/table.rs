@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use std::path::Path;
 
 /// The columns after the axes.
-const COLUMNS: [&str; 18] = [
+const COLUMNS: [&str; 19] = [
     "job",
     "status",
     "error",
@@ -20,6 +20,7 @@ const COLUMNS: [&str; 18] = [
     "epochs",
     "samples_per_second",
     "energy_read_j",
+    "energy_lines_j",
     "energy_adc_j",
     "energy_dac_j",
     "energy_write_j",
@@ -63,6 +64,7 @@ pub fn write_results_csv(data: &Dataset, tech: &Technology, path: &Path) -> Resu
             res.map_or_else(String::new, |x| x.epochs.len().to_string()),
             num(res.map(|x| x.samples_per_second)),
             term(|e| e.read_energy_j.value),
+            term(|e| e.line_energy_j.value),
             term(|e| e.adc_energy_j.value),
             term(|e| e.dac_energy_j.value),
             term(|e| e.write_energy_j.value),

@@ -18,7 +18,9 @@
 pub mod stats;
 
 use crate::linalg::{Mat, Vector};
-pub use stats::{HardwareSummary, HardwareTotals, LayerHardwareStats, TransferStats};
+pub use stats::{
+    FullScaleRead, HardwareSummary, HardwareTotals, IrDropStats, LayerHardwareStats, TransferStats,
+};
 
 /// A rank-B gradient in factored form: `∇W = scale · left · rightᵀ`,
 /// `∇b = scale · left · 1`.

@@ -148,6 +148,68 @@ pub struct LayerHardwareStats {
     /// (`crossbar.algorithm` other than `sgd`; not written otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transfer: Option<TransferStats>,
+    /// Line resistance of the layer's tiles and what it costs
+    /// (`crossbar.line_resistance_ohm` or a periphery resistance > 0; not
+    /// written otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ir_drop: Option<IrDropStats>,
+}
+
+/// IR drop of one layer (`hardware.layers[k].ir_drop`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct IrDropStats {
+    /// Wire resistance per segment (Ω).
+    pub line_resistance_ohm: f64,
+    /// Driver output resistance (Ω).
+    pub driver_resistance_ohm: f64,
+    /// Sense-amplifier input resistance (Ω).
+    pub sense_resistance_ohm: f64,
+    /// `exact` or `first_order`.
+    pub solver: String,
+    /// Input lines of one tile (bias line included) as used.
+    pub tile_rows: usize,
+    /// Device columns of one tile as used.
+    pub tile_cols: usize,
+    /// Tiles of the layer.
+    pub tiles: usize,
+    /// Transfer matrices computed during the run (per tile and direction).
+    pub refreshes: u64,
+    /// Block Gauss–Seidel sweeps of the exact solves.
+    pub sweeps_total: u64,
+    /// Most sweeps one exact solve took.
+    pub sweeps_max: u32,
+    /// Exact solves that stopped unconverged at `ir_drop_max_iterations`.
+    pub unconverged: u64,
+    /// A full-scale read of the devices at the end of the run (every input
+    /// line, bias included, at the DAC's full scale), solved exactly, for
+    /// the layer's tile size (first) and square tiles of other sizes.
+    pub full_scale_reads: Vec<FullScaleRead>,
+}
+
+/// A full-scale forward read of a layer cut into tiles of one size
+/// (`hardware.layers[k].ir_drop.full_scale_reads[n]`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct FullScaleRead {
+    /// Input lines per tile.
+    pub tile_rows: usize,
+    /// Device columns per tile.
+    pub tile_cols: usize,
+    /// Tiles of the layer.
+    pub tiles: usize,
+    /// Mean over cells of `1 − (u − v)/V`: the share of the drive a cell
+    /// loses to the lines.
+    pub mean_voltage_loss: f64,
+    /// The largest such loss (the cell farthest from both peripheries).
+    pub max_voltage_loss: f64,
+    /// Power in the wires and periphery resistances over all the read's power.
+    pub line_power_fraction: f64,
+    /// RMS over outputs of the read's error (weight units: the IR-drop
+    /// output minus the ideal-line output) over the RMS ideal output.
+    pub output_error: f64,
+    /// Whether every tile's solve converged.
+    pub converged: bool,
 }
 
 /// Counters of the transfers of one layer (`hardware.layers[k].transfer`).
