@@ -1,0 +1,282 @@
+//! A crossbar used for inference after training (`dyadsim infer`,
+//! DESIGN.md §5.1): programming trained weights into fresh devices with
+//! the model's programming error, iterative write-and-verify programming
+//! with counted pulses, the 1/f read noise accumulated since programming,
+//! and the reference read that drift compensation scales the outputs by.
+
+use super::Crossbar;
+use crate::devices::array::{pair_pulses, NoiseRng};
+use crate::devices::Position;
+use crate::linalg::{Mat, Vector};
+use crate::substrate::WeightArray;
+use anyhow::{bail, Result};
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+
+/// Write-and-verify programming: per cross-point, read the weight and
+/// pulse towards the target until it is within `tolerance` or
+/// `max_iterations` writes have been made.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WriteVerify {
+    /// Accepted |w_read − w_target|, as a fraction of the layer's `w_scale`.
+    pub tolerance: f32,
+    /// Most write steps per cross-point (each followed by a verify read).
+    pub max_iterations: u32,
+}
+
+/// What [`Crossbar::write_verify`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WriteVerifyStats {
+    /// Cross-points programmed (weights and biases).
+    pub cross_points: u64,
+    /// Cross-points whose last verify read was within tolerance.
+    pub converged: u64,
+    /// Pulses delivered to devices (each device pulse counted once).
+    pub pulses: u64,
+    /// Write steps made, over all cross-points.
+    pub writes: u64,
+    /// Verify reads made, over all cross-points.
+    pub reads: u64,
+}
+
+impl WriteVerifyStats {
+    /// Adds another layer's counts.
+    pub fn add(&mut self, other: &WriteVerifyStats) {
+        self.cross_points += other.cross_points;
+        self.converged += other.converged;
+        self.pulses += other.pulses;
+        self.writes += other.writes;
+        self.reads += other.reads;
+    }
+}
+
+/// One standard normal draw.
+#[inline]
+fn normal(rng: &mut NoiseRng) -> f32 {
+    rng.sample::<f32, _>(StandardNormal)
+}
+
+impl Crossbar {
+    /// Number of devices (both of each differential pair).
+    fn device_count(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// Programs `weights` and `bias` as [`WeightArray::set_parameters`]
+    /// does, then gives every device the model's programming error
+    /// (`program_noise_us`; [`crate::devices::ProgramNoise`]): a device
+    /// aimed at `g_T` ends at `g_T + σ_prog(g_T) ξ` (clipped to its
+    /// bounds, rounded to its levels), its drift clock restarted. Without
+    /// programming error this is `set_parameters`.
+    pub fn program_with_error(&mut self, weights: &Mat, bias: &Vector, rng: &mut NoiseRng) {
+        self.program(weights, bias);
+        if self.model.inference.program.is_none() {
+            return;
+        }
+        for i in 0..self.device_count() {
+            if self.devices.is_stuck(i) {
+                continue;
+            }
+            let target = self.devices.conductance(i);
+            let sigma = self.model.program_sigma(target);
+            self.devices.program(i, target + sigma * normal(rng));
+        }
+        self.refresh_cache();
+    }
+
+    /// Programs `weights` and `bias` by write and verify: first as
+    /// [`Crossbar::program_with_error`], then per cross-point a verify read
+    /// (each device read as `G(1 + σ ξ)` with the model's `read_noise`) and,
+    /// while `|w_read − w_target| > tolerance · w_scale`, a write of
+    /// `n = round(|e| / Δw_eff)` pulses towards the target (at least one,
+    /// at most a full range), where `Δw_eff` is the pulse weight times the
+    /// model's mean step response at the devices' states — what a
+    /// controller that knows the device model would send. A one-sided
+    /// pair raises `G⁺` or `G⁻` only. Every pulse goes through the
+    /// device's pulse response with its cycle-to-cycle noise and is counted
+    /// in the device's wear. Errors for a device without a finite pulse
+    /// (`ideal`).
+    pub fn write_verify(
+        &mut self,
+        weights: &Mat,
+        bias: &Vector,
+        settings: &WriteVerify,
+        rng: &mut NoiseRng,
+    ) -> Result<WriteVerifyStats> {
+        let dw = self.pulse_weight();
+        if !(dw > 0.0 && dw.is_finite()) {
+            bail!(
+                "write_verify needs a device with a finite pulse (device model '{}' has Δw = {dw}); use --program fresh",
+                self.model.name
+            );
+        }
+        self.program_with_error(weights, bias, rng);
+        let tolerance = settings.tolerance * self.config.w_scale;
+        let max_pulses = (1.0 / self.model.nominal_step()).ceil().max(1.0) as i32;
+        let mut stats = WriteVerifyStats::default();
+        let n_out = self.n_out;
+        for idx in 0..n_out * (self.n_in + 1) {
+            let (i, j) = (idx % n_out, idx / n_out);
+            let target = if j < self.n_in {
+                weights[(i, j)]
+            } else {
+                bias[i]
+            };
+            stats.cross_points += 1;
+            for step in 0..=settings.max_iterations {
+                stats.reads += 1;
+                let error = target - self.verify_read(idx, rng);
+                if error.abs() <= tolerance {
+                    stats.converged += 1;
+                    break;
+                }
+                if step == settings.max_iterations {
+                    break;
+                }
+                let up = error > 0.0;
+                let effective = dw * self.mean_step_response(idx, up).max(1e-3);
+                let count = (error.abs() / effective)
+                    .round()
+                    .clamp(1.0, max_pulses as f32) as i32;
+                let n = if up { count } else { -count };
+                stats.writes += 1;
+                stats.pulses += self.pulse_crosspoint(idx, n);
+            }
+        }
+        self.refresh_cache();
+        Ok(stats)
+    }
+
+    /// One verify read of cross-point `idx`: its two devices (or device
+    /// and reference) each read as `G(1 + σ ξ)`, σ the model's `read_noise`.
+    fn verify_read(&self, idx: usize, rng: &mut NoiseRng) -> f32 {
+        let [g0, g1] = self.crosspoint_reads(idx);
+        let sigma = self.model.noise.read;
+        if sigma == 0.0 {
+            return self.map_factor() * self.config.w_scale * (g0 - g1);
+        }
+        let o = self.model.conductance_offset();
+        let read = |g: f32, rng: &mut NoiseRng| (g + o) * (1.0 + sigma * normal(rng));
+        let (a, b) = (read(g0, rng), read(g1, rng));
+        self.map_factor() * self.config.w_scale * (a - b)
+    }
+
+    /// The mean step response of the devices a pulse event of sign `up`
+    /// on cross-point `idx` moves (the factor by which its weight change
+    /// differs from the nominal pulse weight).
+    fn mean_step_response(&self, idx: usize, up: bool) -> f32 {
+        let factor = |i: usize, device_up: bool| {
+            let (lo, hi) = self.devices.bounds(i);
+            let p = Position::new(self.devices.conductance(i), lo, hi);
+            self.model.response_factor_at(p, device_up)
+        };
+        if !self.paired {
+            return factor(idx, up);
+        }
+        let (ip, im) = (2 * idx, 2 * idx + 1);
+        match (self.model.pairing.one_sided, up) {
+            (true, true) => factor(ip, true),
+            (true, false) => factor(im, true),
+            (false, _) => 0.5 * (factor(ip, up) + factor(im, !up)),
+        }
+    }
+
+    /// Delivers the pulse event `n` to cross-point `idx` (a pair's split as
+    /// in training); returns the device pulses delivered.
+    fn pulse_crosspoint(&mut self, idx: usize, n: i32) -> u64 {
+        if !self.paired {
+            self.devices.pulse(idx, n);
+            return n.unsigned_abs() as u64;
+        }
+        let (n_plus, n_minus) = pair_pulses(n, self.model.pairing.one_sided);
+        self.devices.pulse_pair(idx, n_plus, n_minus);
+        (n_plus.unsigned_abs() + n_minus.unsigned_abs()) as u64
+    }
+
+    /// Starts the read- and output-noise stream anew from `seed` (one
+    /// stream per inference seed).
+    pub fn reseed_read_noise(&mut self, seed: u64) {
+        self.read_rng = NoiseRng::seed_from_u64(seed);
+    }
+
+    /// Freezes the 1/f read noise accumulated since programming into the
+    /// read caches, as aihwkit's PCMLikeNoiseModel does at each inference
+    /// time: every device reads `G(t)(1 + σ(t) ξ)`, one ξ per device, with
+    /// σ(t) of [`crate::devices::ReadNoiseGrowth`] at its time since write
+    /// and programmed conductance. The reads until the next clock advance
+    /// or write see it (the per-read `read_noise` still comes on top).
+    /// Rebuilds the caches from the devices first, so an earlier frozen
+    /// draw is gone; without `read_noise_1f_*` only that.
+    pub fn freeze_accumulated_read_noise(&mut self, rng: &mut NoiseRng) {
+        self.refresh_cache();
+        if self.model.inference.read_growth.is_none() {
+            return;
+        }
+        let o = self.model.conductance_offset();
+        let weight = self.map_factor() * self.config.w_scale;
+        let squared = weight * weight;
+        let noisy = self.model.noise.read > 0.0;
+        let perturbed = |xb: &Crossbar, i: usize, rng: &mut NoiseRng| {
+            let sigma = xb
+                .model
+                .accumulated_read_sigma(xb.devices.conductance(i), xb.devices.time_since_write(i));
+            let g = xb.devices.visible(i);
+            if sigma > 0.0 {
+                (g + o) * (1.0 + sigma * normal(rng)) - o
+            } else {
+                g
+            }
+        };
+        for idx in 0..self.n_out * (self.n_in + 1) {
+            let (g0, g1) = if self.paired {
+                (
+                    perturbed(self, 2 * idx, rng),
+                    perturbed(self, 2 * idx + 1, rng),
+                )
+            } else {
+                (perturbed(self, idx, rng), self.reference[idx / self.n_out])
+            };
+            let s = noisy.then(|| squared * ((g0 + o).powi(2) + (g1 + o).powi(2)));
+            self.store_entry(idx, weight * (g0 - g1), s);
+        }
+        self.line_conductance_valid = false;
+        // The kept repeat read holds the unperturbed product.
+        self.generation += 1;
+    }
+
+    /// The reference readout of drift compensation: a forward read of the
+    /// `n_in` one-hot inputs (aihwkit's readout tensor, the identity),
+    /// through the same DAC, read and output noise and ADC as any read
+    /// (the bias column driven as always), reduced to the mean |y| over
+    /// all outputs (`per_line = false`: one value) or per output line
+    /// (`per_line = true`: `n_out` values; aihwkit's
+    /// GlobalDriftCompensation and PerColumnDriftCompensation). Each value
+    /// is at least `10⁻⁴ w_scale`, so that a dead line cannot divide by 0.
+    pub fn reference_readout(&mut self, per_line: bool) -> Vec<f32> {
+        let x = Mat::identity(self.n_in, self.n_in);
+        let mut y = Mat::zeros(self.n_out, self.n_in);
+        self.forward(&x, &mut y);
+        let floor = 1e-4 * self.config.w_scale;
+        if per_line {
+            (0..self.n_out)
+                .map(|i| {
+                    let row = y.row(i);
+                    (row.iter().map(|v| v.abs()).sum::<f32>() / self.n_in as f32).max(floor)
+                })
+                .collect()
+        } else {
+            let n = (self.n_out * self.n_in) as f32;
+            vec![(y.iter().map(|v| v.abs()).sum::<f32>() / n).max(floor)]
+        }
+    }
+
+    /// A copy of this crossbar's settings for inference: the same resolved
+    /// `w_scale` and periphery, with plain `sgd` (inference reads only the
+    /// weight devices; a Tiki-Taka fast array would only be calibrated
+    /// for nothing).
+    pub fn inference_config(&self) -> super::CrossbarConfig {
+        let mut c = self.config.clone();
+        c.algorithm = super::Algorithm::Sgd;
+        c
+    }
+}
