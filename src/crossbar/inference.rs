@@ -245,28 +245,35 @@ impl Crossbar {
     }
 
     /// The reference readout of drift compensation: a forward read of the
-    /// `n_in` one-hot inputs (aihwkit's readout tensor, the identity),
-    /// through the same DAC, read and output noise and ADC as any read
-    /// (the bias column driven as always), reduced to the mean |y| over
-    /// all outputs (`per_line = false`: one value) or per output line
-    /// (`per_line = true`: `n_out` values; aihwkit's
-    /// GlobalDriftCompensation and PerColumnDriftCompensation). Each value
-    /// is at least `10⁻⁴ w_scale`, so that a dead line cannot divide by 0.
+    /// `n_in` one-hot inputs (aihwkit's readout tensor, the identity) and of
+    /// the zero input, through the same DAC, read and output noise and ADC
+    /// as any read. The zero input's read (the bias column alone, which
+    /// every forward read drives) is subtracted from each one-hot read, so
+    /// that the readout sees the weights `W_ij` alone, and reduced to the
+    /// mean |W_ij| over the layer (`per_line = false`: one value) or per
+    /// output line (`per_line = true`: `n_out` values; aihwkit's
+    /// GlobalDriftCompensation and PerColumnDriftCompensation). Without the
+    /// subtraction the bias would enter every readout inside the absolute
+    /// value, which with a ν spread no longer scales with the mean drift.
+    /// Each value is at least `10⁻⁴ w_scale`, so that a dead line cannot
+    /// divide by 0.
     pub fn reference_readout(&mut self, per_line: bool) -> Vec<f32> {
-        let x = Mat::identity(self.n_in, self.n_in);
-        let mut y = Mat::zeros(self.n_out, self.n_in);
+        let n_in = self.n_in;
+        let x = Mat::from_fn(n_in, n_in + 1, |r, c| if r == c { 1.0 } else { 0.0 });
+        let mut y = Mat::zeros(self.n_out, n_in + 1);
         self.forward(&x, &mut y);
+        let weight = |i: usize, j: usize| (y[(i, j)] - y[(i, n_in)]).abs();
         let floor = 1e-4 * self.config.w_scale;
         if per_line {
             (0..self.n_out)
-                .map(|i| {
-                    let row = y.row(i);
-                    (row.iter().map(|v| v.abs()).sum::<f32>() / self.n_in as f32).max(floor)
-                })
+                .map(|i| ((0..n_in).map(|j| weight(i, j)).sum::<f32>() / n_in as f32).max(floor))
                 .collect()
         } else {
-            let n = (self.n_out * self.n_in) as f32;
-            vec![(y.iter().map(|v| v.abs()).sum::<f32>() / n).max(floor)]
+            let total: f32 = (0..n_in)
+                .flat_map(|j| (0..self.n_out).map(move |i| (i, j)))
+                .map(|(i, j)| weight(i, j))
+                .sum();
+            vec![(total / (self.n_out * n_in) as f32).max(floor)]
         }
     }
 

@@ -80,12 +80,24 @@ fn inference_noise(r: &RawDeviceModel) -> Result<InferenceNoise> {
     });
     let parts = [
         ("read_noise_1f_q", r.read_noise_1f_q.map(f64::from)),
-        ("read_noise_1f_exponent", r.read_noise_1f_exponent.map(f64::from)),
+        (
+            "read_noise_1f_exponent",
+            r.read_noise_1f_exponent.map(f64::from),
+        ),
         ("read_noise_1f_max", r.read_noise_1f_max.map(f64::from)),
         ("read_noise_1f_t_read", r.read_noise_1f_t_read),
     ];
-    let given: Vec<&str> = parts.iter().filter(|p| p.1.is_some()).map(|p| p.0).collect();
-    let read_growth = match (r.read_noise_1f_q, r.read_noise_1f_exponent, r.read_noise_1f_max, r.read_noise_1f_t_read) {
+    let given: Vec<&str> = parts
+        .iter()
+        .filter(|p| p.1.is_some())
+        .map(|p| p.0)
+        .collect();
+    let read_growth = match (
+        r.read_noise_1f_q,
+        r.read_noise_1f_exponent,
+        r.read_noise_1f_max,
+        r.read_noise_1f_t_read,
+    ) {
         (Some(q), Some(exponent), Some(max), Some(t_read_s)) => Some(ReadNoiseGrowth {
             q,
             exponent,
@@ -94,7 +106,11 @@ fn inference_noise(r: &RawDeviceModel) -> Result<InferenceNoise> {
         }),
         (None, None, None, None) => None,
         _ => {
-            let missing: Vec<&str> = parts.iter().filter(|p| p.1.is_none()).map(|p| p.0).collect();
+            let missing: Vec<&str> = parts
+                .iter()
+                .filter(|p| p.1.is_none())
+                .map(|p| p.0)
+                .collect();
             bail!(
                 "{} given without {}: the 1/f read-noise growth needs all four keys read_noise_1f_q, read_noise_1f_exponent, read_noise_1f_max, read_noise_1f_t_read (or none of them)",
                 given.join(", "),

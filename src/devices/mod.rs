@@ -973,7 +973,11 @@ impl DeviceModel {
             for step in 0..=100 {
                 let g = c.g_min_us + (c.g_max_us - c.g_min_us) * step as f64 / 100.0;
                 let x = g / c.g_max_us;
-                let raw: f64 = k.iter().enumerate().map(|(i, v)| v * x.powi(i as i32)).sum();
+                let raw: f64 = k
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| v * x.powi(i as i32))
+                    .sum();
                 if raw < 0.0 {
                     bail!(
                         "device model {origin}: program_noise_us gives σ_prog = {raw:.4} µS < 0 at G = {g:.3} µS (G/G_max = {x:.3}): the polynomial must be ≥ 0 over [g_min_us, g_max_us]"
