@@ -470,6 +470,24 @@ fn seeded_evaluations_are_reproducible_and_seeds_differ() {
         .iter()
         .filter(|p| p.program != Programming::WriteVerify)
         .all(|p| p.program_pulses.is_none()));
+    // A point depends on its own seed, time and modes only, not on what
+    // else is evaluated with it.
+    let mut alone = s.clone();
+    alone.times_s = vec![86400.0];
+    alone.programming = vec![Programming::Fresh];
+    alone.compensation = vec![Compensation::Global];
+    let single = infer(&dir, &alone).unwrap();
+    let same = a
+        .points
+        .iter()
+        .find(|p| {
+            p.program == Programming::Fresh
+                && p.compensation == Compensation::Global
+                && p.time_s == 86400.0
+        })
+        .unwrap();
+    assert_eq!(single.points.len(), 1);
+    assert_eq!(&single.points[0], same);
     let mut other = s.clone();
     other.seed = 5;
     let c = infer(&dir, &other).unwrap();

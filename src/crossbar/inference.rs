@@ -87,15 +87,19 @@ impl Crossbar {
     /// Programs `weights` and `bias` by write and verify: first as
     /// [`Crossbar::program_with_error`], then per cross-point a verify read
     /// (each device read as `G(1 + σ ξ)` with the model's `read_noise`) and,
-    /// while `|w_read − w_target| > tolerance · w_scale`, a write of
-    /// `n = round(|e| / Δw_eff)` pulses towards the target (at least one,
-    /// at most a full range), where `Δw_eff` is the pulse weight times the
-    /// model's mean step response at the devices' states — what a
-    /// controller that knows the device model would send. A one-sided
-    /// pair raises `G⁺` or `G⁻` only. Every pulse goes through the
-    /// device's pulse response with its cycle-to-cycle noise and is counted
-    /// in the device's wear. Errors for a device without a finite pulse
-    /// (`ideal`).
+    /// while `|e| = |w_target − w_read| > tolerance · w_scale`, a write of
+    /// `n` pulses towards the target. A controller that knows the device
+    /// model expects one pulse to move the weight by `μ` (the pulse weight
+    /// times the step response at the devices' states) with cycle-to-cycle
+    /// variance `s²`, so `n` pulses leave an expected squared error
+    /// `(|e| − nμ)² + n s²`; it sends the `n` that minimises it,
+    /// `round((|e| − s²/(2μ))/μ)` (at most a full range), and stops when
+    /// that is 0: no whole number of pulses is expected to bring the weight
+    /// closer (a device whose single pulse is coarser than twice the error,
+    /// or noisier than it). A one-sided pair raises `G⁺` or `G⁻` only. Every
+    /// pulse goes through the device's pulse response with its
+    /// cycle-to-cycle noise and is counted in the device's wear. Errors for
+    /// a device without a finite pulse (`ideal`).
     pub fn write_verify(
         &mut self,
         weights: &Mat,
@@ -134,10 +138,15 @@ impl Crossbar {
                     break;
                 }
                 let up = error > 0.0;
-                let effective = dw * self.mean_step_response(idx, up).max(1e-3);
-                let count = (error.abs() / effective)
-                    .round()
-                    .clamp(1.0, max_pulses as f32) as i32;
+                let (mean, variance) = self.pulse_moments(idx, up);
+                if !(mean > 0.0) {
+                    break;
+                }
+                let best = ((error.abs() - variance / (2.0 * mean)) / mean).round();
+                if !(best >= 1.0) {
+                    break;
+                }
+                let count = best.min(max_pulses as f32) as i32;
                 let n = if up { count } else { -count };
                 stats.writes += 1;
                 stats.pulses += self.pulse_crosspoint(idx, n);
@@ -161,24 +170,44 @@ impl Crossbar {
         self.map_factor() * self.config.w_scale * (a - b)
     }
 
-    /// The mean step response of the devices a pulse event of sign `up`
-    /// on cross-point `idx` moves (the factor by which its weight change
-    /// differs from the nominal pulse weight).
-    fn mean_step_response(&self, idx: usize, up: bool) -> f32 {
-        let factor = |i: usize, device_up: bool| {
+    /// The expected weight change `μ` (magnitude) of one pulse event of
+    /// sign `up` on cross-point `idx`, and its cycle-to-cycle variance
+    /// `s²`, from the model's nominal step, its step response at each moved
+    /// device's state and its cycle-to-cycle noise
+    /// `σ (b + c2c_add + c2c_slope |g − g_c|)`, `b` the step (multiplicative)
+    /// or the nominal step (additive); weight units.
+    fn pulse_moments(&self, idx: usize, up: bool) -> (f32, f32) {
+        let unit = self.map_factor() * self.config.w_scale;
+        let step = self.model.nominal_step();
+        let noise = &self.model.noise;
+        let center = self.model.bounds.g_center;
+        let device = |i: usize, device_up: bool| {
             let (lo, hi) = self.devices.bounds(i);
-            let p = Position::new(self.devices.conductance(i), lo, hi);
-            self.model.response_factor_at(p, device_up)
+            let g = self.devices.conductance(i);
+            let f = self
+                .model
+                .response_factor_at(Position::new(g, lo, hi), device_up);
+            let base = if noise.c2c_multiplicative {
+                step * f
+            } else {
+                step
+            };
+            let sigma = noise.c2c * (base + noise.c2c_add + noise.c2c_slope * (g - center).abs());
+            (unit * step * f, (unit * sigma).powi(2))
         };
-        if !self.paired {
-            return factor(idx, up);
-        }
-        let (ip, im) = (2 * idx, 2 * idx + 1);
-        match (self.model.pairing.one_sided, up) {
-            (true, true) => factor(ip, true),
-            (true, false) => factor(im, true),
-            (false, _) => 0.5 * (factor(ip, up) + factor(im, !up)),
-        }
+        let moved: &[(usize, bool)] = if !self.paired {
+            &[(idx, up)]
+        } else {
+            match (self.model.pairing.one_sided, up) {
+                (true, true) => &[(2 * idx, true)],
+                (true, false) => &[(2 * idx + 1, true)],
+                (false, _) => &[(2 * idx, up), (2 * idx + 1, !up)],
+            }
+        };
+        moved.iter().fold((0.0, 0.0), |(m, v), &(i, u)| {
+            let (dm, dv) = device(i, u);
+            (m + dm, v + dv)
+        })
     }
 
     /// Delivers the pulse event `n` to cross-point `idx` (a pair's split as

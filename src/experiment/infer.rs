@@ -652,25 +652,45 @@ pub fn infer_on(
             pulses.push(stats.pulses);
             cross_points = stats.cross_points;
             converged.push(stats.converged as f64 / stats.cross_points.max(1) as f64);
-            let mut noise =
-                NoiseRng::seed_from_u64(stream_seed(seed ^ 0x5851_F42D_4C95_7F2D, raw.seed));
+            // Every draw of a point comes from streams of its own seed,
+            // time and compensation mode, so that a point does not depend
+            // on which other times or modes are evaluated with it.
+            let stream = |what: u64, t: f64| {
+                stream_seed(
+                    stream_seed(seed ^ 0x5851_F42D_4C95_7F2D, raw.seed ^ t.to_bits()),
+                    what,
+                )
+            };
+            let reseed = |arrays: &mut [Crossbar], what: u64, t: f64| {
+                for (k, a) in arrays.iter_mut().enumerate() {
+                    a.reseed_read_noise(stream_seed(stream(what, t), k as u64));
+                }
+            };
+            let freeze = |arrays: &mut [Crossbar], t: f64| {
+                let mut noise = NoiseRng::seed_from_u64(stream(1, t));
+                for a in arrays.iter_mut() {
+                    a.freeze_accumulated_read_noise(&mut noise);
+                }
+            };
             // The reference readouts right after programming.
-            for a in arrays.iter_mut() {
-                a.freeze_accumulated_read_noise(&mut noise);
-            }
+            freeze(&mut arrays, 0.0);
             let baselines: Vec<Gains> = settings
                 .compensation
                 .iter()
-                .map(|&c| readouts(&mut arrays, c))
+                .map(|&c| {
+                    reseed(&mut arrays, 2 + c as u64, -1.0);
+                    readouts(&mut arrays, c)
+                })
                 .collect();
             let mut clock = 0.0;
             for (ti, &t) in times.iter().enumerate() {
                 for a in arrays.iter_mut() {
                     a.advance_clock(t - clock);
-                    a.freeze_accumulated_read_noise(&mut noise);
                 }
+                freeze(&mut arrays, t);
                 clock = t;
                 for (ci, &c) in settings.compensation.iter().enumerate() {
+                    reseed(&mut arrays, 2 + c as u64, t);
                     let now = readouts(&mut arrays, c);
                     let g = gains(&baselines[ci], &now);
                     accuracy[ti][ci][r] = evaluate_with(test, classes, eval_batch, |x| {
