@@ -128,7 +128,7 @@ fn global_compensation_restores_the_mean_output_scale_on_a_drift_only_device() {
         let (mut xb, x) = programmed_layer(&cfg, &overrides);
         let mut noise = NoiseRng::seed_from_u64(1);
         xb.freeze_accumulated_read_noise(&mut noise);
-        let reference = xb.reference_readout(false);
+        let reference = xb.drift_reference();
         let mut y0 = Mat::zeros(0, 0);
         xb.forward(&x, &mut y0);
         xb.advance_clock(t);
@@ -144,8 +144,8 @@ fn global_compensation_restores_the_mean_output_scale_on_a_drift_only_device() {
             (drifted / law - 1.0).abs() < 0.01,
             "{device}, spread {spread}: drifted scale {drifted}, law {law}"
         );
-        let now = xb.reference_readout(false);
-        let gain = vec![reference[0] / now[0]];
+        let gain = reference.gains(&xb.reference_read(), false);
+        assert_eq!(gain.len(), 1);
         let y = predict_compensated(
             std::slice::from_mut(&mut xb),
             &[Some(gain)],
@@ -171,13 +171,12 @@ fn global_compensation_restores_the_mean_output_scale_on_a_drift_only_device() {
 fn column_compensation_restores_every_output_line_on_a_drift_only_device() {
     let (mut xb, x) = programmed_layer(&ideal_periphery(), &drift_only(0.06, 0.0));
     let mut noise = NoiseRng::seed_from_u64(1);
-    let reference = xb.reference_readout(true);
+    let reference = xb.drift_reference();
     let mut y0 = Mat::zeros(0, 0);
     xb.forward(&x, &mut y0);
     xb.advance_clock(3.0e7);
     xb.freeze_accumulated_read_noise(&mut noise);
-    let now = xb.reference_readout(true);
-    let gains: Vec<f32> = reference.iter().zip(&now).map(|(a, b)| a / b).collect();
+    let gains = reference.gains(&xb.reference_read(), true);
     assert_eq!(gains.len(), 128);
     let y = predict_compensated(
         std::slice::from_mut(&mut xb),

@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use dyadsim::crossbar::WriteVerify;
 use dyadsim::experiment::infer::{
-    infer, parse_compensation, parse_programming, parse_times, write_result, InferPoint,
-    InferResult, InferSettings, INFER_FILE,
+    duration_words, infer, parse_compensation, parse_programming, parse_times, write_result,
+    InferPoint, InferResult, InferSettings, INFER_FILE,
 };
 use std::path::PathBuf;
 
@@ -138,31 +138,6 @@ pub fn run(args: &InferArgs) -> Result<()> {
     Ok(())
 }
 
-/// A time in seconds in the largest unit that keeps it ≥ 1.
-fn duration_words(seconds: f64) -> String {
-    const UNITS: [(f64, &str); 5] = [
-        (365.0 * 86400.0, "y"),
-        (86400.0, "d"),
-        (3600.0, "h"),
-        (60.0, "min"),
-        (1.0, "s"),
-    ];
-    if seconds == 0.0 {
-        return "0 s".into();
-    }
-    let (size, unit) = UNITS
-        .iter()
-        .find(|(size, _)| seconds >= *size)
-        .copied()
-        .unwrap_or((1.0, "s"));
-    let v = seconds / size;
-    if (v - v.round()).abs() < 1e-9 {
-        format!("{v:.0} {unit}")
-    } else {
-        format!("{v:.3} {unit}")
-    }
-}
-
 /// A fraction as a percentage, `–` when absent.
 fn percent(v: Option<f64>) -> String {
     v.map_or_else(|| "–".into(), |v| format!("{:.2}", 100.0 * v))
@@ -252,20 +227,4 @@ fn row(p: &InferPoint, pulses: bool) -> Vec<String> {
         }
     }
     cells
-}
-
-#[cfg(test)]
-mod tests {
-    use super::duration_words;
-
-    #[test]
-    fn durations_read_in_the_largest_whole_unit() {
-        assert_eq!(duration_words(0.0), "0 s");
-        assert_eq!(duration_words(1.0), "1 s");
-        assert_eq!(duration_words(3600.0), "1 h");
-        assert_eq!(duration_words(86400.0), "1 d");
-        assert_eq!(duration_words(31_536_000.0), "1 y");
-        assert_eq!(duration_words(0.5), "0.500 s");
-        assert_eq!(duration_words(90.0), "1.500 min");
-    }
 }

@@ -50,6 +50,13 @@ impl WriteVerifyStats {
     }
 }
 
+/// Calibration inputs of a drift reference read ([`Crossbar::reference_read`]).
+pub const CALIBRATION_VECTORS: usize = 64;
+
+/// Seed of the calibration inputs (fixed: the reads at programming and at
+/// the time of the reads must see the same inputs).
+const CALIBRATION_SEED: u64 = 0xD81F_7A2C_3B49_E605;
+
 /// One standard normal draw.
 #[inline]
 fn normal(rng: &mut NoiseRng) -> f32 {
@@ -273,36 +280,39 @@ impl Crossbar {
         self.generation += 1;
     }
 
-    /// The reference readout of drift compensation: a forward read of the
-    /// `n_in` one-hot inputs (aihwkit's readout tensor, the identity) and of
-    /// the zero input, through the same DAC, read and output noise and ADC
-    /// as any read. The zero input's read (the bias column alone, which
-    /// every forward read drives) is subtracted from each one-hot read, so
-    /// that the readout sees the weights `W_ij` alone, and reduced to the
-    /// mean |W_ij| over the layer (`per_line = false`: one value) or per
-    /// output line (`per_line = true`: `n_out` values; aihwkit's
-    /// GlobalDriftCompensation and PerColumnDriftCompensation). Without the
-    /// subtraction the bias would enter every readout inside the absolute
-    /// value, which with a ν spread no longer scales with the mean drift.
-    /// Each value is at least `10⁻⁴ w_scale`, so that a dead line cannot
-    /// divide by 0.
-    pub fn reference_readout(&mut self, per_line: bool) -> Vec<f32> {
-        let n_in = self.n_in;
-        let x = Mat::from_fn(n_in, n_in + 1, |r, c| if r == c { 1.0 } else { 0.0 });
-        let mut y = Mat::zeros(self.n_out, n_in + 1);
+    /// The reference read of drift compensation: forward reads of a fixed
+    /// calibration set, [`CALIBRATION_VECTORS`] random ±1 inputs `s_k`
+    /// (the same set at every read, drawn from a fixed seed) and their
+    /// negatives, through the same DAC, read and output noise and ADC as
+    /// any read; `d_k = (y(s_k) − y(−s_k))/2 = W s_k + noise`, the bias
+    /// column (which every forward read drives) cancelling. An
+    /// `n_out × K` reading of the weights as the periphery sees them. Each
+    /// `d_ik` sums all `n_in` weights of line `i`, so the reading is well
+    /// above the output noise (a one-hot input, aihwkit's readout, reads
+    /// one weight per read and is lost in it for small weights; an all-ones
+    /// input reads a line's sum, which may be near 0).
+    pub fn reference_read(&mut self) -> Mat {
+        let (n_in, k) = (self.n_in, CALIBRATION_VECTORS);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(CALIBRATION_SEED);
+        let signs = Mat::from_fn(n_in, k, |_, _| if rng.gen::<bool>() { 1.0 } else { -1.0 });
+        let x = Mat::from_fn(n_in, 2 * k, |r, c| {
+            if c < k {
+                signs[(r, c)]
+            } else {
+                -signs[(r, c - k)]
+            }
+        });
+        let mut y = Mat::zeros(self.n_out, 2 * k);
         self.forward(&x, &mut y);
-        let weight = |i: usize, j: usize| (y[(i, j)] - y[(i, n_in)]).abs();
-        let floor = 1e-4 * self.config.w_scale;
-        if per_line {
-            (0..self.n_out)
-                .map(|i| ((0..n_in).map(|j| weight(i, j)).sum::<f32>() / n_in as f32).max(floor))
-                .collect()
-        } else {
-            let total: f32 = (0..n_in)
-                .flat_map(|j| (0..self.n_out).map(move |i| (i, j)))
-                .map(|(i, j)| weight(i, j))
-                .sum();
-            vec![(total / (self.n_out * n_in) as f32).max(floor)]
+        Mat::from_fn(self.n_out, k, |i, c| 0.5 * (y[(i, c)] - y[(i, c + k)]))
+    }
+
+    /// The reference of drift compensation, taken right after programming:
+    /// two independent [`Crossbar::reference_read`]s.
+    pub fn drift_reference(&mut self) -> DriftReference {
+        DriftReference {
+            first: self.reference_read(),
+            second: self.reference_read(),
         }
     }
 
@@ -314,5 +324,54 @@ impl Crossbar {
         let mut c = self.config.clone();
         c.algorithm = super::Algorithm::Sgd;
         c
+    }
+}
+
+/// Drift compensation's reading of a layer at programming time: two
+/// independent reference reads `A`, `A'` ([`Crossbar::drift_reference`]).
+#[derive(Clone, Debug)]
+pub struct DriftReference {
+    first: Mat,
+    second: Mat,
+}
+
+impl DriftReference {
+    /// The output scales that undo the drift seen in the reference read
+    /// `now` (`B`, taken at the time of the reads): one for the layer
+    /// (`per_line = false`) or one per output line, each `1/f̂` with
+    /// `f̂ = Σ A_ik B_ik / Σ A_ik A'_ik` over the layer or over line `i`.
+    /// If the weights drift by a factor `f`, `B = f W s + noise`, and both
+    /// sums are unbiased (each pairs independent reads), so `f̂ → f`
+    /// however large the noise of one read; a ratio of mean |y|, which
+    /// aihwkit's GlobalDriftCompensation takes, is pulled towards 1 when
+    /// that noise is comparable to the reading. A line whose reference is
+    /// lost in the noise (`Σ A A' ≤ 0`) or an `f̂` that is not positive
+    /// keeps the scale 1.
+    pub fn gains(&self, now: &Mat, per_line: bool) -> Vec<f32> {
+        let (a, a2) = (&self.first, &self.second);
+        assert_eq!(a.shape(), now.shape(), "reference reads of one layer");
+        let n_out = a.nrows();
+        let mut cross = vec![0.0f64; n_out];
+        let mut own = vec![0.0f64; n_out];
+        for j in 0..a.ncols() {
+            for i in 0..n_out {
+                let (x, y, z) = (a[(i, j)] as f64, now[(i, j)] as f64, a2[(i, j)] as f64);
+                cross[i] += x * y;
+                own[i] += x * z;
+            }
+        }
+        let gain = |cross: f64, own: f64| {
+            let f = cross / own;
+            if own > 0.0 && f > 0.0 && f.is_finite() {
+                (1.0 / f) as f32
+            } else {
+                1.0
+            }
+        };
+        if per_line {
+            cross.iter().zip(&own).map(|(c, o)| gain(*c, *o)).collect()
+        } else {
+            vec![gain(cross.iter().sum(), own.iter().sum())]
+        }
     }
 }

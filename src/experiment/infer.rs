@@ -19,13 +19,16 @@
 //! act on every read as in training.
 //!
 //! **Compensation** ([`Compensation`]), as on the chip: right after
-//! programming and again at `t`, a reference read of the one-hot inputs
-//! through the same noisy periphery gives the mean |y| of the layer
-//! (`global`) or of each output line (`column`); the layer's outputs are
-//! multiplied digitally by the ratio, reference at programming over
-//! reference at `t` (aihwkit's GlobalDriftCompensation and
-//! PerColumnDriftCompensation). Drift with one ν for every device scales
-//! every conductance by the same factor, which `global` undoes exactly.
+//! programming (twice) and again at `t`, a reference read of the one-hot
+//! inputs through the same noisy periphery reads the layer's weights; the
+//! drift factor `f̂` of the layer (`global`) or of each output line
+//! (`column`) is the correlation of the read at `t` with the first read at
+//! programming over that of the two reads at programming
+//! ([`DriftReference::gains`]), and the layer's outputs are multiplied
+//! digitally by `1/f̂` (aihwkit's GlobalDriftCompensation and
+//! PerColumnDriftCompensation read the same one-hot inputs, and compare
+//! mean |y|). Drift with one ν for every device scales every conductance by
+//! the same factor, which `global` undoes exactly.
 //!
 //! **Seeds.** Each of K seeds draws its own read noise and 1/f noise, and
 //! for `fresh` and `write_verify` its own devices and programming error;
@@ -36,7 +39,7 @@ use super::config::SubstrateKind;
 use super::run_dir::{self, SavedParameters};
 use super::train::{evaluate_with, layer_seed};
 use super::{Config, RunResult};
-use crate::crossbar::{stream_seed, Crossbar, WriteVerify, WriteVerifyStats};
+use crate::crossbar::{stream_seed, Crossbar, DriftReference, WriteVerify, WriteVerifyStats};
 use crate::devices::array::NoiseRng;
 use crate::linalg::{Mat, Vector};
 use crate::network::{initial_parameters, Activation};
@@ -520,29 +523,26 @@ impl TrainedRun {
 /// Per-layer output scales of one compensation mode (`None`: outputs as read).
 type Gains = Vec<Option<Vec<f32>>>;
 
-/// The reference readouts of every layer for a compensation mode (`None`
-/// for `none`).
-fn readouts(arrays: &mut [Crossbar], mode: Compensation) -> Gains {
-    arrays
-        .iter_mut()
-        .map(|a| match mode {
-            Compensation::None => None,
-            Compensation::Global => Some(a.reference_readout(false)),
-            Compensation::Column => Some(a.reference_readout(true)),
-        })
-        .collect()
+/// Every layer's drift reference right after programming (`None` for
+/// compensation `none`).
+fn references(arrays: &mut [Crossbar], mode: Compensation) -> Option<Vec<DriftReference>> {
+    (mode != Compensation::None).then(|| arrays.iter_mut().map(|a| a.drift_reference()).collect())
 }
 
-/// The scales `reference at programming / reference now` of each layer.
-fn gains(at_programming: &Gains, now: &Gains) -> Gains {
-    at_programming
-        .iter()
-        .zip(now)
-        .map(|(r0, rt)| match (r0, rt) {
-            (Some(r0), Some(rt)) => Some(r0.iter().zip(rt).map(|(a, b)| a / b).collect()),
-            _ => None,
-        })
-        .collect()
+/// Every layer's output scales now, against its reference.
+fn gains(
+    arrays: &mut [Crossbar],
+    mode: Compensation,
+    at_programming: &Option<Vec<DriftReference>>,
+) -> Gains {
+    match at_programming {
+        None => vec![None; arrays.len()],
+        Some(refs) => arrays
+            .iter_mut()
+            .zip(refs)
+            .map(|(a, r)| Some(r.gains(&a.reference_read(), mode == Compensation::Column)))
+            .collect(),
+    }
 }
 
 /// The free prediction through `arrays`, each layer's outputs scaled by
@@ -674,12 +674,12 @@ pub fn infer_on(
             };
             // The reference readouts right after programming.
             freeze(&mut arrays, 0.0);
-            let baselines: Vec<Gains> = settings
+            let baselines: Vec<Option<Vec<DriftReference>>> = settings
                 .compensation
                 .iter()
                 .map(|&c| {
                     reseed(&mut arrays, 2 + c as u64, -1.0);
-                    readouts(&mut arrays, c)
+                    references(&mut arrays, c)
                 })
                 .collect();
             let mut clock = 0.0;
@@ -691,8 +691,7 @@ pub fn infer_on(
                 clock = t;
                 for (ci, &c) in settings.compensation.iter().enumerate() {
                     reseed(&mut arrays, 2 + c as u64, t);
-                    let now = readouts(&mut arrays, c);
-                    let g = gains(&baselines[ci], &now);
+                    let g = gains(&mut arrays, c, &baselines[ci]);
                     accuracy[ti][ci][r] = evaluate_with(test, classes, eval_batch, |x| {
                         predict_compensated(&mut arrays, &g, activation, x)
                     });
@@ -740,6 +739,32 @@ pub fn infer_on(
     })
 }
 
+/// A time in seconds in the largest unit (y, d, h, min, s) that keeps
+/// it ≥ 1: `3600` is `1 h`, `90` is `1.500 min`.
+pub fn duration_words(seconds: f64) -> String {
+    const UNITS: [(f64, &str); 5] = [
+        (365.0 * 86400.0, "y"),
+        (86400.0, "d"),
+        (3600.0, "h"),
+        (60.0, "min"),
+        (1.0, "s"),
+    ];
+    if seconds == 0.0 {
+        return "0 s".into();
+    }
+    let (size, unit) = UNITS
+        .iter()
+        .find(|(size, _)| seconds >= *size)
+        .copied()
+        .unwrap_or((1.0, "s"));
+    let v = seconds / size;
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0} {unit}")
+    } else {
+        format!("{v:.3} {unit}")
+    }
+}
+
 /// Writes `result` to `path` atomically (pretty JSON).
 pub fn write_result(path: &Path, result: &InferResult) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(result).context("serialising the inference result")?;
@@ -749,4 +774,53 @@ pub fn write_result(path: &Path, result: &InferResult) -> Result<()> {
 /// Reads an `infer.json`.
 pub fn read_result(path: &Path) -> Result<InferResult> {
     run_dir::read_json(path, "inference result")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_in_the_largest_whole_unit() {
+        assert_eq!(duration_words(0.0), "0 s");
+        assert_eq!(duration_words(1.0), "1 s");
+        assert_eq!(duration_words(3600.0), "1 h");
+        assert_eq!(duration_words(86400.0), "1 d");
+        assert_eq!(duration_words(31_536_000.0), "1 y");
+        assert_eq!(duration_words(0.5), "0.500 s");
+        assert_eq!(duration_words(90.0), "1.500 min");
+    }
+
+    #[test]
+    fn times_parse_sorted_and_bad_ones_name_the_flag() {
+        assert_eq!(parse_times("3600, 1,0").unwrap(), vec![0.0, 1.0, 3600.0]);
+        for bad in ["", "1,,2", "-1", "1e400", "nan", "2,2"] {
+            let e = format!("{:#}", parse_times(bad).unwrap_err());
+            assert!(e.contains("--times"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn mode_lists_parse_each_name_once() {
+        assert_eq!(
+            parse_programming("keep,write_verify").unwrap(),
+            vec![Programming::Keep, Programming::WriteVerify]
+        );
+        assert_eq!(
+            parse_compensation("column").unwrap(),
+            vec![Compensation::Column]
+        );
+        assert!(parse_compensation("none,none").is_err());
+        assert!(parse_programming("verify").is_err());
+    }
+
+    #[test]
+    fn spread_is_the_sample_statistics_of_the_finite_seeds() {
+        let (mean, std, min, max) = spread(&[Some(0.5), None, Some(0.7)]);
+        assert!((mean.unwrap() - 0.6).abs() < 1e-12);
+        assert!((std.unwrap() - 0.02f64.sqrt()).abs() < 1e-12);
+        assert_eq!((min, max), (Some(0.5), Some(0.7)));
+        assert_eq!(spread(&[None]), (None, None, None, None));
+        assert_eq!(spread(&[Some(0.4)]).1, None);
+    }
 }
