@@ -659,3 +659,39 @@ fn accumulated_read_noise_grows_as_the_aihwkit_1_over_f_law() {
         assert!((std - 1.0).abs() < 0.03, "t = {t}: std of z {std}");
     }
 }
+
+#[test]
+fn the_report_draws_accuracy_against_time_from_infer_json() {
+    let dir = run_dir(
+        "report",
+        &[
+            "--device",
+            "constant_step",
+            "--set",
+            "crossbar.output_noise=0",
+        ],
+    );
+    let d = dir.to_string_lossy().into_owned();
+    let (code, _, err) = dyadsim(&[
+        "infer",
+        &d,
+        "--times",
+        "1,3600",
+        "--program",
+        "keep,fresh",
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let out = dir.join("report");
+    let (code, _, err) = dyadsim(&["report", &d, "--out", &out.to_string_lossy()]);
+    assert_eq!(code, 0, "{err}");
+    for mode in ["keep", "fresh"] {
+        for ext in ["png", "svg"] {
+            let f = out.join(format!("figures/inference_accuracy_{mode}.{ext}"));
+            assert!(f.is_file(), "{}", f.display());
+        }
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Inference after programming"), "{md}");
+    assert!(md.contains("| fresh | none | 1 h |"), "{md}");
+}

@@ -220,7 +220,11 @@ fn row(p: &InferPoint, pulses: bool) -> Vec<String> {
     if pulses {
         match &p.program_pulses {
             Some(pp) => {
-                cells.push(format!("{:.1}", pp.per_weight));
+                cells.push(if pp.per_weight < 10.0 {
+                    format!("{:.3}", pp.per_weight)
+                } else {
+                    format!("{:.1}", pp.per_weight)
+                });
                 cells.push(format!("{:.1}", 100.0 * pp.converged_fraction));
             }
             None => cells.extend(["–".to_string(), "–".to_string()]),

@@ -849,7 +849,7 @@ fn inference_section(b: &mut Builder) -> Result<()> {
                 ),
                 p.program_pulses
                     .as_ref()
-                    .map_or_else(|| "–".into(), |pp| format!("{:.1}", pp.per_weight)),
+                    .map_or_else(|| "–".into(), |pp| format!("{:.3}", pp.per_weight)),
             ]
         })
         .collect();
