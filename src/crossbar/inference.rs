@@ -146,11 +146,11 @@ impl Crossbar {
                 }
                 let up = error > 0.0;
                 let (mean, variance) = self.pulse_moments(idx, up);
-                if !(mean > 0.0) {
+                if mean.is_nan() || mean <= 0.0 {
                     break;
                 }
                 let best = ((error.abs() - variance / (2.0 * mean)) / mean).round();
-                if !(best >= 1.0) {
+                if best.is_nan() || best < 1.0 {
                     break;
                 }
                 let count = best.min(max_pulses as f32) as i32;

@@ -624,7 +624,8 @@ impl ReadNoiseGrowth {
     /// `age_s` seconds after its write, for a window ending at `g_max_us`.
     pub fn sigma(&self, g_programmed_us: f64, g_max_us: f64, age_s: f64) -> f32 {
         let ratio = (age_s + self.t_read_s) / (2.0 * self.t_read_s);
-        if !(ratio > 1.0) {
+        // Below t_r (and for a NaN age) nothing has accumulated yet.
+        if ratio.is_nan() || ratio <= 1.0 {
             return 0.0;
         }
         let relative = (g_programmed_us.abs() / g_max_us).powf(self.exponent as f64);

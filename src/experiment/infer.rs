@@ -557,8 +557,8 @@ pub fn predict_compensated(
     let depth = arrays.len();
     let mut current = x.clone();
     let mut next = Mat::zeros(0, 0);
-    for k in 0..depth {
-        arrays[k].forward(&current, &mut next);
+    for (k, array) in arrays.iter_mut().enumerate() {
+        array.forward(&current, &mut next);
         if let Some(Some(g)) = gains.get(k) {
             scale_outputs(&mut next, g);
         }
