@@ -37,8 +37,9 @@ pub struct InferArgs {
     )]
     pub program: String,
     /// Drift compensation, comma-separated: none, global (one output scale
-    /// per layer), column (one per output line), each from a reference read
-    /// of the one-hot inputs at programming and at the time of the read.
+    /// per layer), column (one per output line), each from reference reads
+    /// of a fixed calibration set of ±1 inputs at programming and at the
+    /// time of the read, applied digitally to the layer's outputs.
     #[arg(
         help_heading = "What to evaluate",
         long,
@@ -71,7 +72,7 @@ pub struct InferArgs {
     /// Print the result as JSON on stdout (one line) instead of the table.
     #[arg(help_heading = "Output", long)]
     pub json: bool,
-    /// No heading on stderr.
+    /// No heading and no "wrote FILE" line on stderr.
     #[arg(help_heading = "Output", long)]
     pub quiet: bool,
 }

@@ -68,7 +68,7 @@ mod write;
 
 pub use config::{CrossbarConfig, InputScaling, Mapping};
 pub use counters::ReadStats;
-pub use inference::{DriftReference, WriteVerify, WriteVerifyStats};
+pub use inference::{DriftReference, WriteVerify, WriteVerifyStats, CALIBRATION_VECTORS};
 pub use periphery::{Converters, Periphery, ReadDirection};
 pub use state::CrossbarState;
 pub use transfer::{Algorithm, TransferConfig};

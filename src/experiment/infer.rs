@@ -19,16 +19,18 @@
 //! act on every read as in training.
 //!
 //! **Compensation** ([`Compensation`]), as on the chip: right after
-//! programming (twice) and again at `t`, a reference read of the one-hot
-//! inputs through the same noisy periphery reads the layer's weights; the
-//! drift factor `f̂` of the layer (`global`) or of each output line
-//! (`column`) is the correlation of the read at `t` with the first read at
-//! programming over that of the two reads at programming
-//! ([`DriftReference::gains`]), and the layer's outputs are multiplied
-//! digitally by `1/f̂` (aihwkit's GlobalDriftCompensation and
-//! PerColumnDriftCompensation read the same one-hot inputs, and compare
-//! mean |y|). Drift with one ν for every device scales every conductance by
-//! the same factor, which `global` undoes exactly.
+//! programming (twice) and again at `t`, a reference read of a fixed
+//! calibration set of ±1 inputs through the same noisy periphery reads the
+//! layer's weights ([`Crossbar::reference_read`]); the drift factor `f̂` of
+//! the layer (`global`) or of each output line (`column`) is the
+//! correlation of the read at `t` with the first read at programming over
+//! that of the two reads at programming ([`DriftReference::gains`]), and
+//! the layer's outputs are multiplied digitally by `1/f̂` before the
+//! activation (aihwkit's GlobalDriftCompensation and
+//! PerColumnDriftCompensation do this with one-hot reads and the ratio of
+//! mean |y|, which output noise pulls towards 1). Drift with one ν for
+//! every device scales every conductance by the same factor, which
+//! `global` undoes exactly.
 //!
 //! **Seeds.** Each of K seeds draws its own read noise and 1/f noise, and
 //! for `fresh` and `write_verify` its own devices and programming error;
@@ -154,17 +156,6 @@ fn parse_names<T: Copy + PartialEq>(
         out.push(*t);
     }
     Ok(out)
-}
-
-impl std::str::FromStr for Programming {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        let v = parse_names(s, &Programming::ALL, Programming::name, "--program")?;
-        match v.as_slice() {
-            [one] => Ok(*one),
-            _ => bail!("--program {s}: give one of keep, fresh, write_verify"),
-        }
-    }
 }
 
 /// Parses `--program keep,fresh` (each mode once).
@@ -672,7 +663,7 @@ pub fn infer_on(
                     a.freeze_accumulated_read_noise(&mut noise);
                 }
             };
-            // The reference readouts right after programming.
+            // The drift references right after programming.
             freeze(&mut arrays, 0.0);
             let baselines: Vec<Option<Vec<DriftReference>>> = settings
                 .compensation
