@@ -358,7 +358,8 @@ fn write_verify_refuses_a_device_without_a_pulse() {
 fn run_dir(key: &str, args: &[&str]) -> PathBuf {
     static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = std::env::temp_dir().join(format!("dyadsim-infer-{}-{key}", std::process::id()));
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("infer-{}-{key}", std::process::id()));
     if !dir.join("manifest.json").exists() {
         let mut all = vec![
             "train",
@@ -546,7 +547,8 @@ fn bad_input_is_refused_with_the_flag_and_its_range() {
     refused(&[d, "--test-size", "0"], &["--test-size"]);
     refused(&[d, "--test-size", "301"], &["--test-size 301", "300"]);
     refused(&[d, "--out", d], &["--out", "directory"]);
-    let empty = std::env::temp_dir().join(format!("dyadsim-infer-{}-empty", std::process::id()));
+    let empty =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("infer-{}-empty", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();
     refused(
         &[&empty.to_string_lossy()],
