@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Train a network (digital or crossbar substrate; discrete or ODE inference).
     Train(cli::train::TrainArgs),
+    /// Evaluate a trained crossbar run at times after programming (drift, programming error, compensation).
+    Infer(cli::infer::InferArgs),
     /// Angle between a rule's weight gradient and exact back-propagation's on one batch.
     Angle(cli::angle::AngleArgs),
     /// Reproduce the paper's Table 1 or Table 2 (Markdown and JSON output).
@@ -46,6 +48,7 @@ fn main() {
     let parsed = Cli::parse();
     let outcome = match &parsed.command {
         Command::Train(a) => cli::train::run_train(a),
+        Command::Infer(a) => cli::infer::run(a),
         Command::Angle(a) => cli::angle::run_angle(a),
         Command::Reproduce(a) => cli::reproduce::run_reproduce(a),
         Command::Devices(a) => cli::devices::run(a),

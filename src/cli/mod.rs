@@ -3,6 +3,7 @@
 pub mod angle;
 pub mod common;
 pub mod devices;
+pub mod infer;
 pub mod progress;
 pub mod report;
 pub mod reproduce;

@@ -48,7 +48,9 @@
 //! `counters` the read and converter counters (read energy) and the
 //! layer's typed hardware statistics ([`WeightArray::hardware_stats`]);
 //! `cache` the read caches a write keeps up to date; `write` the
-//! controller's writes; [`transfer`] the Tiki-Taka family (`crossbar.algorithm`:
+//! controller's writes; `inference` programming with error, write and
+//! verify, accumulated read noise and the compensation readout of
+//! `dyadsim infer`; [`transfer`] the Tiki-Taka family (`crossbar.algorithm`:
 //! a fast array, the hidden matrix and the transfers into the weights); `state` the serialisable device and continuation
 //! state. The vector kernels of the direct product are in
 //! `kernels::gather`.
@@ -57,6 +59,7 @@ mod cache;
 pub mod config;
 mod counters;
 pub mod ir_drop;
+mod inference;
 mod mapping;
 mod periphery;
 mod read_model;
@@ -66,6 +69,7 @@ mod write;
 
 pub use config::{CrossbarConfig, InputScaling, IrDropSolver, Mapping};
 pub use counters::ReadStats;
+pub use inference::{DriftReference, WriteVerify, WriteVerifyStats, CALIBRATION_VECTORS};
 pub use periphery::{Converters, Periphery, ReadDirection};
 pub use state::CrossbarState;
 pub use transfer::{Algorithm, TransferConfig};

@@ -760,6 +760,17 @@ impl DeviceArray {
         self.time += dt.max(0.0);
     }
 
+    /// Seconds since device `i` was last written: exact for a drifting
+    /// array (which keeps each device's write time), the array's clock for
+    /// one that does not drift (its write times are not kept).
+    pub fn time_since_write(&self, i: usize) -> f64 {
+        if self.kernel.drift {
+            self.time - self.t_programmed[i]
+        } else {
+            self.time
+        }
+    }
+
     /// Whether reads depend on the clock.
     pub fn drifts(&self) -> bool {
         self.kernel.drift

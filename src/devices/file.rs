@@ -10,8 +10,9 @@
 //! the table first, with the same checks.
 
 use super::{
-    Anchor, Bounds, Conductance, DeviceModel, Drift, Endurance, Faults, Noise, Pairing,
-    PiecewiseTable, PulseCost, Response, Step, StepConvention,
+    Anchor, Bounds, Conductance, DeviceModel, Drift, Endurance, Faults, InferenceNoise, Noise,
+    Pairing, PiecewiseTable, ProgramNoise, PulseCost, ReadNoiseGrowth, Response, Step,
+    StepConvention,
 };
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,69 @@ pub const RESPONSE_KEYS: &[(&str, ResponseKind)] = &[
     ("exp_z_slope", ResponseKind::Exponential),
     ("exp_z_offset", ResponseKind::Exponential),
 ];
+
+/// The optional keys of the inference noise model (absent = none): the
+/// programming-error polynomial (an array) and the 1/f read-noise growth
+/// (numbers), which `--set device.KEY=…` may add to a file that lacks them.
+pub const INFERENCE_KEYS: &[&str] = &[
+    "program_noise_us",
+    "read_noise_1f_q",
+    "read_noise_1f_exponent",
+    "read_noise_1f_max",
+    "read_noise_1f_t_read",
+];
+
+/// The inference noise of a file's optional keys: the four `read_noise_1f_*`
+/// keys go together (a missing one is named).
+fn inference_noise(r: &RawDeviceModel) -> Result<InferenceNoise> {
+    let program = r.program_noise_us.as_ref().map(|c| ProgramNoise {
+        coefficients_us: c.clone(),
+    });
+    let parts = [
+        ("read_noise_1f_q", r.read_noise_1f_q.map(f64::from)),
+        (
+            "read_noise_1f_exponent",
+            r.read_noise_1f_exponent.map(f64::from),
+        ),
+        ("read_noise_1f_max", r.read_noise_1f_max.map(f64::from)),
+        ("read_noise_1f_t_read", r.read_noise_1f_t_read),
+    ];
+    let given: Vec<&str> = parts
+        .iter()
+        .filter(|p| p.1.is_some())
+        .map(|p| p.0)
+        .collect();
+    let read_growth = match (
+        r.read_noise_1f_q,
+        r.read_noise_1f_exponent,
+        r.read_noise_1f_max,
+        r.read_noise_1f_t_read,
+    ) {
+        (Some(q), Some(exponent), Some(max), Some(t_read_s)) => Some(ReadNoiseGrowth {
+            q,
+            exponent,
+            max,
+            t_read_s,
+        }),
+        (None, None, None, None) => None,
+        _ => {
+            let missing: Vec<&str> = parts
+                .iter()
+                .filter(|p| p.1.is_none())
+                .map(|p| p.0)
+                .collect();
+            bail!(
+                "{} given without {}: the 1/f read-noise growth needs all four keys read_noise_1f_q, read_noise_1f_exponent, read_noise_1f_max, read_noise_1f_t_read (or none of them)",
+                given.join(", "),
+                missing.join(", ")
+            )
+        }
+    };
+    Ok(InferenceNoise {
+        program,
+        read_growth,
+    })
+}
 
 /// The table keys of `response = "piecewise"` (arrays of factors).
 pub const PIECEWISE_KEYS: [&str; 2] = ["piecewise_up", "piecewise_down"];
@@ -166,6 +230,20 @@ pub struct RawDeviceModel {
     pub refresh_threshold: f32,
     pub pulse_width_ns: f64,
     pub pulse_energy_pj: f64,
+    /// Programming-error polynomial (µS) of the target conductance;
+    /// optional, absent = no programming error ([`super::ProgramNoise`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program_noise_us: Option<Vec<f64>>,
+    /// Accumulated 1/f read noise after programming ([`super::ReadNoiseGrowth`]);
+    /// the four keys are optional and go together (absent = none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_noise_1f_q: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_noise_1f_exponent: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_noise_1f_max: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_noise_1f_t_read: Option<f64>,
     /// `[recommended]`: crossbar settings (`crossbar.KEY`) the model needs
     /// to learn, applied unless the run sets them; optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -306,6 +384,7 @@ impl TryFrom<RawDeviceModel> for DeviceModel {
                 Response::Piecewise(PiecewiseTable::new(&up, &down)?)
             }
         };
+        let inference = inference_noise(&r)?;
         Ok(DeviceModel {
             name: r.name,
             description: r.description,
@@ -361,6 +440,7 @@ impl TryFrom<RawDeviceModel> for DeviceModel {
                 pulse_width_ns: r.pulse_width_ns,
                 pulse_energy_pj: r.pulse_energy_pj,
             },
+            inference,
             recommended: r.recommended,
             fit: r.fit,
         })
@@ -452,6 +532,15 @@ impl From<&DeviceModel> for RawDeviceModel {
             refresh_threshold: m.pairing.refresh_threshold,
             pulse_width_ns: m.cost.pulse_width_ns,
             pulse_energy_pj: m.cost.pulse_energy_pj,
+            program_noise_us: m
+                .inference
+                .program
+                .as_ref()
+                .map(|p| p.coefficients_us.clone()),
+            read_noise_1f_q: m.inference.read_growth.map(|g| g.q),
+            read_noise_1f_exponent: m.inference.read_growth.map(|g| g.exponent),
+            read_noise_1f_max: m.inference.read_growth.map(|g| g.max),
+            read_noise_1f_t_read: m.inference.read_growth.map(|g| g.t_read_s),
             recommended: m.recommended.clone(),
             fit: m.fit.clone(),
         }
@@ -571,8 +660,19 @@ fn apply_override(
             table.insert(field.to_string(), number);
             return Ok(());
         }
-        if PIECEWISE_KEYS.contains(&field) {
+        if PIECEWISE_KEYS.contains(&field) || field == "program_noise_us" {
             table.insert(field.to_string(), float_array(field, value, origin)?);
+            return Ok(());
+        }
+        if INFERENCE_KEYS.contains(&field) {
+            let number = match value {
+                toml::Value::Integer(i) => toml::Value::Float(*i as f64),
+                toml::Value::Float(_) => value.clone(),
+                _ => bail!(
+                    "device.{field} = {value}: expected a number (an inference noise parameter, for model file {origin})"
+                ),
+            };
+            table.insert(field.to_string(), number);
             return Ok(());
         }
         let mut known: Vec<&String> = table.keys().collect();

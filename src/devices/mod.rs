@@ -557,6 +557,83 @@ pub struct Drift {
     pub t0: f64,
 }
 
+/// The noise of a device programmed once and read for inference long
+/// after (aihwkit's PCMLikeNoiseModel, Nandakumar et al., ICECS 2019; its
+/// published constants are in `device_models/pcm.toml`): the programming
+/// error of a fresh write and the 1/f read noise accumulated since. Both
+/// are optional in a model file; absent, a model has neither.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InferenceNoise {
+    /// Programming error (key `program_noise_us`).
+    pub program: Option<ProgramNoise>,
+    /// Read noise that grows with the time since programming (keys
+    /// `read_noise_1f_*`).
+    pub read_growth: Option<ReadNoiseGrowth>,
+}
+
+/// Programming error of a device written to a target conductance `G_T`
+/// without verification: `G = G_T + σ_prog(G_T) ξ`, ξ ~ N(0, 1), with
+/// `σ_prog(G_T) = max(0, Σ_k c_k ĝ^k)` µS and `ĝ = G_T/G_max`
+/// (aihwkit PCMLikeNoiseModel `apply_programming_noise_to_conductance`,
+/// coefficients `prog_coeff`; key `program_noise_us = [c_0, c_1, …]`). The
+/// coefficients are for this model's `G_max` (aihwkit fitted its PCM
+/// coefficients at 25 µS and scales σ by `G_max/25 µS` for other windows).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProgramNoise {
+    /// `c_0, c_1, …` (µS).
+    pub coefficients_us: Vec<f64>,
+}
+
+/// Read noise accumulated since programming, 1/f noise integrated over
+/// the time `t` since the device's write (aihwkit PCMLikeNoiseModel
+/// `apply_drift_noise_to_conductance`): a device read at time `t` shows
+/// `G(t)(1 + σ(t) ξ)`, one ξ per device and evaluation time, with
+/// `σ(t) = min(Q_max, Q/max(ĝ_p^e, 10⁻³)) · √ln((t + t_r)/(2 t_r))` for
+/// `t > t_r` (0 before), `ĝ_p = G_p/G_max` the programmed conductance.
+/// aihwkit measures `t` from `t₀` before the inference time (its `t =
+/// t_inference + t₀`); here `t` is the time since the write.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReadNoiseGrowth {
+    /// `Q` (key `read_noise_1f_q`; aihwkit 0.0088).
+    pub q: f32,
+    /// `e` (key `read_noise_1f_exponent`; aihwkit 0.65).
+    pub exponent: f32,
+    /// `Q_max` (key `read_noise_1f_max`; aihwkit 0.2).
+    pub max: f32,
+    /// `t_r` (s; key `read_noise_1f_t_read`; aihwkit 250 ns).
+    pub t_read_s: f64,
+}
+
+impl ProgramNoise {
+    /// `σ_prog` (µS) at the target conductance `g_target_us`, for a model
+    /// whose window ends at `g_max_us`.
+    pub fn sigma_us(&self, g_target_us: f64, g_max_us: f64) -> f64 {
+        let x = g_target_us / g_max_us;
+        let mut power = 1.0;
+        let mut sigma = 0.0;
+        for c in &self.coefficients_us {
+            sigma += c * power;
+            power *= x;
+        }
+        sigma.max(0.0)
+    }
+}
+
+impl ReadNoiseGrowth {
+    /// The relative σ of a device programmed to `g_programmed_us` and read
+    /// `age_s` seconds after its write, for a window ending at `g_max_us`.
+    pub fn sigma(&self, g_programmed_us: f64, g_max_us: f64, age_s: f64) -> f32 {
+        let ratio = (age_s + self.t_read_s) / (2.0 * self.t_read_s);
+        // Below t_r (and for a NaN age) nothing has accumulated yet.
+        if ratio.is_nan() || ratio <= 1.0 {
+            return 0.0;
+        }
+        let relative = (g_programmed_us.abs() / g_max_us).powf(self.exponent as f64);
+        let q = (self.q as f64 / relative.max(1e-3)).min(self.max as f64);
+        (q * ratio.ln().sqrt()) as f32
+    }
+}
+
 /// How the devices of a weight's pair are operated.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Pairing {
@@ -614,6 +691,8 @@ pub struct DeviceModel {
     pub pairing: Pairing,
     /// Cost-model constants of a write pulse.
     pub cost: PulseCost,
+    /// Programming error and accumulated read noise of inference.
+    pub inference: InferenceNoise,
     /// Crossbar settings the model recommends (`[recommended]`), if any.
     pub recommended: Option<file::Recommended>,
     /// How `dyadsim devices fit` made the model, if it did (`[fit]`: the
@@ -873,7 +952,87 @@ impl DeviceModel {
         if self.pairing.one_sided && !b.bounded {
             bail!("device model {origin}: one_sided = true needs bounded = true");
         }
+        self.validate_inference(origin)
+    }
+
+    /// Range checks of the inference noise keys (errors name the key).
+    fn validate_inference(&self, origin: &str) -> Result<()> {
+        let c = &self.conductance;
+        if let Some(p) = &self.inference.program {
+            let k = &p.coefficients_us;
+            if k.is_empty() || k.len() > 8 {
+                bail!(
+                    "device model {origin}: program_noise_us has {} coefficients: give 1 to 8 (µS, c_0 + c_1 ĝ + …), or leave the key out for no programming error",
+                    k.len()
+                );
+            }
+            if let Some((i, v)) = k.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                bail!("device model {origin}: program_noise_us[{i}] = {v} must be finite");
+            }
+            // σ_prog must not be negative inside the window (aihwkit's
+            // quadratic is positive on it; a negative one is a typo).
+            for step in 0..=100 {
+                let g = c.g_min_us + (c.g_max_us - c.g_min_us) * step as f64 / 100.0;
+                let x = g / c.g_max_us;
+                let raw: f64 = k
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| v * x.powi(i as i32))
+                    .sum();
+                if raw < 0.0 {
+                    bail!(
+                        "device model {origin}: program_noise_us gives σ_prog = {raw:.4} µS < 0 at G = {g:.3} µS (G/G_max = {x:.3}): the polynomial must be ≥ 0 over [g_min_us, g_max_us]"
+                    );
+                }
+            }
+        }
+        if let Some(r) = &self.inference.read_growth {
+            for (key, v) in [
+                ("read_noise_1f_q", r.q as f64),
+                ("read_noise_1f_exponent", r.exponent as f64),
+            ] {
+                if !(v.is_finite() && v >= 0.0) {
+                    bail!("device model {origin}: {key} = {v} is out of range: must be finite and ≥ 0");
+                }
+            }
+            if !(r.max.is_finite() && r.max > 0.0 && r.max <= 10.0) {
+                bail!(
+                    "device model {origin}: read_noise_1f_max = {} is out of range: (0, 10] (a relative σ)",
+                    r.max
+                );
+            }
+            if !(r.t_read_s.is_finite() && r.t_read_s > 0.0) {
+                bail!(
+                    "device model {origin}: read_noise_1f_t_read = {} is out of range: must be > 0 s",
+                    r.t_read_s
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// σ of the programming error in normalised conductance at the target
+    /// `g` (0 without `program_noise_us`; [`ProgramNoise`]).
+    pub fn program_sigma(&self, g: f32) -> f32 {
+        let Some(p) = &self.inference.program else {
+            return 0.0;
+        };
+        let c = &self.conductance;
+        let span = c.g_max_us - c.g_min_us;
+        let g_us = c.g_min_us + g as f64 * span;
+        (p.sigma_us(g_us, c.g_max_us) / span) as f32
+    }
+
+    /// Relative σ of the read noise accumulated `age_s` seconds after a
+    /// device was programmed to `g` (normalised; 0 without
+    /// `read_noise_1f_*`; [`ReadNoiseGrowth`]).
+    pub fn accumulated_read_sigma(&self, g: f32, age_s: f64) -> f32 {
+        let Some(r) = &self.inference.read_growth else {
+            return 0.0;
+        };
+        let c = &self.conductance;
+        let g_us = c.g_min_us + g as f64 * (c.g_max_us - c.g_min_us);
+        r.sigma(g_us, c.g_max_us, age_s)
     }
 
     /// Nominal step per pulse `Δg_min` actually used: the level spacing when

@@ -1,6 +1,7 @@
 //! Experiments: configuration, the training loop and result files.
 
 pub mod config;
+pub mod infer;
 pub mod npz;
 pub mod provenance;
 pub mod result;

@@ -122,16 +122,28 @@ pub fn build_network_from(cfg: &ValidConfig, params: Vec<(Mat, Vector)>) -> Resu
 
 /// Accuracy of the free prediction on a split (`None` if any output is not finite).
 pub fn evaluate(net: &mut Network, split: &Split, eval_batch: usize) -> Option<f64> {
+    let classes = net.layers[net.depth() - 1].n_out();
+    evaluate_with(split, classes, eval_batch, |x| net.predict(x))
+}
+
+/// Accuracy on a split of the predictions `predict` makes for each batch
+/// of `eval_batch` images (`classes` outputs per image; `None` if any
+/// output is not finite).
+pub fn evaluate_with(
+    split: &Split,
+    classes: usize,
+    eval_batch: usize,
+    mut predict: impl FnMut(&Mat) -> Mat,
+) -> Option<f64> {
     if split.is_empty() {
         return None;
     }
-    let classes = net.layers[net.depth() - 1].n_out();
     let (mut x, mut y) = (Mat::zeros(0, 0), Mat::zeros(0, 0));
     let mut correct = 0usize;
     let indices: Vec<usize> = (0..split.len()).collect();
     for chunk in indices.chunks(eval_batch) {
         split.batch(chunk, classes, &mut x, &mut y);
-        let out = net.predict(&x);
+        let out = predict(&x);
         if out.iter().any(|v| !v.is_finite()) {
             return None;
         }

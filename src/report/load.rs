@@ -112,6 +112,8 @@ pub struct Dataset {
     pub settings: Option<StoredSettings>,
     /// Lines that could not be read.
     pub warnings: Vec<String>,
+    /// The run directory's `infer.json` (`dyadsim infer`), if it has one.
+    pub inference: Option<crate::experiment::infer::InferResult>,
 }
 
 fn load_run_dir(dir: &Path) -> Result<Dataset> {
@@ -125,6 +127,19 @@ fn load_run_dir(dir: &Path) -> Result<Dataset> {
         Config::from_file(&config_path)?
     } else {
         Config::default()
+    };
+    let mut warnings = Vec::new();
+    let infer_path = dir.join(crate::experiment::infer::INFER_FILE);
+    let inference = if infer_path.is_file() {
+        match crate::experiment::infer::read_result(&infer_path) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                warnings.push(format!("{e:#} (left out of the report)"));
+                None
+            }
+        }
+    } else {
+        None
     };
     let status = match result.status {
         crate::experiment::result::RunStatus::Ok => JobStatus::Ok,
@@ -140,6 +155,8 @@ fn load_run_dir(dir: &Path) -> Result<Dataset> {
             config,
             result: Some(result),
         }],
+        warnings,
+        inference,
         ..Default::default()
     })
 }
@@ -211,6 +228,7 @@ fn load_jsonl(paths: &[PathBuf], source: String) -> Result<Dataset> {
         axis_order,
         settings: None,
         warnings,
+        inference: None,
     })
 }
 

@@ -432,6 +432,7 @@ pub fn generate_from(data: &Dataset, options: &ReportOptions) -> Result<ReportSu
     accuracy_figures(&mut b)?;
     dynamics_figures(&mut b)?;
     hardware_figures(&mut b)?;
+    inference_section(&mut b)?;
     let tech = table::technology_for(data, options.technology.as_deref())?;
     feasibility_section(&mut b, options, &tech)?;
     // The table behind it all, flat, for pandas or a spreadsheet.
@@ -739,6 +740,120 @@ fn accuracy_figures(b: &mut Builder) -> Result<()> {
         "Share of runs per cell that diverged (non-finite or runaway states/weights) or failed, on a fixed 0–100 % colour scale."
             .into(),
     )?;
+    Ok(())
+}
+
+/// Accuracy against the time after programming (`dyadsim infer`'s
+/// `infer.json` in the run directory): one figure per programming mode,
+/// one series per compensation mode (mean ± sample standard deviation over
+/// the seeds), and the points as a table.
+fn inference_section(b: &mut Builder) -> Result<()> {
+    use crate::experiment::infer::duration_words;
+    let Some(inference) = b.data.inference.clone() else {
+        return Ok(());
+    };
+    b.blocks
+        .push(Block::Heading(2, "Inference after programming".into()));
+    let seeds = inference.seeds.len();
+    b.blocks.push(Block::Para(format!(
+        "`dyadsim infer` on the trained `{}` crossbars ({}), {} test images, {}{}: the test accuracy at each time after the weights were programmed, with the devices' drift, programming error and accumulated read noise as the device model gives them.",
+        inference.device_model,
+        inference.arch,
+        inference.test_images,
+        count(seeds, "seed"),
+        inference
+            .trained_test_accuracy
+            .map(|a| format!("; {:.2} % at the end of training", 100.0 * a))
+            .unwrap_or_default()
+    )));
+    let mut times: Vec<f64> = inference.points.iter().map(|p| p.time_s).collect();
+    times.sort_by(f64::total_cmp);
+    times.dedup();
+    let categories: Vec<String> = times.iter().map(|t| duration_words(*t)).collect();
+    let mut modes = Vec::new();
+    for p in &inference.points {
+        if !modes.contains(&p.program) {
+            modes.push(p.program);
+        }
+    }
+    for mode in modes {
+        let mut compensations = Vec::new();
+        for p in inference.points.iter().filter(|p| p.program == mode) {
+            if !compensations.contains(&p.compensation) {
+                compensations.push(p.compensation);
+            }
+        }
+        let series: Vec<Series> = compensations
+            .iter()
+            .map(|&c| Series {
+                label: format!("compensation {c}"),
+                points: inference
+                    .points
+                    .iter()
+                    .filter(|p| p.program == mode && p.compensation == c)
+                    .filter_map(|p| {
+                        let x = times.iter().position(|t| *t == p.time_s)? as f64;
+                        let y = 100.0 * p.test_accuracy?;
+                        Some((x, y, 100.0 * p.test_accuracy_std.unwrap_or(0.0)))
+                    })
+                    .collect(),
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        b.figure(
+            Figure::Lines {
+                title: format!("Test accuracy after programming ({mode})"),
+                x_label: "time after programming".into(),
+                y_label: "test accuracy (%)".into(),
+                x_categories: Some(categories.clone()),
+                series,
+                y_limits: PERCENT,
+            },
+            &format!("inference_accuracy_{mode}"),
+            format!(
+                "Test accuracy against the time after programming, programming `{mode}`, mean ± sample standard deviation over {}; one series per drift compensation.",
+                count(seeds, "seed")
+            ),
+        )?;
+    }
+    let header = [
+        "program",
+        "compensation",
+        "time",
+        "test accuracy",
+        "± std",
+        "min – max",
+        "pulses per weight",
+    ]
+    .map(String::from)
+    .to_vec();
+    let pct = |v: Option<f64>| v.map_or_else(|| "–".into(), |v| format!("{:.2} %", 100.0 * v));
+    let rows = inference
+        .points
+        .iter()
+        .map(|p| {
+            vec![
+                p.program.to_string(),
+                p.compensation.to_string(),
+                duration_words(p.time_s),
+                pct(p.test_accuracy),
+                p.test_accuracy_std
+                    .map_or_else(|| "–".into(), |s| format!("{:.2}", 100.0 * s)),
+                format!(
+                    "{} – {}",
+                    pct(p.test_accuracy_min),
+                    pct(p.test_accuracy_max)
+                ),
+                p.program_pulses
+                    .as_ref()
+                    .map_or_else(|| "–".into(), |pp| format!("{:.3}", pp.per_weight)),
+            ]
+        })
+        .collect();
+    b.blocks.push(Block::Table(header, rows));
     Ok(())
 }
 
