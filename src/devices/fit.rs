@@ -892,7 +892,9 @@ fn derive(
                 };
                 let m = &means[dir];
                 values.push((format!("exp_a_{name}"), -m.c[1] / m.c[0]));
-                values.push((format!("exp_gamma_{name}"), k));
+                // The model's down factor is 1 − A_down e^{−γ_down z}
+                // (z = x here): γ_down = −k; up, 1 − A_up e^{γ_up z}: γ_up = k.
+                values.push((format!("exp_gamma_{name}"), if dir == 0 { k } else { -k }));
             }
             (dw, u)
         }
