@@ -5,13 +5,12 @@
 //! and the reference read that drift compensation scales the outputs by.
 
 use super::Crossbar;
-use crate::devices::array::{pair_pulses, NoiseRng};
+use crate::devices::array::{normal, pair_pulses, NoiseRng};
 use crate::devices::Position;
 use crate::linalg::{Mat, Vector};
 use crate::substrate::WeightArray;
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
-use rand_distr::StandardNormal;
 
 /// Write-and-verify programming: per cross-point, read the weight and
 /// pulse towards the target until it is within `tolerance` or
@@ -56,12 +55,6 @@ pub const CALIBRATION_VECTORS: usize = 64;
 /// Seed of the calibration inputs (fixed: the reads at programming and at
 /// the time of the reads must see the same inputs).
 const CALIBRATION_SEED: u64 = 0xD81F_7A2C_3B49_E605;
-
-/// One standard normal draw.
-#[inline]
-fn normal(rng: &mut NoiseRng) -> f32 {
-    rng.sample::<f32, _>(StandardNormal)
-}
 
 impl Crossbar {
     /// Number of devices (both of each differential pair).

@@ -616,6 +616,26 @@ pub struct LineSolveCounts {
     pub unconverged: u64,
 }
 
+impl LineSolveCounts {
+    /// Counts one exact solve of `sweeps` sweeps.
+    fn record_exact(&mut self, sweeps: u32, converged: bool) {
+        self.refreshes += 1;
+        self.sweeps_total += sweeps as u64;
+        self.sweeps_max = self.sweeps_max.max(sweeps);
+        self.unconverged += (!converged) as u64;
+    }
+}
+
+/// The sign device column `c` enters its output with: `G⁺` (even
+/// columns) adds, `G⁻` (odd) subtracts.
+fn column_sign(c: usize) -> f64 {
+    if c.is_multiple_of(2) {
+        1.0
+    } else {
+        -1.0
+    }
+}
+
 /// The read weights of a layer with line resistance: its tiles' transfer
 /// matrices in weight units, for the device generation each was computed at.
 #[derive(Clone, Debug, Default)]
@@ -686,6 +706,13 @@ impl Crossbar {
         }
     }
 
+    /// `w_scale/(G_max − G_min)`: turns a column current per volt (S)
+    /// into weight units (`w = w_scale (G⁺ − G⁻)/(G_max − G_min)`).
+    fn weight_per_siemens(&self) -> f64 {
+        let span_s = (self.model.conductance.g_max_us - self.model.conductance.g_min_us) * 1e-6;
+        self.config.w_scale as f64 / span_s
+    }
+
     /// The tiles of this layer (`crossbar.tile_rows × tile_cols`).
     pub fn tiles(&self) -> Vec<TileSpan> {
         tiles(
@@ -739,21 +766,16 @@ impl Crossbar {
         let Some(lines) = self.lines.as_deref_mut() else {
             return Vec::new();
         };
-        let counts = &mut lines.counts;
-        counts.refreshes += 1;
         match self.config.ir_drop {
             IrDropSolver::Exact => {
-                let settings = SolveSettings {
-                    tolerance: self.config.ir_drop_tolerance,
-                    max_iterations: self.config.ir_drop_max_iterations,
-                };
-                let (t, sweeps, converged) = network.transfer_matrix(settings);
-                counts.sweeps_total += sweeps as u64;
-                counts.sweeps_max = counts.sweeps_max.max(sweeps);
-                counts.unconverged += (!converged) as u64;
+                let (t, sweeps, converged) = network.transfer_matrix(solve_settings(&self.config));
+                lines.counts.record_exact(sweeps, converged);
                 t
             }
-            IrDropSolver::FirstOrder => network.first_order_transfer(),
+            IrDropSolver::FirstOrder => {
+                lines.counts.refreshes += 1;
+                network.first_order_transfer()
+            }
         }
     }
 
@@ -772,9 +794,7 @@ impl Crossbar {
             return;
         }
         let (n_out, n_in) = (self.n_out, self.n_in);
-        // w = w_scale (G⁺ − G⁻)/(G_max − G_min): currents per volt to weights.
-        let span_s = (self.model.conductance.g_max_us - self.model.conductance.g_min_us) * 1e-6;
-        let k = self.config.w_scale as f64 / span_s;
+        let k = self.weight_per_siemens();
         let mut w = vec![0.0f64; n_out * (n_in + 1)];
         for tile in self.tiles() {
             let t = self.tile_transfer(tile, direction);
@@ -789,8 +809,7 @@ impl Crossbar {
                         ReadDirection::Forward => t[b * tile.rows + a],
                         ReadDirection::Transposed => t[a * tile.cols + b],
                     };
-                    let sign = if c % 2 == 0 { 1.0 } else { -1.0 };
-                    w[c / 2 + j * n_out] += sign * k * value;
+                    w[c / 2 + j * n_out] += column_sign(c) * k * value;
                 }
             }
         }
@@ -817,13 +836,9 @@ impl Crossbar {
     /// what a Tiki-Taka transfer reads from its fast array.
     pub(super) fn line_column(&mut self, j: usize, out: &mut Vec<f32>) {
         let n_out = self.n_out;
-        let span_s = (self.model.conductance.g_max_us - self.model.conductance.g_min_us) * 1e-6;
-        let k = self.config.w_scale as f64 / span_s;
+        let k = self.weight_per_siemens();
         let mut w = vec![0.0f64; n_out];
-        let settings = SolveSettings {
-            tolerance: self.config.ir_drop_tolerance,
-            max_iterations: self.config.ir_drop_max_iterations,
-        };
+        let settings = solve_settings(&self.config);
         let spans: Vec<TileSpan> = self
             .tiles()
             .into_iter()
@@ -839,11 +854,7 @@ impl Crossbar {
                 IrDropSolver::Exact => {
                     let s = network.solve(&drive, 1, settings);
                     if let Some(lines) = self.lines.as_deref_mut() {
-                        let c = &mut lines.counts;
-                        c.refreshes += 1;
-                        c.sweeps_total += s.iterations as u64;
-                        c.sweeps_max = c.sweeps_max.max(s.iterations);
-                        c.unconverged += (!s.converged) as u64;
+                        lines.counts.record_exact(s.iterations, s.converged);
                     }
                     s.currents
                 }
@@ -856,8 +867,7 @@ impl Crossbar {
             };
             for (b, current) in currents.iter().enumerate() {
                 let c = tile.col + b;
-                let sign = if c % 2 == 0 { 1.0 } else { -1.0 };
-                w[c / 2] += sign * k * current;
+                w[c / 2] += column_sign(c) * k * current;
             }
         }
         out.extend(w.iter().map(|v| *v as f32));
@@ -876,6 +886,14 @@ impl Crossbar {
 }
 
 use crate::substrate::{FullScaleRead, IrDropStats};
+
+/// The exact solve's stopping rule from the `[crossbar]` settings.
+fn solve_settings(config: &super::CrossbarConfig) -> SolveSettings {
+    SolveSettings {
+        tolerance: config.ir_drop_tolerance,
+        max_iterations: config.ir_drop_max_iterations,
+    }
+}
 
 impl Crossbar {
     /// The layer's IR-drop statistics (`None` with ideal lines): its solve
@@ -932,10 +950,7 @@ impl Crossbar {
     /// devices cut into `tile_rows × tile_cols` tiles, solved exactly.
     fn full_scale_read(&self, tile_rows: usize, tile_cols: usize) -> FullScaleRead {
         let n_out = self.n_out;
-        let settings = SolveSettings {
-            tolerance: self.config.ir_drop_tolerance,
-            max_iterations: self.config.ir_drop_max_iterations,
-        };
+        let settings = solve_settings(&self.config);
         let spans = tiles(self.n_in + 1, 2 * n_out, tile_rows, tile_cols);
         let (mut loss_sum, mut loss_max, mut cells) = (0.0f64, 0.0f64, 0usize);
         let (mut line_power, mut total_power) = (0.0f64, 0.0f64);
@@ -962,14 +977,12 @@ impl Crossbar {
                     loss_max = loss_max.max(loss);
                     cells += 1;
                     let c = tile.col + b;
-                    let sign = if c % 2 == 0 { 1.0 } else { -1.0 };
-                    ideal[c / 2] += sign * self.cell_conductance_s(tile.row + a, c);
+                    ideal[c / 2] += column_sign(c) * self.cell_conductance_s(tile.row + a, c);
                 }
             }
             for (b, current) in s.currents.iter().enumerate() {
                 let c = tile.col + b;
-                let sign = if c % 2 == 0 { 1.0 } else { -1.0 };
-                with_lines[c / 2] += sign * current;
+                with_lines[c / 2] += column_sign(c) * current;
             }
         }
         let rms = |v: &mut dyn Iterator<Item = f64>| {

@@ -308,9 +308,10 @@ pub trait WriteSink {
 pub const PREFETCH_AHEAD: usize = 16;
 
 /// One standard normal straight from the stream (device-to-device draws
-/// at construction; the per-pulse draws come from a [`NormalPool`]).
+/// at construction, and inference's programming and verify draws; the
+/// per-pulse draws come from a [`NormalPool`]).
 #[inline(always)]
-fn normal(rng: &mut NoiseRng) -> f32 {
+pub(crate) fn normal(rng: &mut NoiseRng) -> f32 {
     rng.sample::<f32, _>(StandardNormal)
 }
 
